@@ -1,0 +1,125 @@
+"""The platform interface: where a stack runs. Scenarios only ever see these types.
+
+Why a Protocol and plain dataclasses: the same scenario must run on the local platform (processes and
+network namespaces on this machine) and on Kubernetes; Testground's lesson is that the runner interface
+must be small and that a missing capability is an explicit ``Unsupported`` (turned into a skip with the
+reason in the report), never a silent pass.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Component = Literal["node", "gate", "inspector", "etcd", "postgres"]
+COMPONENTS: tuple[str, ...] = ("node", "gate", "inspector", "etcd", "postgres")
+
+
+class Unsupported(Exception):
+    """The platform cannot do this here (missing privilege, kernel feature, tool). The message says why;
+    scenarios turn it into a skip with that reason in the report."""
+
+
+class PlatformError(Exception):
+    """Deploying or operating the stack failed; the message names what and where (log file)."""
+
+
+@dataclass(frozen=True)
+class Timers:
+    """Cluster timers in seconds. Defaults are the reference stack's fast test timers; Goverse v0.1.1's
+    defaults are lease 15, stability 10, tick 5, call timeout 30 (see docs/definitions.md)."""
+
+    lease_ttl: float = 3.0
+    stability: float = 1.0
+    tick: float = 0.25
+    call_timeout: float = 5.0
+    shutdown_grace: float = 10.0
+
+    @staticmethod
+    def goverse_defaults() -> Timers:
+        return Timers(lease_ttl=15.0, stability=10.0, tick=5.0, call_timeout=30.0, shutdown_grace=30.0)
+
+    def failover_budget(self, margin: float = 3.0) -> float:
+        """A node's shards should move within TTL + stability + a few ticks; budgets scale from this."""
+        return self.lease_ttl + self.stability + 4 * self.tick + margin
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What to deploy. ``stack`` is ``reference`` (harness.refstack) or ``goverse`` (user binaries)."""
+
+    stack: Literal["reference", "goverse"] = "reference"
+    nodes: int = 3
+    gates: int = 2
+    inspector: bool = True
+    etcd_members: int = 1
+    shards: int = 64
+    prefix: str = "/goverse"
+    timers: Timers = field(default_factory=Timers)
+    bugs: tuple[str, ...] = ()
+    version: str = "A"  # reference stack's reported version (rolling upgrade scenarios)
+    goverse_node_bin: str | None = None
+    goverse_gate_bin: str | None = None
+    goverse_inspector_bin: str | None = None
+    isolate_network: bool | None = None  # None: use namespaces when privileges allow
+    fault_proxies: bool = True  # wire TCP fault proxies on node->postgres and gate->node links
+
+
+@dataclass
+class Instance:
+    """One running (or stopped) process of the stack."""
+
+    name: str  # e.g. "node-0", "gate-1", "etcd-0", "postgres", "inspector"
+    component: str
+    host: str  # IP the instance listens on
+    api_url: str | None = None  # gate: client HTTP API; node: internal API; inspector: HTTP
+    ops_url: str | None = None  # /healthz /ready /metrics
+    pid: int | None = None
+    running: bool = False
+    log_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    gates: list[str]  # base URLs of gate client APIs, e.g. http://10.77.0.21:8080
+    inspector: str | None
+    etcd: list[str]  # client URLs
+    postgres_dsn_redacted: str  # never contains the password
+    prefix: str
+    shards: int
+
+
+@runtime_checkable
+class Deployment(Protocol):
+    """A deployed stack and the controls scenarios use. All waits take a deadline in seconds and raise
+    ``TimeoutError`` naming what was not reached."""
+
+    spec: StackSpec
+
+    def endpoints(self) -> Endpoints: ...
+    def instances(self, component: str | None = None) -> list[Instance]: ...
+    def instance(self, name: str) -> Instance: ...
+
+    def kill(self, name: str, sig: int = _signal.SIGKILL) -> None: ...
+    def stop(self, name: str, graceful: bool = True) -> int | None: ...
+    def start(self, name: str) -> None: ...
+    def restart(self, name: str, graceful: bool = True) -> None: ...
+    def pause(self, name: str) -> None: ...
+    def resume(self, name: str) -> None: ...
+    def scale(self, component: str, n: int) -> list[str]: ...
+
+    def shard_map(self) -> dict[int, tuple[str, str]]: ...
+    def live_nodes(self) -> set[str]: ...
+    def wait_ready(self, timeout: float) -> float: ...
+    def wait_converged(self, timeout: float) -> float: ...
+
+    def capabilities(self) -> dict[str, str | None]: ...
+    def teardown(self) -> None: ...
+
+
+class Platform(Protocol):
+    name: str
+
+    def deploy(self, spec: StackSpec, run_dir: str) -> Deployment: ...
+    def doctor(self) -> list[tuple[str, bool, str]]: ...
