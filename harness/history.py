@@ -46,6 +46,7 @@ class Event:
     op_id: int | None = None
     error: str | None = None
     node: str | None = None  # instance that served / was targeted, when known (e.g. "gate-0")
+    extra: dict[str, Any] | None = None  # e.g. {"gate": "gate-0", "node": "node-1", "epoch": 42}
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
@@ -62,6 +63,7 @@ class Event:
             op_id=d.get("op_id"),
             error=d.get("error"),
             node=d.get("node"),
+            extra=d.get("extra"),
         )
 
 
@@ -81,6 +83,7 @@ class Op:
     t_complete: float
     error: str | None = None
     node: str | None = None
+    extra: dict[str, Any] | None = None
 
     @property
     def latency_s(self) -> float:
@@ -149,6 +152,7 @@ class History:
                     t_complete=ev.t,
                     error=ev.error,
                     node=ev.node or inv.node,
+                    extra=ev.extra,
                 )
             )
         for inv in pending.values():
@@ -277,11 +281,12 @@ class Recorder:
         return op_id
 
     def complete(self, op_id: int, type_: str, process: str, f: str, key: str | None = None,
-                 value: Any = None, error: str | None = None, node: str | None = None) -> None:
+                 value: Any = None, error: str | None = None, node: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         if type_ not in COMPLETION_TYPES:
             raise ValueError(f"completion type must be one of {sorted(COMPLETION_TYPES)}, got {type_!r}")
         self.add(Event(t=self.now(), type=type_, process=process, f=f, key=key, value=value,
-                       op_id=op_id, error=error, node=node))
+                       op_id=op_id, error=error, node=node, extra=extra))
 
     def nemesis_start(self, kind: str, target: Any = None, params: dict[str, Any] | None = None) -> str:
         fid = f"f{next(self._fault_ids)}"
