@@ -1,0 +1,37 @@
+"""Scenario budgets derived from the stack's timers, never hard-coded in scenario bodies.
+
+Why derived: the same scenario runs against the reference stack with fast timers (lease 3 s, stability
+1 s, tick 0.25 s) and against real Goverse v0.1.1 (15 s, 10 s, 5 s). A node's shards can only move after
+its lease expired, membership was stable for the stability window and a few management ticks passed, so
+every failover budget is that sum plus a fixed allowance for process start and client timeouts. With the
+fast timers these give the numbers in SCENARIOS.md (e.g. RTO ≤ 10 s for a node SIGKILL).
+"""
+
+from __future__ import annotations
+
+from harness.platforms.base import Timers
+
+
+def failover(t: Timers, allowance: float = 5.0) -> float:
+    """A dead node's shards are served again: lease expiry + stability + 4 ticks + allowance."""
+    return round(t.lease_ttl + t.stability + 4 * t.tick + allowance, 2)
+
+
+def handover(t: Timers, allowance: float = 1.0) -> float:
+    """A graceful handover (no lease expiry to wait for): stability + 4 ticks + allowance."""
+    return round(t.stability + 4 * t.tick + allowance, 2)
+
+
+def gate_restart(t: Timers, allowance: float = 4.0) -> float:
+    """A gate restart: clients fail over to another gate; the restarted gate needs its shard map."""
+    return round(4 * t.tick + allowance, 2)
+
+
+def convergence(t: Timers, allowance: float = 5.0) -> float:
+    """Cluster back to target == current everywhere after the last heal."""
+    return round(t.lease_ttl + t.stability + 8 * t.tick + allowance, 2)
+
+
+def bootstrap(t: Timers, allowance: float = 8.0) -> float:
+    """Cold start to converged: stability window + a few ticks + process start allowance."""
+    return round(t.stability + 8 * t.tick + allowance, 2)

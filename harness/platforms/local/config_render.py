@@ -1,0 +1,112 @@
+"""Render the Goverse YAML configuration for a local topology (pure: data in, dict out).
+
+Why pure: the same topology must give the same file every time, and the rendering is tested without
+starting anything. The reference stack understands a few extension keys (lease TTL, tick, shutdown
+grace, password file) that real Goverse v0.1.1 does not; they are only emitted for ``stack=reference``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.platforms.base import StackSpec
+
+
+@dataclass(frozen=True)
+class NodeAddr:
+    id: str
+    host: str
+    api_port: int
+    ops_port: int
+
+
+@dataclass(frozen=True)
+class GateAddr:
+    id: str
+    host: str
+    http_port: int
+    ops_port: int
+    grpc_port: int
+
+
+@dataclass(frozen=True)
+class InspectorAddr:
+    host: str
+    http_port: int
+    grpc_port: int
+
+
+@dataclass
+class Topology:
+    """Addresses of every stack process; what the config and the Deployment agree on."""
+
+    etcd_endpoints: list[str]
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_database: str
+    pg_password_file: str
+    nodes: list[NodeAddr] = field(default_factory=list)
+    gates: list[GateAddr] = field(default_factory=list)
+    inspector: InspectorAddr | None = None
+
+
+def _dur(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms}ms"
+
+
+def render_config(spec: StackSpec, topo: Topology) -> dict[str, Any]:
+    """The YAML document (as a dict) for every process of the stack."""
+    t = spec.timers
+    cluster: dict[str, Any] = {
+        "shards": spec.shards,
+        "provider": "etcd",
+        "etcd": {"endpoints": list(topo.etcd_endpoints), "prefix": spec.prefix},
+        "cluster_state_stability_duration": _dur(t.stability),
+        "default_call_timeout": _dur(t.call_timeout),
+    }
+    postgres: dict[str, Any] = {
+        "host": topo.pg_host,
+        "port": topo.pg_port,
+        "user": topo.pg_user,
+        "database": topo.pg_database,
+        "sslmode": "disable",
+    }
+    if spec.stack == "reference":
+        cluster.update(lease_ttl=_dur(t.lease_ttl), management_tick=_dur(t.tick),
+                       shutdown_grace=_dur(t.shutdown_grace))
+        postgres["password_file"] = topo.pg_password_file
+    doc: dict[str, Any] = {
+        "version": 1,
+        "cluster": cluster,
+        "postgres": postgres,
+        "nodes": [
+            {
+                "id": n.id,
+                "grpc_addr": f"{n.host}:{n.api_port}",
+                "advertise_addr": f"{n.host}:{n.api_port}",
+                "http_addr": f"{n.host}:{n.ops_port}",
+            }
+            for n in topo.nodes
+        ],
+        "gates": [
+            {
+                "id": g.id,
+                "grpc_addr": f"{g.host}:{g.grpc_port}",
+                "advertise_addr": f"{g.host}:{g.grpc_port}",
+                "http_addr": f"{g.host}:{g.http_port}",
+                "ops_addr": f"{g.host}:{g.ops_port}",
+            }
+            for g in topo.gates
+        ],
+    }
+    if topo.inspector is not None:
+        i = topo.inspector
+        doc["inspector"] = {
+            "grpc_addr": f"{i.host}:{i.grpc_port}",
+            "http_addr": f"{i.host}:{i.http_port}",
+            "advertise_addr": f"{i.host}:{i.grpc_port}",
+        }
+    return doc

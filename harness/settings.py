@@ -1,0 +1,185 @@
+"""One typed, validated settings object for a run.
+
+Sources, highest priority first: command-line / pytest options, ``GVH_*`` environment variables, an
+optional YAML file (``--gvh-config`` or ``GVH_CONFIG``), defaults. Everything is validated before anything
+is deployed: a bad value stops the run with one message naming the setting, where it came from and what
+is allowed (never a half-deployed stack).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.platforms.base import StackSpec, Timers
+
+# Seeded bugs of the reference stack (docs/seeded-bugs.md). Kept here so a typo fails before deploying.
+KNOWN_BUGS: tuple[str, ...] = (
+    "ack-before-persist",
+    "no-fencing",
+    "stale-overwrite-on-rejoin",
+    "no-dedup",
+    "ignore-sigterm",
+    "ready-latched",
+    "slow-failover",
+    "lose-state-on-handover",
+    "env-ignored",
+    "no-secret-reload",
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value. The message names it and the allowed values."""
+
+
+class Settings(BaseModel):
+    """Everything a run can be told. Field docs are what `--help` shows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    platform: Literal["local", "kind", "kubernetes"] = "local"
+    stack: Literal["reference", "goverse"] = "reference"
+    nodes: int = Field(3, ge=1, le=16)
+    gates: int = Field(2, ge=1, le=8)
+    shards: int = Field(64, ge=1, le=16384)
+    etcd_members: Literal[1, 3] = 1
+    artifacts: Path = Path("artifacts")
+    keep_stack: bool = False
+    seed: int = 0
+    bugs: tuple[str, ...] = ()
+    isolate_network: bool | None = None
+    # timers (seconds); reference-stack fast defaults
+    lease_ttl: float = Field(3.0, gt=0, le=120)
+    stability: float = Field(1.0, ge=0, le=120)
+    tick: float = Field(0.25, gt=0, le=60)
+    call_timeout: float = Field(5.0, gt=0, le=120)
+    shutdown_grace: float = Field(10.0, gt=0, le=300)
+    # real Goverse (stack=goverse)
+    goverse_node_bin: Path | None = None
+    goverse_gate_bin: Path | None = None
+    goverse_inspector_bin: Path | None = None
+    object_type: str = "Counter"
+    # kubernetes
+    kube_context: str | None = None
+    allow_context: str | None = None
+    cluster_name: str = "goverse-harness"
+    keep_cluster: bool = False
+    image: str = "goverse-harness/refstack:dev"
+
+    @field_validator("bugs", mode="before")
+    @classmethod
+    def _split_bugs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(b.strip() for b in v.split(",") if b.strip())
+        if isinstance(v, list | tuple):
+            out: list[str] = []
+            for item in v:
+                out.extend(b.strip() for b in str(item).split(",") if b.strip())
+            return tuple(out)
+        return v
+
+    @field_validator("bugs")
+    @classmethod
+    def _known_bugs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [b for b in v if b not in KNOWN_BUGS]
+        if unknown:
+            raise ValueError(f"unknown seeded bug {', '.join(unknown)}; allowed: {', '.join(KNOWN_BUGS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.bugs and self.stack != "reference":
+            raise ValueError("bugs: seeded bugs exist only in the reference stack (stack=reference)")
+        if self.stack == "goverse" and self.platform == "local":
+            missing = [n for n in ("goverse_node_bin", "goverse_gate_bin") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required with stack=goverse on the local platform "
+                                 "(path to your Goverse binary)")
+            for n in ("goverse_node_bin", "goverse_gate_bin", "goverse_inspector_bin"):
+                p = getattr(self, n)
+                if p is not None and not Path(p).is_file():
+                    raise ValueError(f"{n}: no such file {p}")
+        return self
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def timers(self) -> Timers:
+        return Timers(lease_ttl=self.lease_ttl, stability=self.stability, tick=self.tick,
+                      call_timeout=self.call_timeout, shutdown_grace=self.shutdown_grace)
+
+    def stack_spec(self, **overrides: Any) -> StackSpec:
+        base: dict[str, Any] = dict(
+            stack=self.stack, nodes=self.nodes, gates=self.gates, shards=self.shards,
+            etcd_members=self.etcd_members, timers=self.timers, bugs=self.bugs,
+            isolate_network=self.isolate_network,
+            goverse_node_bin=str(self.goverse_node_bin) if self.goverse_node_bin else None,
+            goverse_gate_bin=str(self.goverse_gate_bin) if self.goverse_gate_bin else None,
+            goverse_inspector_bin=str(self.goverse_inspector_bin) if self.goverse_inspector_bin else None,
+        )
+        base.update(overrides)
+        return StackSpec(**base)
+
+    def public(self) -> dict[str, Any]:
+        """What goes into run.json (no secrets exist in settings; paths as strings)."""
+        return self.model_dump(mode="json")
+
+
+ENV_PREFIX = "GVH_"
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        key = ENV_PREFIX + name.upper()
+        if key in env and env[key] != "":
+            out[name] = env[key]
+    return out
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise SettingsError(f"config file: {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file: {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SettingsError(f"config file: {path} must hold a mapping of setting: value")
+    return {str(k).replace("-", "_"): v for k, v in doc.items()}
+
+
+def load_settings(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                  config_file: str | Path | None = None) -> Settings:
+    """Merge the sources and validate; raises SettingsError with one clear message."""
+    env = os.environ if env is None else env
+    sources: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    cfg = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if cfg:
+        layer = _from_file(Path(cfg))
+        merged.update(layer)
+        sources.update({k: f"config file {cfg}" for k in layer})
+    layer = _from_env(env)
+    merged.update(layer)
+    sources.update({k: f"environment {ENV_PREFIX}{k.upper()}" for k in layer})
+    layer = {k: v for k, v in (cli or {}).items() if v is not None and v != () and v != []}
+    merged.update(layer)
+    sources.update({k: "command line" for k in layer})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        src = sources.get(loc.split(".")[0], "default")
+        if err.get("type") == "extra_forbidden":
+            allowed = ", ".join(sorted(Settings.model_fields))
+            raise SettingsError(f"{loc}: unknown setting (from {src}); known settings: {allowed}") from None
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r} from {src})"
+        raise SettingsError(f"{loc}: {msg}{shown}") from None

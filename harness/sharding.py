@@ -1,0 +1,46 @@
+"""Goverse's object → shard mapping (FNV-1a 32-bit of the id bytes, mod shard count).
+
+Why here and not only in the reference stack: the workload picks keys that cover distinct shards so a
+partial outage (one node's shards) shows as partial availability, and it must compute shards exactly as
+Goverse does (contract §4.2), including the ``shard#<N>/<x>`` pinned-id form.
+"""
+
+from __future__ import annotations
+
+import re
+
+FNV32_OFFSET = 0x811C9DC5
+FNV32_PRIME = 0x01000193
+_PINNED = re.compile(r"^shard#(\d+)/")
+
+
+def fnv1a32(data: bytes) -> int:
+    h = FNV32_OFFSET
+    for b in data:
+        h ^= b
+        h = (h * FNV32_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def shard_of(object_id: str, shards: int) -> int:
+    if shards <= 0:
+        raise ValueError(f"shards must be > 0, got {shards}")
+    m = _PINNED.match(object_id)
+    if m:
+        return int(m.group(1)) % shards
+    return fnv1a32(object_id.encode("utf-8")) % shards
+
+
+def keys_covering_shards(prefix: str, count: int, shards: int) -> list[str]:
+    """``count`` ids ``<prefix><i>`` chosen so they fall on distinct shards (as many as possible)."""
+    chosen: list[str] = []
+    seen: set[int] = set()
+    i = 0
+    while len(chosen) < count and i < count * 1000:
+        key = f"{prefix}{i}"
+        s = shard_of(key, shards)
+        if s not in seen or len(seen) >= shards:
+            seen.add(s)
+            chosen.append(key)
+        i += 1
+    return chosen
