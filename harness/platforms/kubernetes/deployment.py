@@ -1,0 +1,319 @@
+"""A deployed stack on Kubernetes: instances, controls, waits and teardown (``base.Deployment``).
+
+Instance names are the harness's (``node-0``, ``gate-1``, ``etcd-0``, ``postgres``, ``inspector``);
+StatefulSet pods map by ordinal, Deployment pods by slot (``slots``). Everything is reached through
+port-forwards (``portforward``): gates' client APIs, the inspector, and etcd for the shard-map oracle.
+
+Kubernetes differs from processes in one way scenarios notice: a deleted pod is recreated at once by
+its controller. So ``kill`` and ``restart`` delete the pod and ``start`` waits for its replacement;
+``stop`` (keep it down) and ``pause`` (SIGSTOP) raise ``Unsupported`` with that reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal as _signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.platforms.base import Endpoints, Instance, StackSpec, Unsupported
+from harness.platforms.kubernetes import apply as k8s
+from harness.platforms.kubernetes import conditions, naming, slots, stackconfig, watch
+from harness.platforms.kubernetes.chaos_runner import ChaosRunner
+from harness.platforms.kubernetes.portforward import PortForward
+from harness.waiting import Deadline, wait_until
+
+log = logging.getLogger(__name__)
+
+_COMPONENT_PORTS = {"node": ("node_api", "node_ops"), "gate": ("gate_http", "gate_ops"),
+                    "inspector": ("inspector_http", "inspector_http")}
+
+
+class KubernetesDeployment:
+    def __init__(self, spec: StackSpec, api: Any, namespace: str, run_id: str, run_dir: Path,
+                 on_teardown: Any = None) -> None:
+        from kubernetes import client
+
+        self.spec = spec
+        self.api = api
+        self.namespace = namespace
+        self.run_id = run_id
+        self.run_dir = Path(run_dir)
+        self.core = client.CoreV1Api(api)
+        self.dyn = k8s.dynamic(api)
+        self.chaos = ChaosRunner(self.dyn, namespace, run_id)
+        self.ports = stackconfig.REFERENCE_PORTS if spec.stack == "reference" else stackconfig.GOVERSE_PORTS
+        self._gate_slots: list[str | None] = []
+        self._forwards: dict[str, PortForward] = {}
+        self._on_teardown = on_teardown
+        self._torn_down = False
+
+    def injector(self) -> Any:
+        """The nemesis asks the deployment for its fault injector (``pytest_plugin._injector_for``)."""
+        from harness.platforms.kubernetes.injector import KubernetesInjector
+
+        return KubernetesInjector(self)
+
+    # --- pods and instances ------------------------------------------------------------------------
+
+    def _pods(self, component: str) -> list[dict[str, Any]]:
+        """Live (not terminating) pods of ``component``, oldest first."""
+        sel = ",".join(f"{k}={v}" for k, v in naming.component_selector(component).items())
+        items = k8s.resource(self.dyn, "v1", "Pod").get(namespace=self.namespace, label_selector=sel).to_dict()["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        return sorted(live, key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
+
+    def _replicas(self, component: str) -> int:
+        kind, name = naming.WORKLOADS[component]
+        obj = k8s.resource(self.dyn, "apps/v1", kind).get(name=name, namespace=self.namespace)
+        return int(obj.spec.replicas or 0)
+
+    def _slot_table(self, component: str) -> list[str | None]:
+        live = [p["metadata"]["name"] for p in self._pods(component)]
+        if component == "gate":
+            self._gate_slots = slots.reassign(self._gate_slots, live, self._replicas("gate"))
+            return self._gate_slots
+        return slots.reassign([], live, 1)
+
+    def pod_name(self, instance: str) -> str:
+        component, pod = naming.pod_for_instance(instance)
+        if pod is not None:
+            return pod
+        table = self._slot_table(component)
+        index = 0 if instance == "inspector" else int(instance.rsplit("-", 1)[1])
+        if index >= len(table) or table[index] is None:
+            raise KeyError(f"{instance}: no live pod holds this slot")
+        return table[index]  # type: ignore[return-value]
+
+    def instances(self, component: str | None = None) -> list[Instance]:
+        out = []
+        for comp in (component,) if component else ("etcd", "postgres", "node", "gate", "inspector"):
+            pods = {p["metadata"]["name"]: p for p in self._pods(comp)}
+            if comp in ("etcd", "node"):
+                names = {f"{comp}-{i}": naming.statefulset_pod(comp, i) for i in range(self._replicas(comp))}
+            elif comp == "postgres":
+                names = {"postgres": naming.statefulset_pod("postgres", 0)}
+            elif comp == "inspector":
+                table = self._slot_table("inspector")
+                names = {"inspector": table[0]} if table and table[0] else {}
+            else:
+                names = slots.instance_names("gate", self._slot_table("gate"))
+            for inst, pod_name in sorted(names.items()):
+                pod = pods.get(pod_name)
+                out.append(Instance(name=inst, component=comp, host=(pod or {}).get("status", {}).get("podIP") or "",
+                                    running=bool(pod and conditions.pod_ready(pod)),
+                                    log_path=str(self.run_dir / "logs" / f"{inst}.log")))
+        return out
+
+    def instance(self, name: str) -> Instance:
+        for inst in self.instances(naming.pod_for_instance(name)[0]):
+            if inst.name == name:
+                return inst
+        raise KeyError(name)
+
+    # --- endpoints ---------------------------------------------------------------------------------
+
+    def _forward(self, key: str, instance: str, port: int) -> PortForward:
+        if key not in self._forwards:
+            self._forwards[key] = PortForward(self.core, self.namespace, lambda: self.pod_name(instance), port)
+        return self._forwards[key]
+
+    def _etcd_pod(self) -> str:
+        ready = [p["metadata"]["name"] for p in self._pods("etcd") if conditions.pod_ready(p)]
+        return ready[0] if ready else naming.statefulset_pod("etcd", 0)
+
+    def endpoints(self) -> Endpoints:
+        gates = [self._forward(f"gate-{i}", f"gate-{i}", self.ports["gate_http"]).url()
+                 for i in range(len(self._slot_table("gate")))]
+        inspector = (self._forward("inspector", "inspector", self.ports["inspector_http"]).url()
+                     if self.spec.inspector else None)
+        if "etcd" not in self._forwards:
+            self._forwards["etcd"] = PortForward(self.core, self.namespace, self._etcd_pod, 2379)
+        return Endpoints(gates=gates, inspector=inspector, etcd=[self._forwards["etcd"].address],
+                         postgres_dsn_redacted=f"postgresql://goverse:***@goverse-postgres.{self.namespace}:5432/goverse",
+                         prefix=self.spec.prefix, shards=self.spec.shards)
+
+    # --- controls ----------------------------------------------------------------------------------
+
+    def delete_pod(self, pod: str, grace_period: int | None = None) -> str:
+        """Delete a pod (``grace_period=0``: at once, like SIGKILL); returns its uid."""
+        obj = self.core.read_namespaced_pod(pod, self.namespace)
+        uid = obj.metadata.uid
+        self.core.delete_namespaced_pod(pod, self.namespace, grace_period_seconds=grace_period)
+        return uid
+
+    def kill(self, name: str, sig: int = _signal.SIGKILL) -> None:
+        if sig == _signal.SIGKILL:
+            self.delete_pod(self.pod_name(name), grace_period=0)
+        elif sig == _signal.SIGTERM:
+            self.delete_pod(self.pod_name(name))
+        else:
+            raise Unsupported(f"Kubernetes delivers only SIGTERM (graceful delete) and SIGKILL (grace 0), "
+                              f"not {_signal.Signals(sig).name}")
+
+    def stop(self, name: str, graceful: bool = True) -> int | None:
+        raise Unsupported("on Kubernetes a stopped pod is recreated at once by its controller; "
+                          "use kill/restart, or scale the component down")
+
+    def start(self, name: str) -> None:
+        """The controller restarts pods by itself: wait until the instance's pod is ready again."""
+        self._wait_instance_ready(name, None, self.spec.timers.failover_budget(60))
+
+    def restart(self, name: str, graceful: bool = True) -> None:
+        old_uid = self.delete_pod(self.pod_name(name), grace_period=None if graceful else 0)
+        self._wait_instance_ready(name, old_uid, self.spec.timers.shutdown_grace + 120)
+
+    def _wait_instance_ready(self, name: str, old_uid: str | None, timeout: float) -> None:
+        component = naming.pod_for_instance(name)[0]
+        pods_res = k8s.resource(self.dyn, "v1", "Pod")
+
+        def ready(objs: Mapping[str, Mapping[str, Any]]) -> tuple[bool, str]:
+            try:
+                pod = self.pod_name(name)
+            except KeyError:
+                return False, f"{name}: no pod yet"
+            obj = objs.get(pod)
+            if obj is None or (old_uid and obj["metadata"]["uid"] == old_uid):
+                return False, f"{name}: waiting for a new pod"
+            problem = conditions.pod_problem(obj)
+            if problem:
+                return False, f"{pod}: {problem}"
+            return conditions.pod_ready(obj), f"{pod} ready={conditions.pod_ready(obj)}"
+
+        sel = ",".join(f"{k}={v}" for k, v in naming.component_selector(component).items())
+        watch.wait_list(self.dyn, pods_res, self.namespace, ready, timeout, f"{name} ready", label_selector=sel)
+
+    def pause(self, name: str) -> None:
+        raise Unsupported("SIGSTOP cannot reach a container's PID 1 from inside its PID namespace, and "
+                          "Kubernetes has no pause API; use a partition or pod-failure instead")
+
+    def resume(self, name: str) -> None:
+        raise Unsupported("pause is not supported on Kubernetes")
+
+    def scale(self, component: str, n: int) -> list[str]:
+        """Scale nodes (StatefulSet) or gates (Deployment) to ``n``; returns the instances added/removed."""
+        if component not in ("node", "gate"):
+            raise Unsupported(f"only nodes and gates scale, not {component}")
+        before = {i.name for i in self.instances(component)}
+        kind, name = naming.WORKLOADS[component]
+        k8s.patch_merge(self.dyn, "apps/v1", kind, name, self.namespace, {"spec": {"replicas": n}})
+        self.wait_rollout(component, self.spec.timers.failover_budget(120))
+        after = {i.name for i in self.instances(component)}
+        return sorted(before ^ after)
+
+    def wait_rollout(self, component: str, timeout: float) -> float:
+        kind, name = naming.WORKLOADS[component]
+        return self.wait_workload(kind, name, timeout)
+
+    def wait_workload(self, kind: str, name: str, timeout: float) -> float:
+        t0 = time.monotonic()
+        api = "batch/v1" if kind == "Job" else "apps/v1"
+
+        def done(obj: Mapping[str, Any] | None) -> tuple[bool, str]:
+            return (False, "not created") if obj is None else conditions.progress(obj)
+
+        watch.wait_object(self.dyn, k8s.resource(self.dyn, api, kind), self.namespace, name, done, timeout,
+                          f"{kind}/{name} rolled out")
+        return time.monotonic() - t0
+
+    def rollout_restart(self, component: str) -> None:
+        """``kubectl rollout restart``: a new pod-template annotation makes the controller roll every pod."""
+        kind, name = naming.WORKLOADS[component]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        k8s.patch_merge(self.dyn, "apps/v1", kind, name, self.namespace, {"spec": {"template": {"metadata": {
+            "annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}})
+
+    def patch_configmap(self, name: str, data: Mapping[str, str]) -> None:
+        k8s.patch_merge(self.dyn, "v1", "ConfigMap", name, self.namespace, {"data": dict(data)})
+
+    def patch_secret(self, name: str, string_data: Mapping[str, str]) -> None:
+        """Merge ``stringData`` (the API server encodes it); mounted files follow within the kubelet's sync."""
+        k8s.patch_merge(self.dyn, "v1", "Secret", name, self.namespace, {"stringData": dict(string_data)})
+
+    # --- cluster state oracles ---------------------------------------------------------------------
+
+    def _etcd_view(self) -> Any:
+        from harness.platforms.local.shardmap import EtcdView
+
+        return EtcdView(self.endpoints().etcd, self.spec.prefix, self.spec.shards)
+
+    def advertise_names(self) -> dict[str, str]:
+        port = self.ports["node_api"]
+        return {f"{p['status'].get('podIP')}:{port}": naming.instance_for_pod("node", p["metadata"]["name"]) or ""
+                for p in self._pods("node") if p["status"].get("podIP")}
+
+    def shard_map(self) -> dict[int, tuple[str, str]]:
+        names = self.advertise_names()
+        return {i: (names.get(t, t), names.get(c, c)) for i, (t, c) in self._etcd_view().state().shards.items()}
+
+    def live_nodes(self) -> set[str]:
+        names = self.advertise_names()
+        return {names.get(n, n) for n in self._etcd_view().state().nodes}
+
+    def wait_converged(self, timeout: float) -> float:
+        t0 = time.monotonic()
+        view = self._etcd_view()
+        wait_until(lambda: view.state().converged, timeout,
+                   "shard map converged (every shard target == current, owner alive)",
+                   interval=0.2, describe=lambda: str(view.state().summary(self.advertise_names())))
+        return time.monotonic() - t0
+
+    def wait_ready(self, timeout: float) -> float:
+        deadline = Deadline(timeout)
+        t0 = time.monotonic()
+        for component in ("etcd", "postgres", "node", "gate", "inspector"):
+            if component == "inspector" and not self.spec.inspector:
+                continue
+            self.wait_rollout(component, max(1.0, deadline.remaining()))
+        self.wait_converged(max(1.0, deadline.remaining()))
+        return time.monotonic() - t0
+
+    def capabilities(self) -> dict[str, str | None]:
+        chaos_ok = self.chaos.available()
+        no_cm = "Chaos Mesh is not installed in this cluster (helm install chaos-mesh, see docs/kubernetes.md)"
+        return {
+            "kill": None, "restart": None, "scale": None,
+            "stop": "a deleted pod is recreated at once by its controller",
+            "pause": "no SIGSTOP for a container's PID 1 on Kubernetes",
+            "partition": None if chaos_ok else (
+                "NetworkPolicy fallback only: shapes isolate-node, node-etcd, node-postgres, gates-node; "
+                "needs a CNI that enforces NetworkPolicy; established connections may survive"),
+            "latency": None if chaos_ok else no_cm,
+            "timeout": None if chaos_ok else no_cm,
+            "reset": "no TCP-reset fault in Chaos Mesh",
+            "cpu-stress": None if chaos_ok else no_cm,
+            "memory-pressure": None if chaos_ok else no_cm,
+            "disk": None if chaos_ok else no_cm,
+        }
+
+    # --- logs and teardown -------------------------------------------------------------------------
+
+    def collect_logs(self) -> Path:
+        """Every container's log (and the previous one after a restart) into ``<run_dir>/logs``."""
+        out = self.run_dir / "logs"
+        out.mkdir(parents=True, exist_ok=True)
+        for pod in self.core.list_namespaced_pod(self.namespace).items:
+            names = [c.name for c in (pod.spec.init_containers or []) + pod.spec.containers]
+            for c in names:
+                for previous in (False, True):
+                    with contextlib.suppress(Exception):
+                        text = self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, container=c,
+                                                                 previous=previous, _request_timeout=20)
+                        suffix = ".previous" if previous else ""
+                        (out / f"{pod.metadata.name}.{c}{suffix}.log").write_text(text)
+        return out
+
+    def teardown(self) -> None:
+        """Close port-forwards, recover chaos, delete the namespace and wait until it is gone. Idempotent."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        for pf in self._forwards.values():
+            pf.close()
+        self._forwards.clear()
+        if self._on_teardown is not None:
+            self._on_teardown(self)
+

@@ -1,0 +1,190 @@
+"""Applies ``harness.faults`` on Kubernetes: pod deletion through the API, everything else through
+Chaos Mesh, and a NetworkPolicy partition fallback when Chaos Mesh is absent.
+
+Each ``inject`` returns ``Injected(targets, heal, detail)`` like the local injector; the nemesis records
+the start and stop and guarantees heal. What this platform cannot do raises ``Unsupported`` with the
+reason, which the scenario reports as a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal as _signal
+from typing import Any
+
+from harness.faults.nemesis import Injected
+from harness.faults.shapes import grudge_for
+from harness.faults.spec import (
+    CpuStress,
+    DiskFault,
+    Fault,
+    Kill,
+    Latency,
+    MemoryPressure,
+    Partition,
+    Restart,
+    ScaleTo,
+    Timeout,
+    resolve_link,
+    resolve_target,
+)
+from harness.platforms.base import Unsupported
+from harness.platforms.kubernetes import apply as k8s
+from harness.platforms.kubernetes import chaos, naming, netpol, plan
+from harness.platforms.kubernetes.deployment import KubernetesDeployment
+
+_counter = itertools.count()
+
+
+class KubernetesInjector:
+    def __init__(self, deployment: KubernetesDeployment, chaos_timeout: float = 60.0) -> None:
+        self.dep = deployment
+        self.chaos_timeout = chaos_timeout
+
+    def topology(self) -> dict[str, str]:
+        return {i.name: i.component for i in self.dep.instances()}
+
+    def _name(self, what: str) -> str:
+        return f"gvh-{self.dep.run_id}-{what}-{next(_counter)}"
+
+    def inject(self, fault: Fault) -> Injected:
+        handler = getattr(self, f"_inject_{fault.kind.replace('-', '_')}", None)
+        if handler is None:
+            raise Unsupported(f"the Kubernetes platform cannot apply {fault.kind!r} faults")
+        return handler(fault)  # type: ignore[no-any-return]
+
+    def _need_chaos_mesh(self, what: str) -> None:
+        if not self.dep.chaos.available():
+            raise Unsupported(f"{what} needs Chaos Mesh, which is not installed in this cluster")
+
+    def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: dict[str, Any]) -> Injected:
+        scoped = [chaos.scope(cr, self.dep.namespace, self.dep.run_id) for cr in crs]
+        applied: list[dict[str, Any]] = []
+        try:
+            for cr in scoped:
+                self.dep.chaos.inject(cr, timeout=self.chaos_timeout)
+                applied.append(cr)
+        except BaseException:
+            for cr in applied:
+                self.dep.chaos.recover(cr, timeout=self.chaos_timeout)
+            raise
+
+        def heal() -> dict[str, Any]:
+            clean = [self.dep.chaos.recover(cr, timeout=self.chaos_timeout) for cr in applied]
+            return {"recovered": all(clean), "forced": [c["metadata"]["name"] for c, ok in zip(applied, clean,
+                                                                                             strict=True) if not ok]}
+
+        return Injected(targets, heal, {**detail, "experiments": [c["metadata"]["name"] for c in scoped]})
+
+    # --- pod lifecycle -------------------------------------------------------------------------------
+
+    def _inject_kill(self, fault: Kill) -> Injected:
+        if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
+            raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
+        targets = resolve_target(fault.target, self.topology())
+        for t in targets:
+            self.dep.kill(t, fault.signum)
+
+        def heal() -> dict[str, Any]:
+            for t in targets:
+                self.dep.start(t)
+            return {"replaced": targets}
+        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
+
+    def _inject_restart(self, fault: Restart) -> Injected:
+        targets = resolve_target(fault.target, self.topology())
+        for t in targets:
+            self.dep.restart(t, graceful=fault.graceful)
+        return Injected(targets, lambda: {"restarted": targets}, {"graceful": fault.graceful})
+
+    def _inject_scale(self, fault: ScaleTo) -> Injected:
+        before = len(self.dep.instances(fault.component))
+        changed = self.dep.scale(fault.component, fault.n)
+        return Injected(changed, lambda: {"changed": self.dep.scale(fault.component, before)},
+                        {"from": before, "to": fault.n})
+
+    # --- network -------------------------------------------------------------------------------------
+
+    def _inject_partition(self, fault: Partition) -> Injected:
+        topo = self.topology()
+        if self.dep.chaos.available():
+            grudge = grudge_for(fault.shape, topo, fault.target, fault.one_way)
+            pods = {h: self.dep.pod_name(h) for h in grudge}
+            pods.update({h: self.dep.pod_name(h) for held in grudge.values() for h in held})
+            crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
+            return self._run_crs(crs, sorted(grudge), {"shape": fault.shape, "how": "chaos-mesh"})
+        return self._netpol_partition(fault, topo)
+
+    def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
+        keep = netpol.FALLBACK_SHAPES.get(fault.shape)
+        if keep is None or fault.one_way:
+            raise Unsupported(f"partition {fault.shape}{' one-way' if fault.one_way else ''} needs Chaos Mesh; "
+                              "the NetworkPolicy fallback cuts one node from whole components only")
+        victim = resolve_target(fault.target or "one-node", topo)[0]
+        pod = self.dep.pod_name(victim)
+        pid = f"{self.dep.run_id}-{next(_counter)}"
+        policies = netpol.quarantine_policies(self.dep.run_id, pid, "node", keep)
+        for p in policies:
+            k8s.apply(self.dep.dyn, p)
+        k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
+                        {"metadata": {"labels": {naming.QUARANTINE_LABEL: pid}}})
+
+        def heal() -> dict[str, Any]:
+            try:
+                k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
+                                {"metadata": {"labels": {naming.QUARANTINE_LABEL: None}}})
+            except Exception as exc:  # noqa: BLE001 - a pod restarted meanwhile has no label to remove
+                if getattr(exc, "status", None) != 404:
+                    raise
+            for p in policies:
+                k8s.delete(self.dep.dyn, "networking.k8s.io/v1", "NetworkPolicy", p["metadata"]["name"],
+                           self.dep.namespace)
+            return {"policies_deleted": len(policies)}
+        return Injected([victim], heal, {"shape": fault.shape, "how": "networkpolicy", "partition": pid})
+
+    def _link_pods(self, link: tuple[str, str]) -> tuple[list[str], list[str], list[str]]:
+        pairs = resolve_link(link, self.topology())
+        srcs = sorted({s for s, _ in pairs})
+        dsts = sorted({d for _, d in pairs})
+        return [self.dep.pod_name(s) for s in srcs], [self.dep.pod_name(d) for d in dsts], srcs + dsts
+
+    def _inject_latency(self, fault: Latency) -> Injected:
+        self._need_chaos_mesh("latency")
+        src, dst, targets = self._link_pods(fault.link)
+        cr = plan.link_delay_cr(self._name("delay"), src, dst, self.dep.namespace, fault.ms, fault.jitter_ms)
+        return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms})
+
+    def _inject_timeout(self, fault: Timeout) -> Injected:
+        self._need_chaos_mesh("a link timeout")
+        src, dst, targets = self._link_pods(fault.link)
+        return self._run_crs([plan.link_blackhole_cr(self._name("blackhole"), src, dst, self.dep.namespace)],
+                             targets, {"how": "one-way partition"})
+
+    # --- resources -----------------------------------------------------------------------------------
+
+    def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+        self._need_chaos_mesh("CPU stress")
+        targets = resolve_target(fault.target, self.topology())
+        crs = [plan.cpu_stress_cr(self._name("cpu"), self.dep.pod_name(t), self.dep.namespace, fault.quota)
+               for t in targets]
+        return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
+
+    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+        self._need_chaos_mesh("memory pressure")
+        targets = resolve_target(fault.target, self.topology())
+        crs = [plan.memory_pressure_cr(self._name("mem"), self.dep.pod_name(t), self.dep.namespace,
+                                       fault.limit_mb, container_limit_mb=512) for t in targets]
+        return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"})
+
+    def _inject_disk(self, fault: DiskFault) -> Injected:
+        self._need_chaos_mesh("disk faults")
+        targets = resolve_target(fault.target, self.topology())
+        crs = []
+        for t in targets:
+            component = naming.pod_for_instance(t)[0]
+            if component not in plan.DATA_VOLUMES:
+                raise Unsupported(f"{t} has no data volume for an I/O fault")
+            volume, container = plan.DATA_VOLUMES[component]
+            crs.append(plan.disk_fault_cr(self._name("io"), self.dep.pod_name(t), self.dep.namespace, volume,
+                                          fault.disk, fault.latency_ms, container))
+        return self._run_crs(crs, targets, {"disk": fault.disk})

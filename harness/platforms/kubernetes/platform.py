@@ -1,0 +1,191 @@
+"""``KubernetesPlatform``: deploy a StackSpec on kind or an existing cluster, and take it all away again.
+
+The order matters and each step waits by watch: guard the context → render and check the manifests
+(seed properties; refuse to deploy manifests that break them) → create the run's namespace → apply by
+phase (setup, then etcd and PostgreSQL, then the schema Job, then the Goverse workloads, then extras
+whose CRDs exist) → wait for the shard map to converge. A failure anywhere collects pod logs (and
+``kind export logs``), tears down, and re-raises; so does Ctrl-C. Teardown deletes the run's chaos
+experiments (finalizer-safe), then its namespace, waits until it is gone, deletes anything
+cluster-scoped carrying the run label, and deletes the kind cluster only if this run created it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.platforms.base import PlatformError, StackSpec
+from harness.platforms.kubernetes import apply as k8s
+from harness.platforms.kubernetes import client, guard, naming, policy, render, stackconfig, watch
+from harness.platforms.kubernetes.deployment import KubernetesDeployment
+from harness.platforms.kubernetes.kind import KindCluster
+
+log = logging.getLogger(__name__)
+
+CLUSTER_SCOPED_KINDS = (("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+                        ("rbac.authorization.k8s.io/v1", "ClusterRole"))
+
+
+@dataclass
+class KubernetesOptions:
+    provider: str = "kind"  # kind | existing
+    kubeconfig: str | None = None
+    context: str | None = None
+    allow_contexts: tuple[str, ...] = ()
+    cluster_name: str = "goverse-harness"
+    keep_cluster: bool = False
+    keep_stack: bool = False
+    overlay: str = "kind"  # kind | k3s | production
+    image: str | None = None  # the reference stack's image (loaded into kind when provider=kind)
+    images: dict[str, str] = field(default_factory=dict)
+    deploy_timeout: float = 600.0
+    kind_bin: str = "kind"
+
+
+class KubernetesPlatform:
+    name = "kubernetes"
+
+    def __init__(self, options: KubernetesOptions) -> None:
+        self.opts = options
+        self.kind: KindCluster | None = None
+
+    # --- cluster -------------------------------------------------------------------------------------
+
+    def _connect(self, run_dir: Path) -> tuple[Any, str, str | None]:
+        kubeconfig = self.opts.kubeconfig
+        if self.opts.provider == "kind":
+            self.kind = KindCluster(self.opts.cluster_name, self.opts.kind_bin)
+            kubeconfig = str(run_dir / "k8s" / "kubeconfig")
+            self.kind.ensure(Path(kubeconfig))
+            context = self.kind.context
+        else:
+            _names, current = client.contexts(kubeconfig)
+            context = self.opts.context or current or ""
+        guard.check_context(context, self.opts.allow_contexts)
+        api = client.api_client(kubeconfig, context)
+        version = client.server_version(api)
+        log.info("cluster %s answers (%s)", context, version)
+        return api, context, kubeconfig
+
+    # --- deploy --------------------------------------------------------------------------------------
+
+    def deploy(self, spec: StackSpec, run_dir: str) -> KubernetesDeployment:
+        rd = Path(run_dir)
+        run_id = naming.new_run_id()
+        api, _context, _kubeconfig = self._connect(rd)
+        images = dict(self.opts.images)
+        if spec.stack == "reference" and self.opts.image:
+            images.setdefault(render.REFSTACK_IMAGE, self.opts.image)
+            if self.kind is not None:
+                self.kind.load_image(self.opts.image)
+        opts = render.RunOptions(run_id=run_id, platform=self.opts.overlay, stack=spec.stack, nodes=spec.nodes,
+                                 gates=spec.gates, inspector=spec.inspector, etcd_members=spec.etcd_members,
+                                 images=images, bugs=spec.bugs)
+        docs = render.kustomize_build(render.write_run_kustomization(rd, opts, stackconfig.stack_config(spec)))
+        problems = policy.violations(docs)
+        if problems:
+            raise PlatformError("the rendered manifests break seed requirements:\n  " + "\n  ".join(problems))
+        docs = render.fill_secrets(docs, {"postgres-password": secrets.token_urlsafe(24)})
+        namespace = naming.namespace_for(run_id)
+        dep = KubernetesDeployment(spec, api, namespace, run_id, rd, on_teardown=self._teardown)
+        atexit.register(dep.teardown)
+        try:
+            self._apply_phases(dep, docs)
+            dep.wait_converged(self.opts.deploy_timeout)
+        except BaseException:
+            self._on_failure(dep)
+            raise
+        return dep
+
+    def _apply_phases(self, dep: KubernetesDeployment, docs: list[dict[str, Any]]) -> None:
+        t0 = time.monotonic()
+
+        def left() -> float:
+            return max(5.0, self.opts.deploy_timeout - (time.monotonic() - t0))
+
+        for phase, group in render.by_phase(docs):
+            if phase == "extras":
+                group = [d for d in group if k8s.has_kind(dep.dyn, d["apiVersion"], d["kind"])]
+            k8s.apply_all(dep.dyn, group)
+            log.info("applied phase %s (%d objects) in %s", phase, len(group), dep.namespace)
+            for d in group:
+                if d["kind"] in ("StatefulSet", "Deployment", "Job") and int(d["spec"].get("replicas", 1)) > 0:
+                    dep.wait_workload(d["kind"], d["metadata"]["name"], left())
+
+    def _on_failure(self, dep: KubernetesDeployment) -> None:
+        try:
+            dep.collect_logs()
+        except Exception as exc:  # noqa: BLE001 - never mask the original failure
+            log.warning("collecting pod logs failed: %s", exc)
+        if self.kind is not None:
+            self.kind.export_logs(dep.run_dir / "logs" / "kind")
+        if not self.opts.keep_stack:
+            dep.teardown()
+
+    # --- teardown ------------------------------------------------------------------------------------
+
+    def _teardown(self, dep: KubernetesDeployment) -> None:
+        try:
+            left = dep.chaos.cleanup_all()
+            if left:
+                log.warning("recovered chaos experiments left by the run: %s", ", ".join(left))
+        except Exception as exc:  # noqa: BLE001 - keep deleting
+            log.error("chaos cleanup failed: %s", exc)
+        if self.opts.keep_stack:
+            log.warning("--keep-stack: leaving namespace %s", dep.namespace)
+        else:
+            delete_run(dep.dyn, dep.namespace, dep.run_id)
+        if self.kind is not None and not self.opts.keep_cluster:
+            self.kind.delete()
+
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        out = [("kubectl", shutil.which("kubectl") is not None, "renders manifests (kubectl kustomize)"),
+               ("kind", shutil.which(self.opts.kind_bin) is not None, "creates local clusters (--platform kind)")]
+        ok, why = client.reachable(self.opts.kubeconfig, self.opts.context)
+        out.append(("cluster", ok, why))
+        if ok:
+            ctx = self.opts.context or client.contexts(self.opts.kubeconfig)[1] or ""
+            try:
+                guard.check_context(ctx, self.opts.allow_contexts)
+                out.append(("context guard", True, f"{ctx} looks like a test cluster"))
+            except guard.UnsafeContext as exc:
+                out.append(("context guard", False, str(exc)))
+        return out
+
+
+def delete_run(dyn: Any, namespace: str, run_id: str, timeout: float = 300.0) -> None:
+    """Delete the run's namespace (and wait until it is gone) and cluster-scoped objects with its label."""
+    k8s.delete(dyn, "v1", "Namespace", namespace, propagation="Foreground")
+    try:
+        watch.wait_gone(dyn, k8s.resource(dyn, "v1", "Namespace"), None, namespace, timeout,
+                        f"namespace {namespace} deleted")
+    except TimeoutError as exc:
+        log.error("namespace %s is still terminating: %s", namespace, exc)
+    for api_version, kind in CLUSTER_SCOPED_KINDS:
+        res = k8s.resource(dyn, api_version, kind)
+        for item in res.get(label_selector=naming.run_selector(run_id)).to_dict()["items"]:
+            k8s.delete(dyn, api_version, kind, item["metadata"]["name"])
+
+
+def options_from(platform: str, kube_context: str | None, allow_context: str | Iterable[str] | None,
+                 cluster_name: str, keep_cluster: bool, keep_stack: bool, image: str | None,
+                 overlay: str | None = None, kubeconfig: str | None = None) -> KubernetesOptions:
+    """Map the harness settings (``--platform kind|kubernetes`` …) onto options (pure)."""
+    if isinstance(allow_context, str):
+        allow = tuple(a.strip() for a in allow_context.split(",") if a.strip())
+    else:
+        allow = tuple(allow_context or ())
+    provider = "kind" if platform == "kind" else "existing"
+    if overlay is None:
+        ctx = kube_context or ""
+        overlay = "k3s" if ctx.startswith("k3d-") else "kind"  # kind: small, default StorageClass
+    return KubernetesOptions(provider=provider, kubeconfig=kubeconfig, context=kube_context, allow_contexts=allow,
+                             cluster_name=cluster_name, keep_cluster=keep_cluster, keep_stack=keep_stack,
+                             overlay=overlay, image=image)

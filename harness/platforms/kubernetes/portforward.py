@@ -1,0 +1,91 @@
+"""Local TCP listeners that forward to a pod port through the API server (the client's portforward).
+
+Why not ``kubectl port-forward``: no subprocess to babysit (pytest-kind-ng's loop restarts it
+needlessly), and the target pod is resolved *per connection*: when a gate pod is replaced, the next
+connection goes to the pod that now holds that gate's slot, so a client sees a restart as a dropped
+connection, not as a dead endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class PortForward:
+    """``127.0.0.1:<local_port>`` -> ``<pod>:<remote_port>``; ``pod`` is asked on every connection."""
+
+    def __init__(self, core: Any, namespace: str, pod: Callable[[], str], remote_port: int) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.pod = pod
+        self.remote_port = remote_port
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.local_port: int = self._sock.getsockname()[1]
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name=f"pf-{self.local_port}", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.local_port}"
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://{self.address}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        from kubernetes.stream import portforward
+
+        try:
+            name = self.pod()
+            pf = portforward(self.core.connect_get_namespaced_pod_portforward, name, self.namespace,
+                             ports=str(self.remote_port))
+            remote = pf.socket(self.remote_port)
+        except Exception as exc:  # noqa: BLE001 - the client sees a closed connection; say why in the log
+            log.debug("port-forward to %s:%s failed: %s", self.namespace, self.remote_port, exc)
+            conn.close()
+            return
+        try:
+            _relay(conn, remote, self._closed)
+        finally:
+            for s in (conn, remote):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+def _relay(a: Any, b: Any, stop: threading.Event) -> None:
+    """Copy bytes both ways until either side closes (select with a short tick to notice ``stop``)."""
+    pair = {a: b, b: a}
+    while not stop.is_set():
+        readable, _, _ = select.select(list(pair), [], [], 0.5)
+        for s in readable:
+            try:
+                data = s.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            pair[s].sendall(data)
