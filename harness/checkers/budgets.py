@@ -1,0 +1,203 @@
+"""Quantitative budgets A(x), R(t), H(t), E(t): a miss is a failed verdict with the numbers in it.
+
+Like kube-burner thresholds, each budget checker names the measured value, the budget and the fault
+it belongs to, so ``CheckResult.explain()`` can be pasted into a bug report as is. The numbers come
+from :mod:`harness.checkers.measure`, the same code that fills run.json.
+
+``Check.data`` shapes:
+- availability_at_least: ``{"availability": x, "min_window": x, "probes": n, "failed": n, "required": x}``
+- rto / recovery_after_heal: ``{"budget_s": s, "faults": [FaultMeasurement as dict]}``
+- error_window: ``{"budget_s": s, "max_s": s, "windows": [{fault, key, first_t, last_t, window_s, errors}]}``
+- failures_only_on: ``{"allowed_keys": n, "outside": [{key, op_id, t, type}]}``
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from typing import Any
+
+from harness.checkers.availability import MeasureParams, availability_series, min_availability, probe_samples
+from harness.checkers.measure import FaultMeasurement, measure_faults
+from harness.checkers.ops import FINAL_FS, fmt_t
+from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
+from harness.history import History, Op
+
+KeySelector = Collection[str] | Callable[[str], bool]
+
+
+def _fault_label(f: FaultMeasurement) -> str:
+    target = f" {f.target}" if f.target not in (None, "", [], {}) else ""
+    return f"{f.kind}{target} ({f.id}) injected at {f.t_inject:.2f}s"
+
+
+def _fault_dicts(faults: tuple[FaultMeasurement, ...]) -> list[dict[str, Any]]:
+    return [f.to_dict() for f in faults]
+
+
+@checker_factory
+def availability_at_least(x: float, params: MeasureParams | None = None) -> Checker:
+    """A(x): ok probes / completed probes over the whole scenario ≥ x (x as a fraction, 0.99 = 99%)."""
+    name = "availability_at_least"
+
+    def run(history: History) -> Check:
+        samples = probe_samples(history)
+        if not samples:
+            return Check(name, Verdict.UNKNOWN, "no probe ops recorded: availability unknown", {"required": x})
+        ok = sum(s.ok for s in samples)
+        a = ok / len(samples)
+        worst = min_availability(availability_series(history, params))
+        data = {"availability": round(a, 6), "min_window": worst, "probes": len(samples),
+                "failed": len(samples) - ok, "required": x}
+        w = (params or MeasureParams()).window_s
+        worst_txt = "" if worst is None else f"; worst {w:g}s window {worst:.0%}"
+        text = f"availability {a:.2%} over {len(samples)} probes ({len(samples) - ok} failed){worst_txt}"
+        if a < x:
+            return Check(name, Verdict.FAIL, f"{text} < required {x:.2%}", data)
+        return Check(name, Verdict.PASS, f"{text} ≥ required {x:.2%}", data)
+
+    return named(name, run)
+
+
+@checker_factory
+def rto(budget_s: float, params: MeasureParams | None = None) -> Checker:
+    """R(t): every fault's RTO ≤ ``budget_s``; never recovered fails, no probe data is unknown."""
+    name = "rto"
+
+    def run(history: History) -> Check:
+        faults = measure_faults(history, params)
+        data = {"budget_s": budget_s, "faults": _fault_dicts(faults)}
+        if not faults:
+            return Check(name, Verdict.UNKNOWN, "no fault was injected: RTO is undefined", data)
+        fails, unknown, oks = [], [], []
+        for f in faults:
+            if f.status == "never-recovered":
+                fails.append(f"never recovered after {_fault_label(f)} (first dip {fmt_t(f.t_dip)}; "
+                             f"availability stayed below {(params or MeasureParams()).threshold:.0%} to the end)")
+            elif f.status == "no-data":
+                unknown.append(f"no probe data covering {_fault_label(f)}")
+            elif f.rto_s is not None and f.rto_s > budget_s:
+                fails.append(f"RTO {f.rto_s:.2f}s > budget {budget_s:g}s after {_fault_label(f)} "
+                             f"(first dip {fmt_t(f.t_dip)}, recovered {fmt_t(f.t_recovered)})")
+            else:
+                oks.append(f"RTO {f.rto_s:.2f}s ≤ {budget_s:g}s after {_fault_label(f)}")
+        if fails:
+            return Check(name, Verdict.FAIL, examples(fails), data)
+        if unknown:
+            return Check(name, Verdict.UNKNOWN, examples(unknown), data)
+        return Check(name, Verdict.PASS, examples(oks), data)
+
+    return named(name, run)
+
+
+@checker_factory
+def recovery_after_heal(budget_s: float, params: MeasureParams | None = None) -> Checker:
+    """H(t): for every healed fault, max(0, t_recovered − t_heal) ≤ ``budget_s``."""
+    name = "recovery_after_heal"
+
+    def run(history: History) -> Check:
+        faults = [f for f in measure_faults(history, params) if f.t_heal is not None]
+        data = {"budget_s": budget_s, "faults": _fault_dicts(tuple(faults))}
+        if not faults:
+            return Check(name, Verdict.UNKNOWN, "no healed fault: recovery after heal is undefined", data)
+        fails, unknown, oks = [], [], []
+        for f in faults:
+            label = f"{_fault_label(f)}, healed at {fmt_t(f.t_heal)}"
+            value = f.recovery_after_heal_s
+            if f.status == "never-recovered":
+                fails.append(f"never recovered after {label}")
+            elif f.status == "no-data" or value is None:
+                unknown.append(f"no probe data covering {label}")
+            elif value > budget_s:
+                fails.append(f"recovered {value:.2f}s after the heal > budget {budget_s:g}s ({label})")
+            else:
+                clamp = " (recovered before the heal; clamped to 0)" if f.recovered_before_heal else ""
+                oks.append(f"recovered {value:.2f}s after the heal ≤ {budget_s:g}s{clamp} ({label})")
+        if fails:
+            return Check(name, Verdict.FAIL, examples(fails), data)
+        if unknown:
+            return Check(name, Verdict.UNKNOWN, examples(unknown), data)
+        return Check(name, Verdict.PASS, examples(oks), data)
+
+    return named(name, run)
+
+
+def _selector(keys: KeySelector | None) -> Callable[[str], bool]:
+    if keys is None:
+        return lambda _k: True
+    if callable(keys):
+        return keys
+    allowed = frozenset(keys)
+    return allowed.__contains__
+
+
+def _error_ops(history: History) -> list[Op]:
+    return [o for o in history.ops() if o.type != "ok" and o.key is not None and o.f not in FINAL_FS]
+
+
+@checker_factory
+def error_window(budget_s: float, keys: KeySelector | None = None) -> Checker:
+    """E(t): per fault and key, (last − first) invocation time of failed/info ops after t_inject ≤ budget.
+
+    A fault's errors are those invoked in [t_inject, next t_inject); ``keys`` (a collection or a
+    predicate) restricts the keys judged, e.g. the migrating keys of a scale step."""
+    name = "error_window"
+    wanted = _selector(keys)
+
+    def run(history: History) -> Check:
+        faults = sorted(history.faults(), key=lambda f: f.t_start)
+        if not faults:
+            return Check(name, Verdict.UNKNOWN, "no fault was injected: error window is undefined",
+                         {"budget_s": budget_s})
+        errs = [o for o in _error_ops(history) if wanted(o.key or "")]
+        after = [o for o in history.ops() if o.t_invoke >= faults[0].t_start and o.key is not None
+                 and wanted(o.key) and o.f not in FINAL_FS]
+        windows: list[dict[str, Any]] = []
+        for i, f in enumerate(faults):
+            until = faults[i + 1].t_start if i + 1 < len(faults) else float("inf")
+            per_key: dict[str, list[float]] = defaultdict(list)
+            for o in errs:
+                if f.t_start <= o.t_invoke < until:
+                    per_key[o.key or ""].append(o.t_invoke)
+            for key, ts in per_key.items():
+                windows.append({"fault": f.id, "key": key, "first_t": round(min(ts), 6),
+                                "last_t": round(max(ts), 6), "window_s": round(max(ts) - min(ts), 6),
+                                "errors": len(ts)})
+        windows.sort(key=lambda w: -w["window_s"])
+        worst = windows[0]["window_s"] if windows else 0.0
+        data = {"budget_s": budget_s, "max_s": worst, "windows": windows}
+        if not after:
+            return Check(name, Verdict.UNKNOWN, "no client op on the judged keys after the injection", data)
+        if worst > budget_s:
+            over = [f"key {w['key']}: {w['window_s']:.2f}s ({w['errors']} errors from {w['first_t']:.2f}s to "
+                    f"{w['last_t']:.2f}s, {w['fault']})" for w in windows if w["window_s"] > budget_s]
+            return Check(name, Verdict.FAIL, f"error window {worst:.2f}s > budget {budget_s:g}s on "
+                         f"{len(over)} keys: {examples(over)}", data)
+        keys_hit = len({w["key"] for w in windows})
+        return Check(name, Verdict.PASS, f"longest error window {worst:.2f}s ≤ {budget_s:g}s "
+                     f"({keys_hit} keys saw errors)", data)
+
+    return named(name, run)
+
+
+@checker_factory
+def failures_only_on(keys: KeySelector) -> Checker:
+    """Failed/info ops after the first injection only on the allowed keys (e.g. one node's keys)."""
+    name = "failures_only_on"
+    allowed = _selector(keys)
+
+    def run(history: History) -> Check:
+        faults = history.faults()
+        if not faults:
+            return Check(name, Verdict.UNKNOWN, "no fault was injected", {})
+        t0 = min(f.t_start for f in faults)
+        outside = [{"key": o.key, "op_id": o.op_id, "t": round(o.t_invoke, 6), "type": o.type}
+                   for o in _error_ops(history) if o.t_invoke >= t0 and not allowed(o.key or "")]
+        data = {"outside": outside}
+        if outside:
+            keys_out = sorted({str(o["key"]) for o in outside})
+            return Check(name, Verdict.FAIL, f"{len(outside)} failed ops on {len(keys_out)} keys outside the "
+                         f"affected set: {examples(keys_out)}", data)
+        return Check(name, Verdict.PASS, "every failed op after the injection was on an affected key", data)
+
+    return named(name, run)

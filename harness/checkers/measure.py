@@ -1,0 +1,204 @@
+"""All numbers a scenario reports: RTO, unavailability, recovery after heal, availability, latency.
+
+Why one function: run.json, the HTML report and the budget checkers (``rto``, ``recovery_after_heal``,
+``availability_at_least``) must show the same numbers, so they all come from :func:`measure` /
+:func:`measure_faults` over the same history and :class:`MeasureParams`.
+
+Per fault (each nemesis window, operation windows such as scale steps included):
+- ``status``: ``no-dip`` (RTO 0), ``recovered``, ``never-recovered`` (RTO ``None``; budget checks fail)
+  or ``no-data`` (no probe data covering [t_inject, t_inject + W]; budget checks are unknown).
+- dips are attributed to the latest fault injected before them: the first dip of fault i is searched in
+  [t_inject_i, t_inject_{i+1}); its recovery may come later.
+- ``recovery_after_heal_s`` = max(0, t_recovered − t_heal); ``recovered_before_heal`` says when the clamp
+  applied (the stack failed over before the fault was healed). No dip → 0.
+Aggregates: ``rto_s`` is the worst fault's RTO (``None`` if any fault never recovered or had no data),
+``unavailability_s`` the unavailable time after the first t_inject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from harness.checkers.availability import (
+    AvailabilitySeries,
+    Episode,
+    MeasureParams,
+    availability_series,
+    episodes,
+    min_availability,
+    probe_samples,
+    unavailable_s,
+)
+from harness.checkers.latency import latency_table
+from harness.checkers.ops import completed_op_ids, is_probe
+from harness.history import FaultWindow, History
+
+Status = Literal["no-dip", "recovered", "never-recovered", "no-data"]
+
+
+@dataclass(frozen=True)
+class FaultMeasurement:
+    id: str
+    kind: str
+    target: Any
+    t_inject: float
+    t_heal: float | None
+    status: Status
+    rto_s: float | None
+    t_dip: float | None
+    t_recovered: float | None
+    unavailability_s: float
+    recovery_after_heal_s: float | None
+    recovered_before_heal: bool
+    availability_min: float | None
+    episodes: tuple[Episode, ...] = ()
+
+    @property
+    def recovered(self) -> bool | None:
+        if self.status == "no-data":
+            return None
+        return self.status != "never-recovered"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; episodes become ``[[dip_at, recovered_at], ...]``."""
+        d = asdict(self)
+        d["episodes"] = [[e.dip_at, e.recovered_at] for e in self.episodes]
+        d["recovered"] = self.recovered
+        return d
+
+
+@dataclass(frozen=True)
+class Measurements:
+    rto_s: float | None
+    recovered: bool | None  # None: no fault or no probe data
+    unavailability_s: float | None
+    recovery_after_heal_s: float | None
+    availability_min: float | None
+    availability: float | None  # ok probes / completed probes over the whole history
+    probe_count: int
+    latency: dict[str, dict[str, Any]]
+    faults: tuple[FaultMeasurement, ...]
+    params: MeasureParams = field(default_factory=MeasureParams)
+    throughput_ops_s: float | None = None  # ok workload (non-probe) ops per second of workload activity
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rto_s": self.rto_s,
+            "recovered": self.recovered,
+            "unavailability_s": self.unavailability_s,
+            "recovery_after_heal_s": self.recovery_after_heal_s,
+            "availability_min": self.availability_min,
+            "availability": self.availability,
+            "probe_count": self.probe_count,
+            "latency": self.latency,
+            "faults": [f.to_dict() for f in self.faults],
+            "params": asdict(self.params),
+            "throughput_ops_s": self.throughput_ops_s,
+        }
+
+
+def _status(eps: list[Episode], covered: bool) -> Status:
+    if eps:
+        return "recovered" if eps[0].recovered_at is not None else "never-recovered"
+    return "no-dip" if covered else "no-data"
+
+
+def measure_fault(series: AvailabilitySeries, fault: FaultWindow, next_inject: float | None) -> FaultMeasurement:
+    """The measurements of one nemesis window over an availability series."""
+    p = series.params
+    eps = episodes(series, fault.t_start, next_inject)
+    covered = series.end is not None and series.end >= fault.t_start + p.stable_s - 1e-9
+    t_dip = eps[0].dip_at if eps else None
+    t_rec = eps[0].recovered_at if eps else None
+    status = _status(eps, covered)
+    rto: float | None = None
+    if status == "no-dip":
+        rto = 0.0
+    elif status == "recovered" and t_rec is not None:
+        rto = round(t_rec - fault.t_start, 6)
+    rah: float | None = None
+    before_heal = False
+    if fault.t_stop is not None:
+        if status == "no-dip":
+            rah = 0.0
+        elif status == "recovered" and t_rec is not None:
+            before_heal = t_rec < fault.t_stop
+            rah = round(max(0.0, t_rec - fault.t_stop), 6)
+    return FaultMeasurement(
+        id=fault.id,
+        kind=fault.kind,
+        target=fault.target,
+        t_inject=fault.t_start,
+        t_heal=fault.t_stop,
+        status=status,
+        rto_s=rto,
+        t_dip=t_dip,
+        t_recovered=t_rec,
+        unavailability_s=unavailable_s(series, fault.t_start, next_inject),
+        recovery_after_heal_s=rah,
+        recovered_before_heal=before_heal,
+        availability_min=min_availability(series, fault.t_start),
+        episodes=tuple(eps),
+    )
+
+
+def _per_fault(series: AvailabilitySeries, faults: list[FaultWindow]) -> tuple[FaultMeasurement, ...]:
+    """``faults`` sorted by t_inject; each one's dips are searched up to the next injection."""
+    return tuple(
+        measure_fault(series, f, faults[i + 1].t_start if i + 1 < len(faults) else None)
+        for i, f in enumerate(faults)
+    )
+
+
+def measure_faults(history: History, params: MeasureParams | None = None) -> tuple[FaultMeasurement, ...]:
+    faults = sorted(history.faults(), key=lambda f: f.t_start)
+    return _per_fault(availability_series(history, params), faults)
+
+
+def measure(history: History, params: MeasureParams | None = None) -> Measurements:
+    """Every measurement of DESIGN.md "Measurements" for one history."""
+    params = params or MeasureParams()
+    series = availability_series(history, params)
+    samples = probe_samples(history)
+    faults = sorted(history.faults(), key=lambda f: f.t_start)
+    per_fault = _per_fault(series, faults)
+    recovered: bool | None
+    if not per_fault or not samples:
+        recovered = None
+    elif any(f.recovered is False for f in per_fault):
+        recovered = False
+    elif any(f.recovered is None for f in per_fault):
+        recovered = None
+    else:
+        recovered = True
+    rto = max(f.rto_s for f in per_fault if f.rto_s is not None) if recovered else None
+    healed = [f for f in per_fault if f.t_heal is not None]
+    rah = None
+    if healed and all(f.recovery_after_heal_s is not None for f in healed):
+        rah = max(f.recovery_after_heal_s for f in healed if f.recovery_after_heal_s is not None)
+    first = faults[0].t_start if faults else None
+    return Measurements(
+        rto_s=rto,
+        recovered=recovered,
+        unavailability_s=unavailable_s(series, first) if first is not None and samples else None,
+        recovery_after_heal_s=rah,
+        availability_min=min_availability(series, first),
+        availability=round(sum(s.ok for s in samples) / len(samples), 6) if samples else None,
+        probe_count=len(samples),
+        latency=latency_table(history, faults),
+        faults=per_fault,
+        params=params,
+        throughput_ops_s=throughput(history),
+    )
+
+
+def throughput(history: History) -> float | None:
+    """ok workload ops / (last completion − first invocation) over the non-probe client ops."""
+    done = completed_op_ids(history)
+    ops = [o for o in history.ops() if not is_probe(o) and o.op_id in done]
+    if not ops:
+        return None
+    span = max(o.t_complete for o in ops) - min(o.t_invoke for o in ops)
+    ok = sum(1 for o in ops if o.type == "ok")
+    return round(ok / span, 3) if span > 0 else None

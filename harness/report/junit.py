@@ -1,0 +1,62 @@
+"""junit.xml for CI: one ``<testcase>`` per scenario.
+
+Mapping (what CI systems display): ``fail`` → ``<failure message=reason>``, ``unknown`` → ``<error
+message=reason>`` (the harness could not decide; still red), ``skipped`` → ``<skipped message=reason>``.
+The checks go into the element text and the headline numbers into ``<properties>``, so the CI page
+alone says which invariant broke and by how much (Sonobuoy's e2e.log + junit_01.xml idea).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from harness.report.results import scenario_p99
+
+
+def _split_id(scenario_id: str) -> tuple[str, str]:
+    """``scenarios/test_restarts.py::test_x[sigkill]`` → (``scenarios.test_restarts``, ``test_x[sigkill]``)."""
+    if "::" in scenario_id:
+        path, name = scenario_id.split("::", 1)
+        classname = path.removesuffix(".py").replace("/", ".")
+        return classname, name
+    return "goverse-harness", scenario_id
+
+
+def _checks_text(s: dict[str, Any]) -> str:
+    return "\n".join(f"{c.get('name')} [{c.get('verdict')}]: {c.get('detail')}" for c in s.get("checks", []))
+
+
+def junit_xml(run: dict[str, Any]) -> str:
+    scenarios = run.get("scenarios", [])
+    count = {v: sum(1 for s in scenarios if s.get("verdict") == v) for v in ("fail", "unknown", "skipped")}
+    total_time = sum(s.get("duration_s") or 0.0 for s in scenarios)
+    suites = ET.Element("testsuites", name="goverse-harness")
+    suite = ET.SubElement(
+        suites, "testsuite", name=f"goverse-harness {run.get('run_id', '')}".strip(),
+        tests=str(len(scenarios)), failures=str(count["fail"]), errors=str(count["unknown"]),
+        skipped=str(count["skipped"]), time=f"{total_time:.3f}", timestamp=str(run.get("started_at") or ""),
+    )
+    props = ET.SubElement(suite, "properties")
+    for key in ("run_id", "platform", "stack"):
+        ET.SubElement(props, "property", name=key, value=str(run.get(key)))
+    for s in scenarios:
+        classname, name = _split_id(str(s.get("id")))
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name,
+                             time=f"{s.get('duration_s') or 0.0:.3f}")
+        cprops = ET.SubElement(case, "properties")
+        for key in ("rto_s", "unavailability_s", "recovery_after_heal_s"):
+            ET.SubElement(cprops, "property", name=key, value=str(s.get(key)))
+        ET.SubElement(cprops, "property", name="p99_ms", value=str(scenario_p99(s)))
+        verdict = s.get("verdict")
+        reason = str(s.get("reason") or verdict)
+        if verdict == "fail":
+            ET.SubElement(case, "failure", message=reason, type="fail").text = _checks_text(s)
+        elif verdict == "unknown":
+            ET.SubElement(case, "error", message=reason, type="unknown").text = _checks_text(s)
+        elif verdict == "skipped":
+            ET.SubElement(case, "skipped", message=reason)
+        if s.get("checks"):
+            ET.SubElement(case, "system-out").text = _checks_text(s)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
