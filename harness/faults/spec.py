@@ -1,0 +1,415 @@
+"""Faults as plain, serialisable data.
+
+Why data: a scenario states *what* goes wrong ("SIGKILL one node", "cut node-0 from PostgreSQL"),
+never how; each platform's injector decides how (a signal, nft rules in a namespace, a Chaos Mesh CR).
+The same value is a pytest parameter (``ids=str`` gives ``kill-one-node-sigkill``), a history record
+(``record()`` → ``{"id", "kind", "target", "params"}``) and a line in ``run.json``; ``from_dict``
+reads it back for offline re-checks.
+
+Targets are *specs resolved late* (Jepsen's ``db-nodes``): ``"node-0"`` names an instance,
+``"one-node"`` picks one node with the seeded harness RNG when the fault runs, ``"all-gates"`` /
+``"gates"`` means every gate, ``"etcd-leader"`` the etcd leader at that moment. :func:`resolve_target`
+does the resolution against the live topology; the nemesis records what was actually hit.
+
+A *link* is ``(source spec, destination spec)`` — traffic that flows from the source's clients to the
+destination's listener, e.g. ``("node-0", "postgres")`` or ``("gates", "node-1")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random as _stdrandom
+import re
+import signal as _signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from harness import random as hrand
+from harness.faults.shapes import SHAPES, TARGETED_SHAPES
+
+Link = tuple[str, str]
+DiskKind = Literal["full", "latency", "eio"]
+ROLES: tuple[str, ...] = ("node", "gate", "etcd", "postgres", "inspector")
+_PLURAL = {"nodes": "node", "gates": "gate", "etcds": "etcd", "etcd-members": "etcd"}
+
+
+class TargetError(ValueError):
+    """A target spec does not match anything in the topology (or is malformed)."""
+
+
+# --- target specs --------------------------------------------------------------------------------
+
+
+def is_target_spec(spec: str) -> bool:
+    """Syntactic check: instance name (``node-0``, ``postgres``), ``one-<role>``, ``all-<role>s`` or
+    ``<role>s``, ``etcd-leader`` / ``etcd-follower``."""
+    if spec in ("etcd-leader", "etcd-follower", "postgres", "inspector"):
+        return True
+    if spec in _PLURAL:
+        return True
+    if _quantified(spec) is not None:
+        return True
+    m = re.fullmatch(r"([a-z]+)-(\d+)", spec)
+    return bool(m and m.group(1) in ROLES)
+
+
+def resolve_target(
+    spec: str,
+    topology: Mapping[str, str],
+    rng: _stdrandom.Random | None = None,
+    etcd_leader: Callable[[], str] | str | None = None,
+) -> list[str]:
+    """The instance names ``spec`` denotes in ``topology`` (``dict name → role``), in natural order.
+
+    ``one-<role>`` draws with ``rng`` (default: the seeded harness RNG). ``etcd-leader`` needs the
+    platform to say who leads (a name or a callable asked only when needed).
+    """
+    rng = rng or hrand.rng()
+    by_role = _by_role(topology)
+    if spec in topology:
+        return [spec]
+    if spec in ("etcd-leader", "etcd-follower"):
+        if etcd_leader is None:
+            raise TargetError(f"{spec!r} needs the platform to tell the etcd leader")
+        leader = etcd_leader() if callable(etcd_leader) else etcd_leader
+        if leader not in by_role.get("etcd", []):
+            raise TargetError(f"etcd leader {leader!r} is not an etcd member of {sorted(topology)}")
+        if spec == "etcd-leader":
+            return [leader]
+        followers = [h for h in by_role["etcd"] if h != leader]
+        if not followers:
+            raise TargetError("no etcd follower: a single-member cluster")
+        return [rng.choice(followers)]
+    role = _PLURAL.get(spec)
+    if role is not None:
+        return _require(by_role, role, spec)
+    q = _quantified(spec)
+    if q is not None:
+        hosts = _require(by_role, q[1], spec)
+        return [rng.choice(hosts)] if q[0] == "one" else hosts
+    raise TargetError(f"target {spec!r} matches nothing in {sorted(topology)}")
+
+
+def resolve_link(
+    link: Link,
+    topology: Mapping[str, str],
+    rng: _stdrandom.Random | None = None,
+    etcd_leader: Callable[[], str] | str | None = None,
+) -> list[tuple[str, str]]:
+    """All ``(source, destination)`` instance pairs a link spec covers, never a host to itself."""
+    srcs = resolve_target(link[0], topology, rng, etcd_leader)
+    dsts = resolve_target(link[1], topology, rng, etcd_leader)
+    pairs = [(s, d) for s in srcs for d in dsts if s != d]
+    if not pairs:
+        raise TargetError(f"link {link!r} covers no pair of distinct instances")
+    return pairs
+
+
+def _quantified(spec: str) -> tuple[str, str] | None:
+    """``one-node`` → ``("one", "node")``, ``all-gates`` → ``("all", "gate")``; else ``None``."""
+    m = re.fullmatch(r"(one|all)-([a-z]+)", spec)
+    if not m:
+        return None
+    word = m.group(2)
+    role = word if word in ROLES else word[:-1] if word.endswith("s") and word[:-1] in ROLES else None
+    return (m.group(1), role) if role else None
+
+
+def _by_role(topology: Mapping[str, str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for host in sorted(topology, key=_natural_key):
+        out.setdefault(topology[host], []).append(host)
+    return out
+
+
+def _require(by_role: dict[str, list[str]], role: str, spec: str) -> list[str]:
+    hosts = by_role.get(role, [])
+    if not hosts:
+        raise TargetError(f"target {spec!r}: the topology has no {role}")
+    return list(hosts)
+
+
+def _natural_key(name: str) -> tuple[object, ...]:
+    head, _, tail = name.rpartition("-")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
+
+
+def _short(spec: str) -> str:
+    """``node-0`` → ``node0`` (ids stay readable and ``-k node0`` works); other specs unchanged."""
+    return re.sub(r"-(\d+)$", r"\1", spec)
+
+
+def _check_target(spec: str) -> None:
+    if not isinstance(spec, str) or not is_target_spec(spec):
+        raise TargetError(f"not a target spec: {spec!r}")
+
+
+def _check_link(link: Link) -> None:
+    if not (isinstance(link, tuple) and len(link) == 2):
+        raise TargetError(f"a link is a (source, destination) pair, got {link!r}")
+    _check_target(link[0])
+    _check_target(link[1])
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Base of every fault. Subclasses set ``kind`` and are frozen dataclasses of JSON-able fields."""
+
+    kind: ClassVar[str] = "fault"
+    _registry: ClassVar[dict[str, type[Fault]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        Fault._registry[cls.kind] = cls
+
+    @property
+    def target_spec(self) -> str | Link | None:
+        """The (unresolved) target or link, for the history record."""
+        for name in ("target", "link", "component"):
+            if hasattr(self, name):
+                return getattr(self, name)  # type: ignore[no-any-return]
+        return None
+
+    def params(self) -> dict[str, Any]:
+        """Every field except the target/link, as JSON-able values."""
+        skip = {"target", "link", "component"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    def record(self) -> dict[str, Any]:
+        """The ``value`` of the history's nemesis events: ``{"id", "kind", "target", "params"}``."""
+        t = self.target_spec
+        return {
+            "id": str(self),
+            "kind": self.kind,
+            "target": list(t) if isinstance(t, tuple) else t,
+            "params": self.params(),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Fault:
+        """Inverse of :meth:`to_dict` (links come back as tuples)."""
+        cls = Fault._registry.get(str(d.get("kind")))
+        if cls is None:
+            raise ValueError(f"unknown fault kind {d.get('kind')!r}; known: {sorted(Fault._registry)}")
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k != "kind"}
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Kill(Fault):
+    """Send ``signal`` to the target's process (SIGKILL = pod deletion without grace). Healing means
+    starting it again (the nemesis or the supervisor does that)."""
+
+    kind: ClassVar[str] = "kill"
+    target: str = "one-node"
+    signal: str = "SIGKILL"
+
+    def __post_init__(self) -> None:
+        _check_target(self.target)
+        if not self.signal.startswith("SIG") or not hasattr(_signal, self.signal):
+            raise ValueError(f"unknown signal {self.signal!r}")
+
+    @property
+    def signum(self) -> int:
+        return int(getattr(_signal, self.signal))
+
+    def __str__(self) -> str:
+        return f"kill-{_short(self.target)}-{self.signal.lower()}"
+
+
+@dataclass(frozen=True)
+class Pause(Fault):
+    """SIGSTOP the target; heal is SIGCONT (Jepsen ``hammer-time``). A paused process keeps its
+    sockets and leases-in-flight, which is what makes it dangerous when it comes back."""
+
+    kind: ClassVar[str] = "pause"
+    target: str = "one-node"
+
+    def __post_init__(self) -> None:
+        _check_target(self.target)
+
+    def __str__(self) -> str:
+        return f"pause-{_short(self.target)}"
+
+
+@dataclass(frozen=True)
+class Restart(Fault):
+    """Stop and start the target: SIGTERM with the grace period when ``graceful``, SIGKILL otherwise."""
+
+    kind: ClassVar[str] = "restart"
+    target: str = "one-node"
+    graceful: bool = True
+
+    def __post_init__(self) -> None:
+        _check_target(self.target)
+
+    def __str__(self) -> str:
+        return f"restart-{_short(self.target)}-{'graceful' if self.graceful else 'sigkill'}"
+
+
+@dataclass(frozen=True)
+class Partition(Fault):
+    """Packet drops shaped by :mod:`harness.faults.shapes`; heal removes every drop.
+
+    ``target`` picks the victim node of a targeted shape (``isolate-node``, ``node-etcd``,
+    ``node-postgres``, ``gates-node``; default a random node) or is ``"random"`` for a shuffled
+    ``halves``/``bridge``. ``one_way`` keeps only the victim side's drops."""
+
+    kind: ClassVar[str] = "partition"
+    shape: str = "isolate-node"
+    target: str | None = None
+    one_way: bool = False
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown partition shape {self.shape!r}; known: {', '.join(SHAPES)}")
+        if self.target is not None and self.target != "random":
+            if self.shape not in TARGETED_SHAPES:
+                raise ValueError(f"shape {self.shape!r} takes no target (only 'random')")
+            _check_target(self.target)
+
+    def __str__(self) -> str:
+        s = f"partition-{self.shape}"
+        if self.target is not None and self.target != "one-node":
+            s += f"-{_short(self.target)}"
+        return s + ("-oneway" if self.one_way else "")
+
+
+@dataclass(frozen=True)
+class Latency(Fault):
+    """Add ``ms`` ± ``jitter_ms`` to every chunk sent over ``link`` (netem delay, or the fault proxy's
+    latency toxic where the kernel has no netem)."""
+
+    kind: ClassVar[str] = "latency"
+    link: Link = ("one-node", "postgres")
+    ms: int = 200
+    jitter_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _check_link(self.link)
+        if self.ms < 0 or self.jitter_ms < 0 or self.jitter_ms > self.ms:
+            raise ValueError(f"latency needs 0 <= jitter_ms <= ms, got ms={self.ms} jitter={self.jitter_ms}")
+
+    def __str__(self) -> str:
+        jitter = f"-j{self.jitter_ms}" if self.jitter_ms else ""
+        return f"latency-{_short(self.link[0])}-{_short(self.link[1])}-{self.ms}ms{jitter}"
+
+
+@dataclass(frozen=True)
+class Timeout(Fault):
+    """Black-hole ``link``: connections are accepted (or already open) but nothing is forwarded, so
+    clients hang until their own timeouts fire (toxiproxy ``timeout`` with 0)."""
+
+    kind: ClassVar[str] = "timeout"
+    link: Link = ("one-node", "postgres")
+
+    def __post_init__(self) -> None:
+        _check_link(self.link)
+
+    def __str__(self) -> str:
+        return f"timeout-{_short(self.link[0])}-{_short(self.link[1])}"
+
+
+@dataclass(frozen=True)
+class Reset(Fault):
+    """Reset every connection on ``link`` with a TCP RST, now and on each new attempt (toxiproxy
+    ``reset_peer``)."""
+
+    kind: ClassVar[str] = "reset"
+    link: Link = ("one-node", "postgres")
+
+    def __post_init__(self) -> None:
+        _check_link(self.link)
+
+    def __str__(self) -> str:
+        return f"reset-{_short(self.link[0])}-{_short(self.link[1])}"
+
+
+@dataclass(frozen=True)
+class CpuStress(Fault):
+    """Starve the target of CPU: a cgroup quota of ``quota`` CPUs (0.1 = 10 % of one core)."""
+
+    kind: ClassVar[str] = "cpu-stress"
+    target: str = "one-node"
+    quota: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_target(self.target)
+        if not 0.001 <= self.quota <= 1024:
+            raise ValueError(f"cpu quota must be in [0.001, 1024] CPUs, got {self.quota}")
+
+    def __str__(self) -> str:
+        return f"cpu-stress-{_short(self.target)}-{round(self.quota * 100):d}pct"
+
+
+@dataclass(frozen=True)
+class MemoryPressure(Fault):
+    """Cap the target's memory at ``limit_mb`` (cgroup); a process that needs more is OOM-killed."""
+
+    kind: ClassVar[str] = "memory-pressure"
+    target: str = "one-node"
+    limit_mb: int = 64
+
+    def __post_init__(self) -> None:
+        _check_target(self.target)
+        if self.limit_mb < 4:
+            raise ValueError(f"memory limit must be at least 4 MB, got {self.limit_mb}")
+
+    def __str__(self) -> str:
+        return f"memory-pressure-{_short(self.target)}-{self.limit_mb}mb"
+
+
+@dataclass(frozen=True)
+class DiskFault(Fault):
+    """A disk fault under the target's data directory: ``full`` (ENOSPC), ``latency`` (``latency_ms``
+    per I/O) or ``eio`` (I/O errors)."""
+
+    kind: ClassVar[str] = "disk"
+    target: str = "postgres"
+    disk: DiskKind = "full"
+    latency_ms: int = 50
+
+    def __post_init__(self) -> None:
+        _check_target(self.target)
+        if self.disk not in ("full", "latency", "eio"):
+            raise ValueError(f"disk fault kind must be full|latency|eio, got {self.disk!r}")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+
+    def __str__(self) -> str:
+        return f"disk-{self.disk}-{_short(self.target)}"
+
+
+@dataclass(frozen=True)
+class ScaleTo(Fault):
+    """Scale ``component`` (``node`` or ``gate``) to ``n`` instances; "heal" scales back."""
+
+    kind: ClassVar[str] = "scale"
+    component: str = "node"
+    n: int = 3
+
+    def __post_init__(self) -> None:
+        if self.component not in ("node", "gate"):
+            raise ValueError(f"only nodes and gates scale, got {self.component!r}")
+        if self.n < 0:
+            raise ValueError("n must be >= 0")
+
+    def __str__(self) -> str:
+        return f"scale-{self.component}s-to-{self.n}"
+
+
+FAULT_KINDS: tuple[str, ...] = tuple(
+    c.kind for c in (Kill, Pause, Restart, Partition, Latency, Timeout, Reset, CpuStress, MemoryPressure,
+                     DiskFault, ScaleTo)
+)

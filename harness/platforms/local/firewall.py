@@ -1,0 +1,214 @@
+"""Turn a grudge into real packet drops inside the hosts' network namespaces (nft, else iptables).
+
+Why inside each namespace: a rule in host A's own namespace drops exactly what A receives, so the
+grudge maps one-to-one onto rules (A drops packets *from* the hosts it holds a grudge against; Jepsen's
+``net/drop-all!``), one-way cuts are just a grudge held by one side, and healing is deleting one table
+per namespace — nothing in the root namespace (where the harness itself lives) is ever touched.
+
+Fault proxies: a host may also be reached through a TCP fault proxy in the root namespace (its
+*aliases*: ``(bridge ip, proxy port)`` pairs). Traffic through a proxy carries the proxy's address, not
+the peer's, so "A drops B" also installs:
+
+- in A: drop input from each of B's aliases (``ip saddr P tcp sport port``) — A stops hearing B's
+  replies on connections A made to B through the proxy;
+- in B: drop output to each of A's aliases (``ip daddr P tcp dport port``) — what B sends to A through
+  the proxy never leaves B, which is what "A does not hear B" means on that path.
+
+So a cut on a proxied link bites the same as a cut on the direct link.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.local.netns import Network, sh
+
+Backend = Literal["nft", "iptables"]
+Addr = tuple[str, int]
+
+
+@dataclass
+class HostDrops:
+    """What one host drops. Empty means "no rules at all" for that host."""
+
+    from_ips: set[str] = field(default_factory=set)
+    from_aliases: set[Addr] = field(default_factory=set)
+    to_aliases: set[Addr] = field(default_factory=set)
+
+    def empty(self) -> bool:
+        return not (self.from_ips or self.from_aliases or self.to_aliases)
+
+
+def plan(
+    grudge: Mapping[str, Iterable[str]],
+    ips: Mapping[str, str],
+    aliases: Mapping[str, Iterable[Addr]] | None = None,
+) -> dict[str, HostDrops]:
+    """Per-host drops for ``grudge`` (pure). ``ips``: host → its address on the bridge; ``aliases``:
+    host → (ip, port) pairs by which it is reached through proxies."""
+    aliases = aliases or {}
+    out: dict[str, HostDrops] = {}
+    for holder, dropped in grudge.items():
+        for peer in dropped:
+            for h in (holder, peer):
+                if h not in ips:
+                    raise PlatformError(f"grudge names {h!r}, which is not a host of this network")
+            if holder == peer:
+                continue
+            out.setdefault(holder, HostDrops()).from_ips.add(ips[peer])
+            out[holder].from_aliases.update(aliases.get(peer, ()))
+            peer_aliases_of_holder = set(aliases.get(holder, ()))
+            if peer_aliases_of_holder:
+                out.setdefault(peer, HostDrops()).to_aliases.update(peer_aliases_of_holder)
+    return {h: d for h, d in out.items() if not d.empty()}
+
+
+def _ports_by_ip(addrs: Iterable[Addr]) -> dict[str, list[int]]:
+    by_ip: dict[str, list[int]] = {}
+    for ip, port in sorted(addrs):
+        by_ip.setdefault(ip, []).append(port)
+    return by_ip
+
+
+def render_nft(table: str, drops: HostDrops) -> str:
+    """An ``nft -f`` script that atomically replaces ``table`` with these drops (pure)."""
+    lines = [f"add table inet {table}", f"delete table inet {table}"]
+    if drops.empty():
+        return "\n".join(lines) + "\n"
+    lines.append(f"table inet {table} {{")
+    lines.append("  chain input {")
+    lines.append("    type filter hook input priority -10; policy accept;")
+    if drops.from_ips:
+        lines.append(f"    ip saddr {{ {', '.join(sorted(drops.from_ips))} }} drop")
+    for ip, ports in _ports_by_ip(drops.from_aliases).items():
+        lines.append(f"    ip saddr {ip} tcp sport {{ {', '.join(map(str, ports))} }} drop")
+    lines.append("  }")
+    lines.append("  chain output {")
+    lines.append("    type filter hook output priority -10; policy accept;")
+    for ip, ports in _ports_by_ip(drops.to_aliases).items():
+        lines.append(f"    ip daddr {ip} tcp dport {{ {', '.join(map(str, ports))} }} drop")
+    lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_iptables(chain: str, drops: HostDrops) -> list[list[str]]:
+    """iptables argv lists that install the drops in chains ``<chain>-in`` / ``<chain>-out`` (pure).
+    Run them after :func:`iptables_heal_cmds`."""
+    cin, cout = f"{chain}-in", f"{chain}-out"
+    cmds: list[list[str]] = [["iptables", "-w", "-N", cin], ["iptables", "-w", "-N", cout]]
+    for ip in sorted(drops.from_ips):
+        cmds.append(["iptables", "-w", "-A", cin, "-s", ip, "-j", "DROP"])
+    for ip, port in sorted(drops.from_aliases):
+        cmds.append(["iptables", "-w", "-A", cin, "-s", ip, "-p", "tcp", "--sport", str(port), "-j", "DROP"])
+    for ip, port in sorted(drops.to_aliases):
+        cmds.append(["iptables", "-w", "-A", cout, "-d", ip, "-p", "tcp", "--dport", str(port), "-j", "DROP"])
+    cmds.append(["iptables", "-w", "-I", "INPUT", "1", "-j", cin])
+    cmds.append(["iptables", "-w", "-I", "OUTPUT", "1", "-j", cout])
+    return cmds
+
+
+def iptables_heal_cmds(chain: str) -> list[list[str]]:
+    """Commands that remove our chains; each may fail harmlessly when already gone."""
+    cmds = []
+    for hook, c in (("INPUT", f"{chain}-in"), ("OUTPUT", f"{chain}-out")):
+        cmds += [["iptables", "-w", "-D", hook, "-j", c], ["iptables", "-w", "-F", c],
+                 ["iptables", "-w", "-X", c]]
+    return cmds
+
+
+def detect_backend(ns: str | None = None) -> Backend:
+    """``nft`` if the binary works (in ``ns`` when given), else ``iptables``; Unsupported if neither."""
+    wrap = ["ip", "netns", "exec", ns] if ns else []
+    if shutil.which("nft") and sh([*wrap, "nft", "list", "tables"], check=False).returncode == 0:
+        return "nft"
+    if shutil.which("iptables") and sh([*wrap, "iptables", "-w", "-S"], check=False).returncode == 0:
+        return "iptables"
+    raise Unsupported("neither nft nor iptables works here (install nftables or iptables)")
+
+
+class Partitioner:
+    """Applies grudges to a :class:`Network`'s hosts; :meth:`heal` removes every drop.
+
+    Host aliases come from ``Host.aliases`` (set by whoever wires fault proxies), or ``extra_aliases``.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        backend: Backend | None = None,
+        extra_aliases: Mapping[str, Iterable[Addr]] | None = None,
+    ) -> None:
+        self.network = network
+        self.table = network.prefix
+        self.extra_aliases = {h: list(a) for h, a in (extra_aliases or {}).items()}
+        self._backend = backend
+        self._active: dict[str, HostDrops] = {}
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            any_ns = next(iter(self.network.hosts.values())).ns if self.network.hosts else None
+            self._backend = detect_backend(any_ns)
+        return self._backend
+
+    def aliases(self) -> dict[str, list[Addr]]:
+        out = {name: list(h.aliases) for name, h in self.network.hosts.items()}
+        for h, extra in self.extra_aliases.items():
+            out.setdefault(h, []).extend(extra)
+        return out
+
+    def plan(self, grudge: Mapping[str, Iterable[str]]) -> dict[str, HostDrops]:
+        ips = {name: h.ip for name, h in self.network.hosts.items()}
+        return plan(grudge, ips, self.aliases())
+
+    def apply(self, grudge: Mapping[str, Iterable[str]]) -> dict[str, HostDrops]:
+        """Replace whatever drops are in force with those of ``grudge``; returns the per-host plan."""
+        drops = self.plan(grudge)
+        self.heal()
+        try:
+            for host, d in drops.items():
+                self._install(host, d)
+                self._active[host] = d
+        except BaseException:
+            self.heal()
+            raise
+        return drops
+
+    def heal(self) -> None:
+        """Remove every drop this partitioner may have installed, on every host (idempotent)."""
+        errors = []
+        for name in list(self.network.hosts):
+            try:
+                self._install(name, HostDrops())
+            except PlatformError as exc:  # a namespace that is already gone has no rules left
+                errors.append(str(exc))
+        self._active.clear()
+        if errors and any("No such file" not in e and "Cannot open network namespace" not in e
+                          for e in errors):
+            raise PlatformError("heal failed: " + "; ".join(errors))
+
+    def active(self) -> dict[str, HostDrops]:
+        return dict(self._active)
+
+    def rules(self, host: str) -> str:
+        """What is installed in ``host`` right now, as the firewall tool prints it."""
+        h = self.network.hosts[host]
+        if self.backend == "nft":
+            return h.run(["nft", "list", "ruleset"]).stdout
+        return h.run(["iptables", "-w", "-S"]).stdout
+
+    def _install(self, name: str, drops: HostDrops) -> None:
+        h = self.network.hosts[name]
+        if self.backend == "nft":
+            h.run(["nft", "-f", "-"], input=render_nft(self.table, drops))
+            return
+        for cmd in iptables_heal_cmds(self.table):
+            h.run(cmd, check=False)
+        if not drops.empty():
+            for cmd in render_iptables(self.table, drops):
+                h.run(cmd)
