@@ -14,6 +14,7 @@ from tenacity import (
     RetryError,
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     retry_if_result,
     stop_after_delay,
     wait_fixed,
@@ -24,6 +25,11 @@ T = TypeVar("T")
 
 class WaitTimeout(TimeoutError):
     """A condition was not reached before its deadline."""
+
+
+class Abort(Exception):
+    """Raised by a probe when waiting longer is pointless (e.g. the process it waits for died);
+    ``wait_until`` re-raises it at once instead of retrying until the deadline."""
 
 
 def wait_until(
@@ -41,11 +47,14 @@ def wait_until(
     retrying = Retrying(
         stop=stop_after_delay(timeout),
         wait=wait_fixed(interval),
-        retry=retry_if_exception_type(Exception) | retry_if_result(lambda v: not v),
+        retry=(retry_if_exception_type(Exception) & retry_if_not_exception_type(Abort))
+        | retry_if_result(lambda v: not v),
         reraise=False,
     )
     try:
         return retrying(probe)
+    except Abort:
+        raise
     except RetryError as err:
         exc = err.last_attempt.exception()
         last_exc = [exc] if exc is not None else []

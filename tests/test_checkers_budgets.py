@@ -48,7 +48,7 @@ def test_rto_over_budget_fails_with_the_numbers() -> None:
 def test_rto_never_recovered_fails() -> None:
     c = rto(budget_s=60)(recorded("outage_never_recovers"))
     assert c.verdict is Verdict.FAIL
-    assert c.detail.startswith("never recovered after kill node-1 (f1) injected at 10.00s")
+    assert c.detail.startswith("RTO > 14.7s (budget 60s): never recovered after kill node-1 (f1) injected at 10.00s")
 
 
 def test_rto_without_probes_or_faults_is_unknown() -> None:
@@ -62,7 +62,7 @@ def test_scenario_sketch_of_the_design_reads_as_intended() -> None:
     assert result.passed, result.explain()
     failed = check(recorded("outage_never_recovers"), rto(budget_s=10))
     assert not failed.passed
-    assert "rto [fail]: never recovered" in failed.explain()
+    assert "rto [fail]: RTO > 14.7s (budget 10s): never recovered" in failed.explain()
 
 
 # ---- H ---------------------------------------------------------------------------------------------------

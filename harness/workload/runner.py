@@ -1,0 +1,266 @@
+"""Client load and the availability probe, run on one asyncio loop in a background thread.
+
+Why open-loop and asyncio: the probe must keep its 20 Hz schedule while some calls hang until their
+timeout (a dead owner), otherwise an outage would slow the probe and hide itself. Every call is its own
+task; the schedule never waits for completions. One loop in one thread keeps a 2-core machine free for
+the stack under test.
+
+What is recorded (see harness/history.py): ``probe`` (Counter.Get over probe keys spread across shards),
+``increment`` / ``read`` (Counter workload), ``deposit`` (Wallet reliable calls, with deliberate retries
+of the same call_id) and, after the scenario, ``final-read`` / ``final-balance`` per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from harness import random as hrand
+from harness import wire
+from harness.history import Recorder
+from harness.sharding import keys_covering_shards
+from harness.workload.gate_client import CallOutcome, GateClient
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """How much load, over which keys. Rates are total operations per second (open loop)."""
+
+    shards: int = 64
+    probe_hz: float = 20.0
+    probe_keys: int = 32
+    counter_keys: int = 16
+    counter_rate: float = 40.0
+    read_ratio: float = 0.25
+    wallet_keys: int = 4
+    wallet_rate: float = 0.0  # 0 disables the wallet workload (needs the reliable-call route)
+    retry_ratio: float = 0.3  # share of acknowledged deposits re-sent with the same call_id
+    max_amount: int = 5
+    timeout: float = 8.0
+    key_prefix: str = "gvh"
+
+
+class GatePicker:
+    """Round-robin over gates, skipping a gate for ``cooloff`` s after a connection failure — the way a
+    client library with several gate addresses fails over."""
+
+    def __init__(self, gates: list[str], cooloff: float = 0.5) -> None:
+        self.gates = list(gates)
+        self._down_until: dict[str, float] = {}
+        self._rr = itertools.cycle(range(len(gates)))
+        self.cooloff = cooloff
+
+    def pick(self) -> str:
+        now = time.monotonic()
+        for _ in range(len(self.gates)):
+            g = self.gates[next(self._rr)]
+            if self._down_until.get(g, 0.0) <= now:
+                return g
+        return self.gates[next(self._rr)]
+
+    def report(self, gate: str, outcome: CallOutcome) -> None:
+        if outcome.code == "CONNECT" or outcome.code == "NOT_READY":
+            self._down_until[gate] = time.monotonic() + self.cooloff
+
+
+class Workload:
+    """Drives the stack through its gates and records everything into ``recorder``.
+
+    Use ``with workload.running(): ...`` around the fault; then ``final_reads()``.
+    """
+
+    def __init__(self, recorder: Recorder, gate_urls: dict[str, str], spec: WorkloadSpec,
+                 run_tag: str | None = None) -> None:
+        self.recorder = recorder
+        self.gate_urls = dict(gate_urls)
+        self.spec = spec
+        self.rng = hrand.fork("workload")  # reproducible from the run seed
+        tag = run_tag or uuid.uuid4().hex[:6]
+        p = f"{spec.key_prefix}-{tag}"
+        self.probe_keys = keys_covering_shards(f"{p}-probe-", spec.probe_keys, spec.shards)
+        self.counter_keys = keys_covering_shards(f"{p}-ctr-", spec.counter_keys, spec.shards)
+        self.wallet_keys = [f"{p}-wallet-{i}" for i in range(spec.wallet_keys)]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._acked_calls: list[tuple[str, str, int]] = []  # (wallet, call_id, amount) for retries
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def running(self, probe: bool = True, load: bool = True) -> Iterator[Workload]:
+        self.start(probe=probe, load=load)
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def start(self, probe: bool = True, load: bool = True) -> None:
+        if self._thread is not None:
+            raise RuntimeError("workload already running")
+        self._started.clear()
+        self._thread = threading.Thread(target=self._thread_main, args=(probe, load), name="workload",
+                                        daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("workload loop did not start within 10 s")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop issuing new calls and wait for in-flight ones (bounded by the call timeout)."""
+        if self._thread is None:
+            return
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout if timeout is not None else self.spec.timeout + 5)
+        self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise RuntimeError(f"workload crashed: {err!r}") from err
+
+    def _thread_main(self, probe: bool, load: bool) -> None:
+        try:
+            asyncio.run(self._main(probe, load))
+        except BaseException as exc:  # noqa: BLE001 - surfaced in stop()
+            self._error = exc
+            self._started.set()
+
+    async def _main(self, probe: bool, load: bool) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        picker = GatePicker(sorted(self.gate_urls))
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+            tasks: set[asyncio.Task[Any]] = set()
+            schedules = []
+            if probe and self.spec.probe_hz > 0:
+                schedules.append(self._schedule(self.spec.probe_hz, self._probe_op(client, picker), tasks))
+            if load and self.spec.counter_rate > 0:
+                schedules.append(self._schedule(self.spec.counter_rate, self._counter_op(client, picker),
+                                                tasks))
+            if load and self.spec.wallet_rate > 0:
+                schedules.append(self._schedule(self.spec.wallet_rate, self._wallet_op(client, picker),
+                                                tasks))
+            self._started.set()
+            await asyncio.gather(*schedules)
+            if tasks:
+                await asyncio.wait(tasks, timeout=self.spec.timeout + 2)
+
+    async def _schedule(self, hz: float, make_op: Any, tasks: set[asyncio.Task[Any]]) -> None:
+        """Fire ``make_op()`` at a fixed rate without waiting for completions (open loop)."""
+        assert self._stop is not None
+        period = 1.0 / hz
+        loop = asyncio.get_running_loop()
+        next_t = loop.time()
+        while not self._stop.is_set():
+            task = asyncio.ensure_future(make_op())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            next_t += period
+            delay = next_t - loop.time()
+            if delay < -1.0:  # fell far behind (e.g. machine stalled): resynchronise, don't burst
+                next_t = loop.time()
+                delay = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, delay))
+
+    # ---- operations --------------------------------------------------------------------------
+    async def _record(self, client: GateClient, picker: GatePicker, process: str, f: str, key: str,
+                      value: Any, method: str, request: Any, obj_type: str = "Counter",
+                      call_id: str | None = None) -> CallOutcome:
+        gate = picker.pick()
+        op_id = self.recorder.invoke(process, f, key=key, value=value, node=gate)
+        if call_id is None:
+            out = await client.call(gate, obj_type, key, method, request)
+        else:
+            out = await client.reliable_call(gate, call_id, obj_type, key, method, request)
+        picker.report(gate, out)
+        result: Any = None
+        if out.type == "ok" and out.message is not None:
+            d = wire.to_dict(out.message)
+            if obj_type == "Counter":
+                result = d.get("value")
+            elif f == "final-balance":
+                result = d.get("balance")
+            else:
+                result = {"balance": d.get("balance"), "status": out.reliable_status}
+        self.recorder.complete(op_id, out.type, process, f, key=key, value=result,
+                               error=None if out.type == "ok" else f"{out.code}: {out.error}",
+                               node=gate, extra=out.extra or None)
+        return out
+
+    def _probe_op(self, client: GateClient, picker: GatePicker) -> Any:
+        keys = itertools.cycle(self.probe_keys)
+
+        def make() -> Any:
+            key = next(keys)
+            return self._record(client, picker, "probe-0", "probe", key, None, "Get",
+                                wire.new("counter.GetRequest"))
+        return make
+
+    def _counter_op(self, client: GateClient, picker: GatePicker) -> Any:
+        workers = itertools.cycle(range(8))
+
+        def make() -> Any:
+            key = self.rng.choice(self.counter_keys)
+            proc = f"client-{next(workers)}"
+            if self.rng.random() < self.spec.read_ratio:
+                return self._record(client, picker, proc, "read", key, None, "Get",
+                                    wire.new("counter.GetRequest"))
+            amount = self.rng.randint(1, self.spec.max_amount)
+            return self._record(client, picker, proc, "increment", key, amount, "Increment",
+                                wire.new("counter.IncrementRequest", amount=amount))
+        return make
+
+    def _wallet_op(self, client: GateClient, picker: GatePicker) -> Any:
+        async def op() -> None:
+            if self._acked_calls and self.rng.random() < self.spec.retry_ratio:
+                wallet, call_id, amount = self.rng.choice(self._acked_calls)
+            else:
+                wallet = self.rng.choice(self.wallet_keys)
+                call_id = uuid.uuid4().hex
+                amount = self.rng.randint(1, self.spec.max_amount)
+            out = await self._record(client, picker, "wallet-0", "deposit", wallet,
+                                     {"amount": amount, "call_id": call_id}, "Deposit",
+                                     wire.new("wallet.DepositRequest", amount=amount), obj_type="Wallet",
+                                     call_id=call_id)
+            if out.type == "ok":
+                self._acked_calls.append((wallet, call_id, amount))
+        return op
+
+    # ---- after the scenario --------------------------------------------------------------------
+    def final_reads(self, timeout: float = 30.0) -> dict[str, int | None]:
+        """Read every counter key (and wallet balance) until it answers or ``timeout`` passes; records
+        ``final-read`` / ``final-balance`` ops. Call after faults are healed and load has stopped."""
+        return asyncio.run(self._final_reads(timeout))
+
+    async def _final_reads(self, timeout: float) -> dict[str, int | None]:
+        picker = GatePicker(sorted(self.gate_urls))
+        deadline = time.monotonic() + timeout
+        results: dict[str, int | None] = {}
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+            async def one(key: str, obj_type: str) -> None:
+                f = "final-read" if obj_type == "Counter" else "final-balance"
+                method, req = (("Get", wire.new("counter.GetRequest")) if obj_type == "Counter"
+                               else ("GetBalance", wire.new("wallet.GetBalanceRequest")))
+                while time.monotonic() < deadline:
+                    out = await self._record(client, picker, "final", f, key, None, method, req,
+                                             obj_type=obj_type)
+                    if out.type == "ok" and out.message is not None:
+                        d = wire.to_dict(out.message)
+                        results[key] = d.get("value") if obj_type == "Counter" else d.get("balance")
+                        return
+                    await asyncio.sleep(0.1)  # sleep-ok: retry pacing for an unavailable key
+                results[key] = None
+            jobs = [one(k, "Counter") for k in self.counter_keys]
+            if self.spec.wallet_rate > 0:
+                jobs += [one(k, "Wallet") for k in self.wallet_keys]
+            await asyncio.gather(*jobs)
+        return results
