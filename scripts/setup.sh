@@ -12,6 +12,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)  # disk latency/EIO faults (FUSE layer)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt)"
