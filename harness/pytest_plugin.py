@@ -182,7 +182,11 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
     name = request.module.__name__.rsplit(".", 1)[-1]
     stack_dir = run_dir / "stacks" / name
     stack_dir.mkdir(parents=True, exist_ok=True)
+    _progress(request.config, f"deploying {spec.stack} stack for {name}: {spec.nodes} nodes, {spec.gates} gates, "
+              f"{spec.etcd_members} etcd, {spec.shards} shards{' bugs=' + ','.join(spec.bugs) if spec.bugs else ''}")
     dep = platform.deploy(spec, stack_dir)
+    took = getattr(dep, "timings", {}).get("total_s")
+    _progress(request.config, f"stack for {name} ready" + (f" in {took:.1f}s" if took else ""))
     try:
         yield dep
     finally:
@@ -190,6 +194,17 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
             log.warning("--keep-stack: leaving %s running (logs in %s)", name, stack_dir)
         else:
             dep.teardown()
+
+
+def _progress(config: pytest.Config, message: str) -> None:
+    """A progress line on the terminal even while output is captured (long waits must show life)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or config.getoption("verbose", 0) < 0:
+        return
+    ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+    with ctx:
+        tr.write_line(f"[goverse-harness] {message}")
 
 
 def _scenario_id(item: pytest.Item) -> str:
