@@ -25,8 +25,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import harness, pytest_xdist' >/dev/null 2>&1 || [ "${GVH_REINSTALL:-}" = 1 ] \
+# Reinstall whenever pyproject.toml changed since the last install (new dependencies), not only when absent.
+stamp=".setup-stamp"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$PY" -c 'import sys; print(sys.executable)')"
+if [ "${GVH_REINSTALL:-}" = 1 ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
    || ! "$PY" -m pip show goverse-harness >/dev/null 2>&1; then
   echo "setup: installing goverse-harness and its dependencies (pip)"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[dev]"
+  echo "$want" > "$stamp"
 fi
