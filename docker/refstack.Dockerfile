@@ -15,7 +15,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Runtime dependencies of harness.refstack (a subset of pyproject's [project].dependencies).
-RUN pip install "aiohttp>=3.9" "etcd3gw>=2.4" "psycopg[binary]>=3.1" "protobuf>=4.25" "PyYAML>=6.0" \
+RUN pip install "aiohttp>=3.9" "etcd3gw>=2.4" "psycopg[binary,pool]>=3.1" "protobuf>=4.25" "PyYAML>=6.0" \
         "requests>=2.31" "tenacity>=8.2" "prometheus_client>=0.19"
 WORKDIR /src
 COPY pyproject.toml README.md ./
