@@ -91,6 +91,12 @@ def _cmd_report(args: argparse.Namespace, rest: list[str]) -> int:
     return int(report_main(rest))
 
 
+def _cmd_conformance(args: argparse.Namespace, rest: list[str]) -> int:
+    from harness.conformance.cli import conformance_main
+
+    return int(conformance_main(rest))
+
+
 def _cmd_refstack(args: argparse.Namespace, rest: list[str]) -> int:
     from harness.refstack.main import main as refstack_main
 
@@ -102,8 +108,13 @@ COMMANDS = {
     "up": (_cmd_up, "deploy a local stack, print endpoints, tear down on Ctrl-C"),
     "doctor": (_cmd_doctor, "show what this machine can do (etcd, Postgres, netns, nft, cgroups, ...)"),
     "report": (_cmd_report, "re-render a run directory's report; --compare BASELINE shows regressions"),
+    "conformance": (_cmd_conformance, "run only the seed conformance checks and print the table"),
     "refstack": (_cmd_refstack, "run a reference-stack process: refstack node|gate|inspector --config F"),
 }
+
+
+# Subcommands whose arguments (including --help) belong to the program they front.
+PASSTHROUGH = ("run", "report", "refstack", "conformance", "load-report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,8 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Conformance and chaos test harness for Goverse deployments.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_fn, help_) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_, add_help=name not in ("run", "report",
-                                                                                       "refstack"))
+        sp = sub.add_parser(name, help=help_, description=help_, add_help=name not in PASSTHROUGH)
         if name == "up":
             sp.add_argument("--nodes", type=int)
             sp.add_argument("--gates", type=int)
@@ -124,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] in ("run", "report", "refstack"):
+    if argv and argv[0] in PASSTHROUGH:
         args, rest = parser.parse_args(argv[:1]), argv[1:]
     else:
         args = parser.parse_args(argv)
