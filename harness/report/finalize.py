@@ -78,8 +78,24 @@ def finalize(run_dir: Path | RunDir, meta: Mapping[str, Any] | None = None,
     unless ``meta`` overrides it, so re-finalizing never loses provenance."""
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
     previous = rd.load_run_json() if keep_previous else None
-    run = build_run_json(rd, meta, previous)
+    run = build_run_json(rd, with_conformance(rd.path, meta), previous)
     write_json(rd.run_json, run)
     rd.junit_xml.write_text(junit_xml(run), encoding="utf-8")
     rd.report_html.write_text(render_report(run, rd.path), encoding="utf-8")
     return run
+
+
+# ---- conformance results ------------------------------------------------------------------------------
+# Added with the conformance suite (issue #7): harness/conformance writes one file per check into
+# <run_dir>/conformance/<id>.json; a run finalized by plain pytest must report them too.
+def with_conformance(run_dir: Path, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``meta`` plus run.json's ``conformance`` rows read from ``<run_dir>/conformance/`` (kept as given
+    when ``meta`` already has them; absent when the run has none)."""
+    out = dict(meta or {})
+    if "conformance" not in out:
+        from harness.conformance.results import load_results, report_rows
+
+        rows = report_rows(load_results(run_dir))
+        if rows:
+            out["conformance"] = rows
+    return out

@@ -1,0 +1,198 @@
+"""Ad-hoc clusters: extra stack processes under their own etcd prefix and PostgreSQL database.
+
+Why apart from the shared stack: the runtime checks must start instances with odd environments, cut
+their etcd, SIGTERM them mid-call — none of which may disturb the stack the other checks look at. A
+separate etcd prefix is a separate Goverse cluster on the same etcd; a separate database is needed too
+because the reference stack fences shard ownership per shard in PostgreSQL (a second cluster claiming
+shard 5 in the same database would fence the first one out). Processes are started through the
+platform's ``spawn_adhoc`` (local platform only); other platforms make these checks not-applicable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.conformance.judges_config import InstanceObservation
+from harness.conformance.results import redact
+from harness.platforms.local.config_render import GateAddr, InspectorAddr, NodeAddr, Topology, render_config
+from harness.platforms.local.services import free_port
+from harness.platforms.local.shardmap import EtcdView
+from harness.waiting import wait_until
+
+LOOPBACK = "127.0.0.1"
+
+
+def unsupported_reason(dep: Any) -> str | None:
+    """Why ad-hoc instances cannot be started on this deployment (None: they can)."""
+    for attr in ("spawn_adhoc", "stop_adhoc", "topology", "postgres"):
+        if getattr(dep, attr, None) is None:
+            return f"the {type(dep).__name__} platform cannot start ad-hoc instances (no {attr})"
+    if getattr(dep.spec, "stack", "reference") != "reference":
+        return "ad-hoc instances are only wired for the reference stack (Goverse needs pgadmin init per database)"
+    return None
+
+
+def pg_password(dep: Any) -> str:
+    """The stack's PostgreSQL password, read from its password file (never logged or reported)."""
+    path = getattr(getattr(dep, "topology", None), "pg_password_file", None)
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclasses.dataclass
+class AdhocCluster:
+    """One ad-hoc cluster. ``create`` makes the database; ``stop_all`` stops what ``spawn`` started."""
+
+    dep: Any
+    tag: str
+    prefix: str
+    database: str
+    config_dir: Path
+    names: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def create(cls, dep: Any, tag: str) -> AdhocCluster:
+        if not re.fullmatch(r"[a-z0-9]{1,20}", tag):
+            raise ValueError(f"bad ad-hoc cluster tag {tag!r}")
+        suffix = secrets.token_hex(3)
+        database = f"gvh_cf_{tag}_{suffix}"
+        from psycopg import sql
+
+        with dep.postgres.admin_connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(dep.postgres.user)))
+        config_dir = Path(dep.run_dir) / "adhoc"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        return cls(dep, tag, f"/gvh-conformance/{tag}-{suffix}", database, config_dir)
+
+    # ---- addresses and configuration -----------------------------------------------------------
+    @staticmethod
+    def node_addr(node_id: str, host: str = LOOPBACK) -> NodeAddr:
+        return NodeAddr(node_id, host, free_port(host), free_port(host))
+
+    @staticmethod
+    def gate_addr(gate_id: str, host: str = LOOPBACK) -> GateAddr:
+        return GateAddr(gate_id, host, free_port(host), free_port(host), free_port(host))
+
+    @staticmethod
+    def inspector_addr(host: str = LOOPBACK) -> InspectorAddr:
+        return InspectorAddr(host, free_port(host), free_port(host))
+
+    def etcd_endpoints(self) -> list[str]:
+        return list(self.dep.topology.etcd_endpoints)
+
+    def config(self, nodes: list[NodeAddr] = (), gates: list[GateAddr] = (),  # type: ignore[assignment]
+               inspector: InspectorAddr | None = None, etcd: list[str] | None = None,
+               pg: tuple[str, int] | None = None) -> dict[str, Any]:
+        """The cluster's YAML (as a dict) with this prefix and database; ``etcd``/``pg`` reroute the
+        links (e.g. through a fault proxy)."""
+        topo = self.dep.topology
+        pg_host, pg_port = pg or (topo.pg_host, topo.pg_port)
+        t = Topology(etcd_endpoints=list(etcd or topo.etcd_endpoints), pg_host=pg_host, pg_port=pg_port,
+                     pg_user=topo.pg_user, pg_database=self.database, pg_password_file=topo.pg_password_file,
+                     nodes=list(nodes), gates=list(gates), inspector=inspector)
+        return render_config(dataclasses.replace(self.dep.spec, prefix=self.prefix), t)
+
+    def write(self, name: str, doc: dict[str, Any]) -> Path:
+        """Write a config (it holds a password *file path*, never a password)."""
+        path = self.config_dir / f"{self.tag}-{name}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        return path
+
+    # ---- processes ---------------------------------------------------------------------------------
+    def spawn(self, component: str, name: str, config: Path | None, env: dict[str, str | None] | None = None,
+              args: list[str] | tuple[str, ...] = ()) -> Any:
+        full_name = f"cf-{self.tag}-{name}"
+        argv = (["--config", str(config)] if config is not None else []) + list(args)
+        proc = self.dep.spawn_adhoc(component, full_name, env=env or {}, extra_args=argv)
+        self.names.append(full_name)
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return Path(self.dep.run_dir) / "logs" / f"cf-{self.tag}-{name}.log"
+
+    def stop(self, name: str, grace: float | None = None) -> int | None:
+        return self.dep.stop_adhoc(f"cf-{self.tag}-{name}", grace)
+
+    def stop_all(self, grace: float = 3.0) -> None:
+        for full in self.names:
+            try:
+                self.dep.stop_adhoc(full, grace)
+            except Exception:  # noqa: BLE001 - best effort in finalizers
+                continue
+
+    # ---- observation -------------------------------------------------------------------------------
+    def view(self) -> EtcdView:
+        return EtcdView(self.etcd_endpoints(), self.prefix, self.dep.spec.shards)
+
+    def info_records(self) -> dict[str, dict[str, Any]]:
+        """Reference-stack extension: ``<prefix>/refstack/info/node/<advertise>`` JSON per process."""
+        import etcd3gw
+
+        host, port = self.etcd_endpoints()[0].split("://", 1)[-1].rsplit(":", 1)
+        client = etcd3gw.client(host=host, port=int(port), timeout=2.0)
+        out: dict[str, dict[str, Any]] = {}
+        for value, meta in client.get_prefix(f"{self.prefix}/refstack/info/"):
+            key = meta["key"].decode() if isinstance(meta["key"], bytes) else str(meta["key"])
+            try:
+                out[key[len(self.prefix) + len("/refstack/info/"):]] = json.loads(value)
+            except ValueError:
+                continue
+        return out
+
+    def registered_nodes(self) -> set[str]:
+        return set(self.view().state().nodes)
+
+    def observe(self, name: str, proc: Any, timeout: float, secrets_: list[str],
+                expected_advertise: str | None = None) -> InstanceObservation:
+        """Wait until the process registers in etcd (found by its pid in the info record, or by the
+        expected advertise address) or exits; return what was seen."""
+        t0 = time.monotonic()
+        found: dict[str, Any] = {}
+
+        def look() -> bool:
+            # membership first: the info record is written in the same transaction, so it is there too
+            nodes = self.registered_nodes()
+            for key, info in self.info_records().items():
+                if key.startswith("node/") and info.get("pid") == proc.pid:
+                    found.update(advertise=key[len("node/"):], node_id=info.get("id"))
+            if found.get("advertise") not in nodes and expected_advertise in nodes:
+                found["advertise"] = expected_advertise
+            found["registered"] = found.get("advertise") in nodes
+            return bool(found["registered"]) or not proc.is_running()
+
+        wait_for(f"{name} registered in etcd or exited", look, timeout, interval=0.1)
+        waited = time.monotonic() - t0
+        code = None if proc.is_running() else proc.returncode
+        return InstanceObservation(name=name, registered=bool(found.get("registered")),
+                                   advertise=found.get("advertise"), node_id=found.get("node_id"), exit_code=code,
+                                   log_tail=str(redact(_tail(self.log_path(name)), secrets_)), waited_s=waited)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
+    """``wait_until`` that reports a timeout as False (the judges decide what a timeout means)."""
+    try:
+        wait_until(probe, timeout, what, interval=interval)
+        return True
+    except TimeoutError:
+        return False

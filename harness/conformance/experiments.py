@@ -1,0 +1,333 @@
+"""The runtime experiments behind the §2 checks; each returns plain observations for the judges.
+
+Why a few experiments shared by many checks: starting processes is what costs time on a 2-core box,
+so one ad-hoc cluster's life (start, lose etcd, SIGTERM mid-call, restart) feeds six checks, one batch
+of ad-hoc nodes with odd environments feeds the §2.3/§2.4 checks, and one graceful stop under load on
+the shared stack feeds the §2.2 ones. Experiments never decide; if a step cannot be carried out the
+observation stays empty and the judge says ``unknown``. Everything started is stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.checkers import check, no_lost_writes, reads_see_acknowledged
+from harness.checkers.verdict import CheckResult
+from harness.conformance.adhoc import AdhocCluster, pg_password, wait_for
+from harness.conformance.judges_config import InstanceObservation
+from harness.conformance.judges_lifecycle import CallObservation, OwnershipSample
+from harness.conformance.judges_observability import Samples
+from harness.conformance.live import BackgroundCall, ReadyPoller, call_counter, read_metrics, sampling
+from harness.history import Recorder
+from harness.platforms.local.faultproxy import FaultProxy, Latency, Timeout
+from harness.platforms.local.services import free_port
+from harness.waiting import wait_until
+
+Timeline = list[tuple[float, int | None]]
+
+
+# ============================================================== ad-hoc cluster life (§2.1, §2.2)
+@dataclass
+class LifecycleRun:
+    """Observations of one ad-hoc node (+ gate, inspector) from start to restart. Times are monotonic."""
+
+    ttl: float
+    tick: float
+    grace: float
+    failover_budget: float
+    t_start: float = 0.0
+    timelines: dict[str, Timeline] = field(default_factory=dict)
+    t_all_ready: float | None = None
+    t_etcd_cut: float | None = None
+    t_key_gone: float | None = None
+    t_etcd_heal: float | None = None
+    inflight_at_term: bool = False
+    t_term: float | None = None
+    new_call: CallObservation | None = None
+    inflight: CallObservation | None = None
+    exit_code: int | None = None
+    exit_s: float = 0.0
+    t_restart: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("://", 1)[-1].rstrip("/").rsplit(":", 1)
+    return host, int(port)
+
+
+def lifecycle_experiment(dep: Any) -> LifecycleRun:
+    t = dep.spec.timers
+    run = LifecycleRun(ttl=t.lease_ttl, tick=t.tick, grace=t.shutdown_grace, failover_budget=t.failover_budget())
+    cluster = AdhocCluster.create(dep, "life")
+    proxy = FaultProxy()
+    try:
+        etcd = proxy.add_link("etcd", _host_port(cluster.etcd_endpoints()[0]))
+        pg = proxy.add_link("pg", (dep.topology.pg_host, dep.topology.pg_port))
+        node, gate, insp = cluster.node_addr("life-node"), cluster.gate_addr("life-gate"), cluster.inspector_addr()
+        node_cfg = cluster.write("node", cluster.config([node], [gate], insp, etcd=[f"http://{etcd[0]}:{etcd[1]}"],
+                                                        pg=pg))
+        rest_cfg = cluster.write("rest", cluster.config([node], [gate], insp))
+        urls = {"node": f"http://{node.host}:{node.ops_port}", "gate": f"http://{gate.host}:{gate.ops_port}",
+                "inspector": f"http://{insp.host}:{insp.http_port}"}
+        gate_api = f"http://{gate.host}:{gate.http_port}"
+        with ReadyPoller({}) as poller:
+            run.t_start = time.monotonic()
+            procs = {"node": cluster.spawn("node", "node", node_cfg, args=["--node-id", node.id]),
+                     "gate": cluster.spawn("gate", "gate", rest_cfg, args=["--gate-id", gate.id]),
+                     "inspector": cluster.spawn("inspector", "inspector", rest_cfg)}
+            for name, url in urls.items():
+                poller.add(name, url)
+            if not wait_for("node, gate and inspector /ready 200", lambda: all(
+                    poller.last(n) == 200 or not procs[n].is_running() for n in urls), 30.0):
+                run.notes.append("not every instance became ready within 30 s")
+            run.t_all_ready = time.monotonic()
+            if all(poller.last(n) == 200 for n in urls):
+                _etcd_loss(run, cluster, proxy, poller, procs["node"].pid)
+                if not _serving_again(cluster, gate_api, run.failover_budget + 10.0):
+                    run.notes.append("the ad-hoc cluster did not serve again after etcd came back")
+                _sigterm_mid_call(run, cluster, proxy, poller, procs["node"], gate_api)
+                if run.exit_code is not None:
+                    run.t_restart = time.monotonic()
+                    cluster.spawn("node", "node", node_cfg, args=["--node-id", node.id])
+                    wait_for("restarted node /ready 200",
+                             lambda: poller.seen_after("node", run.t_restart or 0.0, 200), 30.0)
+            run.timelines = poller.snapshot()
+    finally:
+        cluster.stop_all()
+        proxy.stop()
+    return run
+
+
+def _etcd_loss(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poller: ReadyPoller, pid: int) -> None:
+    """Black-hole the node's etcd link until its lease expired in etcd, then heal."""
+    advertise = next((k[len("node/"):] for k, v in cluster.info_records().items()
+                      if k.startswith("node/") and v.get("pid") == pid), None)
+    run.t_etcd_cut = time.monotonic()
+    proxy.set_toxic("etcd", Timeout())
+    try:
+        wait_for("node /ready not 200 after etcd loss",
+                 lambda: poller.not_ready_after("node", run.t_etcd_cut or 0.0), run.ttl + 2.0)
+        if advertise is None:
+            run.notes.append("the node's advertise address was not found in etcd; lease expiry not watched")
+        elif wait_for("the node's lease expired in etcd", lambda: advertise not in cluster.registered_nodes(),
+                      run.ttl + 5.0):
+            run.t_key_gone = time.monotonic()
+            # watch a little past the judge's budget, so a gate that stays 200 is seen staying 200
+            wait_for("gate /ready not 200 after the node's lease expired",
+                     lambda: poller.not_ready_after("gate", run.t_key_gone or 0.0), gate_budget(run) + 0.5)
+    finally:
+        proxy.clear("etcd")
+        run.t_etcd_heal = time.monotonic()
+    wait_for("node and gate /ready 200 after etcd came back",
+             lambda: poller.seen_after("node", run.t_etcd_heal or 0.0, 200)
+             and poller.seen_after("gate", run.t_etcd_heal or 0.0, 200), run.failover_budget + 10.0)
+
+
+def gate_budget(run: LifecycleRun) -> float:
+    """How long a gate may keep saying ready after a node's lease expired: its view refresh (a tick)
+    plus margin for a loaded 2-core machine."""
+    return 1.0 + 4 * run.tick
+
+
+def node_budget(run: LifecycleRun) -> float:
+    """How long a node may keep saying ready after losing etcd: its lease can be valid for a TTL after
+    the last keepalive, plus margin."""
+    return run.ttl + 1.0
+
+
+def _serving_again(cluster: AdhocCluster, gate_api: str, timeout: float) -> bool:
+    """Etcd says the cluster converged and a call through the gate succeeds (readiness endpoints may
+    lie — that is what is under test)."""
+    return wait_for("the ad-hoc cluster serves again",
+                    lambda: cluster.view().state().converged
+                    and call_counter(gate_api, f"cf-life-warm-{secrets.token_hex(2)}", timeout=2.0).ok,
+                    timeout, interval=0.2)
+
+
+#: how long PostgreSQL replies to the node are held while it is SIGTERMed: longer than the 1 s /ready
+#: budget (so a /ready that stays 200 while draining is seen), shorter than the call timeout
+PG_HOLD_MS = 2500.0
+
+
+def _sigterm_mid_call(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poller: ReadyPoller,
+                      proc: Any, gate_api: str) -> None:
+    """Slow the node's PostgreSQL replies so a call is in flight, SIGTERM, probe, then let it finish."""
+    tag = secrets.token_hex(3)
+    before = proxy.stats("pg").bytes_up
+    proxy.set_toxic("pg", Latency(PG_HOLD_MS, direction="downstream"))
+    try:
+        call = BackgroundCall(gate_api, f"cf-life-inflight-{tag}", timeout=run.grace + 10.0)
+        run.inflight_at_term = wait_for("the call reached PostgreSQL (in flight in the node)",
+                                        lambda: proxy.stats("pg").bytes_up > before and not call.done(), 5.0)
+        run.t_term = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        wait_for("node /ready not 200 after SIGTERM", lambda: poller.not_ready_after("node", run.t_term or 0.0),
+                 1.5)
+        run.new_call = call_counter(gate_api, f"cf-life-new-{tag}", timeout=1.5)
+    finally:
+        proxy.clear("pg")
+    run.inflight = call.join(run.grace + 10.0)
+    remaining = max(0.1, run.grace - (time.monotonic() - run.t_term))
+    run.exit_code = proc.wait(remaining)
+    run.exit_s = time.monotonic() - run.t_term
+    if run.exit_code is None:  # still running past the grace: what Kubernetes would do
+        cluster.stop("node", grace=0.0)
+        run.exit_code = proc.returncode
+
+
+# ===================================================================== environment (§2.3, §2.4)
+@dataclass
+class EnvRun:
+    observations: dict[str, InstanceObservation] = field(default_factory=dict)
+    expected: dict[str, str] = field(default_factory=dict)
+    pod_metrics: Samples | None = None
+    quiet_log: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+POD_NAME = "env-pod-0"
+POD_IP = "127.0.0.2"  # a loopback alias: reachable, and unlike anything a default would produce
+INVALID_VARIABLE = "GOVERSE_POSTGRES_PORT"
+
+
+def env_experiment(dep: Any, timeout: float = 25.0) -> EnvRun:
+    """Start one node per override, each with a config that is wrong without it; watch them register."""
+    run = EnvRun()
+    password = pg_password(dep)
+    cluster = AdhocCluster.create(dep, "env")
+    try:
+        endpoints = ",".join(cluster.etcd_endpoints())
+        dead_etcd = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        plans: dict[str, tuple[dict[str, Any], dict[str, str | None], list[str], str | None]] = {}
+
+        def plan(name: str, mutate: Any, env: dict[str, str | None], with_id: bool = True) -> None:
+            addr = cluster.node_addr(f"env-{name}") if name != "pod" else cluster.node_addr(POD_NAME)
+            doc = cluster.config([addr])
+            mutate(doc)
+            plans[name] = (doc, env, ["--node-id", addr.id] if with_id else [], f"{addr.host}:{addr.api_port}")
+
+        plan("etcd", lambda d: d["cluster"]["etcd"].update(endpoints=[dead_etcd]),
+             {"GOVERSE_ETCD_ENDPOINTS": endpoints})
+        plan("nodeid", lambda d: None, {"GOVERSE_NODE_ID": "env-nodeid"}, with_id=False)
+        plan("pgpass", lambda d: d["postgres"].pop("password_file", None), {"GOVERSE_POSTGRES_PASSWORD": password})
+        plan("invalid", lambda d: None, {INVALID_VARIABLE: "not-a-port"})
+        plan("quiet", lambda d: None, {"LOG_LEVEL": "warn"})
+        pod_ops = free_port()
+
+        def pod(d: dict[str, Any]) -> None:
+            entry = d["nodes"][0]
+            port = entry["grpc_addr"].rsplit(":", 1)[1]
+            entry.update(grpc_addr=f"0.0.0.0:{port}", http_addr=f"127.0.0.1:{pod_ops}")
+            entry.pop("advertise_addr", None)
+            run.expected["pod_advertise"] = f"{POD_IP}:{port}"
+
+        plan("pod", pod, {"POD_NAME": POD_NAME, "POD_IP": POD_IP, "POD_NAMESPACE": "gvh-conformance",
+                          "NODE_NAME": "local"}, with_id=False)
+        run.expected.update(pod_name=POD_NAME, node_id="env-nodeid", invalid_variable=INVALID_VARIABLE)
+        procs = {name: cluster.spawn("node", name, cluster.write(name, doc), env=env, args=args)
+                 for name, (doc, env, args, _adv) in plans.items()}
+        deadline = time.monotonic() + timeout
+        for name, proc in procs.items():
+            expected = run.expected["pod_advertise"] if name == "pod" else plans[name][3]
+            run.observations[name] = cluster.observe(name, proc, max(0.5, deadline - time.monotonic()),
+                                                     [password], expected_advertise=expected)
+        if run.observations["pod"].registered:
+            run.pod_metrics = read_metrics(f"http://127.0.0.1:{pod_ops}")
+        cluster.stop("quiet", grace=5.0)
+        run.quiet_log = cluster.log_path("quiet").read_text(encoding="utf-8", errors="replace")
+    finally:
+        cluster.stop_all()
+    return run
+
+
+# ================================================================== graceful stop under load (§2.2)
+@dataclass
+class SigtermRun:
+    victim: str
+    grace: float
+    rc: int | None = None
+    t_term: float = 0.0
+    t_exit: float = 0.0
+    owned_before: int = 0
+    samples: list[OwnershipSample] = field(default_factory=list)
+    writes: CheckResult | None = None
+    acked: int = 0
+    restarted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def sigterm_experiment(dep: Any, history_path: Path) -> SigtermRun:
+    """SIGTERM one node of the shared stack while clients write through the gates, watch etcd, then
+    start it again and wait for convergence (the stack is left as it was found)."""
+    from harness.workload.runner import Workload, WorkloadSpec
+
+    nodes = sorted(i.name for i in dep.instances("node") if i.running)
+    run = SigtermRun(victim=nodes[-1], grace=dep.spec.timers.shutdown_grace)
+    t = dep.spec.timers
+
+    def sample() -> OwnershipSample:
+        smap = dep.shard_map()
+        return OwnershipSample(time.monotonic(), run.victim in dep.live_nodes(),
+                               sum(1 for _tg, cur in smap.values() if cur == run.victim))
+
+    recorder = Recorder(history_path, meta={"scenario": "conformance.2.2-sigterm"})
+    spec = WorkloadSpec(shards=dep.spec.shards, timeout=t.call_timeout + 3, counter_rate=30.0, probe_hz=10.0)
+    wl = Workload(recorder, dep.gate_urls(), spec, run_tag=f"cf{secrets.token_hex(2)}")
+
+    def acked() -> int:
+        return sum(1 for o in recorder.history().ops("increment") if o.type == "ok")
+
+    try:
+        with sampling(sample) as samples, wl.running():
+            wait_for("baseline: 20 acknowledged writes", lambda: acked() >= 20, 10.0)
+            run.owned_before = sample().owned
+            run.t_term = time.monotonic()
+            run.rc = dep.stop(run.victim, graceful=True)
+            run.t_exit = time.monotonic()
+            wait_for("an etcd sample after the exit", lambda: any(s.t > run.t_exit for s in samples), 5.0)
+            dep.start(run.victim)
+            try:
+                dep.wait_converged(t.failover_budget() + 10.0)
+                run.restarted = True
+            except TimeoutError as exc:
+                run.notes.append(f"the stack did not converge after restarting {run.victim}: {exc}")
+            base = acked()
+            wait_for("10 more acknowledged writes after convergence", lambda: acked() >= base + 10, 10.0)
+        run.samples = list(samples)
+        wl.final_reads()
+        run.acked = acked()
+        run.writes = check(recorder.history(), no_lost_writes(), reads_see_acknowledged())
+    finally:
+        recorder.close()
+        if not any(i.running for i in dep.instances("node") if i.name == run.victim):
+            dep.start(run.victim)
+    return run
+
+
+def metrics_under_load(dep: Any, calls: int = 30) -> tuple[dict[str, Samples | None], dict[str, Samples | None], int]:
+    """Node metrics before and after ``calls`` Counter increments through the first gate."""
+    nodes = {i.name: i.ops_url for i in dep.instances("node") if i.running and i.ops_url}
+    before = {n: read_metrics(u) for n, u in nodes.items()}
+    gate = next(iter(dep.gate_urls().values()))
+    tag = secrets.token_hex(3)
+    ok = sum(1 for i in range(calls) if call_counter(gate, f"cf-metrics-{tag}-{i}", timeout=5.0).ok)
+    after = {n: read_metrics(u) for n, u in nodes.items()}
+    return before, after, ok
+
+
+def wait_until_converged(dep: Any, timeout: float) -> bool:
+    try:
+        wait_until(lambda: dep.cluster_state().converged, timeout, "shard map converged", interval=0.1)
+        return True
+    except TimeoutError:
+        return False
+
+
+__all__ = ["EnvRun", "LifecycleRun", "SigtermRun", "env_experiment", "lifecycle_experiment",
+           "metrics_under_load", "sigterm_experiment", "wait_until_converged"]
