@@ -7,11 +7,8 @@ Goverse does (contract §4.2), including the ``shard#<N>/<x>`` pinned-id form.
 
 from __future__ import annotations
 
-import re
-
 FNV32_OFFSET = 0x811C9DC5
 FNV32_PRIME = 0x01000193
-_PINNED = re.compile(r"^shard#(\d+)/")
 
 
 def fnv1a32(data: bytes) -> int:
@@ -23,11 +20,15 @@ def fnv1a32(data: bytes) -> int:
 
 
 def shard_of(object_id: str, shards: int) -> int:
+    """FNV-1a 32 of the id mod the shard count. ``shard#N/x`` pins to shard N when 0 <= N < shards;
+    otherwise (no slash, not a number, out of range) the whole id is hashed, as Goverse's
+    ``sharding.GetShardID`` does."""
     if shards <= 0:
         raise ValueError(f"shards must be > 0, got {shards}")
-    m = _PINNED.match(object_id)
-    if m:
-        return int(m.group(1)) % shards
+    if object_id.startswith("shard#"):
+        head, slash, _ = object_id[len("shard#"):].partition("/")
+        if slash and head.isdigit() and int(head) < shards:
+            return int(head)
     return fnv1a32(object_id.encode("utf-8")) % shards
 
 

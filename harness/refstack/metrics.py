@@ -1,0 +1,58 @@
+"""Prometheus metrics with Goverse's names (contract §3.1) plus a few reference-stack extras.
+
+Why Goverse's names: the harness's metric oracles (shards per node, migrations, call outcomes) must read
+the same series from both stacks. Extras are prefixed ``refstack_`` (seeded bugs, lease losses, fence
+rejections) or are the conventional ``goverse_build_info`` used by upgrade scenarios. The default
+registry also carries the process collector (CPU, RSS, fds).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from harness.refstack.sharding import ShardEntry
+
+METHOD_CALLS = Counter("goverse_method_calls_total", "Object method calls on this node",
+                       ["node", "object_type", "method_name", "status"])
+METHOD_DURATION = Histogram("goverse_method_call_duration", "Object method call duration (seconds)",
+                            ["node", "object_type", "method_name", "status"],
+                            buckets=(0.001, 0.01, 0.1, 1, 10))
+SHARDS_TOTAL = Gauge("goverse_shards_total", "Shards whose current owner is this node label", ["node"])
+SHARDS_MIGRATING = Gauge("goverse_shards_migrating", "Shards with target != current (both set)")
+SHARD_CLAIMS = Counter("goverse_shard_claims_total", "Shards claimed by this node", ["node"])
+SHARD_RELEASES = Counter("goverse_shard_releases_total", "Shards released by this node", ["node"])
+SHARD_MIGRATIONS = Counter("goverse_shard_migrations_total", "Current owner changes observed",
+                           ["from_node", "to_node"])
+OPERATION_DURATION = Histogram("goverse_operation_duration_seconds", "Gate-to-node operation duration",
+                               ["node_addr", "operation", "status"],
+                               buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+OPERATION_TIMEOUTS = Counter("goverse_operation_timeouts_total", "Gate-to-node operations that timed out",
+                             ["node_addr", "operation"])
+MAPPING_WRITE_FAILURES = Counter("goverse_shard_mapping_write_failures_total", "Failed shard map writes",
+                                 ["error_type"])
+WATCH_RECONNECTIONS = Counter("goverse_watch_reconnections_total", "Cluster view refresh recoveries",
+                              ["node_addr", "outcome"])
+NODE_CONNECTED_GATES = Gauge("goverse_node_connected_gates", "Gates registered in the cluster", ["node"])
+BUILD_INFO = Gauge("goverse_build_info", "Version of the running process (--version-tag)", ["version"])
+SEEDED_BUGS = Gauge("refstack_seeded_bugs", "Seeded bugs switched on in this process", ["bug"])
+LEASE_LOSSES = Counter("refstack_lease_losses_total", "Times this process lost its etcd lease", ["node"])
+FENCE_REJECTIONS = Counter("refstack_fence_rejections_total", "Writes refused by the shard fence", ["node"])
+OWNED_SHARDS = Gauge("refstack_owned_shards", "Shards this node is serving (claimed and fenced)", ["node"])
+ACTIVE_OBJECTS = Gauge("refstack_active_objects", "Objects held in memory by this node", ["node"])
+READY = Gauge("refstack_ready", "1 when /ready answers 200", ["instance"])
+
+
+def announce(version: str, bugs: frozenset[str]) -> None:
+    BUILD_INFO.labels(version=version).set(1)
+    for bug in sorted(bugs):
+        SEEDED_BUGS.labels(bug=bug).set(1)
+
+
+def update_shard_gauges(shards: dict[int, ShardEntry], known_nodes: set[str]) -> None:
+    """Goverse counts shards per node from CurrentNode on every process."""
+    counts = Tally(e.current for e in shards.values() if e.current)
+    for node in known_nodes | set(counts):
+        SHARDS_TOTAL.labels(node=node).set(counts.get(node, 0))
+    SHARDS_MIGRATING.set(sum(1 for e in shards.values() if e.migrating))
