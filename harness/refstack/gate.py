@@ -148,7 +148,7 @@ class Gate(Service):
         if self._ready_once and "ready-latched" in self.settings.bugs:
             return True, ""
         ok, why = self._ready_now()
-        metrics.READY.labels(instance=self.gate_id).set(1 if ok else 0)
+        metrics.set_ready(self.gate_id, ok)
         if ok:
             self._ready_once = True
         return ok, why

@@ -8,8 +8,12 @@ registry also carries the process collector (CPU, RSS, fds).
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections import Counter as Tally
 
+import psutil
 from prometheus_client import Counter, Gauge, Histogram
 
 from harness.refstack.sharding import ShardEntry
@@ -42,10 +46,30 @@ FENCE_REJECTIONS = Counter("refstack_fence_rejections_total", "Writes refused by
 OWNED_SHARDS = Gauge("refstack_owned_shards", "Shards this node is serving (claimed and fenced)", ["node"])
 ACTIVE_OBJECTS = Gauge("refstack_active_objects", "Objects held in memory by this node", ["node"])
 READY = Gauge("refstack_ready", "1 when /ready answers 200", ["instance"])
+# Seed §2.5: Kubernetes-facing metrics and a concurrency gauge (Goverse has go_goroutines/go_threads).
+K8S_READY = Gauge("goverse_k8s_ready", "Readiness probe status (1 = /ready answers 200)")
+K8S_STARTUP = Gauge("goverse_k8s_startup_time_seconds", "Seconds from process start to first ready")
+POD_INFO = Gauge("goverse_pod_info", "Pod identity from the downward API", ["pod_name", "namespace", "node_name"])
+THREADS = Gauge("python_threads", "Threads of this process")
+THREADS.set_function(threading.active_count)
+_first_ready = threading.Event()
+
+
+def set_ready(instance: str, ok: bool) -> None:
+    """Readiness as gauges; the first transition to ready also fixes the startup time."""
+    READY.labels(instance=instance).set(1 if ok else 0)
+    K8S_READY.set(1 if ok else 0)
+    if ok and not _first_ready.is_set():
+        _first_ready.set()
+        K8S_STARTUP.set(max(0.0, time.time() - psutil.Process().create_time()))
 
 
 def announce(version: str, bugs: frozenset[str]) -> None:
     BUILD_INFO.labels(version=version).set(1)
+    pod = "" if "env-ignored" in bugs else os.environ.get("POD_NAME", "")
+    if pod:
+        POD_INFO.labels(pod_name=pod, namespace=os.environ.get("POD_NAMESPACE", ""),
+                        node_name=os.environ.get("NODE_NAME", "")).set(1)
     for bug in sorted(bugs):
         SEEDED_BUGS.labels(bug=bug).set(1)
 

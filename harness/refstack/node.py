@@ -224,7 +224,7 @@ class Node(Service):
         if self._ready_once and "ready-latched" in self.bugs:
             return True, ""
         ok, why = self._ready_now()
-        metrics.READY.labels(instance=self.node_id).set(1 if ok else 0)
+        metrics.set_ready(self.node_id, ok)
         if ok:
             self._ready_once = True
         return ok, why
