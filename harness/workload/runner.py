@@ -69,6 +69,11 @@ class GatePicker:
         if outcome.code == "CONNECT" or outcome.code == "NOT_READY":
             self._down_until[gate] = time.monotonic() + self.cooloff
 
+    def set_gates(self, gates: list[str]) -> None:
+        """Replace the gate list (a client's endpoint refresh after gates were scaled)."""
+        self.gates = list(gates)
+        self._rr = itertools.cycle(range(len(self.gates)))
+
 
 class Workload:
     """Drives the stack through its gates and records everything into ``recorder``.
@@ -93,6 +98,8 @@ class Workload:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._acked_calls: list[tuple[str, str, int]] = []  # (wallet, call_id, amount) for retries
+        self._picker: GatePicker | None = None
+        self._client: GateClient | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -126,6 +133,31 @@ class Workload:
             err, self._error = self._error, None
             raise RuntimeError(f"workload crashed: {err!r}") from err
 
+    def set_gates(self, gate_urls: dict[str, str]) -> None:
+        """Point clients at a new set of gates, also while running — what a client's endpoint list
+        (a Kubernetes Service, DNS) does after gates were scaled: added gates get calls from now on,
+        removed ones none. Until this is called, clients of a removed gate fail over only through
+        :class:`GatePicker`'s cool-off on connection errors."""
+        if not gate_urls:
+            raise ValueError("set_gates: at least one gate is required")
+        urls = dict(gate_urls)
+
+        def apply() -> None:
+            self.gate_urls = urls
+            if self._client is not None:
+                self._client.gate_urls.update(urls)
+            if self._picker is not None:
+                self._picker.set_gates(sorted(urls))
+
+        loop = self._loop
+        if self._thread is not None and loop is not None and loop.is_running():
+            done = threading.Event()
+            loop.call_soon_threadsafe(lambda: (apply(), done.set()))
+            if not done.wait(5):
+                raise RuntimeError("workload loop did not apply the new gate list within 5 s")
+        else:
+            apply()
+
     def _thread_main(self, probe: bool, load: bool) -> None:
         try:
             asyncio.run(self._main(probe, load))
@@ -136,8 +168,9 @@ class Workload:
     async def _main(self, probe: bool, load: bool) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        picker = GatePicker(sorted(self.gate_urls))
+        picker = self._picker = GatePicker(sorted(self.gate_urls))
         async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+            self._client = client
             tasks: set[asyncio.Task[Any]] = set()
             schedules = []
             if probe and self.spec.probe_hz > 0:

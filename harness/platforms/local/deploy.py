@@ -45,6 +45,14 @@ log = logging.getLogger(__name__)
 class StackProcessDied(PlatformError, Abort):
     """A stack process exited while we waited for it: stop waiting and show its log tail."""
 
+
+PG_DISK_MB = 160  # PostgreSQL's own filesystem: initdb needs ~40 MB, WAL segments 16 MB each
+
+
+def pg_link_name(node: str) -> str:
+    """The fault proxy link carrying ``node``'s PostgreSQL traffic."""
+    return f"{node}->postgres"
+
 # Fixed ports inside network namespaces (each host has its own IP, so no collisions).
 NS_PORTS = {"node_api": 7001, "node_ops": 9101, "gate_http": 8080, "gate_ops": 9102, "gate_grpc": 49000,
             "insp_http": 8081, "insp_grpc": 8082}
@@ -58,6 +66,10 @@ class _Proc:
     wrap: list[str] | None
     process: ManagedProcess | None = None
     generation: int = 0
+    # Per-instance overrides applied at the next (re)start, so operations can roll a change out one
+    # instance at a time (harness/platforms/local/operations.py): ``env`` layers over the stack's
+    # environment, ``version`` replaces spec.version as the reference stack's --version-tag.
+    version: str | None = None
 
 
 @dataclass
@@ -79,6 +91,14 @@ class LocalDeployment:
     _view: EtcdView | None = None
     _pg_password: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # bring-up phases, seconds (bootstrap report)
+    # Fault wiring made at deploy time (see "fault wiring" below): what the local injector acts on.
+    fault_prefix: str = ""  # names every OS object of this stack's faults (cgroups, mounts, tables)
+    proxy: Any = None  # faultproxy.FaultProxy carrying every node -> PostgreSQL link
+    partitioner: Any = None  # firewall.Partitioner over self.network
+    pg_disk: Any = None  # diskfault.SmallFilesystem holding PostgreSQL's data (disk full)
+    pg_faultfs: Any = None  # diskfault.FaultFS over PostgreSQL's data directory (I/O latency / EIO)
+    fault_limits: dict[str, Any] = field(default_factory=dict)  # active cgroup limits, healed in teardown
+    fault_unwired: dict[str, str] = field(default_factory=dict)  # fault kind -> why it was not wired
 
     # ---- bring-up --------------------------------------------------------------------------------
     def up(self, timeout: float = 60.0) -> None:
@@ -93,6 +113,7 @@ class LocalDeployment:
             self.network = Network(prefix=f"gvh{secrets.token_hex(3)}")
             for name in self._host_names():
                 self._hosts[name] = self.network.add_host(name)
+        self._wire_network_faults()
         etcd_hosts = [self._host_ip(f"etcd-{i}") for i in range(self.spec.etcd_members)]
         etcd_wraps = [self._wrap(f"etcd-{i}") for i in range(self.spec.etcd_members)]
         self.etcd = EtcdCluster(self._tmp / "etcd", members=self.spec.etcd_members, hosts=etcd_hosts,
@@ -102,7 +123,9 @@ class LocalDeployment:
         self._pg_password = secrets.token_urlsafe(18)
         self.postgres = PostgresServer(self._tmp / "pg", host=self._host_ip("postgres"),
                                        password=self._pg_password, wrap=self._wrap("postgres"))
+        self._wire_pg_disk()
         self.postgres.start(timeout=30)
+        self._wire_pg_faultfs()
         self.timings["postgres_s"] = round(_now() - t_start - self.timings["etcd_s"], 3)
         pw_file = self._tmp / "pg-password"
         pw_file.write_text(self._pg_password, encoding="utf-8")
@@ -244,9 +267,12 @@ class LocalDeployment:
         p = self._procs[name]
         comp = p.instance.component
         argv = self._stack_argv(comp, name if comp in ("node", "gate") else None)
+        if p.version is not None and "--version-tag" in argv:
+            argv[argv.index("--version-tag") + 1] = p.version
         p.generation += 1
         log_path = Path(p.instance.log_path or self.run_dir / "logs" / f"{name}.log")
-        proc = ManagedProcess(name, argv, log_path, env=self._stack_env(), wrap=p.wrap)
+        env = {**self._stack_env(), **self._link_env(name), **p.env}
+        proc = ManagedProcess(name, argv, log_path, env=env, wrap=p.wrap)
         proc.start()
         p.process = proc
         p.instance.pid = proc.pid
@@ -404,6 +430,25 @@ class LocalDeployment:
         names = self.advertise_names()
         return {names.get(n, n) for n in self.cluster_state().nodes}
 
+    def persisted_objects(self, object_ids: list[str]) -> dict[str, Any]:
+        """What PostgreSQL holds for these objects (``goverse_objects.data`` by id), read as the
+        superuser over the private socket, past every fault proxy and firewall.
+
+        Why an oracle on the stored state: a node serves from memory, so a stale write that lands in
+        PostgreSQL behind its successor's back (an unfenced flush by a node coming back from a
+        partition or a pause) is invisible to clients until the object is reloaded — which in
+        production may be hours later, at the next restart or rebalance. Comparing what is stored
+        with what was acknowledged finds it now."""
+        if self.postgres is None:
+            raise PlatformError("stack not deployed")
+        try:
+            with self.postgres.admin_connect(dbname=self.postgres.database) as conn:
+                rows = conn.execute("SELECT object_id, data FROM goverse_objects WHERE object_id = ANY(%s)",
+                                    (list(object_ids),)).fetchall()
+        except Exception as exc:  # noqa: BLE001 - psycopg errors; the caller records it as a failed sample
+            raise PlatformError(f"reading goverse_objects failed: {exc}") from exc
+        return {str(r[0]): r[1] for r in rows}
+
     def _ready(self, inst: Instance) -> bool:
         try:
             return requests.get(f"{inst.ops_url}/ready", timeout=1).status_code == 200
@@ -464,7 +509,142 @@ class LocalDeployment:
         for kind, cap in (("cpu", "cgroup-cpu"), ("memory", "cgroup-memory")):
             ok, why = caps.get(cap, (False, "unknown"))
             out[kind] = None if ok else why
+        out.update(self._wired_capabilities(out))
         return out
+
+    def _wired_capabilities(self, base: dict[str, str | None]) -> dict[str, str | None]:
+        """The fault kinds that depend on deploy-time wiring, named as ``Fault.kind`` (disk per kind)."""
+        out: dict[str, str | None] = {"cpu-stress": base.get("cpu"), "memory-pressure": base.get("memory")}
+        link = None if self.proxy is not None else (
+            "no fault proxy wired (spec.fault_proxies is off)" if not self.spec.fault_proxies
+            else "no fault proxy wired (no node was started)")
+        out.update({"latency": link, "timeout": link, "reset": link})
+        for kind in ("disk-full", "disk-latency", "disk-eio"):
+            wired = self.pg_disk if kind == "disk-full" else self.pg_faultfs
+            out[kind] = None if wired is not None else self.fault_unwired.get(kind, "not wired")
+        return out
+
+    # ---- fault wiring ----------------------------------------------------------------------------
+    # Why at deploy time: a fault proxy only bites if the client was told its address before it
+    # connected, and a small filesystem only holds PostgreSQL's data if initdb wrote there. Each piece
+    # is optional: when it cannot be built here, the reason goes into ``fault_unwired`` and the fault
+    # kinds needing it raise Unsupported with that reason (an explained skip, never a silent pass).
+
+    def topology_roles(self, running_only: bool = True) -> dict[str, str]:
+        """Instance name -> role (``node``, ``gate``, ``etcd``, ``postgres``, ``inspector``), the
+        topology :func:`harness.faults.spec.resolve_target` and the partition shapes work on."""
+        return {i.name: i.component for i in self.instances() if i.running or not running_only}
+
+    def _wire_network_faults(self) -> None:
+        """The run prefix for fault objects, and a Partitioner when hosts have their own namespaces."""
+        from harness import random as hrand
+
+        self.fault_prefix = self.network.prefix if self.network is not None else hrand.run_prefix()
+        if self.network is None:
+            self.fault_unwired["partition"] = "stack runs on 127.0.0.1 (no network namespaces)"
+            return
+        from harness.platforms.local.firewall import Partitioner
+
+        self.partitioner = Partitioner(self.network)
+
+    def _wire_pg_disk(self) -> None:
+        """Put PostgreSQL's data directory on a small filesystem of its own (disk full), seen through
+        a FUSE fault layer when FUSE works (I/O latency/EIO): ``<root>/disk`` is the small filesystem,
+        ``<root>/disk/data`` the real files, ``<root>/data`` (what PostgreSQL is given) the FUSE view.
+        The ballast of a "disk full" fault lives in ``<root>/disk``, outside the data directory."""
+        if self.postgres is None or os.geteuid() != 0:
+            why = "mounting a filesystem under PostgreSQL's data directory needs root"
+            self.fault_unwired.update({"disk-full": why, "disk-latency": why, "disk-eio": why})
+            return
+        from harness.platforms.local.diskfault import FaultFS, SmallFilesystem, fuse_support
+
+        pg = self.postgres
+        pg._prepare_root()  # the directory layout is PostgresServer's; we only mount inside it
+        root = pg.data_dir.parent
+        owner = (pg.data_dir.stat().st_uid, pg.data_dir.stat().st_gid)
+        fuse_ok, why_not = fuse_support()
+        disk_dir = root / "disk" if fuse_ok else pg.data_dir
+        self.pg_disk = SmallFilesystem(self.fault_prefix, disk_dir, size_mb=PG_DISK_MB, kind="tmpfs",
+                                       owner=owner, mode=0o700, workdir=self._tmp).mount()
+        if not fuse_ok:
+            self.fault_unwired.update({"disk-latency": why_not, "disk-eio": why_not})
+            return
+        source = disk_dir / "data"
+        source.mkdir(mode=0o700)
+        os.chown(source, *owner)
+        # initdb through the FUSE layer takes ~10 s (thousands of small operations through a Python
+        # daemon); through a bind mount it takes well under one. So initdb and the first start go
+        # through a bind mount, and _wire_pg_faultfs swaps the FUSE layer in afterwards.
+        from harness.platforms.local.netns import sh
+
+        sh(["mount", "--bind", str(source), str(pg.data_dir)])
+        self.pg_faultfs = FaultFS(self.fault_prefix, source, pg.data_dir)
+
+    def _wire_pg_faultfs(self) -> None:
+        """Swap the bind mount under PostgreSQL's data directory for the FUSE fault layer: stop
+        PostgreSQL (fast shutdown, data kept), unmount the bind, mount the layer, start again."""
+        if self.pg_faultfs is None or self.postgres is None:
+            return
+        from harness.platforms.local.diskfault import _umount
+
+        self.postgres.stop(remove_data=False)
+        _umount(self.postgres.data_dir)
+        self.pg_faultfs.mount()
+        self.postgres.start(timeout=30)
+
+    def _link_env(self, name: str) -> dict[str, str]:
+        """For a node: route its PostgreSQL traffic through its own link of the fault proxy (created
+        on first use), so latency/black hole/reset can be put on exactly that node's link, and
+        register the proxy's address as an alias of the ``postgres`` host so partitions cut the
+        proxied path too (see firewall.py). Empty for other components or without fault proxies."""
+        p = self._procs.get(name)
+        if (p is None or p.instance.component != "node" or not self.spec.fault_proxies
+                or self.postgres is None):
+            return {}
+        link = pg_link_name(name)
+        if self.proxy is None:
+            from harness.platforms.local.faultproxy import FaultProxy
+
+            listen_host = self.network.bridge_ip if self.network is not None else "127.0.0.1"
+            self.proxy = FaultProxy(default_listen_host=listen_host)
+        links = self.proxy.links()
+        if link not in links:
+            addr = self.proxy.add_link(link, (self.postgres.host, self.postgres.port))
+            pg_host = self._hosts.get("postgres")
+            if pg_host is not None:
+                pg_host.aliases.append(addr)
+        else:
+            addr = links[link][0]
+        return {"GOVERSE_POSTGRES_HOST": addr[0], "GOVERSE_POSTGRES_PORT": str(addr[1])}
+
+    def _unwire_faults(self) -> None:
+        """Undo every fault and piece of wiring (never raises): cgroup limits, firewall rules, the
+        proxy; PostgreSQL is stopped (data kept) so its mounts can go before its directory does."""
+        for limit in list(self.fault_limits.values()):
+            with contextlib.suppress(Exception):
+                limit.heal()
+        self.fault_limits.clear()
+        if self.partitioner is not None:
+            with contextlib.suppress(Exception):
+                self.partitioner.heal()
+        if self.proxy is not None:
+            with contextlib.suppress(Exception):
+                self.proxy.stop()
+        if self.pg_disk is not None or self.pg_faultfs is not None:
+            if self.postgres is not None:
+                with contextlib.suppress(Exception):
+                    if self.postgres.process is not None:
+                        self.postgres.process.signal(signal.SIGCONT)
+                    self.postgres.stop(remove_data=False)
+            for layer in (self.pg_faultfs, self.pg_disk):
+                if layer is not None:
+                    with contextlib.suppress(Exception):
+                        layer.unmount()
+        if self.fault_prefix:
+            from harness.platforms.local import cgroups
+
+            with contextlib.suppress(Exception):
+                cgroups.cleanup_leftovers(self.fault_prefix)
 
     # ---- teardown -------------------------------------------------------------------------------
     def teardown(self) -> None:
@@ -478,6 +658,7 @@ class LocalDeployment:
                 with contextlib.suppress(Exception):
                     p.process.signal(signal.SIGCONT)  # a paused process cannot exit
                     p.process.stop(2.0)
+        self._unwire_faults()
         for closer in (self.etcd, self.postgres):
             if closer is not None:
                 with contextlib.suppress(Exception):
