@@ -97,6 +97,12 @@ def _cmd_conformance(args: argparse.Namespace, rest: list[str]) -> int:
     return int(conformance_main(rest))
 
 
+def _cmd_load_report(args: argparse.Namespace, rest: list[str]) -> int:
+    from harness.load.report import load_report_main
+
+    return int(load_report_main(rest))
+
+
 def _cmd_refstack(args: argparse.Namespace, rest: list[str]) -> int:
     from harness.refstack.main import main as refstack_main
 
@@ -109,6 +115,7 @@ COMMANDS = {
     "doctor": (_cmd_doctor, "show what this machine can do (etcd, Postgres, netns, nft, cgroups, ...)"),
     "report": (_cmd_report, "re-render a run directory's report; --compare BASELINE shows regressions"),
     "conformance": (_cmd_conformance, "run only the seed conformance checks and print the table"),
+    "load-report": (_cmd_load_report, "standalone HTML load report of a run; --compare BASELINE flags regressions"),
     "refstack": (_cmd_refstack, "run a reference-stack process: refstack node|gate|inspector --config F"),
 }
 

@@ -82,6 +82,24 @@ CREATE TABLE IF NOT EXISTS refstack_shard_fences (
 );
 """
 
+SCHEMA_PRESENT_SQL = """
+SELECT to_regclass('goverse_objects') IS NOT NULL
+   AND to_regclass('goverse_reliable_calls') IS NOT NULL
+   AND to_regclass('refstack_shard_fences') IS NOT NULL
+   AND to_regclass('idx_goverse_objects_type') IS NOT NULL
+   AND to_regclass('idx_goverse_objects_updated_at') IS NOT NULL
+   AND to_regclass('idx_goverse_reliable_calls_object_status') IS NOT NULL
+   AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'trigger_update_goverse_reliable_calls_timestamp')
+"""
+
+
+async def _schema_present(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute(SCHEMA_PRESENT_SQL)
+    row = await cur.fetchone()
+    await conn.commit()
+    return bool(row and row[0])
+
+
 _UPSERT_TAIL = """
 ON CONFLICT (object_id) DO UPDATE SET data = EXCLUDED.data, object_type = EXCLUDED.object_type,
     next_rcseq = EXCLUDED.next_rcseq, updated_at = CURRENT_TIMESTAMP
@@ -192,9 +210,13 @@ class Store:
         schema, then start the pool."""
         conn = await psycopg.AsyncConnection.connect(**self._connect_kwargs())
         try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                await conn.execute(SCHEMA_SQL)
+            # The DDL takes table locks in another order than live reliable calls do, so running it
+            # while the cluster serves can deadlock a starting node: create the schema only if a
+            # piece of it is missing (the usual case at every restart is "all present").
+            if not await _schema_present(conn):
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                    await conn.execute(SCHEMA_SQL)
         finally:
             await conn.close()
         await self.pool.open(wait=False)

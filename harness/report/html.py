@@ -63,8 +63,12 @@ def conformance_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _plots(run_dir: Path, s: dict[str, Any]) -> list[dict[str, str]]:
+    """The scenario's standard plots, then any PNGs it listed in ``extra["extra_plots"]`` (a generic
+    hook: e.g. the load scenarios' throughput and latency-percentile plots)."""
     out = []
-    for name in s.get("plots") or []:
+    names = list(s.get("plots") or [])
+    names += [n for n in (s.get("extra") or {}).get("extra_plots") or [] if n not in names]
+    for name in names:
         p = run_dir / str(s.get("dir") or "") / name
         if p.is_file():
             out.append({"name": name, "src": png_data_uri(p)})
