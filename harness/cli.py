@@ -18,13 +18,33 @@ from harness.settings import SettingsError, load_settings
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
+# Options (pytest's and ours) whose next argument is a value, never a test path.
+_VALUE_OPTIONS = frozenset({
+    "-k", "-m", "-p", "-c", "-o", "-n", "-W", "--ignore", "--ignore-glob", "--deselect", "--dist", "--rootdir",
+    "--basetemp", "--maxfail", "--durations", "--tb", "--artifacts", "--bug", "--platform", "--stack", "--nodes",
+    "--gates", "--shards", "--etcd-members", "--seed", "--goverse-node-bin", "--goverse-gate-bin",
+    "--goverse-inspector-bin", "--object-type", "--gvh-config", "--kube-context", "--allow-context",
+    "--cluster-name", "--image",
+})
+
+
+def _names_test_paths(argv: list[str]) -> bool:
+    """Whether the user named test files/dirs themselves (then scenarios/ is not added)."""
+    prev = ""
+    for a in argv:
+        if not a.startswith("-") and prev not in _VALUE_OPTIONS and (Path(a.split("::")[0]).exists()):
+            return True
+        prev = a
+    return False
+
+
 def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     """Run scenarios with pytest (all pytest options pass through), print the summary, exit 0 only if
     every scenario passed."""
     import pytest
 
     argv = list(rest)
-    if not any(not a.startswith("-") and (Path(a).exists() or "::" in a) for a in argv):
+    if not _names_test_paths(argv):
         argv.append(str(SCENARIOS_DIR))
     if not any(a == "-p" for a in argv):
         argv += ["-p", "no:cacheprovider"]
