@@ -1,0 +1,25 @@
+"""`goverse-harness run` adds scenarios/ unless the user named test paths; option values never count."""
+
+import pytest
+
+from harness.cli import _names_test_paths, build_parser
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["-m", "e2e"], False),
+        (["-m", "e2e", "--ignore", "scenarios/test_chaos.py"], False),
+        (["-k", "sigkill", "--bug", "slow-failover"], False),
+        (["scenarios/test_load.py", "-x"], True),
+        (["scenarios/test_restarts.py::test_restart_gate"], True),
+    ],
+)
+def test_names_test_paths(argv, named):
+    assert _names_test_paths(argv) is named
+
+
+def test_every_subcommand_is_listed():
+    help_text = build_parser().format_help()
+    for cmd in ("run", "up", "doctor", "report", "conformance", "load-report", "refstack"):
+        assert cmd in help_text
