@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Callable
 
 import psutil
 from prometheus_client import Counter, Gauge, Histogram
@@ -55,10 +56,21 @@ THREADS.set_function(threading.active_count)
 _first_ready = threading.Event()
 
 
+def bind_readiness(ready: Callable[[], tuple[bool, str]]) -> None:
+    """goverse_k8s_ready is evaluated at scrape time, so it always agrees with what /ready would say."""
+
+    def value() -> float:
+        try:
+            return 1.0 if ready()[0] else 0.0
+        except Exception:  # noqa: BLE001 - a half-started process is simply not ready
+            return 0.0
+
+    K8S_READY.set_function(value)
+
+
 def set_ready(instance: str, ok: bool) -> None:
     """Readiness as gauges; the first transition to ready also fixes the startup time."""
     READY.labels(instance=instance).set(1 if ok else 0)
-    K8S_READY.set(1 if ok else 0)
     if ok and not _first_ready.is_set():
         _first_ready.set()
         K8S_STARTUP.set(max(0.0, time.time() - psutil.Process().create_time()))

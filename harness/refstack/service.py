@@ -46,6 +46,9 @@ class Service:
         self._stop_requested: asyncio.Event | None = None
         self._view_failing = False
         metrics.announce(settings.version_tag, settings.bugs)
+        ready = getattr(self, "ready", None)  # nodes and gates; the inspector has its own /ready
+        if ready is not None:
+            metrics.bind_readiness(ready)
 
     # ------------------------------------------------------------------ start-up
     async def check_etcd(self) -> None:
