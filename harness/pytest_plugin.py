@@ -178,6 +178,7 @@ def platform(settings: Settings) -> Any:
 def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run_dir: Path) -> Iterator[Any]:
     """The deployed stack for one scenario module. ``STACK = {...}`` in the module overrides the spec."""
     overrides = dict(getattr(request.module, "STACK", {}) or {})
+    overrides.setdefault("fault_proxies", not settings.keep_stack)  # in-process proxies die with us
     spec = settings.stack_spec(**overrides)
     name = request.module.__name__.rsplit(".", 1)[-1]
     stack_dir = run_dir / "stacks" / name

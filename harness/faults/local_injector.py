@@ -2,15 +2,47 @@
 
 Why resolution happens here: a target such as ``one-node`` is chosen when the fault runs, from the live
 topology, with the seeded RNG; what was actually hit is returned so the history records it.
+
+Each method builds on a primitive the deployment wired at deploy time (``LocalDeployment``: the
+``partitioner``, the ``proxy`` carrying every node → PostgreSQL link, the ``pg_disk`` small filesystem
+and ``pg_faultfs`` FUSE layer under PostgreSQL's data directory) or on a cgroup limit made on the spot.
+What the deployment could not wire is in ``fault_unwired`` with the reason, and the fault raises
+``Unsupported`` with it: the scenario becomes an explained skip. Every injection returns a heal that
+leaves nothing behind, and limits are also registered with the deployment so its teardown heals them
+even if the run is interrupted between inject and heal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
+from harness import random as hrand
+from harness.faults import shapes
 from harness.faults.nemesis import Injected
-from harness.faults.spec import Fault, Kill, Pause, Restart, ScaleTo, resolve_target
-from harness.platforms.base import Unsupported
+from harness.faults.spec import (
+    CpuStress,
+    DiskFault,
+    Fault,
+    Kill,
+    Latency,
+    Link,
+    MemoryPressure,
+    Partition,
+    Pause,
+    Reset,
+    Restart,
+    ScaleTo,
+    TargetError,
+    Timeout,
+    resolve_link,
+    resolve_target,
+)
+from harness.platforms.base import PlatformError, Unsupported
 
 
 class LocalInjector:
@@ -70,4 +102,424 @@ class LocalInjector:
             return {"changed": self.dep.scale(fault.component, before)}
         return Injected(changed, heal, {"from": before, "to": fault.n})
 
+    # ---- network: partitions (nft/iptables in the namespaces) --------------------------------------
+    def _inject_partition(self, fault: Partition) -> Injected:
+        """Compute the shape's grudge over the live topology and install it; heal removes every drop.
 
+        The grudge goes into the history (``detail["grudge"]``): who drops whom is what a reader of
+        the report needs to understand what the cluster went through."""
+        part = self.dep.partitioner
+        if part is None:
+            raise Unsupported("partitions need network namespaces: "
+                              + self.dep.fault_unwired.get("partition", "no partitioner wired"))
+        topo = self.topology()
+        target = fault.target
+        if fault.shape in shapes.TARGETED_SHAPES:
+            # resolve the victim here (not inside grudge_for) so the history names it
+            hit = resolve_target("one-node" if target in (None, "random") else target, topo)
+            if len(hit) != 1 or topo[hit[0]] != "node":
+                raise TargetError(f"partition {fault.shape} cuts one node; {target!r} resolved to {hit}")
+            target = hit[0]
+        try:
+            grudge = shapes.grudge_for(fault.shape, topo, target=target, one_way_=fault.one_way,
+                                       rng=hrand.fork(f"partition-{fault.shape}"))
+        except shapes.ShapeError as exc:
+            raise Unsupported(f"partition {fault.shape} cannot be formed over {sorted(topo)}: {exc}") from None
+        part.apply(grudge)
+        victims = [target] if fault.shape in shapes.TARGETED_SHAPES and target else sorted(grudge)
+        detail = {"shape": fault.shape, "one_way": fault.one_way, "backend": part.backend,
+                  "grudge": {h: sorted(d) for h, d in sorted(grudge.items())}}
+
+        def heal() -> dict[str, Any]:
+            try:
+                verified = self._verify_cut(grudge)
+            finally:
+                part.heal()
+            return {"healed": sorted(grudge), "verified_cut": verified}
+        return Injected(victims, heal, detail)
+
+    def _listen_addr(self, name: str) -> tuple[str, int] | None:
+        """An address ``name`` listens on (its API, etcd client or PostgreSQL port), to test a cut."""
+        from urllib.parse import urlsplit
+
+        if name == "postgres" and self.dep.postgres is not None:
+            return (self.dep.postgres.host, int(self.dep.postgres.port))
+        url = self.dep.instance(name).api_url
+        parts = urlsplit(url or "")
+        return (parts.hostname, parts.port) if parts.hostname and parts.port else None
+
+    def _verify_cut(self, grudge: dict[str, set[str]]) -> dict[str, Any]:
+        """Evidence that the drops bite, taken just before the heal (so it costs the fault's window
+        nothing): a TCP connect from a host the grudge names to a port its holder listens on must
+        time out — dropped, not refused (a refusal is a host that answered). One pair is enough to
+        show the rules are live; ``dropped`` is False when they were not."""
+        for holder in sorted(grudge):
+            addr = self._listen_addr(holder)
+            if addr is None or not grudge[holder]:
+                continue
+            sender = sorted(grudge[holder])[0]
+            host = self.dep.network.hosts.get(sender) if self.dep.network is not None else None
+            if host is None:
+                continue
+            r = host.run([sys.executable, "-c", _CONNECT_OUTCOME, addr[0], str(addr[1]), "0.5"], check=False,
+                         timeout=15)
+            outcome = r.stdout.strip() or f"error: {r.stderr.strip()[-200:]}"
+            return {"from": sender, "to": holder, "addr": f"{addr[0]}:{addr[1]}", "outcome": outcome,
+                    "dropped": outcome == "timeout"}
+        return {"dropped": None, "why": "no holder with a known listening port"}
+
+    # ---- network: link faults through the TCP fault proxy --------------------------------------------
+    def _proxy_links(self, link: Link) -> list[str]:
+        """The fault proxy links a link spec covers; Unsupported for links not wired through one.
+
+        Only node → PostgreSQL is wired (deploy.py): that is where the seed's latency scenario lives,
+        and it is the one link whose client can be pointed elsewhere without changing what other
+        components see. Links are checked to actually carry the node's traffic (``accepted`` > 0):
+        a node that ignored the proxy address would make the fault a silent no-op."""
+        proxy = self.dep.proxy
+        if proxy is None:
+            raise Unsupported("link faults need the TCP fault proxy (netem-based link faults are not "
+                              "implemented): " + (self.dep.capabilities().get("latency") or "not wired"))
+        from harness.platforms.local.deploy import pg_link_name
+
+        topo = self.topology()
+        names = []
+        for src, dst in resolve_link(link, topo):
+            if dst != "postgres" or topo.get(src) != "node":
+                raise Unsupported(f"the local platform puts link faults only on node -> postgres links (its "
+                                  f"fault proxies); {src} -> {dst} is a direct connection")
+            name = pg_link_name(src)
+            if name not in proxy.links():
+                raise Unsupported(f"{src} has no fault proxy link to PostgreSQL")
+            if proxy.stats(name).accepted == 0:
+                raise Unsupported(f"{src} does not connect to PostgreSQL through its fault proxy (it ignored "
+                                  "GOVERSE_POSTGRES_HOST/PORT), so a fault on that link would do nothing")
+            names.append(name)
+        return names
+
+    def _inject_toxic(self, link: Link, toxic: Any, detail: dict[str, Any]) -> Injected:
+        names = self._proxy_links(link)
+        proxy = self.dep.proxy
+        done: list[str] = []
+        try:
+            for name in names:
+                proxy.set_toxic(name, toxic)
+                done.append(name)
+        except BaseException:
+            for name in done:
+                with contextlib.suppress(Exception):
+                    proxy.clear(name)
+            raise
+        before = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down for n in names}
+
+        def heal() -> dict[str, Any]:
+            for name in names:
+                proxy.clear(name)
+            moved = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down - before[n] for n in names}
+            return {"cleared": names, "bytes_during": moved}
+        return Injected([n.split("->")[0] for n in names], heal, {**detail, "links": names, "via": "faultproxy"})
+
+    def _inject_latency(self, fault: Latency) -> Injected:
+        from harness.platforms.local import faultproxy
+
+        toxic = faultproxy.Latency(ms=fault.ms, jitter_ms=fault.jitter_ms, direction="upstream")
+        return self._inject_toxic(fault.link, toxic, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
+                                                      "direction": "upstream"})
+
+    def _inject_timeout(self, fault: Timeout) -> Injected:
+        from harness.platforms.local import faultproxy
+
+        return self._inject_toxic(fault.link, faultproxy.Timeout(), {"toxic": "timeout"})
+
+    def _inject_reset(self, fault: Reset) -> Injected:
+        from harness.platforms.local import faultproxy
+
+        return self._inject_toxic(fault.link, faultproxy.ResetPeer(), {"toxic": "reset_peer"})
+
+    # ---- cgroups: CPU starvation and memory pressure ----------------------------------------------------
+    def _pid(self, name: str) -> int:
+        pid = self.dep.process(name).pid
+        if pid is None:
+            raise PlatformError(f"{name} has no running process")
+        return int(pid)
+
+    def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+        from harness.platforms.local.cgroups import CpuLimit
+
+        targets = self._one(fault.target)
+        limits: dict[str, Any] = {}
+        try:
+            for t in targets:
+                lim = CpuLimit(self.dep.fault_prefix, f"cpu-{t}", self._pid(t), quota=fault.quota)
+                self.dep.fault_limits[f"cpu-{t}"] = lim
+                limits[t] = lim.apply()
+        except BaseException:
+            self._heal_limits("cpu", limits)
+            raise
+
+        def heal() -> dict[str, Any]:
+            throttled = {}
+            for t, lim in limits.items():
+                with contextlib.suppress(OSError):
+                    throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
+            self._heal_limits("cpu", limits)
+            return {"throttled": throttled}
+        return Injected(targets, heal, {"quota": fault.quota})
+
+    def _heal_limits(self, kind: str, limits: dict[str, Any]) -> None:
+        errors = []
+        for t, lim in limits.items():
+            try:
+                lim.heal()
+            except Exception as exc:  # noqa: BLE001 - heal the others, then report
+                errors.append(f"{t}: {exc!r}")
+            self.dep.fault_limits.pop(f"{kind}-{t}", None)
+        if errors:
+            raise PlatformError(f"healing {kind} limits failed: {'; '.join(errors)}")
+
+    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+        """A memory limit on the target; when the kernel OOM-kills it, a supervisor (a watcher thread,
+        as a kubelet would) restarts it at once — outside the limit, which stays for the fault's
+        hold. Heal removes the limit and reports the OOM kills and restarts."""
+        from harness.platforms.local.cgroups import MemoryLimit
+
+        targets = self._one(fault.target)
+        limits: dict[str, Any] = {}
+        try:
+            for t in targets:
+                lim = MemoryLimit(self.dep.fault_prefix, f"memory-{t}", self._pid(t), limit_mb=fault.limit_mb)
+                self.dep.fault_limits[f"memory-{t}"] = lim
+                limits[t] = lim.apply()
+        except BaseException:
+            self._heal_limits("memory", limits)
+            raise
+        supervisor = Supervisor(self.dep, limits)
+        stressors: dict[str, MemoryStressor] = {}
+        scores: dict[str, tuple[int, str]] = {}
+        try:
+            for t in limits:
+                scores[t] = _set_oom_score_adj(self._pid(t), "1000")
+            self.dep.fault_limits[f"supervisor-{'+'.join(limits)}"] = supervisor
+            supervisor.start()
+            for t, lim in limits.items():
+                st = MemoryStressor(self.dep.fault_prefix, t)
+                self.dep.fault_limits[f"stressor-{t}"] = st
+                stressors[t] = st.start(lim.group, fault.limit_mb)
+        except BaseException:
+            supervisor.heal()
+            _restore_oom_scores(self.dep, scores)
+            self._heal_stressors(stressors)
+            self._heal_limits("memory", limits)
+            raise
+
+        def heal() -> dict[str, Any]:
+            supervisor.heal()
+            _restore_oom_scores(self.dep, scores)
+            kills = {}
+            for t, lim in limits.items():
+                with contextlib.suppress(OSError):
+                    kills[t] = lim.oom_kills()
+            held = self._heal_stressors(stressors)
+            self._heal_limits("memory", limits)
+            return {"oom_kills": {**kills, **supervisor.kills}, "restarts": supervisor.restarts,
+                    "filled_mb": held}
+        return Injected(targets, heal, {"limit_mb": fault.limit_mb, "stressor": "oom_score_adj -1000"})
+
+    def _heal_stressors(self, stressors: dict[str, MemoryStressor]) -> dict[str, float]:
+        held = {}
+        for t, st in stressors.items():
+            held[t] = st.heal()
+            self.dep.fault_limits.pop(f"stressor-{t}", None)
+        return held
+
+    # ---- disk: PostgreSQL's own small filesystem and FUSE layer --------------------------------------
+    def _inject_disk(self, fault: DiskFault) -> Injected:
+        targets = self._one(fault.target)
+        if targets != ["postgres"]:
+            raise Unsupported(f"disk faults are wired under PostgreSQL's data directory only, not {targets}")
+        if fault.disk == "full":
+            disk = self.dep.pg_disk
+            if disk is None:
+                raise Unsupported("disk full: " + self.dep.fault_unwired.get("disk-full", "not wired"))
+            ballast = disk.fill()
+            detail = {"disk": "full", "ballast_bytes": ballast, "free_bytes": disk.free_bytes(),
+                      "filesystem_mb": disk.size_mb}
+
+            def heal_full() -> dict[str, Any]:
+                disk.free()
+                return {"free_bytes": disk.free_bytes()}
+            return Injected(targets, heal_full, detail)
+        layer = self.dep.pg_faultfs
+        if layer is None or layer.proc is None:
+            raise Unsupported(f"disk {fault.disk}: " + self.dep.fault_unwired.get(f"disk-{fault.disk}", "not wired"))
+        if fault.disk == "latency":
+            layer.latency(fault.latency_ms)
+        else:
+            layer.eio()
+
+        def heal() -> None:
+            layer.heal()
+        return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse"})
+
+
+_CONNECT_OUTCOME = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("connected")
+except TimeoutError:
+    print("timeout")
+except OSError as exc:
+    print(f"refused: {exc}")
+"""
+
+
+def _set_oom_score_adj(pid: int, value: str) -> tuple[int, str]:
+    """Set a process's ``oom_score_adj``; returns (pid, previous value) for the restore."""
+    path = f"/proc/{pid}/oom_score_adj"
+    with open(path, encoding="ascii") as f:
+        old = f.read().strip()
+    with open(path, "w", encoding="ascii") as f:
+        f.write(value)
+    return pid, old
+
+
+def _restore_oom_scores(dep: Any, scores: dict[str, tuple[int, str]]) -> None:
+    """Put the scores back on the processes that still run (an OOM-killed one took its score along,
+    and its pid may belong to someone else by now, so only the target's live process is touched)."""
+    for t, (pid, old) in scores.items():
+        proc = dep.process(t)
+        if proc.pid != pid or not proc.is_running():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as f:
+            f.write(old)
+
+
+STRESSOR_CODE = r"""
+import sys
+if sys.stdin.readline().strip() == "go":
+    target, chunk, written = int(sys.argv[3]) << 20, b"\x01" * (1 << 20), 0
+    with open(sys.argv[2], "wb", buffering=0) as f:
+        while written < target:
+            written += f.write(chunk)
+    sys.stdin.readline()
+"""
+
+
+class MemoryStressor:
+    """A process inside the target's memory cgroup that fills a small tmpfs with ``limit_mb`` (Chaos
+    Mesh's StressChaos memory stressor, which runs inside the pod's cgroup).
+
+    Why a stressor and not only a limit: cgroup v1 on this kernel charges a moved process only for
+    memory it allocates *after* the move (``move_charge_at_immigrate`` no longer moves charges) and
+    refuses a limit below the current usage, so a limit alone leaves a steady-state node untouched.
+    The stressor fills the group up to the limit; the next allocation finds no room, and the kernel's
+    OOM killer chooses within the group by badness (resident memory + ``oom_score_adj``).
+
+    Why tmpfs pages rather than the stressor's own heap: they are charged to the group but are in no
+    process's resident set, so the stressor stays small and the target — made the preferred victim
+    with ``oom_score_adj`` 1000, restored at heal — is the one killed even when it is tiny. (Chaos
+    Mesh exempts its stressor with -1000 instead, but lowering a score needs CAP_SYS_RESOURCE, which
+    containers often lack; this one does.) The pages stay charged until the heal unmounts the tmpfs,
+    so the squeeze lasts as long as the fault. Same mechanism on cgroup v2 (``memory.max``). The tmpfs
+    and the stressor's command line carry the run prefix, so sweepers find them after a crash."""
+
+    def __init__(self, prefix: str, target: str) -> None:
+        self.prefix = prefix
+        self.target = target
+        self.proc: subprocess.Popen[str] | None = None
+        self.fill: Any = None  # diskfault.SmallFilesystem holding the charged pages
+        self.filled_mb = 0.0
+
+    def start(self, group: Any, limit_mb: int) -> MemoryStressor:
+        import tempfile
+
+        from harness.platforms.local import cgroups
+        from harness.platforms.local.diskfault import SmallFilesystem
+
+        try:
+            where = tempfile.mkdtemp(prefix=f"{self.prefix}-memfill-")
+            self.fill = SmallFilesystem(self.prefix, where, size_mb=2 * limit_mb + 16).mount()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", STRESSOR_CODE, f"{self.prefix}-stressor-{self.target}",
+                 str(self.fill.mountpoint / "fill"), str(limit_mb)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                start_new_session=True)
+            if group is None or not cgroups.move(self.proc.pid, group):
+                raise PlatformError(f"memory stressor for {self.target} exited before it joined the cgroup")
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+        except BaseException:
+            self.heal()
+            raise
+        return self
+
+    def heal(self) -> float:
+        """Kill the stressor and unmount its tmpfs (the charged pages go with it); returns how many
+        MB it had written into the group (it may itself be OOM-killed once the target is gone)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=10)
+        fill, self.fill = self.fill, None
+        if fill is not None:
+            with contextlib.suppress(OSError):
+                self.filled_mb = round((fill.mountpoint / "fill").stat().st_size / 2**20, 1)
+            fill.unmount()
+            with contextlib.suppress(OSError):
+                fill.mountpoint.rmdir()
+        return self.filled_mb
+
+
+class Supervisor:
+    """Restarts stack processes that died while a fault holds them (a kubelet's restart policy).
+
+    Why in the injector: on the local platform nothing else supervises the stack — the harness is the
+    platform. Polls ten times a second (a process exit has no portable wakeup here); records when
+    each target died, with which exit code, and when it was running again."""
+
+    POLL_S = 0.1
+
+    def __init__(self, dep: Any, limits: dict[str, Any]) -> None:
+        self.dep = dep
+        self.limits = limits
+        self.kills: dict[str, int] = {}
+        self.restarts: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fault-supervisor", daemon=True)
+        self._t0 = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def heal(self) -> None:
+        """Stop supervising (idempotent); registered with the deployment so teardown stops it too."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+        for key, value in list(self.dep.fault_limits.items()):
+            if value is self:
+                self.dep.fault_limits.pop(key, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            if getattr(self.dep, "_torn_down", False):
+                return  # the stack is being stopped on purpose: restarting it would leak a process
+            for t, lim in self.limits.items():
+                proc = self.dep.process(t)
+                if proc.is_running():
+                    continue
+                code = proc.returncode
+                died = round(time.monotonic() - self._t0, 3)
+                with contextlib.suppress(OSError):
+                    self.kills[t] = lim.oom_kills()
+                try:
+                    self.dep.start(t)
+                    self.restarts.append({"target": t, "exit_code": code, "died_after_s": died,
+                                          "restarted_after_s": round(time.monotonic() - self._t0, 3)})
+                except Exception as exc:  # noqa: BLE001 - reported in the heal result
+                    self.restarts.append({"target": t, "exit_code": code, "died_after_s": died,
+                                          "restart_error": repr(exc)})

@@ -551,45 +551,70 @@ class LocalDeployment:
         """Put PostgreSQL's data directory on a small filesystem of its own (disk full), seen through
         a FUSE fault layer when FUSE works (I/O latency/EIO): ``<root>/disk`` is the small filesystem,
         ``<root>/disk/data`` the real files, ``<root>/data`` (what PostgreSQL is given) the FUSE view.
-        The ballast of a "disk full" fault lives in ``<root>/disk``, outside the data directory."""
+        The ballast of a "disk full" fault lives in ``<root>/disk``, outside the data directory.
+        Optional wiring must never cost a deployment: whatever cannot be built is recorded in
+        ``fault_unwired`` and PostgreSQL runs without it."""
         if self.postgres is None or os.geteuid() != 0:
             why = "mounting a filesystem under PostgreSQL's data directory needs root"
             self.fault_unwired.update({"disk-full": why, "disk-latency": why, "disk-eio": why})
             return
         from harness.platforms.local.diskfault import FaultFS, SmallFilesystem, fuse_support
+        from harness.platforms.local.netns import sh
 
         pg = self.postgres
         pg._prepare_root()  # the directory layout is PostgresServer's; we only mount inside it
         root = pg.data_dir.parent
         owner = (pg.data_dir.stat().st_uid, pg.data_dir.stat().st_gid)
         fuse_ok, why_not = fuse_support()
-        disk_dir = root / "disk" if fuse_ok else pg.data_dir
-        self.pg_disk = SmallFilesystem(self.fault_prefix, disk_dir, size_mb=PG_DISK_MB, kind="tmpfs",
+        if fuse_ok:
+            try:
+                disk = SmallFilesystem(self.fault_prefix, root / "disk", size_mb=PG_DISK_MB, kind="tmpfs",
                                        owner=owner, mode=0o700, workdir=self._tmp).mount()
-        if not fuse_ok:
-            self.fault_unwired.update({"disk-latency": why_not, "disk-eio": why_not})
-            return
-        source = disk_dir / "data"
-        source.mkdir(mode=0o700)
-        os.chown(source, *owner)
-        # initdb through the FUSE layer takes ~10 s (thousands of small operations through a Python
-        # daemon); through a bind mount it takes well under one. So initdb and the first start go
-        # through a bind mount, and _wire_pg_faultfs swaps the FUSE layer in afterwards.
-        from harness.platforms.local.netns import sh
-
-        sh(["mount", "--bind", str(source), str(pg.data_dir)])
-        self.pg_faultfs = FaultFS(self.fault_prefix, source, pg.data_dir)
+                self.pg_disk = disk
+                source = disk.mountpoint / "data"
+                source.mkdir(mode=0o700)
+                os.chown(source, *owner)
+                # initdb through the FUSE layer takes ~10 s (thousands of small operations through a
+                # Python daemon), through a bind mount well under one: initdb and the first start go
+                # through a bind mount, and _wire_pg_faultfs swaps the FUSE layer in afterwards.
+                sh(["mount", "--bind", str(source), str(pg.data_dir)])
+                self.pg_faultfs = FaultFS(self.fault_prefix, source, pg.data_dir)
+                return
+            except Exception as exc:  # noqa: BLE001 - optional wiring: record why and go on without it
+                log.warning("no FUSE layer under PostgreSQL's data directory: %s", exc)
+                why_not = f"could not layer FUSE under PostgreSQL's data directory: {exc}"
+                if self.pg_disk is not None:
+                    self.pg_disk.unmount()
+                    self.pg_disk = None
+        self.fault_unwired.update({"disk-latency": why_not, "disk-eio": why_not})
+        try:
+            self.pg_disk = SmallFilesystem(self.fault_prefix, pg.data_dir, size_mb=PG_DISK_MB, kind="tmpfs",
+                                           owner=owner, mode=0o700, workdir=self._tmp).mount()
+        except Exception as exc:  # noqa: BLE001 - optional wiring
+            log.warning("no small filesystem under PostgreSQL's data directory: %s", exc)
+            self.fault_unwired["disk-full"] = f"could not mount a small filesystem for PostgreSQL: {exc}"
 
     def _wire_pg_faultfs(self) -> None:
         """Swap the bind mount under PostgreSQL's data directory for the FUSE fault layer: stop
-        PostgreSQL (fast shutdown, data kept), unmount the bind, mount the layer, start again."""
+        PostgreSQL (fast shutdown, data kept), unmount the bind, mount the layer, start again. If the
+        layer does not come up, the bind goes back and PostgreSQL runs without it."""
         if self.pg_faultfs is None or self.postgres is None:
             return
         from harness.platforms.local.diskfault import _umount
+        from harness.platforms.local.netns import sh
 
         self.postgres.stop(remove_data=False)
         _umount(self.postgres.data_dir)
-        self.pg_faultfs.mount()
+        try:
+            self.pg_faultfs.mount()
+        except Exception as exc:  # noqa: BLE001 - optional wiring: record why and go on without it
+            log.warning("FUSE layer under PostgreSQL's data directory failed: %s", exc)
+            with contextlib.suppress(Exception):
+                self.pg_faultfs.unmount()
+            why = f"the FUSE layer under PostgreSQL's data directory did not mount: {exc}"
+            self.fault_unwired.update({"disk-latency": why, "disk-eio": why})
+            sh(["mount", "--bind", str(self.pg_faultfs.source), str(self.postgres.data_dir)])
+            self.pg_faultfs = None
         self.postgres.start(timeout=30)
 
     def _link_env(self, name: str) -> dict[str, str]:
@@ -640,6 +665,11 @@ class LocalDeployment:
                 if layer is not None:
                     with contextlib.suppress(Exception):
                         layer.unmount()
+            if self.postgres is not None and self.postgres._root is not None:
+                from harness.platforms.local.diskfault import _umount
+
+                with contextlib.suppress(Exception):
+                    _umount(self.postgres.data_dir)  # a bind mount left by a FUSE layer that never came up
         if self.fault_prefix:
             from harness.platforms.local import cgroups
 
