@@ -289,7 +289,7 @@ class FaultProxy:
             "_accept_connection" in getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()
         ):
             await asyncio.sleep(0.005)  # sleep-ok: yielding to asyncio's own accept tasks
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sleep-ok: a bare yield to the event loop, not a wait
         for w in list(self._clients):
             w.transport.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -297,7 +297,7 @@ class FaultProxy:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for _ in range(5):  # transports close their sockets in call_soon callbacks: let those run
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # sleep-ok: a bare yield to the event loop, not a wait
 
     def _schedule_close(self, conn: _Conn, after_ms: float) -> None:
         if conn.closer is None:
