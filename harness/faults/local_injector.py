@@ -278,9 +278,10 @@ class LocalInjector:
             raise PlatformError(f"healing {kind} limits failed: {'; '.join(errors)}")
 
     def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
-        """A memory limit on the target; when the kernel OOM-kills it, a supervisor (a watcher thread,
+        """A memory limit on the target and a stressor that fills the group (see
+        :class:`MemoryStressor`), so the kernel OOM-kills the target; a supervisor (a watcher thread,
         as a kubelet would) restarts it at once — outside the limit, which stays for the fault's
-        hold. Heal removes the limit and reports the OOM kills and restarts."""
+        hold. Heal stops the stressor, removes the limit and reports the OOM kills and restarts."""
         from harness.platforms.local.cgroups import MemoryLimit
 
         targets = self._one(fault.target)
@@ -321,9 +322,10 @@ class LocalInjector:
                     kills[t] = lim.oom_kills()
             held = self._heal_stressors(stressors)
             self._heal_limits("memory", limits)
-            return {"oom_kills": {**kills, **supervisor.kills}, "restarts": supervisor.restarts,
+            return {"oom_kills": {**supervisor.kills, **kills}, "restarts": supervisor.restarts,
                     "filled_mb": held}
-        return Injected(targets, heal, {"limit_mb": fault.limit_mb, "stressor": "oom_score_adj -1000"})
+        return Injected(targets, heal, {"limit_mb": fault.limit_mb,
+                                        "how": "limit + tmpfs stressor in the group, target oom_score_adj 1000"})
 
     def _heal_stressors(self, stressors: dict[str, MemoryStressor]) -> dict[str, float]:
         held = {}

@@ -449,6 +449,27 @@ class LocalDeployment:
             raise PlatformError(f"reading goverse_objects failed: {exc}") from exc
         return {str(r[0]): r[1] for r in rows}
 
+    def compact_storage(self) -> dict[str, int]:
+        """``VACUUM FULL`` the stack's tables, as a DBA or a fresh restore leaves them: no free space
+        inside their files, so the next writes must allocate new blocks. Returns each table's size
+        in bytes afterwards.
+
+        Why: PostgreSQL only needs new disk blocks when its files have no room left; after enough
+        updates they do have room (pruned and vacuumed pages), and a "disk full" then goes unnoticed
+        for minutes. Compacting first makes the next writes need the disk the fault took away."""
+        if self.postgres is None:
+            raise PlatformError("stack not deployed")
+        tables = ("goverse_objects", "goverse_reliable_calls", "refstack_shard_fences")
+        with self.postgres.admin_connect(dbname=self.postgres.database) as conn:
+            present = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
+                (list(tables),)).fetchall()]
+            sizes = {}
+            for table in present:
+                conn.execute(f"VACUUM FULL {table}")  # names from the fixed tuple above
+                sizes[table] = int(conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0])
+        return sizes
+
     def _ready(self, inst: Instance) -> bool:
         try:
             return requests.get(f"{inst.ops_url}/ready", timeout=1).status_code == 200
