@@ -119,6 +119,35 @@ def test_error_window_restricted_to_keys() -> None:
     assert c2.verdict is Verdict.FAIL
 
 
+def _restart_history(*ops: tuple[float, str]) -> History:
+    """One key's increments around a restart (fault f1 at 1.0 s): (invoke time, completion type)."""
+    value = {"id": "f1", "kind": "restart", "target": "node-0", "params": {}}
+    events = [Event(1.0, "nemesis", "nemesis", "start", value=value)]
+    for i, (t, type_) in enumerate(ops):
+        events += [Event(t, "invoke", "client-0", "increment", key="k", value=1, op_id=i),
+                   Event(t + 0.01, type_, "client-0", "increment", key="k", value=1, op_id=i)]
+    events.append(Event(9.0, "nemesis", "nemesis", "stop", value=value))
+    return History(sorted(events, key=lambda e: e.t))
+
+
+def test_error_window_counts_bursts_not_the_quiet_time_between() -> None:
+    # the key fails when its shard leaves node-0 (2.0–2.5 s), is served by another node (3–5 s), and
+    # fails again when the shard comes back (5.5–6.0 s): two 0.5 s bursts, not one 4 s window
+    h = _restart_history((2.0, "fail"), (2.5, "fail"), (3.0, "ok"), (4.0, "ok"), (5.5, "fail"), (6.0, "info"),
+                         (6.5, "ok"))
+    c = error_window(budget_s=2)(h)
+    assert c.verdict is Verdict.PASS, c.detail
+    assert c.data["windows"] == [{"fault": "f1", "key": "k", "first_t": 2.0, "last_t": 2.5, "window_s": 0.5,
+                                  "errors": 2, "bursts": 2}]
+
+
+def test_error_window_fails_an_unbroken_burst() -> None:
+    h = _restart_history((2.0, "fail"), (3.0, "info"), (4.0, "fail"), (5.0, "fail"), (6.0, "ok"))
+    c = error_window(budget_s=2)(h)
+    assert c.verdict is Verdict.FAIL
+    assert "key k: 3.00s (4 errors from 2.00s to 5.00s with no success between, f1)" in c.detail
+
+
 def test_error_window_unknown_without_fault() -> None:
     assert error_window(2)(History(events=[])).verdict is Verdict.UNKNOWN
 
