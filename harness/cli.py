@@ -105,6 +105,18 @@ def _cmd_doctor(args: argparse.Namespace, rest: list[str]) -> int:
     return 0 if essentials.get("etcd") and essentials.get("postgres") else 1
 
 
+def _cmd_cleanup(args: argparse.Namespace, rest: list[str]) -> int:
+    from harness.platforms.local.sweep import sweep_dead_runs
+
+    swept = sweep_dead_runs(dry_run=args.dry_run)
+    if not swept:
+        print("nothing to clean: no dead run left anything behind")
+    for prefix, removed in swept.items():
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{prefix}: {verb} {len(removed)}: {', '.join(removed) or 'its ownership mark'}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace, rest: list[str]) -> int:
     from harness.report.cli import report_main
 
@@ -133,6 +145,7 @@ COMMANDS = {
     "run": (_cmd_run, "run scenarios (pytest options pass through, e.g. -m e2e -k sigkill --bug NAME)"),
     "up": (_cmd_up, "deploy a local stack, print endpoints, tear down on Ctrl-C"),
     "doctor": (_cmd_doctor, "show what this machine can do (etcd, Postgres, netns, nft, cgroups, ...)"),
+    "cleanup": (_cmd_cleanup, "remove what local runs killed without teardown left (namespaces, cgroups, mounts)"),
     "report": (_cmd_report, "re-render a run directory's report; --compare BASELINE shows regressions"),
     "conformance": (_cmd_conformance, "run only the seed conformance checks and print the table"),
     "load-report": (_cmd_load_report, "standalone HTML load report of a run; --compare BASELINE flags regressions"),
@@ -155,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--gates", type=int)
             sp.add_argument("--shards", type=int)
             sp.add_argument("--bug", action="append")
+        if name == "cleanup":
+            sp.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     return p
 
 

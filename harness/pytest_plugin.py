@@ -124,6 +124,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # workers inherit the path through the environment.
     if _is_controller(session.config) and _wants_run_dir(session.config):
         _run_dir(session.config)
+        if session.config.stash[_SETTINGS].platform == "local":
+            _sweep_dead_runs()
+
+
+def _sweep_dead_runs() -> None:
+    """A run killed with SIGKILL could not clean up; the next run does (only runs whose owner is dead)."""
+    from harness.platforms.local.sweep import sweep_dead_runs
+
+    try:
+        swept = sweep_dead_runs()
+    except Exception:  # noqa: BLE001 - a failed sweep must not stop the run; it is logged
+        log.exception("sweeping the leftovers of dead runs failed")
+        return
+    for prefix, removed in swept.items():
+        log.warning("removed what dead run %s left behind: %s", prefix, ", ".join(removed) or "its ownership mark")
 
 
 def _wants_run_dir(config: pytest.Config) -> bool:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.cli import _names_test_paths, build_parser
+from harness.cli import _names_test_paths, build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -21,5 +21,11 @@ def test_names_test_paths(argv, named):
 
 def test_every_subcommand_is_listed():
     help_text = build_parser().format_help()
-    for cmd in ("run", "up", "doctor", "report", "conformance", "load-report", "refstack"):
+    for cmd in ("run", "up", "doctor", "report", "conformance", "load-report", "refstack", "cleanup"):
         assert cmd in help_text
+
+
+def test_cleanup_dry_run_lists_and_removes_nothing(capsys):
+    assert main(["cleanup", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("nothing to clean") or "would remove" in out

@@ -17,6 +17,7 @@ import pytest
 from harness import random as hrand
 from harness.platforms.local import cgroups, diskfault, netns
 from harness.platforms.local.capabilities import detect
+from harness.platforms.local.sweep import dead_stack_dirs, sweep_dead_runs
 
 pytestmark = [
     pytest.mark.integration,
@@ -98,8 +99,26 @@ def test_sweeper_removes_what_a_killed_run_left(tmp_path: Path) -> None:
         os.kill(sleeper, signal.SIGKILL)  # the stand-in for a stack process; the platform reaps those
     assert everything_of(prefix) != []
     assert prefix in netns.dead_prefixes()  # its owner is gone: safe to sweep
-    diskfault.cleanup_leftovers(prefix)
-    cgroups.cleanup_leftovers(prefix)
-    netns.cleanup_leftovers(prefix)
+    swept = sweep_dead_runs(tag=prefix)  # what the next run's session start (and `cleanup`) does
+    assert any(x.startswith("netns") for x in swept[prefix])
     assert everything_of(prefix) == []
     assert prefix not in netns.dead_prefixes()
+
+
+def test_sweeper_spares_live_runs_and_removes_dead_stack_dirs(tmp_path: Path) -> None:
+    prefix = hrand.run_prefix()
+    child, _, sleeper = start_child(prefix, tmp_path)
+    try:
+        assert prefix not in sweep_dead_runs(tag=prefix)
+        assert everything_of(prefix) != []  # the run is alive: untouched
+    finally:
+        child.send_signal(signal.SIGINT)
+        child.wait(30)
+    assert everything_of(prefix) == []
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name, pid in (("gvh-stack-dead", dead.pid), ("gvh-stack-live", os.getpid())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".owner").write_text(f"{pid}\n")
+    (tmp_path / "gvh-stack-unowned").mkdir()
+    assert dead_stack_dirs(tmp_path) == [tmp_path / "gvh-stack-dead"]

@@ -37,6 +37,7 @@ from harness.platforms.local.config_render import (
 from harness.platforms.local.process import ManagedProcess
 from harness.platforms.local.services import EtcdCluster, PostgresServer, free_port
 from harness.platforms.local.shardmap import ClusterState, EtcdView
+from harness.platforms.local.sweep import OWNER_FILE, STACK_DIR_PREFIX
 from harness.waiting import Abort, wait_until
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,9 @@ class LocalDeployment:
     # ---- bring-up --------------------------------------------------------------------------------
     def up(self, timeout: float = 60.0) -> None:
         t_start = _now()
-        self._tmp = Path(tempfile.mkdtemp(prefix="gvh-stack-"))
+        self._tmp = Path(tempfile.mkdtemp(prefix=STACK_DIR_PREFIX))
         os.chmod(self._tmp, 0o755)  # postgres runs as its own user and must reach its data dir
+        (self._tmp / OWNER_FILE).write_text(f"{os.getpid()}\n")  # lets a sweeper tell a dead run's dir
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         isolate = self._want_isolation()
         if isolate:
