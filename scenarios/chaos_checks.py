@@ -85,6 +85,29 @@ def wait_ops_ok(scenario: Any, timeout: float, fs: tuple[str, ...] = ("probe",),
     return True
 
 
+def after_the_heal(stack: Any, scenario: Any, timeout: float, after_s: float) -> None:
+    """The after phase: wait (bounded) for convergence, readiness and successful probes and writes,
+    then keep the load on for ``after_s``. A wait that runs out is logged, not raised: the checkers
+    (C, H, R, L) then judge what happened and name the invariant, instead of the scenario ending in
+    an exception."""
+    for what, wait in (("converged", lambda: scenario.wait_converged(timeout)),
+                       ("ready", lambda: stack.wait_ready(timeout))):
+        try:
+            wait()
+        except WaitTimeout as exc:
+            scenario.recorder.log(f"not {what} within {timeout:g}s after the heal", error=str(exc)[:500])
+    wait_ops_ok(scenario, timeout, ("probe", "increment"))
+    scenario.settle(after_s, "after the heal")
+
+
+def converged_or_logged(scenario: Any, timeout: float) -> None:
+    """Wait for convergence before the final reads; a timeout is logged for the C checker to judge."""
+    try:
+        scenario.wait_converged(timeout)
+    except WaitTimeout as exc:
+        scenario.recorder.log(f"not converged within {timeout:g}s before the final reads", error=str(exc)[:500])
+
+
 # ---- the stored state oracle ----------------------------------------------------------------------------
 SETTLE_STORED_S = 5.0  # how long a stack that persists behind its acks gets to catch up
 

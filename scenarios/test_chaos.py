@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 from chaos_checks import (
+    after_the_heal,
+    converged_or_logged,
     evidence,
     heal_fast,
     latency_shift,
@@ -33,7 +35,6 @@ from chaos_checks import (
     require_capability,
     unsupported_is_skip,
     wait_failover,
-    wait_ops_ok,
     writes_recover_after_heal,
 )
 
@@ -104,11 +105,8 @@ def run_fault(stack: Any, scenario: Any, fault: Any, hold: float, *, capability:
         owners = stack.shard_map()
         with unsupported_is_skip():
             injected = scenario.nemesis.apply(fault, hold=hold)
-        scenario.wait_converged(budgets.convergence(t))
-        stack.wait_ready(budgets.convergence(t))
-        wait_ops_ok(scenario, budgets.convergence(t), ("probe", "increment"))
-        scenario.settle(AFTER_S, "after the heal")
-    scenario.wait_converged(budgets.convergence(t))
+        after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
+    converged_or_logged(scenario, budgets.convergence(t))
     wl.final_reads()
     record_persisted(stack, scenario, wl.counter_keys)
     return wl, injected, owners
@@ -206,11 +204,8 @@ def test_pause_node(stack, scenario, fault, cut_from_etcd_on_resume):
                 scenario.nemesis.heal(cut)
         finally:
             quiesced.stop()
-        scenario.wait_converged(budgets.convergence(t))
-        stack.wait_ready(budgets.convergence(t))
-        wait_ops_ok(scenario, budgets.convergence(t), ("probe", "increment"))
-        scenario.settle(AFTER_S, "after the resume")
-    scenario.wait_converged(budgets.convergence(t))
+        after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
+    converged_or_logged(scenario, budgets.convergence(t))
     main.final_reads()
     quiesced.final_reads()
     record_persisted(stack, scenario, main.counter_keys + quiesced.counter_keys)
