@@ -112,7 +112,8 @@ class KubernetesInjector:
             pods = {h: self.dep.pod_name(h) for h in grudge}
             pods.update({h: self.dep.pod_name(h) for held in grudge.values() for h in held})
             crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
-            return self._run_crs(crs, sorted(grudge), {"shape": fault.shape, "how": "chaos-mesh"})
+            return self._run_crs(crs, sorted(grudge), {"shape": fault.shape, "one_way": fault.one_way,
+                                                       "how": "chaos-mesh", "grudge": _listed(grudge)})
         return self._netpol_partition(fault, topo)
 
     def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
@@ -123,6 +124,7 @@ class KubernetesInjector:
         victim = resolve_target(fault.target or "one-node", topo)[0]
         pod = self.dep.pod_name(victim)
         pid = f"{self.dep.run_id}-{next(_counter)}"
+        grudge = {victim: {h for h, c in topo.items() if c not in keep and h != victim}}
         policies = netpol.quarantine_policies(self.dep.run_id, pid, "node", keep)
         for p in policies:
             k8s.apply(self.dep.dyn, p)
@@ -140,7 +142,8 @@ class KubernetesInjector:
                 k8s.delete(self.dep.dyn, "networking.k8s.io/v1", "NetworkPolicy", p["metadata"]["name"],
                            self.dep.namespace)
             return {"policies_deleted": len(policies)}
-        return Injected([victim], heal, {"shape": fault.shape, "how": "networkpolicy", "partition": pid})
+        return Injected([victim], heal, {"shape": fault.shape, "one_way": False, "how": "networkpolicy",
+                                         "partition": pid, "grudge": _listed(grudge)})
 
     def _link_pods(self, link: tuple[str, str]) -> tuple[list[str], list[str], list[str]]:
         pairs = resolve_link(link, self.topology())
@@ -188,3 +191,8 @@ class KubernetesInjector:
             crs.append(plan.disk_fault_cr(self._name("io"), self.dep.pod_name(t), self.dep.namespace, volume,
                                           fault.disk, fault.latency_ms, container))
         return self._run_crs(crs, targets, {"disk": fault.disk})
+
+
+def _listed(grudge: dict[str, Any]) -> dict[str, list[str]]:
+    """A grudge as the history records it (the same shape as the local injector's): host -> sorted drops."""
+    return {h: sorted(d) for h, d in sorted(grudge.items())}
