@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = "goverse-harness/history/v1"
+NO_COMPLETION = "no completion recorded"  # the error of an op still in flight when the history was read
 CLIENT_TYPES = frozenset({"invoke", "ok", "fail", "info"})
 COMPLETION_TYPES = frozenset({"ok", "fail", "info"})
 EVENT_TYPES = CLIENT_TYPES | {"nemesis", "sample", "log"}
@@ -167,7 +168,7 @@ class History:
                     type="info",
                     t_invoke=inv.t,
                     t_complete=self.end,
-                    error="no completion recorded",
+                    error=NO_COMPLETION,
                     node=inv.node,
                 )
             )

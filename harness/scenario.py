@@ -20,7 +20,8 @@ from typing import Any
 from harness.checkers.measure import measure
 from harness.checkers.verdict import Checker, CheckResult, check
 from harness.faults.nemesis import Nemesis
-from harness.history import Recorder
+from harness.history import NO_COMPLETION, Recorder
+from harness.waiting import WaitTimeout, wait_until
 from harness.workload.runner import Workload, WorkloadSpec
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,32 @@ class Scenario:
         """Keep the current phase running for ``seconds`` (a baseline or after-phase of the scenario)."""
         self.recorder.log(f"settle {seconds}s: {why}")
         threading.Event().wait(seconds)  # sleep-ok: a phase's length is the subject here
+
+    def settle_clean(self, seconds: float, why: str, timeout: float) -> bool:
+        """``settle`` for the after phase, then keep observing (up to ``timeout``) until every probe of
+        the last ``seconds`` succeeded. Why: a disturbance may start late (a lease that ran out during a
+        fault expires just after the heal); a history that ends inside that dip reads as "never
+        recovered" even when the stack recovers a moment later. False (and a log line) if it never did."""
+        self.settle(seconds, why)
+        if self.wait_ops_ok(timeout, ("probe",), window_s=seconds, lag_s=0.0):
+            return True
+        self.recorder.log(f"probes not clean for {seconds:g}s within {timeout:g}s of the after phase")
+        return False
+
+    def wait_ops_ok(self, timeout: float, fs: tuple[str, ...] = ("probe",), window_s: float = 1.0,
+                    lag_s: float = 1.0) -> bool:
+        """Until every ``fs`` op invoked in the ``window_s`` before the last ``lag_s`` completed ok (at
+        least a handful of them), or ``timeout`` (then False). Ops still in flight are not judged yet."""
+        def ok() -> bool:
+            h = self.recorder.history()
+            recent = [o for o in h.ops(fs) if h.end - window_s - lag_s <= o.t_invoke <= h.end - lag_s
+                      and o.error != NO_COMPLETION]
+            return len(recent) >= 5 and all(o.type == "ok" for o in recent)
+        try:
+            wait_until(ok, timeout, f"{', '.join(fs)} ops to succeed again", interval=0.25)
+        except WaitTimeout:
+            return False
+        return True
 
     def wait_converged(self, timeout: float) -> float:
         t0 = time.monotonic()

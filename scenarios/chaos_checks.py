@@ -70,19 +70,10 @@ def wait_failover(stack: Any, live_before: set[str], timeout: float) -> bool:
 
 
 def wait_ops_ok(scenario: Any, timeout: float, fs: tuple[str, ...] = ("probe",), window_s: float = 1.0) -> bool:
-    """Until every ``fs`` op invoked in a recent ``window_s`` window completed ok (at least a handful of
-    them), or ``timeout``. Why: the after phase must cover the measurement's stability window *after*
-    service came back, or a late recovery reads as "never recovered" because the history ended."""
-    def ok() -> bool:
-        h = scenario.recorder.history()
-        now = h.end
-        recent = [o for o in h.ops(fs) if now - window_s - 1.0 <= o.t_invoke <= now - 1.0]
-        return len(recent) >= 5 and all(o.type == "ok" for o in recent)
-    try:
-        wait_until(ok, timeout, f"{', '.join(fs)} ops to succeed again", interval=0.25)
-    except WaitTimeout:
-        return False
-    return True
+    """Until every ``fs`` op of a recent ``window_s`` completed ok, or ``timeout``. Why: the after phase
+    must cover the measurement's stability window *after* service came back, or a late recovery reads
+    as "never recovered" because the history ended."""
+    return bool(scenario.wait_ops_ok(timeout, fs, window_s=window_s))
 
 
 def after_the_heal(stack: Any, scenario: Any, timeout: float, after_s: float) -> None:
@@ -97,7 +88,7 @@ def after_the_heal(stack: Any, scenario: Any, timeout: float, after_s: float) ->
         except WaitTimeout as exc:
             scenario.recorder.log(f"not {what} within {timeout:g}s after the heal", error=str(exc)[:500])
     wait_ops_ok(scenario, timeout, ("probe", "increment"))
-    scenario.settle(after_s, "after the heal")
+    scenario.settle_clean(after_s, "after the heal", timeout)
 
 
 def converged_or_logged(scenario: Any, timeout: float) -> None:

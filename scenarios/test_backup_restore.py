@@ -77,7 +77,7 @@ def test_backup_and_restore(stack, scenario):
         ops.wipe()
         restored = ops.restore(backup, wl.counter_keys, etcd=True, postgres=True, t_fault=t_fault)
         t_ready = scenario.recorder.now()
-        scenario.settle(AFTER_S, "after the restore")
+        scenario.settle_clean(AFTER_S, "after the restore", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
         restored_matches_backup(), no_lost_writes_after_restore(), converged(within_s=budgets.convergence(t)),
@@ -104,7 +104,7 @@ def test_volume_loss_postgres(stack, scenario):
         ops.lose_data_dir("postgres")
         restored = ops.restore(backup, wl.counter_keys, etcd=False, postgres=True, t_fault=t_fault)
         t_ready = scenario.recorder.now()
-        scenario.settle(AFTER_S, "after the recovery")
+        scenario.settle_clean(AFTER_S, "after the recovery", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
         restored_matches_backup(), no_lost_writes_after_restore(), converged(within_s=budgets.convergence(t)),

@@ -1,0 +1,43 @@
+"""The after phase must not end inside a dip: ``Scenario.wait_ops_ok`` judges the tail of the history
+(completed probes only) — the condition ``settle_clean`` waits on before a scenario stops observing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.history import Event
+from harness.scenario import Scenario
+
+
+def scenario_with_probes(tmp_path: Path, outcomes: list[str], in_flight_at_end: bool = False) -> Scenario:
+    sc = Scenario("after-phase", tmp_path, deployment=None, injector=None, settings=None, seed_tag="t")
+    for i, outcome in enumerate(outcomes):  # 20 Hz probes, 10 ms each
+        t = i * 0.05
+        sc.recorder.add(Event(t, "invoke", "probe-0", "probe", key=f"probe-{i % 32:02d}", op_id=i))
+        sc.recorder.add(Event(t + 0.01, outcome, "probe-0", "probe", key=f"probe-{i % 32:02d}", op_id=i,
+                              error=None if outcome == "ok" else "CALL_FAILED: no live etcd lease"))
+    if in_flight_at_end:
+        sc.recorder.add(Event(len(outcomes) * 0.05, "invoke", "probe-0", "probe", key="probe-00", op_id=10_000))
+    return sc
+
+
+def test_a_clean_tail_ends_the_wait(tmp_path: Path) -> None:
+    sc = scenario_with_probes(tmp_path, ["fail"] * 20 + ["ok"] * 80)
+    assert sc.wait_ops_ok(0.3, window_s=2.0, lag_s=0.0)
+
+
+def test_a_failure_in_the_tail_keeps_it_waiting(tmp_path: Path) -> None:
+    # the case CI met: one probe failed 0.1 s before the history ended (a lease expiring after the heal)
+    sc = scenario_with_probes(tmp_path, ["ok"] * 98 + ["fail", "ok"])
+    assert not sc.wait_ops_ok(0.3, window_s=2.0, lag_s=0.0)
+    assert sc.wait_ops_ok(0.3, window_s=2.0, lag_s=1.0)  # the lagged check alone would have missed it
+
+
+def test_a_probe_still_in_flight_is_not_judged_yet(tmp_path: Path) -> None:
+    sc = scenario_with_probes(tmp_path, ["ok"] * 100, in_flight_at_end=True)
+    assert sc.wait_ops_ok(0.3, window_s=2.0, lag_s=0.0)
+
+
+def test_too_few_probes_is_not_clean(tmp_path: Path) -> None:
+    sc = scenario_with_probes(tmp_path, ["ok"] * 3)
+    assert not sc.wait_ops_ok(0.3, window_s=2.0, lag_s=0.0)
