@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.platforms.base import Endpoints, Instance, StackSpec, Unsupported
+from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots, stackconfig, watch
 from harness.platforms.kubernetes.chaos_runner import ChaosRunner
@@ -50,6 +50,7 @@ class KubernetesDeployment:
         self._forwards: dict[str, PortForward] = {}
         self._on_teardown = on_teardown
         self._torn_down = False
+        self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
 
     def injector(self) -> Any:
         """The nemesis asks the deployment for its fault injector (``pytest_plugin._injector_for``)."""
@@ -135,6 +136,32 @@ class KubernetesDeployment:
         return Endpoints(gates=gates, inspector=inspector, etcd=[self._forwards["etcd"].address],
                          postgres_dsn_redacted=f"postgresql://goverse:***@goverse-postgres.{self.namespace}:5432/goverse",
                          prefix=self.spec.prefix, shards=self.spec.shards)
+
+    def persisted_objects(self, object_ids: list[str]) -> dict[str, Any]:
+        """What PostgreSQL holds for these objects (``goverse_objects.data`` by id) — the stored-state
+        oracle of the chaos scenarios (see the local platform's method for why). Read through a
+        port-forward to the PostgreSQL pod (NetworkPolicies do not apply to it) with the credentials
+        in the run's Secret, read afresh each time because the secret-rotation scenario changes them;
+        the password stays in memory."""
+        import base64
+
+        import psycopg
+
+        sec = self.core.read_namespaced_secret("goverse-postgres", self.namespace).data or {}
+        user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
+        password = base64.b64decode(sec.get("postgres-password", "")).decode()
+        if "postgres" not in self._forwards:
+            self._forwards["postgres"] = PortForward(self.core, self.namespace,
+                                                     lambda: naming.statefulset_pod("postgres", 0), 5432)
+        host, port = self._forwards["postgres"].address.rsplit(":", 1)
+        try:
+            with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname="goverse",
+                                 connect_timeout=5) as conn:
+                rows = conn.execute("SELECT object_id, data FROM goverse_objects WHERE object_id = ANY(%s)",
+                                    (list(object_ids),)).fetchall()
+        except psycopg.Error as exc:
+            raise PlatformError(f"reading goverse_objects failed: {type(exc).__name__}") from None
+        return {str(r[0]): r[1] for r in rows}
 
     # --- controls ----------------------------------------------------------------------------------
 

@@ -96,9 +96,11 @@ class KubernetesPlatform:
         namespace = naming.namespace_for(run_id)
         dep = KubernetesDeployment(spec, api, namespace, run_id, rd, on_teardown=self._teardown)
         atexit.register(dep.teardown)
+        t0 = time.monotonic()
         try:
             self._apply_phases(dep, docs)
-            dep.wait_converged(self.opts.deploy_timeout)
+            dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
+            dep.timings["total_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
             self._on_failure(dep)
             raise
@@ -111,6 +113,7 @@ class KubernetesPlatform:
             return max(5.0, self.opts.deploy_timeout - (time.monotonic() - t0))
 
         for phase, group in render.by_phase(docs):
+            t_phase = time.monotonic()
             if phase == "extras":
                 group = [d for d in group if k8s.has_kind(dep.dyn, d["apiVersion"], d["kind"])]
             k8s.apply_all(dep.dyn, group)
@@ -118,6 +121,7 @@ class KubernetesPlatform:
             for d in group:
                 if d["kind"] in ("StatefulSet", "Deployment", "Job") and int(d["spec"].get("replicas", 1)) > 0:
                     dep.wait_workload(d["kind"], d["metadata"]["name"], left())
+            dep.timings[f"{phase}_s"] = round(time.monotonic() - t_phase, 3)
 
     def _on_failure(self, dep: KubernetesDeployment) -> None:
         try:
