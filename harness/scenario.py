@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.checkers.availability import MeasureParams
 from harness.checkers.measure import measure
 from harness.checkers.verdict import Checker, CheckResult, check
 from harness.faults.nemesis import Nemesis
@@ -85,13 +86,19 @@ class Scenario:
 
     def settle_clean(self, seconds: float, why: str, timeout: float) -> bool:
         """``settle`` for the after phase, then keep observing (up to ``timeout``) until every probe of
-        the last ``seconds`` succeeded. Why: a disturbance may start late (a lease that ran out during a
-        fault expires just after the heal); a history that ends inside that dip reads as "never
-        recovered" even when the stack recovers a moment later. False (and a log line) if it never did."""
+        the last ``seconds`` (at least a whole recovery window, w + W + 0.5 s) succeeded.
+
+        Why: a disturbance may start late (a lease that ran out during a fault expires just after the
+        heal), and a history that ends inside a dip, or before a whole recovery window, reads as
+        "never recovered" even when the stack recovers a moment later. False (and a log line) if the
+        tail never came clean."""
         self.settle(seconds, why)
-        if self.wait_ops_ok(timeout, ("probe",), window_s=seconds, lag_s=0.0):
+        # the tail must hold a whole recovery as the measurement defines it (w + W, docs/definitions.md)
+        m = MeasureParams()
+        tail = max(seconds, m.window_s + m.stable_s + 0.5)
+        if self.wait_ops_ok(timeout, ("probe",), window_s=tail, lag_s=0.0):
             return True
-        self.recorder.log(f"probes not clean for {seconds:g}s within {timeout:g}s of the after phase")
+        self.recorder.log(f"probes not clean for {tail:g}s within {timeout:g}s of the after phase")
         return False
 
     def wait_ops_ok(self, timeout: float, fs: tuple[str, ...] = ("probe",), window_s: float = 1.0,

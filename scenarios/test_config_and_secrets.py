@@ -81,7 +81,7 @@ def test_config_update(stack, scenario):
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: LOG_LEVEL=info")
         roll = ops.update_config("LOG_LEVEL", "warn")
-        scenario.settle(AFTER_S, "after: LOG_LEVEL=warn everywhere")
+        scenario.settle_clean(AFTER_S, "after: LOG_LEVEL=warn everywhere", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
@@ -103,7 +103,7 @@ def test_secret_rotation(stack, scenario):
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: old password")
         rot = ops.rotate_postgres_password()
-        scenario.settle(AFTER_S, "after: new password")
+        scenario.settle_clean(AFTER_S, "after: new password", budgets.convergence(t))
     new = pw_file.read_text(encoding="utf-8").strip()
     wl.final_reads(timeout=10.0)
     scan: list[Path] = [Path(stack.run_dir), Path(scenario.dir)]

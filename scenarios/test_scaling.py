@@ -75,7 +75,7 @@ def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, f"baseline: {start} nodes")
         step = ops.scale("node", to)
-        scenario.settle(AFTER_S, f"after: {to} nodes")
+        scenario.settle_clean(AFTER_S, f"after: {to} nodes", budgets.convergence(t))
     wl.final_reads()
     moving = migrating_keys(wl.probe_keys + wl.counter_keys, stack.spec.shards, step.shard_map_before,
                             step.shard_map_after)
@@ -111,7 +111,7 @@ def test_scale_gates(stack, scenario):
         up = ops.scale("gate", 3)
         scenario.settle(BASELINE_S, "3 gates")
         down = ops.scale("gate", 1, drain_endpoints=False)
-        scenario.settle(AFTER_S, "after: 1 gate")
+        scenario.settle_clean(AFTER_S, "after: 1 gate", budgets.convergence(t))
     wl.final_reads()
     served = {g for g, n in gate_use(scenario.recorder.history()).items() if n}
     result = scenario.conclude(

@@ -77,7 +77,7 @@ def test_upgrade_and_rollback(stack, scenario):
         up = ops.rolling_upgrade(b)
         scenario.settle(BETWEEN_S, f"version {b} everywhere")
         down = ops.rollback()
-        scenario.settle(AFTER_S, f"after: back on {a}")
+        scenario.settle_clean(AFTER_S, f"after: back on {a}", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), single_ownership(), reliable_calls_once(),

@@ -41,3 +41,13 @@ def test_a_probe_still_in_flight_is_not_judged_yet(tmp_path: Path) -> None:
 def test_too_few_probes_is_not_clean(tmp_path: Path) -> None:
     sc = scenario_with_probes(tmp_path, ["ok"] * 3)
     assert not sc.wait_ops_ok(0.3, window_s=2.0, lag_s=0.0)
+
+
+def test_settle_clean_needs_a_whole_recovery_window_after_the_last_failure(tmp_path: Path) -> None:
+    # w + W = 3 s (docs/definitions.md) plus 0.5 s: a failure 2 s before the end is too recent even
+    # though the asked-for after phase (1 s) is clean — the case of scale nodes down reading "never"
+    late = scenario_with_probes(tmp_path / "late", ["ok"] * 60 + ["fail"] + ["ok"] * 39)
+    assert not late.settle_clean(0.0, "after", timeout=0.3)
+    assert any(e.type == "log" and "not clean" in e.f for e in late.recorder.history().events)
+    early = scenario_with_probes(tmp_path / "early", ["ok"] * 20 + ["fail"] + ["ok"] * 79)
+    assert early.settle_clean(0.0, "after", timeout=0.3)
