@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from harness import budgets
-from harness.checkers import converged, rto
+from harness.checkers import converged, no_lost_writes, reads_see_acknowledged, rto
 from harness.platforms.base import Unsupported
 from harness.platforms.local.operations import (
     no_lost_writes_after_restore,
@@ -113,5 +113,36 @@ def test_volume_loss_postgres(stack, scenario):
                "restore_phases": restored.get("phases"), "fault_to_ready_s": round(t_ready - t_fault, 3),
                "lost": "postgres data directory", "backup_s": round(backup.t_end - backup.t_start, 3),
                "backup_bytes": backup.sizes, "backup_point_s": round(backup.t_point, 3)},
+    )
+    assert result.passed, result.explain()
+
+
+def test_volume_loss_etcd(stack, scenario):
+    """etcd's data directories (every member) are lost; the operator restores etcd from the last
+    snapshot and restarts the nodes. PostgreSQL kept everything, so nothing acknowledged may be lost
+    — not even what came after the backup point (L over the whole run): etcd holds coordination only
+    (membership, leases, the shard map), and a snapshot older than the claims and fences written
+    since must not stop the stack from serving again (C, R)."""
+    t = stack.spec.timers
+    wl = scenario.workload()
+    with unsupported_is_skip():
+        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+    dest = Path(stack.run_dir) / "backups" / scenario.id
+    with scenario.observing(), wl.running():
+        scenario.settle(BASELINE_S, "baseline")
+        backup = ops.backup(dest)
+        scenario.settle(AFTER_BACKUP_S, "load after the last backup")
+        t_fault = scenario.recorder.now()
+        ops.lose_data_dir("etcd")
+        restored = ops.restore(backup, wl.counter_keys, etcd=True, postgres=False, t_fault=t_fault)
+        t_ready = scenario.recorder.now()
+        scenario.settle_clean(AFTER_S, "after the recovery", budgets.convergence(t))
+    wl.final_reads()
+    result = scenario.conclude(
+        no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
+        rto(budget_s=recovery_budget(stack)),
+        extra={"restore_s": restored["restore_s"], "restore_phases": restored.get("phases"),
+               "fault_to_ready_s": round(t_ready - t_fault, 3), "lost": "etcd data directories",
+               "backup_point_s": round(backup.t_point, 3)},
     )
     assert result.passed, result.explain()
