@@ -34,6 +34,7 @@ import pytest
 
 from harness import budgets
 from harness.checkers import converged, no_lost_writes, reads_see_acknowledged, rto
+from harness.faults.spec import Restart
 from harness.platforms.base import Unsupported
 from harness.platforms.local.operations import (
     no_lost_writes_after_restore,
@@ -122,7 +123,8 @@ def test_volume_loss_etcd(stack, scenario):
     snapshot and restarts the nodes. PostgreSQL kept everything, so nothing acknowledged may be lost
     — not even what came after the backup point (L over the whole run): etcd holds coordination only
     (membership, leases, the shard map), and a snapshot older than the claims and fences written
-    since must not stop the stack from serving again (C, R)."""
+    since (a node restart after the backup moves shards) must not stop the stack from serving again
+    (C, R)."""
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
@@ -131,7 +133,11 @@ def test_volume_loss_etcd(stack, scenario):
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         backup = ops.backup(dest)
-        scenario.settle(AFTER_BACKUP_S, "load after the last backup")
+        # move shards after the snapshot: their claims raise PostgreSQL's fences past every revision
+        # the restored etcd will hand out for a while, which the nodes must get past
+        scenario.nemesis.apply(Restart("node-1", graceful=True), hold=0.5)
+        scenario.wait_converged(budgets.convergence(t))
+        scenario.settle(AFTER_BACKUP_S, "load after the last backup and a node restart")
         t_fault = scenario.recorder.now()
         ops.lose_data_dir("etcd")
         restored = ops.restore(backup, wl.counter_keys, etcd=True, postgres=False, t_fault=t_fault)
