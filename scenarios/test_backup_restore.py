@@ -27,8 +27,9 @@ hold counters and the shard map, no secret (pg_dump does not dump role passwords
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,11 @@ def test_backup_and_restore(stack, scenario):
     assert result.passed, result.explain()
 
 
-def test_volume_loss_postgres(stack, scenario):
+def lose_volume(stack: Any, scenario: Any, component: str,
+                after_backup: Callable[[], None] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Under load: back up, let load go on (``after_backup`` may disturb the stack meanwhile), lose
+    ``component``'s data directory, restore it from the backup, and observe the after phase. Returns
+    (backup, restore result, timing extras for run.json)."""
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
@@ -100,20 +105,31 @@ def test_volume_loss_postgres(stack, scenario):
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         backup = ops.backup(dest)
+        if after_backup is not None:
+            after_backup()
         scenario.settle(AFTER_BACKUP_S, "load after the last backup")
         t_fault = scenario.recorder.now()
-        ops.lose_data_dir("postgres")
-        restored = ops.restore(backup, wl.counter_keys, etcd=False, postgres=True, t_fault=t_fault)
+        ops.lose_data_dir(component)
+        restored = ops.restore(backup, wl.counter_keys, etcd=component == "etcd", postgres=component == "postgres",
+                               t_fault=t_fault)
         t_ready = scenario.recorder.now()
         scenario.settle_clean(AFTER_S, "after the recovery", budgets.convergence(t))
     wl.final_reads()
+    # RPO only where data is given up: losing etcd loses coordination, and L judges that nothing else went
+    extra = {"rpo_s": rpo_s(backup.t_point, t_fault) if component == "postgres" else 0.0,
+             "restore_s": restored["restore_s"],
+             "restore_phases": restored.get("phases"), "fault_to_ready_s": round(t_ready - t_fault, 3),
+             "lost": f"{component} data directory", "backup_s": round(backup.t_end - backup.t_start, 3),
+             "backup_bytes": backup.sizes, "backup_point_s": round(backup.t_point, 3)}
+    return backup, restored, extra
+
+
+def test_volume_loss_postgres(stack, scenario):
+    t = stack.spec.timers
+    _, _, extra = lose_volume(stack, scenario, "postgres")
     result = scenario.conclude(
         restored_matches_backup(), no_lost_writes_after_restore(), converged(within_s=budgets.convergence(t)),
-        rto(budget_s=recovery_budget(stack)),
-        extra={"rpo_s": rpo_s(backup.t_point, t_fault), "restore_s": restored["restore_s"],
-               "restore_phases": restored.get("phases"), "fault_to_ready_s": round(t_ready - t_fault, 3),
-               "lost": "postgres data directory", "backup_s": round(backup.t_end - backup.t_start, 3),
-               "backup_bytes": backup.sizes, "backup_point_s": round(backup.t_point, 3)},
+        rto(budget_s=recovery_budget(stack)), extra=extra,
     )
     assert result.passed, result.explain()
 
@@ -123,32 +139,18 @@ def test_volume_loss_etcd(stack, scenario):
     snapshot and restarts the nodes. PostgreSQL kept everything, so nothing acknowledged may be lost
     — not even what came after the backup point (L over the whole run): etcd holds coordination only
     (membership, leases, the shard map), and a snapshot older than the claims and fences written
-    since (a node restart after the backup moves shards) must not stop the stack from serving again
-    (C, R)."""
+    since must not stop the stack from serving again (C, R)."""
     t = stack.spec.timers
-    wl = scenario.workload()
-    with unsupported_is_skip():
-        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
-    dest = Path(stack.run_dir) / "backups" / scenario.id
-    with scenario.observing(), wl.running():
-        scenario.settle(BASELINE_S, "baseline")
-        backup = ops.backup(dest)
-        # move shards after the snapshot: their claims raise PostgreSQL's fences past every revision
-        # the restored etcd will hand out for a while, which the nodes must get past
+
+    def move_shards() -> None:
+        # claims after the snapshot raise PostgreSQL's fences past every revision the restored etcd
+        # will hand out for a while, which the nodes must get past
         scenario.nemesis.apply(Restart("node-1", graceful=True), hold=0.5)
         scenario.wait_converged(budgets.convergence(t))
-        scenario.settle(AFTER_BACKUP_S, "load after the last backup and a node restart")
-        t_fault = scenario.recorder.now()
-        ops.lose_data_dir("etcd")
-        restored = ops.restore(backup, wl.counter_keys, etcd=True, postgres=False, t_fault=t_fault)
-        t_ready = scenario.recorder.now()
-        scenario.settle_clean(AFTER_S, "after the recovery", budgets.convergence(t))
-    wl.final_reads()
+
+    _, _, extra = lose_volume(stack, scenario, "etcd", after_backup=move_shards)
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
-        rto(budget_s=recovery_budget(stack)),
-        extra={"restore_s": restored["restore_s"], "restore_phases": restored.get("phases"),
-               "fault_to_ready_s": round(t_ready - t_fault, 3), "lost": "etcd data directories",
-               "backup_point_s": round(backup.t_point, 3)},
+        rto(budget_s=recovery_budget(stack)), extra=extra,
     )
     assert result.passed, result.explain()
