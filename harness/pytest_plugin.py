@@ -142,6 +142,8 @@ def _sweep_dead_runs() -> None:
 
 
 def _wants_run_dir(config: pytest.Config) -> bool:
+    if config.getoption("collectonly", False):
+        return False  # listing scenarios deploys nothing: no run directory, no sweep
     args = " ".join(str(a) for a in config.args)
     return "scenarios" in args or bool(os.environ.get(RUN_DIR_ENV))
 

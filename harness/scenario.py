@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.checkers.availability import MeasureParams
 from harness.checkers.measure import measure
 from harness.checkers.verdict import Checker, CheckResult, check
 from harness.faults.nemesis import Nemesis
 from harness.history import NO_COMPLETION, Recorder
+from harness.platforms.base import Unsupported
 from harness.waiting import WaitTimeout, wait_until
 from harness.workload.runner import Workload, WorkloadSpec
 
@@ -163,3 +166,13 @@ class Scenario:
             extra=self.extra,
         )
         write_scenario_result(self.dir, sr, history)
+
+
+@contextlib.contextmanager
+def unsupported_is_skip() -> Iterator[None]:
+    """A fault or operation this platform cannot apply is an explained skip (the reason lands in the
+    report and the run summary), never a silent pass."""
+    try:
+        yield
+    except Unsupported as exc:
+        pytest.skip(f"unsupported on this platform: {exc}")

@@ -14,7 +14,7 @@ that its fault had the effect it exists for — and fails if it did not.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from harness.checkers.latency import nearest_rank, phase_of
 from harness.checkers.ops import as_int
 from harness.checkers.verdict import Check, Verdict, examples
 from harness.history import History
-from harness.platforms.base import Timers, Unsupported
+from harness.platforms.base import Timers
 from harness.sharding import shard_of
 from harness.waiting import WaitTimeout, wait_until
 
@@ -38,15 +38,6 @@ def heal_fast(t: Timers) -> float:
 
 
 # ---- running a fault -------------------------------------------------------------------------------
-@contextlib.contextmanager
-def unsupported_is_skip() -> Iterator[None]:
-    """A fault this platform cannot apply is an explained skip (the reason lands in the report)."""
-    try:
-        yield
-    except Unsupported as exc:
-        pytest.skip(f"unsupported on this platform: {exc}")
-
-
 def require_capability(stack: Any, kind: str) -> None:
     reason = stack.capabilities().get(kind, f"the platform does not report {kind!r} faults")
     if reason:

@@ -26,8 +26,7 @@ hold counters and the shard map, no secret (pg_dump does not dump role passwords
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,13 @@ import pytest
 from harness import budgets
 from harness.checkers import converged, no_lost_writes, reads_see_acknowledged, rto
 from harness.faults.spec import Restart
-from harness.platforms.base import Unsupported
 from harness.platforms.local.operations import (
     no_lost_writes_after_restore,
     operations_for,
     restored_matches_backup,
     rpo_s,
 )
+from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
 
@@ -55,14 +54,6 @@ def recovery_budget(stack) -> float:
     """A recovery (restore + restart + shard map converged) measured by the probe: 3× the convergence
     budget, generous on purpose — restore time is reported, the budget only catches "never back"."""
     return 3 * budgets.convergence(stack.spec.timers)
-
-
-@contextlib.contextmanager
-def unsupported_is_skip() -> Iterator[None]:
-    try:
-        yield
-    except Unsupported as exc:
-        pytest.skip(f"unsupported on this platform: {exc}")
 
 
 def test_backup_and_restore(stack, scenario):

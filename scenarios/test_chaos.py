@@ -33,7 +33,6 @@ from chaos_checks import (
     persisted_not_behind,
     record_persisted,
     require_capability,
-    unsupported_is_skip,
     wait_failover,
     writes_recover_after_heal,
 )
@@ -63,6 +62,7 @@ from harness.faults.spec import (
 )
 from harness.history import History
 from harness.platforms.base import Timers, Unsupported
+from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 

@@ -31,8 +31,6 @@ shards come back, seconds apart, and E judges each stretch of failures, not the 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,7 +43,6 @@ from harness.checkers import (
     no_lost_writes,
     reads_see_acknowledged,
 )
-from harness.platforms.base import Unsupported
 from harness.platforms.local.operations import (
     clean_exits,
     config_in_effect,
@@ -55,6 +52,7 @@ from harness.platforms.local.operations import (
     operations_for,
     secret_rotated,
 )
+from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
 
@@ -63,14 +61,6 @@ AFTER_S = 3.0
 ROLL_AVAILABILITY = 0.90  # see the module docstring: SCENARIOS.md's 99 % is not met by the reference gate
 ROLL_E_S = 3.0  # E: no key fails for longer than this at a stretch while an instance leaves or returns
 SECRET_FAILED_CALLS = 0.005  # SCENARIOS.md: ≤ 0.5 % failed calls during a secret rotation
-
-
-@contextlib.contextmanager
-def unsupported_is_skip() -> Iterator[None]:
-    try:
-        yield
-    except Unsupported as exc:
-        pytest.skip(f"unsupported on this platform: {exc}")
 
 
 def test_config_update(stack, scenario):

@@ -35,7 +35,6 @@ from chaos_checks import (
     persisted_not_behind,
     record_persisted,
     require_capability,
-    unsupported_is_skip,
     wait_failover,
     writes_recover_after_heal,
 )
@@ -56,6 +55,7 @@ from harness.checkers.verdict import Check, Verdict
 from harness.faults.spec import Partition
 from harness.history import History
 from harness.platforms.base import Timers
+from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 

@@ -18,8 +18,6 @@ leaving nodes are activated fresh by their new owners.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,8 +32,9 @@ from harness.checkers import (
     reliable_calls_once,
     single_ownership,
 )
-from harness.platforms.base import Timers, Unsupported
+from harness.platforms.base import Timers
 from harness.platforms.local.operations import migrating_keys, operations_for, steps_converged_within
+from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
 
@@ -48,14 +47,6 @@ WALLET_RATE = 4.0
 def step_budget(t: Timers) -> float:
     """A scale step converges (balanced) within lease + stability + 8 ticks + 4 s: 10 s on fast timers."""
     return budgets.convergence(t, allowance=4.0)
-
-
-@contextlib.contextmanager
-def unsupported_is_skip() -> Iterator[None]:
-    try:
-        yield
-    except Unsupported as exc:
-        pytest.skip(f"unsupported on this platform: {exc}")
 
 
 def shape(stack: Any, nodes: int, gates: int) -> None:

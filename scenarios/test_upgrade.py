@@ -20,9 +20,6 @@ restart; 94–96.5 % measured over this scenario); the roll budget is 90 %.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import pytest
 
 from harness import budgets
@@ -44,6 +41,7 @@ from harness.platforms.local.operations import (
     operations_for,
     version_everywhere,
 )
+from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
 
@@ -53,14 +51,6 @@ AFTER_S = 3.0
 ROLL_AVAILABILITY = 0.90  # SCENARIOS.md asks 99 %; see the module docstring
 ROLL_E_S = 3.0  # E: the longest error burst of any key while instances leave and return
 WALLET_RATE = 4.0
-
-
-@contextlib.contextmanager
-def unsupported_is_skip() -> Iterator[None]:
-    try:
-        yield
-    except Unsupported as exc:
-        pytest.skip(f"unsupported on this platform: {exc}")
 
 
 def test_upgrade_and_rollback(stack, scenario):
