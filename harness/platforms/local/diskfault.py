@@ -24,6 +24,7 @@ import contextlib
 import ctypes.util
 import errno
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -40,7 +41,9 @@ import psutil
 
 from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.local.netns import sh
-from harness.waiting import wait_until
+from harness.waiting import WaitTimeout, wait_until
+
+log = logging.getLogger(__name__)
 
 FsKind = Literal["tmpfs", "ext4"]
 Mode = Literal["none", "latency", "eio"]
@@ -187,7 +190,7 @@ class SmallFilesystem:
             _umount(self.mountpoint)
             self.mounted = False
         if self.loopdev:
-            sh(["losetup", "-d", self.loopdev], check=False)
+            _detach_loop(self.loopdev, str(self.image or ""))
             self.loopdev = None
         if self.image is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -532,6 +535,22 @@ def leftovers(prefix: str) -> list[str]:
     out += [f"loop {d} ({f})" for d, f in loops]
     out += [f"process {p.pid}" for p in _daemons(prefix)]
     return out
+
+
+def _detach_loop(dev: str, image: str, timeout: float = 10.0) -> None:
+    """Detach ``dev`` and wait until it no longer holds ``image``. Why wait: right after an unmount the
+    kernel may still hold the device, so ``losetup -d`` fails busy or only marks it for autoclear, and
+    a teardown that returns then leaves a loop device behind for a moment (or for good)."""
+    def gone() -> bool:
+        if not any(d == dev and (not image or b.replace(" (deleted)", "") == image) for d, b in _loops()):
+            return True
+        sh(["losetup", "-d", dev], check=False)
+        return False
+
+    try:
+        wait_until(gone, timeout, f"loop device {dev} to detach", interval=0.1)
+    except WaitTimeout as exc:  # teardown goes on; the sweeper removes it later
+        log.warning("loop device %s still attached after %gs: %s", dev, timeout, exc)
 
 
 def _loops() -> list[tuple[str, str]]:
