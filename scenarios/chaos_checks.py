@@ -90,6 +90,15 @@ def converged_or_logged(scenario: Any, timeout: float) -> None:
         scenario.recorder.log(f"not converged within {timeout:g}s before the final reads", error=str(exc)[:500])
 
 
+def final_reads_and_stored(stack: Any, scenario: Any, timeout: float, *workloads: Any) -> None:
+    """After the load stopped: wait (logged, not raised) for convergence, read every key of
+    ``workloads`` once more (L, M need it) and sample what PostgreSQL stores for their counters."""
+    converged_or_logged(scenario, timeout)
+    for wl in workloads:
+        wl.final_reads()
+    record_persisted(stack, scenario, [k for wl in workloads for k in wl.counter_keys])
+
+
 # ---- the stored state oracle ----------------------------------------------------------------------------
 SETTLE_STORED_S = 5.0  # how long a stack that persists behind its acks gets to catch up
 

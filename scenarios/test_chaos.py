@@ -25,13 +25,12 @@ from typing import Any
 import pytest
 from chaos_checks import (
     after_the_heal,
-    converged_or_logged,
     evidence,
+    final_reads_and_stored,
     heal_fast,
     latency_shift,
     owned_keys,
     persisted_not_behind,
-    record_persisted,
     require_capability,
     wait_failover,
     writes_recover_after_heal,
@@ -106,9 +105,7 @@ def run_fault(stack: Any, scenario: Any, fault: Any, hold: float, *, capability:
         with unsupported_is_skip():
             injected = scenario.nemesis.apply(fault, hold=hold)
         after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
-    converged_or_logged(scenario, budgets.convergence(t))
-    wl.final_reads()
-    record_persisted(stack, scenario, wl.counter_keys)
+    final_reads_and_stored(stack, scenario, budgets.convergence(t), wl)
     return wl, injected, owners
 
 
@@ -205,10 +202,7 @@ def test_pause_node(stack, scenario, fault, cut_from_etcd_on_resume):
         finally:
             quiesced.stop()
         after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
-    converged_or_logged(scenario, budgets.convergence(t))
-    main.final_reads()
-    quiesced.final_reads()
-    record_persisted(stack, scenario, main.counter_keys + quiesced.counter_keys)
+    final_reads_and_stored(stack, scenario, budgets.convergence(t), main, quiesced)
     victim_keys = owned_keys(owners, stack.spec.shards, injected.targets,
                              main.probe_keys + main.counter_keys + quiesced.counter_keys)
     # R from the pause; with the etcd cut (the scenario's own device, not a second outage to budget)

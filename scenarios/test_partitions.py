@@ -28,12 +28,11 @@ from typing import Any
 import pytest
 from chaos_checks import (
     after_the_heal,
-    converged_or_logged,
     fault_results,
+    final_reads_and_stored,
     heal_fast,
     owned_keys,
     persisted_not_behind,
-    record_persisted,
     require_capability,
     wait_failover,
     writes_recover_after_heal,
@@ -201,10 +200,7 @@ def test_partition(stack, scenario, fault: Partition):
         finally:
             quiesced.stop()
         after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
-    converged_or_logged(scenario, budgets.convergence(t))
-    main.final_reads()
-    quiesced.final_reads()
-    record_persisted(stack, scenario, main.counter_keys + quiesced.counter_keys)
+    final_reads_and_stored(stack, scenario, budgets.convergence(t), main, quiesced)
     checks: list[Any] = [
         partition_bit(expect.clients_notice), no_lost_writes(), persisted_not_behind, reads_see_acknowledged(),
         monotonic_reads(), single_ownership(), converged(within_s=budgets.convergence(t)),
