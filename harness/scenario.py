@@ -31,6 +31,9 @@ from harness.workload.runner import Workload, WorkloadSpec
 log = logging.getLogger(__name__)
 
 
+IN_FLIGHT_GRACE_S = 1.0  # an op in flight longer than this is judged as not (yet) successful
+
+
 class Scenario:
     """One scenario's run: use ``workload()``, ``nemesis``, ``observing()``, then ``conclude()``."""
 
@@ -107,11 +110,13 @@ class Scenario:
     def wait_ops_ok(self, timeout: float, fs: tuple[str, ...] = ("probe",), window_s: float = 1.0,
                     lag_s: float = 1.0) -> bool:
         """Until every ``fs`` op invoked in the ``window_s`` before the last ``lag_s`` completed ok (at
-        least a handful of them), or ``timeout`` (then False). Ops still in flight are not judged yet."""
+        least a handful of them), or ``timeout`` (then False). An op still in flight counts as not ok
+        once it is ``IN_FLIGHT_GRACE_S`` old (a call hanging on a cut node is the opposite of recovered);
+        a younger one is not judged yet."""
         def ok() -> bool:
             h = self.recorder.history()
             recent = [o for o in h.ops(fs) if h.end - window_s - lag_s <= o.t_invoke <= h.end - lag_s
-                      and o.error != NO_COMPLETION]
+                      and not (o.error == NO_COMPLETION and h.end - o.t_invoke < IN_FLIGHT_GRACE_S)]
             return len(recent) >= 5 and all(o.type == "ok" for o in recent)
         try:
             wait_until(ok, timeout, f"{', '.join(fs)} ops to succeed again", interval=0.25)

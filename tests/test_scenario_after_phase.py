@@ -51,3 +51,12 @@ def test_settle_clean_needs_a_whole_recovery_window_after_the_last_failure(tmp_p
     assert any(e.type == "log" and "not clean" in e.f for e in late.recorder.history().events)
     early = scenario_with_probes(tmp_path / "early", ["ok"] * 20 + ["fail"] + ["ok"] * 79)
     assert early.settle_clean(0.0, "after", timeout=0.3)
+
+
+def test_a_call_hanging_for_more_than_a_second_is_not_clean(tmp_path: Path) -> None:
+    # the case a refactor let through: calls on a cut node hang until their timeout; with the lagged
+    # window of the heal wait they must count against recovery, not be skipped as "in flight"
+    sc = scenario_with_probes(tmp_path, ["ok"] * 100)
+    sc.recorder.add(Event(3.5, "invoke", "probe-1", "probe", key="probe-05", op_id=20_000))  # never completes
+    assert not sc.wait_ops_ok(0.3, window_s=1.0, lag_s=1.0)
+    assert not sc.wait_ops_ok(0.3, window_s=2.0, lag_s=0.0)
