@@ -90,9 +90,10 @@ class Scenario:
         self.recorder.log(f"settle {seconds}s: {why}")
         threading.Event().wait(seconds)  # sleep-ok: a phase's length is the subject here
 
-    def settle_clean(self, seconds: float, why: str, timeout: float) -> bool:
+    def settle_clean(self, seconds: float, why: str, timeout: float, fs: tuple[str, ...] = ("probe",)) -> bool:
         """``settle`` for the after phase, then keep observing (up to ``timeout``) until every probe of
-        the last ``seconds`` (at least a whole recovery window, w + W + 0.5 s) succeeded.
+        the last ``seconds`` (at least a whole recovery window, w + W + 0.5 s) succeeded (``fs``: the
+        op kinds judged — the chaos scenarios add writes, whose recovery after a heal they check).
 
         Why: a disturbance may start late (a lease that ran out during a fault expires just after the
         heal), and a history that ends inside a dip, or before a whole recovery window, reads as
@@ -102,9 +103,9 @@ class Scenario:
         # the tail must hold a whole recovery as the measurement defines it (w + W, docs/definitions.md)
         m = MeasureParams()
         tail = max(seconds, m.window_s + m.stable_s + 0.5)
-        if self.wait_ops_ok(timeout, ("probe",), window_s=tail, lag_s=0.0):
+        if self.wait_ops_ok(timeout, fs, window_s=tail, lag_s=0.0):
             return True
-        self.recorder.log(f"probes not clean for {tail:g}s within {timeout:g}s of the after phase")
+        self.recorder.log(f"{', '.join(fs)} ops not clean for {tail:g}s within {timeout:g}s of the after phase")
         return False
 
     def wait_ops_ok(self, timeout: float, fs: tuple[str, ...] = ("probe",), window_s: float = 1.0,

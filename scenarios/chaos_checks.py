@@ -79,7 +79,7 @@ def after_the_heal(stack: Any, scenario: Any, timeout: float, after_s: float) ->
         except WaitTimeout as exc:
             scenario.recorder.log(f"not {what} within {timeout:g}s after the heal", error=str(exc)[:500])
     wait_ops_ok(scenario, timeout, ("probe", "increment"))
-    scenario.settle_clean(after_s, "after the heal", timeout)
+    scenario.settle_clean(after_s, "after the heal", timeout, fs=("probe", "increment"))
 
 
 def converged_or_logged(scenario: Any, timeout: float) -> None:
