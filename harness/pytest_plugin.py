@@ -69,7 +69,20 @@ def _cli_values(config: pytest.Config) -> dict[str, Any]:
     return out
 
 
+# Registered by the plugin (not only in this repository's pyproject) so that scenario files kept in
+# another repository -- Goverse's own, say -- use them without PytestUnknownMarkWarning.
+MARKERS = {
+    "e2e": "end-to-end scenario against a deployed stack (every scenario family carries it)",
+    "chaos": "fault-injection scenario",
+    "conformance": "seed requirement checks against a deployed stack",
+    "load": "load-testing scenario",
+    "k8s": "needs a reachable Kubernetes cluster",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name, help_ in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_}")
     try:
         settings = load_settings(_cli_values(config), config_file=config.getoption("gvh_config", None))
     except SettingsError as exc:

@@ -45,7 +45,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 
 venv=.venv
-vpy=$venv/bin/python
+vpy=$root/$venv/bin/python
 # The venv is reused only if it works and belongs to this checkout made by this interpreter (a copied or
 # moved checkout, or another PYTHON, gets a fresh one).
 origin="$root $("$PY" -c 'import sys; print(sys.base_prefix, sys.version)')"
