@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness import random as hrand
+from harness.interrupts import install_sigterm_as_interrupt
 from harness.settings import KNOWN_BUGS, Settings, SettingsError, load_settings
 
 log = logging.getLogger("harness")
@@ -89,20 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"goverse-harness: {exc}") from None
     config.stash[_SETTINGS] = settings
     hrand.seed(settings.seed)
-    if _is_controller(config) and threading_main():
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM must clean up exactly like Ctrl-C: fixtures' finalizers tear the stack down."""
-    raise KeyboardInterrupt(f"signal {signum}")
+    # SIGTERM must clean up exactly like Ctrl-C -- in xdist workers too, which hold stacks of their own
+    # and get the signal when CI or `timeout` signals the whole process group.
+    install_sigterm_as_interrupt()
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -222,9 +211,28 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
         yield dep
     finally:
         if settings.keep_stack:
-            log.warning("--keep-stack: leaving %s running (logs in %s)", name, stack_dir)
+            _keep(request.config, dep, name, stack_dir)
         else:
             dep.teardown()
+
+
+def _keep(config: pytest.Config, dep: Any, name: str, stack_dir: Path) -> None:
+    """--keep-stack: a stack that stays usable after the run, and the lines that say how to reach and
+    remove it."""
+    keep = getattr(dep, "keep", None)
+    if not callable(keep):
+        log.warning("--keep-stack: leaving %s running (logs in %s)", name, stack_dir)
+        return
+    record = keep()
+    ep = dep.endpoints()
+    _progress(config, f"--keep-stack: {name}'s stack keeps running (record {record})")
+    for url in ep.gates:
+        _progress(config, f"  gate       {url}/api/v1/objects/call/<type>/<id>/<method>")
+    if ep.inspector:
+        _progress(config, f"  inspector  {ep.inspector}/shards")
+    _progress(config, f"  etcd       {', '.join(ep.etcd)} (prefix {ep.prefix})")
+    _progress(config, f"  postgres   {ep.postgres_dsn_redacted}")
+    _progress(config, f"  remove it: goverse-harness down {record.stem}   (or: goverse-harness down --all)")
 
 
 def _progress(config: pytest.Config, message: str) -> None:

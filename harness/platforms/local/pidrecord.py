@@ -41,7 +41,7 @@ def records_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"goverse-harness-{os.geteuid()}" / "procs"
 
 
-def _start_time(pid: int) -> float | None:
+def start_time(pid: int) -> float | None:
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
@@ -55,12 +55,12 @@ def _same(start_a: float | None, start_b: float) -> bool:
 def own_record() -> Path:
     """This process's record file (not created until something is recorded)."""
     me = os.getpid()
-    return records_dir() / f"{me}-{_start_time(me) or 0:.2f}.jsonl"
+    return records_dir() / f"{me}-{start_time(me) or 0:.2f}.jsonl"
 
 
 def record(pid: int, name: str) -> None:
     """Note that this process started ``pid`` (a session leader: its process group id is ``pid``)."""
-    start = _start_time(pid)
+    start = start_time(pid)
     if start is None:
         return  # already gone: nothing to end later
     line = json.dumps({"pid": pid, "start": start, "name": name}) + "\n"
@@ -72,6 +72,15 @@ def record(pid: int, name: str) -> None:
                 f.write(line)
     except OSError as exc:  # a read-only /run must not stop a run; the sweep is then namespace-based only
         log.warning("cannot record process %s (%s) for cleanup: %s", name, pid, exc)
+
+
+def forget(pids: set[int]) -> None:
+    """Drop ``pids`` from this process's record (a kept stack's processes are no longer this run's)."""
+    with _LOCK, contextlib.suppress(OSError):
+        path = own_record()
+        keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and json.loads(ln).get("pid") not in pids]
+        path.write_text("".join(f"{ln}\n" for ln in keep), encoding="utf-8")
 
 
 def forget_own_record() -> None:
@@ -101,7 +110,7 @@ def dead_runs(where: Path | None = None) -> list[DeadRun]:
             owner, owner_start = int(pid_s), float(start_s)
         except ValueError:
             continue
-        if _same(_start_time(owner), owner_start):
+        if _same(start_time(owner), owner_start):
             continue  # alive: never touched
         entries: list[dict[str, object]] = []
         with contextlib.suppress(OSError):
@@ -112,7 +121,7 @@ def dead_runs(where: Path | None = None) -> list[DeadRun]:
     return out
 
 
-def _victims(entry: dict[str, object]) -> list[psutil.Process]:
+def victims(entry: dict[str, object]) -> list[psutil.Process]:
     """The recorded process if it is still the same one, its descendants, and its process group's members
     started after it (a group can outlive its leader, e.g. PostgreSQL backends)."""
     try:
@@ -142,7 +151,7 @@ def end_dead_runs(*, dry_run: bool = False, where: Path | None = None, timeout: 
         victims: list[psutil.Process] = []
         names: list[str] = []
         for entry in run.entries:
-            for proc in _victims(entry):
+            for proc in victims(entry):
                 victims.append(proc)
                 names.append(f"process {entry.get('name', '?')} {proc.pid}"
                              + ("" if proc.pid == entry.get("pid") else f" (of {entry.get('pid')})"))

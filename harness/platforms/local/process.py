@@ -176,6 +176,13 @@ class ManagedProcess:
             _LIVE.discard(self)
         return code
 
+    def detach(self) -> int | None:
+        """Leave the process running past this interpreter (``--keep-stack``): the exit hook no longer
+        kills it. Returns its pid (``None`` if it is not running)."""
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        return self.pid if self.is_running() else None
+
     def _group_signal(self, sig: int) -> None:
         if self._pgid is None:
             return

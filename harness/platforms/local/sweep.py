@@ -41,7 +41,7 @@ def dead_stack_dirs(tmp: Path | None = None) -> list[Path]:
             pid = int((d / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _alive(pid):
+        if not _alive(pid) and not (d / ".kept").exists():  # a --keep-stack stack is `down`'s to remove
             out.append(d)
     return out
 
@@ -54,7 +54,12 @@ def sweep_dead_runs(tag: str = "gvh", *, dry_run: bool = False) -> dict[str, lis
     gone nothing else can find them), then mounts and cgroups, then namespaces and links, and last
     the ownership mark, so a sweep interrupted halfway is finished by the next one."""
     out: dict[str, list[str]] = dict(pidrecord.end_dead_runs(dry_run=dry_run))
+    from harness.platforms.local.keep import kept_prefixes
+
+    kept = kept_prefixes()
     for prefix in netns.dead_prefixes(tag):
+        if prefix in kept:
+            continue  # a --keep-stack stack: `goverse-harness down` removes it
         if dry_run:
             out[prefix] = (netns.leftovers(prefix) + diskfault.leftovers(prefix)
                            + [f"cgroup {g}" for g in cgroups.find_groups(prefix)])
