@@ -128,6 +128,10 @@ def _settings_from(ns: argparse.Namespace) -> Any:
     return load_settings(values, config_file=ns.gvh_config)
 
 
+# counter.IncrementRequest{by: 5} packed in a google.protobuf.Any, base64 (as in docs/refstack.md)
+_INCREMENT_5 = "Cix0eXBlLmdvb2dsZWFwaXMuY29tL2NvdW50ZXIuSW5jcmVtZW50UmVxdWVzdBICCAU="
+
+
 def _cmd_up(args: argparse.Namespace, rest: list[str]) -> int:
     """Deploy a stack with the same options as `run`, print every address, keep it up until Ctrl-C or
     SIGTERM, then tear it down (``--keep-stack``: leave it running for `goverse-harness down`)."""
@@ -158,7 +162,9 @@ def _cmd_up(args: argparse.Namespace, rest: list[str]) -> int:
             ops = f"  ops {inst.ops_url} (/healthz /ready /metrics)" if inst.ops_url else ""
             print(f"  {inst.name:10s} {addr}{ops}")
         for url in ep.gates:
-            print(f"  call:      curl -X POST {url}/api/v1/objects/call/Counter/c1/Increment -d '{{}}'")
+            print(f"  call:      curl -s -X POST {url}/api/v1/objects/call/Counter/Counter-demo/Increment "
+                  f"-H 'Content-Type: application/json' -d '{{\"request\":\"{_INCREMENT_5}\"}}'  "
+                  "(Increment by 5; docs/refstack.md)")
         if ep.inspector:
             print(f"  shards:    curl {ep.inspector}/shards")
         print(f"  etcd       {', '.join(ep.etcd)} (prefix {ep.prefix})")

@@ -204,7 +204,10 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
     stack_dir.mkdir(parents=True, exist_ok=True)
     _progress(request.config, f"deploying {spec.stack} stack for {name}: {spec.nodes} nodes, {spec.gates} gates, "
               f"{spec.etcd_members} etcd, {spec.shards} shards{' bugs=' + ','.join(spec.bugs) if spec.bugs else ''}")
-    dep = platform.deploy(spec, stack_dir)
+    try:
+        dep = platform.deploy(spec, stack_dir)
+    except Exception as exc:  # noqa: BLE001 - reported as one line (full text in a file), not 100 lines
+        raise DeployError(_deploy_error_line(exc, stack_dir)) from None
     took = getattr(dep, "timings", {}).get("total_s")
     _progress(request.config, f"stack for {name} ready" + (f" in {took:.1f}s" if took else ""))
     try:
@@ -233,6 +236,24 @@ def _keep(config: pytest.Config, dep: Any, name: str, stack_dir: Path) -> None:
     _progress(config, f"  etcd       {', '.join(ep.etcd)} (prefix {ep.prefix})")
     _progress(config, f"  postgres   {ep.postgres_dsn_redacted}")
     _progress(config, f"  remove it: goverse-harness down {record.stem}   (or: goverse-harness down --all)")
+
+
+class DeployError(Exception):
+    """The stack could not be deployed; its message is one line naming the reason and the full text."""
+
+
+def _deploy_error_line(exc: BaseException, stack_dir: Path) -> str:
+    """``deploy failed: <first line of the error> (full error: <file>)``; the file keeps every line."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    path = stack_dir / "deploy-error.txt"
+    with contextlib.suppress(OSError):
+        path.write_text(text, encoding="utf-8")
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if len(first) > 300:
+        first = first[:297] + "..."
+    return f"deploy failed: {type(exc).__name__}: {first} (full error: {path})"
 
 
 def _progress(config: pytest.Config, message: str) -> None:
@@ -284,10 +305,21 @@ def _injector_for(stack: Any) -> Any:
     return LocalInjector(stack)
 
 
+_DURATION = pytest.StashKey[float]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + float(report.duration or 0.0)
+    if report.when == "teardown":
+        _record_duration(item)
     sc = item.stash.get(_SCENARIO, None)
+    if sc is None and report.when == "setup" and report.failed and call.excinfo is not None \
+            and call.excinfo.errisinstance(DeployError) and RUN_DIR_ENV in os.environ:
+        _record_deploy_error(item, str(call.excinfo.value))
+        report.longrepr = str(call.excinfo.value)  # one line instead of the fixture's traceback
+        return report
     if sc is None or sc.concluded:
         return report
     if report.when == "call" or (report.when == "setup" and not report.passed):
@@ -306,3 +338,29 @@ def _short_repr(report: pytest.TestReport) -> str:
     text = str(report.longrepr or "")
     lines = [ln for ln in text.splitlines() if ln.startswith("E ")]
     return "\n".join(ln[2:].strip() for ln in lines[:12]) or text[-1500:]
+
+
+def _record_deploy_error(item: pytest.Item, reason: str) -> None:
+    """A scenario whose stack never came up is an error with its reason in run.json, junit and the report."""
+    from harness.report.results import ScenarioResult, write_scenario_result
+
+    sid = _scenario_id(item)
+    sr = ScenarioResult(id=sid, verdict="unknown", reason=reason, extra={"error": "deploy"})
+    with contextlib.suppress(OSError):
+        write_scenario_result(Path(os.environ[RUN_DIR_ENV]) / sid, sr)
+
+
+def _record_duration(item: pytest.Item) -> None:
+    """The scenario's wall time (setup + call + teardown) into its result, for junit's time attribute."""
+    import json
+
+    from harness.report.files import RESULT_FILE, write_json
+
+    if RUN_DIR_ENV not in os.environ:
+        return
+    path = Path(os.environ[RUN_DIR_ENV]) / _scenario_id(item) / RESULT_FILE
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("duration_s") is None:
+            data["duration_s"] = round(item.stash.get(_DURATION, 0.0), 3)
+            write_json(path, data)
