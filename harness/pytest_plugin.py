@@ -92,6 +92,32 @@ def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM must clean up exactly like Ctrl-C -- in xdist workers too, which hold stacks of their own
     # and get the signal when CI or `timeout` signals the whole process group.
     install_sigterm_as_interrupt()
+    _forward_phase_logs(config)
+
+
+class _PhaseLines(logging.Handler):
+    """Fault injected / healed as a progress line (no --log-cli-level needed; -q silences it)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__(logging.INFO)
+        self.config = config
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            _progress(self.config, "  " + record.getMessage())
+
+
+PHASE_LOGGERS = ("harness.faults.nemesis",)
+
+
+def _forward_phase_logs(config: pytest.Config) -> None:
+    handler = _PhaseLines(config)
+    for name in PHASE_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    config.add_cleanup(lambda: [logging.getLogger(n).removeHandler(handler) for n in PHASE_LOGGERS])
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -284,6 +310,7 @@ def scenario(request: pytest.FixtureRequest, stack: Any, settings: Settings, run
     sid = _scenario_id(request.node)
     sc = Scenario(sid, run_dir / sid, stack, injector, settings, seed_tag=f"{abs(hash(sid)) % 10**6:06d}")
     request.node.stash[_SCENARIO] = sc
+    _progress(request.config, f"{sid}: started (history in {sc.dir})")
     try:
         yield sc
     finally:
@@ -314,6 +341,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + float(report.duration or 0.0)
     if report.when == "teardown":
         _record_duration(item)
+    try:
+        return _record_report(item, call, report)
+    finally:
+        if report.when == "call" and _SCENARIO in item.stash:
+            _progress(item.config, f"{_scenario_id(item)}: {_outcome_word(item)} after "
+                      f"{item.stash.get(_DURATION, 0.0):.1f}s")
+
+
+def _record_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> Any:
     sc = item.stash.get(_SCENARIO, None)
     if sc is None and report.when == "setup" and report.failed and call.excinfo is not None \
             and call.excinfo.errisinstance(DeployError) and RUN_DIR_ENV in os.environ:
@@ -338,6 +374,17 @@ def _short_repr(report: pytest.TestReport) -> str:
     text = str(report.longrepr or "")
     lines = [ln for ln in text.splitlines() if ln.startswith("E ")]
     return "\n".join(ln[2:].strip() for ln in lines[:12]) or text[-1500:]
+
+
+def _outcome_word(item: pytest.Item) -> str:
+    import json
+
+    from harness.report.files import RESULT_FILE
+
+    sc = item.stash.get(_SCENARIO, None)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return str(json.loads((sc.dir / RESULT_FILE).read_text(encoding="utf-8"))["verdict"]).upper()
+    return "done"
 
 
 def _record_deploy_error(item: pytest.Item, reason: str) -> None:
