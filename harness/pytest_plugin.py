@@ -140,10 +140,39 @@ def _run_dir(config: pytest.Config) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     else:
         settings = config.stash[_SETTINGS]
+        latest = Path(settings.artifacts) / "latest"
+        config.stash[_PREV_LATEST] = os.readlink(latest) if latest.is_symlink() else None
         path = create_run_dir(settings.artifacts)
+        config.stash[_OWN_RUN_DIR] = True
         os.environ[RUN_DIR_ENV] = str(path)
     config.stash[_RUN_DIR] = path
     return path
+
+
+_PREV_LATEST = pytest.StashKey[str | None]()
+_OWN_RUN_DIR = pytest.StashKey[bool]()
+
+
+def _drop_if_empty(config: pytest.Config, run_dir: Path) -> bool:
+    """A run in which no scenario ran and nothing was deployed (a -k that matched nothing, a usage
+    error) leaves no directory behind, and ``latest`` goes back to where it pointed before."""
+    import shutil
+
+    from harness.report.files import RESULT_FILE
+
+    if not config.stash.get(_OWN_RUN_DIR, False) or any(run_dir.glob(f"*/{RESULT_FILE}")) \
+            or any(p.is_file() for p in (run_dir / "stacks").rglob("*")):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    latest = run_dir.parent.parent / "latest"
+    prev = config.stash.get(_PREV_LATEST, None)
+    with contextlib.suppress(OSError):
+        if os.readlink(latest) == os.path.relpath(run_dir, latest.parent):
+            latest.unlink()
+            if prev is not None:
+                latest.symlink_to(prev)
+    os.environ.pop(RUN_DIR_ENV, None)
+    return True
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -184,6 +213,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     settings = config.stash[_SETTINGS]
     run_dir = config.stash[_RUN_DIR]
+    if _drop_if_empty(config, run_dir):
+        return
     try:
         summary = finalize_run(run_dir, settings=settings.public(), platform=settings.platform,
                                stack=settings.stack)
