@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,9 @@ def _show(args: argparse.Namespace, run_dir: RunDir, run: dict[str, Any], baseli
     regressions = compare(run, baseline, margin=args.margin)
     print(render_compare_text(regressions, run, baseline))
     html_path = args.html or run_dir.path / "compare.html"
-    html_path.write_text(render_compare_html(regressions, run, baseline), encoding="utf-8")
+    base_dir = resolve_run(args.compare, args.artifacts)
+    hrefs = [os.path.relpath(d.report_html, html_path.resolve().parent) for d in (run_dir, base_dir)]
+    html_path.write_text(render_compare_html(regressions, run, baseline, *hrefs), encoding="utf-8")
     print(f"comparison: {html_path}")
     return 1 if regressions else 0
 
