@@ -117,7 +117,12 @@ def _forward_phase_logs(config: pytest.Config) -> None:
         lg.addHandler(handler)
         if lg.getEffectiveLevel() > logging.INFO:
             lg.setLevel(logging.INFO)
-    config.add_cleanup(lambda: [logging.getLogger(n).removeHandler(handler) for n in PHASE_LOGGERS])
+
+    def remove() -> None:
+        for name in PHASE_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+
+    config.add_cleanup(remove)
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -363,7 +368,7 @@ def _injector_for(stack: Any) -> Any:
     return LocalInjector(stack)
 
 
-_DURATION = pytest.StashKey[float]()
+_DURATION: pytest.StashKey[float] = pytest.StashKey()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -412,7 +417,7 @@ def _outcome_word(item: pytest.Item) -> str:
 
     from harness.report.files import RESULT_FILE
 
-    sc = item.stash.get(_SCENARIO, None)
+    sc: Any = item.stash.get(_SCENARIO, None)
     with contextlib.suppress(OSError, ValueError, AttributeError):
         return str(json.loads((sc.dir / RESULT_FILE).read_text(encoding="utf-8"))["verdict"]).upper()
     return "done"
@@ -440,5 +445,6 @@ def _record_duration(item: pytest.Item) -> None:
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("duration_s") is None:
-            data["duration_s"] = round(item.stash.get(_DURATION, 0.0), 3)
+            took: float = item.stash.get(_DURATION, 0.0)
+            data["duration_s"] = round(took, 3)
             write_json(path, data)

@@ -103,3 +103,41 @@ def test_sigkill_mid_scenario_then_cleanup_leaves_nothing(tmp_path: Path) -> Non
     again = subprocess.run([sys.executable, "-m", "harness.cli", "cleanup", "--dry-run"], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert prefix not in again.stdout and f"run pid {proc.pid}" not in again.stdout
+
+
+OWNER = r"""
+import os, sys
+from harness.platforms.local.process import ManagedProcess
+p = ManagedProcess("sleeper", ["sleep", "300"], sys.argv[1])
+p.start()
+print(p.pid, flush=True)
+if sys.argv[2] == "die":
+    os._exit(0)  # like SIGKILL: no exit hook runs
+sys.stdin.readline()
+"""
+
+
+def test_end_dead_runs_ends_what_a_dead_owner_recorded_and_spares_the_living(tmp_path: Path) -> None:
+    env = {**os.environ, "GVH_PROC_RECORDS": str(tmp_path / "records")}
+    dead = subprocess.run([sys.executable, "-c", OWNER, str(tmp_path / "a.log"), "die"], env=env,
+                          capture_output=True, text=True, check=True, timeout=60)
+    orphan = psutil.Process(int(dead.stdout.split()[0]))
+    live = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path / "b.log"), "live"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout is not None
+        spared = psutil.Process(int(live.stdout.readline().split()[0]))
+        assert orphan.is_running()  # SIGKILLed owner: its process lives on, re-parented
+        where = tmp_path / "records"
+        assert len(pidrecord.dead_runs(where)) == 1
+        listed = pidrecord.end_dead_runs(dry_run=True, where=where)
+        assert list(listed.values()) == [[f"process sleeper {orphan.pid}"]]
+        assert orphan.is_running()  # a dry run ends nothing
+        ended = pidrecord.end_dead_runs(where=where)
+        assert list(ended.values()) == [[f"process sleeper {orphan.pid}"]]
+        assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+        assert spared.is_running() and len(list(where.glob("*.jsonl"))) == 1  # the live run's record stays
+    finally:
+        live.communicate("\n", timeout=30)
+    assert not spared.is_running() or spared.status() == psutil.STATUS_ZOMBIE  # its own exit hook ended it
+    assert list((tmp_path / "records").glob("*.jsonl")) == []

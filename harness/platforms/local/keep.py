@@ -31,14 +31,14 @@ def kept_dir() -> Path:
 def keep_running(prefix: str, processes: Iterable[ManagedProcess], stack_dir: Path | None,
                  info: Mapping[str, Any]) -> Path:
     """Detach ``processes`` from this run (exit hook, process record) and record them as kept."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for proc in processes:
         pid = proc.detach()
         if pid is not None:
             start = pidrecord.start_time(pid)
             if start is not None:
                 entries.append({"pid": pid, "start": start, "name": proc.name})
-    pidrecord.forget({e["pid"] for e in entries})
+    pidrecord.forget({int(e["pid"]) for e in entries})
     if stack_dir is not None:
         (stack_dir / KEPT_MARK).write_text(prefix + "\n", encoding="utf-8")
     path = kept_dir() / f"{netns.check_prefix(prefix)}.json"

@@ -148,22 +148,22 @@ def end_dead_runs(*, dry_run: bool = False, where: Path | None = None, timeout: 
     with ``dry_run`` only lists them. Record files go once their processes are gone."""
     out: dict[str, list[str]] = {}
     for run in dead_runs(where):
-        victims: list[psutil.Process] = []
+        doomed: list[psutil.Process] = []
         names: list[str] = []
         for entry in run.entries:
             for proc in victims(entry):
-                victims.append(proc)
+                doomed.append(proc)
                 names.append(f"process {entry.get('name', '?')} {proc.pid}"
                              + ("" if proc.pid == entry.get("pid") else f" (of {entry.get('pid')})"))
         key = f"run pid {run.owner_pid}"
         out[key] = names
         if dry_run:
             continue
-        for proc in victims:
+        for proc in doomed:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGCONT)  # a paused process cannot die before it is continued
                 proc.kill()
-        _gone, alive = psutil.wait_procs(victims, timeout=timeout)
+        _gone, alive = psutil.wait_procs(doomed, timeout=timeout)
         if alive:
             log.warning("processes of dead run %s survived SIGKILL: %s", run.owner_pid, [p.pid for p in alive])
             continue  # keep the record: the next sweep tries again
