@@ -153,3 +153,25 @@ def test_keep_stack_keeps_a_working_stack_until_down(tmp_path: Path) -> None:
     assert all(not psutil.pid_exists(int(str(p["pid"]))) or psutil.Process(int(str(p["pid"]))).create_time()
                != p["start"] for p in kept["processes"])
     assert not Path(kept["stack_dir"]).exists()
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: kind-a, context: {cluster: c, user: u}}, {name: prod, context: {cluster: c, user: u}}]
+current-context: kind-a
+"""
+
+
+def test_a_missing_kube_context_is_named_as_missing_not_as_unsafe(tmp_path: Path) -> None:
+    from harness.platforms.kubernetes import guard
+    from harness.platforms.kubernetes.platform import KubernetesOptions, KubernetesPlatform
+
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    for ctx, message in (("kind-typo", r"no context 'kind-typo' in the kubeconfig \(it has: kind-a, prod\)"),
+                         ("prod", "does not look like a test cluster")):
+        platform = KubernetesPlatform(KubernetesOptions(provider="existing", context=ctx,
+                                                        kubeconfig=str(tmp_path / "kubeconfig")))
+        with pytest.raises(guard.UnsafeContext, match=message):
+            platform._connect(tmp_path)
