@@ -228,6 +228,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         summary = f"report could not be written: {exc!r}"
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None and summary:
+        tr.ensure_newline()
         tr.write_sep("=", "goverse-harness")
         tr.write_line(str(summary))
         tr.write_line(f"run directory: {run_dir}")
