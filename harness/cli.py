@@ -150,7 +150,7 @@ def _cmd_up(args: argparse.Namespace, rest: list[str]) -> int:
         return 2
     # Not a run: its logs go under ARTIFACTS/up/, and artifacts/latest keeps pointing at the last run.
     stack_dir = Path(settings.artifacts) / "up" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    spec = settings.stack_spec(fault_proxies=False)
+    spec = settings.stack_spec(fault_proxies=not settings.keep_stack)  # in-process proxies die with us
     print(f"deploying {spec.stack} stack: {spec.nodes} nodes, {spec.gates} gates, {spec.etcd_members} etcd, "
           f"{spec.shards} shards (logs in {stack_dir}/logs) ...", flush=True)
     dep = LocalPlatform().deploy(spec, stack_dir)
