@@ -175,3 +175,33 @@ def test_a_missing_kube_context_is_named_as_missing_not_as_unsafe(tmp_path: Path
                                                         kubeconfig=str(tmp_path / "kubeconfig")))
         with pytest.raises(guard.UnsafeContext, match=message):
             platform._connect(tmp_path)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_takes_runs_options_prints_addresses_and_ends_on_sigterm(tmp_path: Path) -> None:
+    need(os.geteuid() == 0, "needs root for network namespaces")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "up", "--stack", "reference", "--nodes", "1",
+                             "--gates", "1", "--shards", "8", "--seed", "7", "--artifacts", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        prefix = _owned_by(proc.pid)
+        assert prefix, "".join(lines)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = "".join(lines) + proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert re.search(r"gate-0 +http://\S+ +ops http://\S+ \(/healthz /ready /metrics\)", out), out
+    assert "password in " in out and "pg-password" in out and "password=***" in out
+    assert out.rstrip().endswith("done: stack removed") and "Traceback" not in out, out[-2000:]
+    assert proc.returncode == 0
+    assert netns.leftovers(prefix) == [] and not (tmp_path / "runs").exists()  # `up` is not a run
