@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness import random as hrand
+from harness.interrupts import install_sigterm_as_interrupt
 from harness.settings import KNOWN_BUGS, Settings, SettingsError, load_settings
 
 log = logging.getLogger("harness")
@@ -69,27 +69,60 @@ def _cli_values(config: pytest.Config) -> dict[str, Any]:
     return out
 
 
+# Registered by the plugin (not only in this repository's pyproject) so that scenario files kept in
+# another repository -- Goverse's own, say -- use them without PytestUnknownMarkWarning.
+MARKERS = {
+    "e2e": "end-to-end scenario against a deployed stack (every scenario family carries it)",
+    "chaos": "fault-injection scenario",
+    "conformance": "seed requirement checks against a deployed stack",
+    "load": "load-testing scenario",
+    "k8s": "needs a reachable Kubernetes cluster",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name, help_ in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_}")
     try:
         settings = load_settings(_cli_values(config), config_file=config.getoption("gvh_config", None))
     except SettingsError as exc:
         raise pytest.UsageError(f"goverse-harness: {exc}") from None
     config.stash[_SETTINGS] = settings
     hrand.seed(settings.seed)
-    if _is_controller(config) and threading_main():
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # SIGTERM must clean up exactly like Ctrl-C -- in xdist workers too, which hold stacks of their own
+    # and get the signal when CI or `timeout` signals the whole process group.
+    install_sigterm_as_interrupt()
+    _forward_phase_logs(config)
 
 
-def threading_main() -> bool:
-    import threading
+class _PhaseLines(logging.Handler):
+    """Fault injected / healed as a progress line (no --log-cli-level needed; -q silences it)."""
 
-    return threading.current_thread() is threading.main_thread()
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__(logging.INFO)
+        self.config = config
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            _progress(self.config, "  " + record.getMessage())
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM must clean up exactly like Ctrl-C: fixtures' finalizers tear the stack down."""
-    raise KeyboardInterrupt(f"signal {signum}")
+PHASE_LOGGERS = ("harness.faults.nemesis",)
+
+
+def _forward_phase_logs(config: pytest.Config) -> None:
+    handler = _PhaseLines(config)
+    for name in PHASE_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+
+    def remove() -> None:
+        for name in PHASE_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+
+    config.add_cleanup(remove)
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -112,10 +145,39 @@ def _run_dir(config: pytest.Config) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     else:
         settings = config.stash[_SETTINGS]
+        latest = Path(settings.artifacts) / "latest"
+        config.stash[_PREV_LATEST] = os.readlink(latest) if latest.is_symlink() else None
         path = create_run_dir(settings.artifacts)
+        config.stash[_OWN_RUN_DIR] = True
         os.environ[RUN_DIR_ENV] = str(path)
     config.stash[_RUN_DIR] = path
     return path
+
+
+_PREV_LATEST = pytest.StashKey[str | None]()
+_OWN_RUN_DIR = pytest.StashKey[bool]()
+
+
+def _drop_if_empty(config: pytest.Config, run_dir: Path) -> bool:
+    """A run in which no scenario ran and nothing was deployed (a -k that matched nothing, a usage
+    error) leaves no directory behind, and ``latest`` goes back to where it pointed before."""
+    import shutil
+
+    from harness.report.files import RESULT_FILE
+
+    if not config.stash.get(_OWN_RUN_DIR, False) or any(run_dir.glob(f"*/{RESULT_FILE}")) \
+            or any(p.is_file() for p in (run_dir / "stacks").rglob("*")):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    latest = run_dir.parent.parent / "latest"
+    prev = config.stash.get(_PREV_LATEST, None)
+    with contextlib.suppress(OSError):
+        if os.readlink(latest) == os.path.relpath(run_dir, latest.parent):
+            latest.unlink()
+            if prev is not None:
+                latest.symlink_to(prev)
+    os.environ.pop(RUN_DIR_ENV, None)
+    return True
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -156,6 +218,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     settings = config.stash[_SETTINGS]
     run_dir = config.stash[_RUN_DIR]
+    if _drop_if_empty(config, run_dir):
+        return
     try:
         summary = finalize_run(run_dir, settings=settings.public(), platform=settings.platform,
                                stack=settings.stack)
@@ -164,6 +228,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         summary = f"report could not be written: {exc!r}"
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None and summary:
+        tr.ensure_newline()
         tr.write_sep("=", "goverse-harness")
         tr.write_line(str(summary))
         tr.write_line(f"run directory: {run_dir}")
@@ -202,16 +267,56 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
     stack_dir.mkdir(parents=True, exist_ok=True)
     _progress(request.config, f"deploying {spec.stack} stack for {name}: {spec.nodes} nodes, {spec.gates} gates, "
               f"{spec.etcd_members} etcd, {spec.shards} shards{' bugs=' + ','.join(spec.bugs) if spec.bugs else ''}")
-    dep = platform.deploy(spec, stack_dir)
+    try:
+        dep = platform.deploy(spec, stack_dir)
+    except Exception as exc:  # noqa: BLE001 - reported as one line (full text in a file), not 100 lines
+        raise DeployError(_deploy_error_line(exc, stack_dir)) from None
     took = getattr(dep, "timings", {}).get("total_s")
     _progress(request.config, f"stack for {name} ready" + (f" in {took:.1f}s" if took else ""))
     try:
         yield dep
     finally:
         if settings.keep_stack:
-            log.warning("--keep-stack: leaving %s running (logs in %s)", name, stack_dir)
+            _keep(request.config, dep, name, stack_dir)
         else:
             dep.teardown()
+
+
+def _keep(config: pytest.Config, dep: Any, name: str, stack_dir: Path) -> None:
+    """--keep-stack: a stack that stays usable after the run, and the lines that say how to reach and
+    remove it."""
+    keep = getattr(dep, "keep", None)
+    if not callable(keep):
+        log.warning("--keep-stack: leaving %s running (logs in %s)", name, stack_dir)
+        return
+    record = keep()
+    ep = dep.endpoints()
+    _progress(config, f"--keep-stack: {name}'s stack keeps running (record {record})")
+    for url in ep.gates:
+        _progress(config, f"  gate       {url}/api/v1/objects/call/<type>/<id>/<method>")
+    if ep.inspector:
+        _progress(config, f"  inspector  {ep.inspector}/shards")
+    _progress(config, f"  etcd       {', '.join(ep.etcd)} (prefix {ep.prefix})")
+    _progress(config, f"  postgres   {ep.postgres_dsn_redacted}")
+    _progress(config, f"  remove it: goverse-harness down {record.stem}   (or: goverse-harness down --all)")
+
+
+class DeployError(Exception):
+    """The stack could not be deployed; its message is one line naming the reason and the full text."""
+
+
+def _deploy_error_line(exc: BaseException, stack_dir: Path) -> str:
+    """``deploy failed: <first line of the error> (full error: <file>)``; the file keeps every line."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    path = stack_dir / "deploy-error.txt"
+    with contextlib.suppress(OSError):
+        path.write_text(text, encoding="utf-8")
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if len(first) > 300:
+        first = first[:297] + "..."
+    return f"deploy failed: {type(exc).__name__}: {first} (full error: {path})"
 
 
 def _progress(config: pytest.Config, message: str) -> None:
@@ -242,6 +347,7 @@ def scenario(request: pytest.FixtureRequest, stack: Any, settings: Settings, run
     sid = _scenario_id(request.node)
     sc = Scenario(sid, run_dir / sid, stack, injector, settings, seed_tag=f"{abs(hash(sid)) % 10**6:06d}")
     request.node.stash[_SCENARIO] = sc
+    _progress(request.config, f"{sid}: started (history in {sc.dir})")
     try:
         yield sc
     finally:
@@ -263,10 +369,30 @@ def _injector_for(stack: Any) -> Any:
     return LocalInjector(stack)
 
 
+_DURATION: pytest.StashKey[float] = pytest.StashKey()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + float(report.duration or 0.0)
+    if report.when == "teardown":
+        _record_duration(item)
+    try:
+        return _record_report(item, call, report)
+    finally:
+        if report.when == "call" and _SCENARIO in item.stash:
+            _progress(item.config, f"{_scenario_id(item)}: {_outcome_word(item)} after "
+                      f"{item.stash.get(_DURATION, 0.0):.1f}s")
+
+
+def _record_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> Any:
     sc = item.stash.get(_SCENARIO, None)
+    if sc is None and report.when == "setup" and report.failed and call.excinfo is not None \
+            and call.excinfo.errisinstance(DeployError) and RUN_DIR_ENV in os.environ:
+        _record_deploy_error(item, str(call.excinfo.value))
+        report.longrepr = str(call.excinfo.value)  # one line instead of the fixture's traceback
+        return report
     if sc is None or sc.concluded:
         return report
     if report.when == "call" or (report.when == "setup" and not report.passed):
@@ -285,3 +411,41 @@ def _short_repr(report: pytest.TestReport) -> str:
     text = str(report.longrepr or "")
     lines = [ln for ln in text.splitlines() if ln.startswith("E ")]
     return "\n".join(ln[2:].strip() for ln in lines[:12]) or text[-1500:]
+
+
+def _outcome_word(item: pytest.Item) -> str:
+    import json
+
+    from harness.report.files import RESULT_FILE
+
+    sc: Any = item.stash.get(_SCENARIO, None)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return str(json.loads((sc.dir / RESULT_FILE).read_text(encoding="utf-8"))["verdict"]).upper()
+    return "done"
+
+
+def _record_deploy_error(item: pytest.Item, reason: str) -> None:
+    """A scenario whose stack never came up is an error with its reason in run.json, junit and the report."""
+    from harness.report.results import ScenarioResult, write_scenario_result
+
+    sid = _scenario_id(item)
+    sr = ScenarioResult(id=sid, verdict="unknown", reason=reason, extra={"error": "deploy"})
+    with contextlib.suppress(OSError):
+        write_scenario_result(Path(os.environ[RUN_DIR_ENV]) / sid, sr)
+
+
+def _record_duration(item: pytest.Item) -> None:
+    """The scenario's wall time (setup + call + teardown) into its result, for junit's time attribute."""
+    import json
+
+    from harness.report.files import RESULT_FILE, write_json
+
+    if RUN_DIR_ENV not in os.environ:
+        return
+    path = Path(os.environ[RUN_DIR_ENV]) / _scenario_id(item) / RESULT_FILE
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("duration_s") is None:
+            took: float = item.stash.get(_DURATION, 0.0)
+            data["duration_s"] = round(took, 3)
+            write_json(path, data)

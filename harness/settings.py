@@ -9,6 +9,7 @@ is allowed (never a half-deployed stack).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +72,45 @@ class Settings(BaseModel):
     keep_cluster: bool = False
     image: str = "goverse-harness/refstack:dev"
 
+    @field_validator("etcd_members", mode="before")
+    @classmethod
+    def _members_number(cls, v: Any) -> Any:
+        """Environment variables are strings: ``GVH_ETCD_MEMBERS=3`` means 3."""
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v.strip())
+        return v
+
+    @field_validator("lease_ttl", "stability", "tick", "call_timeout", "shutdown_grace", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        """Durations as a person (and the stack's own YAML) writes them: ``3s``, ``250ms``, ``1m``, ``2.5``."""
+        if isinstance(v, str):
+            parsed = parse_duration(v)
+            if isinstance(parsed, str):
+                raise ValueError("a duration is a number of seconds or a number with a unit: 3s, 250ms, 1m, 1m30s")
+            return parsed
+        return v
+
+    @field_validator("goverse_node_bin", "goverse_gate_bin", "goverse_inspector_bin")
+    @classmethod
+    def _executable(cls, v: Path | None) -> Path | None:
+        if v is not None and Path(v).is_file() and not os.access(v, os.X_OK):
+            raise ValueError(f"{v} is not executable (chmod +x it, or name the Goverse binary)")
+        return v
+
+    @field_validator("artifacts")
+    @classmethod
+    def _writable_artifacts(cls, v: Path) -> Path:
+        """Checked before anything runs: an unwritable directory must not become an INTERNALERROR."""
+        probe = Path(v)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:  # access() says yes to root everywhere, also on /proc: try it
+            tempfile.TemporaryDirectory(dir=probe, prefix=".gvh-write-check-").cleanup()
+        except OSError:
+            raise ValueError(f"cannot create or write {v} ({probe} is not a writable directory)") from None
+        return v
+
     @field_validator("bugs", mode="before")
     @classmethod
     def _split_bugs(cls, v: Any) -> Any:
@@ -130,6 +170,21 @@ class Settings(BaseModel):
 
 
 ENV_PREFIX = "GVH_"
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | str:
+    """``"3s"`` -> 3.0, ``"250ms"`` -> 0.25, ``"1m"`` -> 60.0, ``"1m30s"`` -> 90.0, ``"2.5"`` -> 2.5 seconds.
+    Anything else is returned unchanged, for the field's validation to reject with its message."""
+    import re
+
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", t)
+    if parts and "".join(n + u for n, u in parts) == t:
+        return sum(float(n) * _UNITS[u] for n, u in parts)
+    return text
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from harness.conformance.live import health_status, http_status, read_metrics
 from harness.conformance.model import Judgement, Verdict, unknown
 from harness.conformance.runner import Outcome, check_id, conclude, judged, run_experiment
 
-pytestmark = [pytest.mark.conformance]
+pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
 #: conformance needs no network namespaces (no partitions here); two nodes are enough to hand over
 STACK = {"nodes": 2, "gates": 1, "isolate_network": False}

@@ -41,7 +41,7 @@ from harness.load.checks import (
 )
 from harness.load.driver import LoadDriver
 
-pytestmark = [pytest.mark.load]
+pytestmark = [pytest.mark.e2e, pytest.mark.load]
 
 # Budgets for the reference stack on a 2-core machine shared by the stack and the generator.
 ACHIEVED_RATIO = 0.9  # achieved ≥ 0.9 × offered where the stack is healthy

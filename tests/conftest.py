@@ -3,18 +3,42 @@
 ``etcd`` and ``postgres`` are session-scoped real servers (Debian ``etcd-server``, PostgreSQL run as
 the ``postgres`` user when we are root) in temporary directories removed at the end of the session;
 tests that use them are marked ``integration``.
+
+Under ``CI`` a test that skips because something it needs is missing fails instead (tests/need.py): a
+CI job that silently skips a family of tests proves nothing. What a CI job deliberately does not provide
+(a Kubernetes cluster, kubectl, checkov, a Go toolchain) stays a skip: ``CI_MAY_SKIP`` below, extended
+by the ``GVH_CI_MAY_SKIP`` regular expression.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.platforms.local.services import EtcdCluster, PostgresServer, find_etcd, find_pg_bindir
+from tests.need import in_ci
+
+CI_MAY_SKIP = re.compile(r"Kubernetes|kubectl|kube context|Chaos Mesh (is not installed|present)|GVH_CHECKOV|"
+                         r"go is not on PATH|actionlint|not in harness/cli.py yet")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        extra = os.environ.get("GVH_CI_MAY_SKIP")
+        if not (CI_MAY_SKIP.search(reason) or (extra and re.search(extra, reason))):
+            report.outcome = "failed"
+            report.longrepr = f"CI is set and this test skipped: {reason} (see tests/conftest.py CI_MAY_SKIP)"
+    return report
 
 
 @pytest.fixture(scope="session")

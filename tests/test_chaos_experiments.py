@@ -1,7 +1,8 @@
 """Chaos Mesh experiments: valid against the v2.8.3 CRDs, confined to the run, status read correctly.
 
-The CRD schemas come from ``shared/data/chaos-mesh-crds-v2.8.3`` beside the checkout (or
-``GVH_CHAOS_MESH_CRDS``); the validator is strict about unknown fields like the API server.
+The CRD schemas are in this repository (``tests/data/chaos-mesh-crds-v2.8.3``; ``GVH_CHAOS_MESH_CRDS``
+overrides); the validator is strict about unknown fields like the API server. Without them these tests
+skip locally but fail under ``CI`` (never a silently green CI).
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ import copy
 import pytest
 
 from harness.platforms.kubernetes import chaos, crdschema, naming
+from tests.need import need
 
 CRDS = crdschema.default_crd_dir()
-pytestmark = pytest.mark.skipif(not CRDS.is_dir(), reason=f"Chaos Mesh CRDs not found at {CRDS}")
+
+
+@pytest.fixture(autouse=True)
+def _crds_present() -> None:
+    need(CRDS.is_dir(), f"Chaos Mesh CRDs not found at {CRDS}")
+
 
 RUN = "abcd1234"
 NS = naming.namespace_for(RUN)

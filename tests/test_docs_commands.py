@@ -120,7 +120,7 @@ def _ours(words: list[str]) -> tuple[str, ...] | None:
     if not words:
         return None
     head = words[0]
-    if head in ("python", "python3") and len(words) > 2 and words[1] == "-m":
+    if (head in ("python", "python3") or head.endswith("/bin/python")) and len(words) > 2 and words[1] == "-m":
         if words[2] == "harness.cli":
             return ("goverse-harness", *words[3:])
         if words[2] == "pytest":

@@ -43,3 +43,28 @@ def test_bugs_accept_comma_lists():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(SettingsError, match="config file: .*does not exist"):
         load_settings({}, env={}, config_file=tmp_path / "nope.yaml")
+
+
+# ---- what a person types (issue 16, point 12) ----------------------------------------------------
+def test_numbers_and_durations_as_typed() -> None:
+    from harness.settings import parse_duration
+
+    assert load_settings({}, env={"GVH_ETCD_MEMBERS": "3"}).etcd_members == 3
+    s = load_settings({}, env={"GVH_LEASE_TTL": "3s", "GVH_TICK": "250ms", "GVH_SHUTDOWN_GRACE": "1m30s"})
+    assert (s.lease_ttl, s.tick, s.shutdown_grace) == (3.0, 0.25, 90.0)
+    assert parse_duration("2.5") == 2.5 and parse_duration("3 parsecs") == "3 parsecs"
+    with pytest.raises(SettingsError, match=r"lease_ttl: a duration is .*3s, 250ms.*GVH_LEASE_TTL"):
+        load_settings({}, env={"GVH_LEASE_TTL": "3 parsecs"})
+    with pytest.raises(SettingsError, match=r"etcd_members: .*1 or 3.*got 2"):
+        load_settings({}, env={"GVH_ETCD_MEMBERS": "2"})
+
+
+def test_unusable_binaries_and_artifacts_are_one_clear_error(tmp_path) -> None:
+    plain = tmp_path / "goverse-node"
+    plain.write_text("not a program")
+    with pytest.raises(SettingsError, match=r"goverse_node_bin: .* is not executable"):
+        load_settings({"stack": "goverse", "goverse_node_bin": str(plain), "goverse_gate_bin": str(plain)}, env={})
+    with pytest.raises(SettingsError, match=r"artifacts: cannot create or write /proc/nope"):
+        load_settings({"artifacts": "/proc/nope"}, env={})
+    assert load_settings({"artifacts": str(tmp_path / "a" / "b")}, env={}).artifacts == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()  # checking creates nothing

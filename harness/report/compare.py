@@ -78,5 +78,8 @@ def render_compare_text(regressions: list[Regression], run: dict[str, Any], base
 
 
 
-def render_compare_html(regressions: list[Regression], run: dict[str, Any], baseline: dict[str, Any]) -> str:
-    return template("compare.html.j2").render(regressions=regressions, run=run, baseline=baseline)
+def render_compare_html(regressions: list[Regression], run: dict[str, Any], baseline: dict[str, Any],
+                        run_href: str | None = None, baseline_href: str | None = None) -> str:
+    """The comparison page; ``*_href`` link the two runs' report.html (relative to the page)."""
+    return template("compare.html.j2").render(regressions=regressions, run=run, baseline=baseline,
+                                              run_href=run_href, baseline_href=baseline_href)

@@ -27,11 +27,44 @@ def fmt_s(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f} s"
 
 
+def human(v: Any) -> str:
+    """A value as a person reads it: ``—`` for None, yes/no, floats rounded, mappings as ``k: v`` (never a
+    Python repr such as ``None`` or ``{'window_s': 1.0}`` or ``0.6190476190476191``)."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1 else f"{v:,.2f}".rstrip("0").rstrip(".")
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {human(x)}" for k, x in v.items()) or "—"
+    if isinstance(v, list | tuple | set):
+        return ", ".join(human(x) for x in v) or "—"
+    return str(v)
+
+
+def with_unit(v: Any, what: str) -> str:
+    """A compared value with its unit (``7.00 s``, ``12.4 ms``), ``—`` when absent."""
+    if v is None:
+        return "—"
+    if what == "rto_s" and isinstance(v, int | float):
+        return f"{v:.2f} s"
+    if what == "p99_ms" and isinstance(v, int | float):
+        return f"{v:.1f} ms"
+    return human(v)
+
+
+def seeded_bugs(run: dict[str, Any]) -> list[str]:
+    """The reference stack's seeded bugs this run deployed (settings.bugs), for the report and junit."""
+    bugs = (run.get("settings") or {}).get("bugs") or []
+    return [str(b) for b in bugs] if isinstance(bugs, list | tuple) else [str(bugs)]
+
+
 @functools.cache
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=ChainableUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(rto=fmt_rto, ms=fmt_ms, secs=fmt_s, p99=scenario_p99)
+    env.filters.update(rto=fmt_rto, ms=fmt_ms, secs=fmt_s, p99=scenario_p99, human=human, unit=with_unit)
     return env
 
 
@@ -86,4 +119,5 @@ def render_report(run: dict[str, Any], run_dir: Path) -> str:
         scenarios=scenarios,
         verdict=overall_verdict([str(s.get("verdict")) for s in scenarios]),
         conformance=conformance_groups(conformance) if conformance else None,
+        bugs=seeded_bugs(run),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from harness.report.html import seeded_bugs
 from harness.report.results import scenario_p99
 
 
@@ -40,6 +41,8 @@ def junit_xml(run: dict[str, Any]) -> str:
     props = ET.SubElement(suite, "properties")
     for key in ("run_id", "platform", "stack"):
         ET.SubElement(props, "property", name=key, value=str(run.get(key)))
+    bugs = seeded_bugs(run)
+    ET.SubElement(props, "property", name="seeded_bugs", value=", ".join(bugs) or "none")
     for s in scenarios:
         classname, name = _split_id(str(s.get("id")))
         case = ET.SubElement(suite, "testcase", classname=classname, name=name,
@@ -48,6 +51,8 @@ def junit_xml(run: dict[str, Any]) -> str:
         for key in ("rto_s", "unavailability_s", "recovery_after_heal_s"):
             ET.SubElement(cprops, "property", name=key, value=str(s.get(key)))
         ET.SubElement(cprops, "property", name="p99_ms", value=str(scenario_p99(s)))
+        if bugs:  # on every case too: CI pages often show only the failing testcase
+            ET.SubElement(cprops, "property", name="seeded_bugs", value=", ".join(bugs))
         verdict = s.get("verdict")
         reason = str(s.get("reason") or verdict)
         if verdict == "fail":

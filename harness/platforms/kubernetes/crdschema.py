@@ -23,11 +23,11 @@ CHAOS_MESH_CRDS_ENV = "GVH_CHAOS_MESH_CRDS"
 
 
 def default_crd_dir() -> Path:
-    """``shared/data/chaos-mesh-crds-v2.8.3`` beside the checkout (``GVH_CHAOS_MESH_CRDS`` overrides)."""
+    """``tests/data/chaos-mesh-crds-v2.8.3`` in this repository (``GVH_CHAOS_MESH_CRDS`` overrides)."""
     env = os.environ.get(CHAOS_MESH_CRDS_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[4] / "shared" / "data" / "chaos-mesh-crds-v2.8.3"
+    return Path(__file__).resolve().parents[3] / "tests" / "data" / "chaos-mesh-crds-v2.8.3"
 
 
 def _strict(schema: Any) -> Any:

@@ -66,8 +66,11 @@ class KubernetesPlatform:
             self.kind.ensure(Path(kubeconfig))
             context = self.kind.context
         else:
-            _names, current = client.contexts(kubeconfig)
+            names, current = client.contexts(kubeconfig)
             context = self.opts.context or current or ""
+            if context and names and context not in names:  # a typo is not an unsafe cluster
+                raise guard.UnsafeContext(f"kube_context: no context {context!r} in the kubeconfig "
+                                          f"(it has: {', '.join(sorted(names))})")
         guard.check_context(context, self.opts.allow_contexts)
         api = client.api_client(kubeconfig, context)
         version = client.server_version(api)

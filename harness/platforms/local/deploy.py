@@ -727,6 +727,23 @@ class LocalDeployment:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
+    def keep(self) -> Path:
+        """``--keep-stack``: leave the stack running after this process exits (``goverse-harness down``
+        removes it). Returns the kept record, which holds the endpoints and what to end."""
+        from harness.platforms.local.keep import keep_running
+
+        procs = [p.process for p in self._procs.values() if p.process is not None]
+        procs += [m.process for m in (self.etcd.members if self.etcd else []) if m.process is not None]
+        if self.postgres is not None and self.postgres.process is not None:
+            procs.append(self.postgres.process)
+        ep = self.endpoints()
+        info = {"gates": ep.gates, "inspector": ep.inspector, "etcd": ep.etcd, "etcd_prefix": ep.prefix,
+                "postgres": ep.postgres_dsn_redacted,
+                "postgres_password_file": str(self._tmp / "pg-password") if self._tmp else None,
+                "logs": str(self.run_dir / "logs")}
+        self._torn_down = True  # nothing of this stack is ours to stop any more
+        return keep_running(self.fault_prefix, procs, self._tmp, info)
+
     # ---- ad-hoc instances (conformance checks, seed §2.1-§2.4) -----------------------------------
     def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
                     extra_args: list[str] | tuple[str, ...] = ()) -> ManagedProcess:

@@ -4,7 +4,8 @@ Why its own process group: a component may fork (PostgreSQL's backends, a shell 
 ``ip netns exec``). Faults and teardown must hit the whole tree, and Ctrl-C in the harness's terminal
 must not reach the stack directly (the harness decides when and how things stop). Every process that
 is still alive when the interpreter exits is SIGKILLed by an ``atexit`` hook, so nothing is left behind
-even when a caller forgets to stop it.
+even when a caller forgets to stop it; and every start is recorded (harness.platforms.local.pidrecord)
+so that a sweeper ends them when the harness itself was SIGKILLed and no hook could run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from harness.platforms.local import pidrecord
+
 log = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
@@ -33,6 +36,7 @@ def _kill_leftovers() -> None:
     for proc in leftovers:
         with contextlib.suppress(Exception):  # best effort at interpreter exit
             proc.kill()
+    pidrecord.forget_own_record()  # everything it names is stopped: nothing for a sweeper to end
 
 
 atexit.register(_kill_leftovers)
@@ -109,6 +113,7 @@ class ManagedProcess:
                 **user_kwargs,  # type: ignore[arg-type]
             )
         self._pgid = self._popen.pid  # session leader: pgid == pid
+        pidrecord.record(self._popen.pid, self.name)  # lets `goverse-harness cleanup` end it if we are SIGKILLed
         with _LIVE_LOCK:
             _LIVE.add(self)
         log.debug("started %s pid=%s", self.name, self._popen.pid)
@@ -170,6 +175,13 @@ class ManagedProcess:
         with _LIVE_LOCK:
             _LIVE.discard(self)
         return code
+
+    def detach(self) -> int | None:
+        """Leave the process running past this interpreter (``--keep-stack``): the exit hook no longer
+        kills it. Returns its pid (``None`` if it is not running)."""
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        return self.pid if self.is_running() else None
 
     def _group_signal(self, sig: int) -> None:
         if self._pgid is None:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.platforms.local import cgroups, diskfault, netns
+from harness.platforms.local import cgroups, diskfault, netns, pidrecord
 
 STACK_DIR_PREFIX = "gvh-stack-"  # a local stack's temp dir: data dirs, configs, sockets
 OWNER_FILE = ".owner"  # in that dir: the pid of the process that deployed the stack
@@ -41,7 +41,7 @@ def dead_stack_dirs(tmp: Path | None = None) -> list[Path]:
             pid = int((d / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _alive(pid):
+        if not _alive(pid) and not (d / ".kept").exists():  # a --keep-stack stack is `down`'s to remove
             out.append(d)
     return out
 
@@ -50,10 +50,16 @@ def sweep_dead_runs(tag: str = "gvh", *, dry_run: bool = False) -> dict[str, lis
     """Remove the leftovers of every dead run whose prefix starts with ``tag``.
 
     Returns ``{prefix: [what was removed]}``; with ``dry_run`` lists what would be removed.
-    Mounts and cgroups go first (their processes may live in the namespaces), then namespaces and
-    links, and last the ownership mark, so a sweep interrupted halfway is finished by the next one."""
-    out: dict[str, list[str]] = {}
+    The processes a dead run recorded go first (whatever state its namespaces are in: once those are
+    gone nothing else can find them), then mounts and cgroups, then namespaces and links, and last
+    the ownership mark, so a sweep interrupted halfway is finished by the next one."""
+    out: dict[str, list[str]] = dict(pidrecord.end_dead_runs(dry_run=dry_run))
+    from harness.platforms.local.keep import kept_prefixes
+
+    kept = kept_prefixes()
     for prefix in netns.dead_prefixes(tag):
+        if prefix in kept:
+            continue  # a --keep-stack stack: `goverse-harness down` removes it
         if dry_run:
             out[prefix] = (netns.leftovers(prefix) + diskfault.leftovers(prefix)
                            + [f"cgroup {g}" for g in cgroups.find_groups(prefix)])
