@@ -16,12 +16,16 @@ import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness import random as hrand
 from harness.settings import KNOWN_BUGS, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from harness.platforms.base import Deployment, Platform
+    from harness.scenario import Scenario
 
 log = logging.getLogger("harness")
 
@@ -181,7 +185,7 @@ def run_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform(settings: Settings) -> Any:
+def platform(settings: Settings) -> Platform:
     if settings.platform == "local":
         from harness.platforms.local.deploy import LocalPlatform
 
@@ -192,7 +196,8 @@ def platform(settings: Settings) -> Any:
 
 
 @pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run_dir: Path) -> Iterator[Any]:
+def stack(request: pytest.FixtureRequest, settings: Settings, platform: Platform,
+          run_dir: Path) -> Iterator[Deployment]:
     """The deployed stack for one scenario module. ``STACK = {...}`` in the module overrides the spec."""
     overrides = dict(getattr(request.module, "STACK", {}) or {})
     overrides.setdefault("fault_proxies", not settings.keep_stack)  # in-process proxies die with us
@@ -202,8 +207,8 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
     stack_dir.mkdir(parents=True, exist_ok=True)
     _progress(request.config, f"deploying {spec.stack} stack for {name}: {spec.nodes} nodes, {spec.gates} gates, "
               f"{spec.etcd_members} etcd, {spec.shards} shards{' bugs=' + ','.join(spec.bugs) if spec.bugs else ''}")
-    dep = platform.deploy(spec, stack_dir)
-    took = getattr(dep, "timings", {}).get("total_s")
+    dep = platform.deploy(spec, str(stack_dir))
+    took = dep.timings.get("total_s")
     _progress(request.config, f"stack for {name} ready" + (f" in {took:.1f}s" if took else ""))
     try:
         yield dep
@@ -232,15 +237,17 @@ def _scenario_id(item: pytest.Item) -> str:
 
 
 @pytest.fixture
-def scenario(request: pytest.FixtureRequest, stack: Any, settings: Settings, run_dir: Path) -> Iterator[Any]:
+def scenario(request: pytest.FixtureRequest, stack: Deployment, platform: Platform, settings: Settings,
+             run_dir: Path) -> Iterator[Scenario]:
     """A fresh scenario (history, workload factory, nemesis) against the module's stack. After the
     test, anything left running is stopped, every fault healed, and the stack must have converged
     before the next scenario uses it."""
     from harness.scenario import Scenario
 
-    injector = _injector_for(stack)
     sid = _scenario_id(request.node)
-    sc = Scenario(sid, run_dir / sid, stack, injector, settings, seed_tag=f"{abs(hash(sid)) % 10**6:06d}")
+    # the key tag comes from the run seed (not hash(), which is salted per process): --seed replays the keys
+    sc = Scenario(sid, run_dir / sid, stack, platform.injector(stack), settings,
+                  seed_tag=f"{hrand.fork(sid).randrange(10**6):06d}", platform=platform)
     request.node.stash[_SCENARIO] = sc
     try:
         yield sc
@@ -251,16 +258,7 @@ def scenario(request: pytest.FixtureRequest, stack: Any, settings: Settings, run
                 wl.stop()
 
 
-_SCENARIO = pytest.StashKey[Any]()
-
-
-def _injector_for(stack: Any) -> Any:
-    inj = getattr(stack, "injector", None)
-    if callable(inj):
-        return inj()
-    from harness.faults.local_injector import LocalInjector
-
-    return LocalInjector(stack)
+_SCENARIO = pytest.StashKey["Scenario"]()
 
 
 @pytest.hookimpl(wrapper=True)

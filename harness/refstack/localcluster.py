@@ -26,8 +26,8 @@ import yaml
 from google.protobuf.message import Message
 
 from harness import wire
-from harness.platforms.local.process import ManagedProcess
-from harness.platforms.local.services import free_port
+from harness.ports import free_port
+from harness.process import ManagedProcess
 from harness.refstack.sharding import ShardEntry, is_converged
 from harness.waiting import Deadline, wait_until
 

@@ -19,14 +19,16 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
 
-from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
+from harness.cluster_state import ClusterState, EtcdView
+from harness.platforms.base import Deployment, Endpoints, Instance, PlatformError, StackSpec, Unsupported
 from harness.platforms.local.config_render import (
     GateAddr,
     InspectorAddr,
@@ -36,9 +38,13 @@ from harness.platforms.local.config_render import (
 )
 from harness.platforms.local.process import ManagedProcess
 from harness.platforms.local.services import EtcdCluster, PostgresServer, free_port
-from harness.platforms.local.shardmap import ClusterState, EtcdView
 from harness.platforms.local.sweep import OWNER_FILE, STACK_DIR_PREFIX
 from harness.waiting import Abort, wait_until
+
+if TYPE_CHECKING:
+    from harness.history import Recorder
+    from harness.platforms.local.injector import LocalInjector
+    from harness.platforms.local.operations import LocalOperations
 
 log = logging.getLogger(__name__)
 
@@ -816,6 +822,19 @@ class LocalPlatform:
             raise
         return dep
 
+    def injector(self, dep: Deployment) -> LocalInjector:
+        """This platform's half of the fault pipeline (the nemesis applies faults through it)."""
+        from harness.platforms.local.injector import LocalInjector
+
+        return LocalInjector(_local(dep))
+
+    def operations(self, dep: Deployment, recorder: Recorder | None = None,
+                   on_endpoints: Callable[[dict[str, str]], None] | None = None) -> LocalOperations:
+        """Operator actions on ``dep`` (scale, roll-outs, rotation, backup/restore), recorded into ``recorder``."""
+        from harness.platforms.local.operations import LocalOperations
+
+        return LocalOperations(_local(dep), recorder, on_endpoints)
+
     def doctor(self) -> list[tuple[str, bool, str]]:
         from harness.platforms.local.capabilities import detect
         from harness.platforms.local.services import find_etcd, find_pg_bindir
@@ -831,3 +850,9 @@ class LocalPlatform:
             path = shutil.which(tool)
             rows.append((tool, path is not None, path or "not on PATH"))
         return rows
+
+
+def _local(dep: Deployment) -> LocalDeployment:
+    if not isinstance(dep, LocalDeployment):
+        raise Unsupported(f"the local platform cannot operate a {type(dep).__name__}")
+    return dep

