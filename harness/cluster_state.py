@@ -72,7 +72,7 @@ class EtcdView:
             host, port = hostport.rsplit(":", 1)
             self._clients.append(etcd3gw.client(host=host, port=int(port), timeout=timeout))
 
-    def _get_prefix(self, key: str) -> list[tuple[bytes, dict[str, Any]]]:
+    def _get_prefix(self, key: str) -> list[tuple[bytes, Any]]:
         last: Exception | None = None
         for c in self._clients:
             try:

@@ -20,6 +20,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class ManagedProcess:
                     env.pop(key, None)
                 else:
                     env[key] = value
-        user_kwargs: dict[str, object] = {}
+        user_kwargs: dict[str, Any] = {}
         argv = self.wrap + self.argv
         if self.user is not None and self.user != pwd.getpwuid(os.getuid()).pw_name:
             entry = pwd.getpwnam(self.user)
@@ -106,7 +107,7 @@ class ManagedProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
-                **user_kwargs,  # type: ignore[arg-type]
+                **user_kwargs,
             )
         self._pgid = self._popen.pid  # session leader: pgid == pid
         with _LIVE_LOCK:

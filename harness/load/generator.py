@@ -182,6 +182,7 @@ class LocustGenerator:
                     self.workers.append(w)
             marker = wait_until(self._started, timeout, "locust shape started (shape marker written)",
                                 interval=0.05, describe=self._describe)
+            assert marker is not None  # wait_until returns the first truthy probe result
             self.t0_wall = float(marker["t0_wall"])
             return self.t0_wall
         except BaseException:

@@ -86,7 +86,7 @@ def _phases(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _served(p: dict[str, Any]) -> bool:
     off = p.get("offered_rps")
-    return bool(off) and (p.get("achieved_rps") or 0.0) >= SERVED_RATIO * off
+    return bool(off) and (p.get("achieved_rps") or 0.0) >= SERVED_RATIO * float(off or 0.0)
 
 
 def _rel(cur: float, base: float) -> str:
@@ -143,7 +143,7 @@ def _phase_regressions(sid: str, name: str, b: dict[str, Any], c: dict[str, Any]
 
 def _capacity_regressions(sid: str, b: dict[str, Any], c: dict[str, Any],
                           cp: CompareParams) -> list[LoadRegression]:
-    out = []
+    out: list[LoadRegression] = []
     bk, ck = b.get("knee"), c.get("knee")
     if bk is None or ck is None:  # capacity is only defined for step loads
         return out

@@ -171,7 +171,7 @@ class KubernetesDeployment:
     def delete_pod(self, pod: str, grace_period: int | None = None) -> str:
         """Delete a pod (``grace_period=0``: at once, like SIGKILL); returns its uid."""
         obj = self.core.read_namespaced_pod(pod, self.namespace)
-        uid = obj.metadata.uid
+        uid = str(obj.metadata.uid) if obj.metadata is not None else ""
         self.core.delete_namespaced_pod(pod, self.namespace, grace_period_seconds=grace_period)
         return uid
 
@@ -330,6 +330,8 @@ class KubernetesDeployment:
         out = self.run_dir / "logs"
         out.mkdir(parents=True, exist_ok=True)
         for pod in self.core.list_namespaced_pod(self.namespace).items:
+            if pod.spec is None or pod.metadata is None or not pod.metadata.name:
+                continue
             names = [c.name for c in (pod.spec.init_containers or []) + pod.spec.containers]
             for c in names:
                 for previous in (False, True):

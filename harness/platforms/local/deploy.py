@@ -475,7 +475,8 @@ class LocalDeployment:
             sizes = {}
             for table in present:
                 conn.execute(f"VACUUM FULL {table}")  # names from the fixed tuple above
-                sizes[table] = int(conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0])
+                row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
+                sizes[table] = int(row[0]) if row is not None else 0
         return sizes
 
     def _ready(self, inst: Instance) -> bool:
@@ -515,7 +516,7 @@ class LocalDeployment:
         for p in list(self._procs.values()):
             if not p.instance.running:
                 continue
-            wait_until(lambda inst=p.instance: self._check_alive() or self._ready(inst),
+            wait_until(lambda inst=p.instance: self._check_alive() or self._ready(inst),  # type: ignore[misc]
                        max(1.0, timeout - (_now() - t0)), f"{p.instance.name} /ready == 200", interval=0.1)
         return _now() - t0
 

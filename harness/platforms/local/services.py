@@ -172,9 +172,9 @@ class EtcdCluster:
                 if not m.process.is_running():
                     m.start()
             for m in self.members:
-                wait_until(lambda m=m: self._check_alive(m) and m.healthy(), timeout,
+                wait_until(lambda m=m: self._check_alive(m) and m.healthy(), timeout,  # type: ignore[misc]
                            f"etcd member {m.name} healthy at {m.client_url}",
-                           interval=0.1, describe=lambda m=m: f"log {m.process.log_path}")
+                           interval=0.1, describe=lambda m=m: f"log {m.process.log_path}")  # type: ignore[misc]
         except BaseException:
             self.stop()
             raise
