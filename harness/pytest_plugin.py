@@ -156,7 +156,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not _is_controller(config) or _RUN_DIR not in config.stash:
         return
-    from harness.report.store import finalize_run
+    from harness.report.finalize import finalize_run
 
     settings = config.stash[_SETTINGS]
     run_dir = config.stash[_RUN_DIR]
