@@ -21,7 +21,7 @@ import pytest
 
 from harness.checkers.availability import MeasureParams
 from harness.checkers.measure import measure
-from harness.checkers.verdict import Checker, CheckResult, check
+from harness.checkers.verdict import Checker, CheckResult, Verdict, check
 from harness.faults.nemesis import Injector, Nemesis
 from harness.history import NO_COMPLETION, History, Recorder
 from harness.platforms.base import Deployment, Platform, Unsupported
@@ -156,6 +156,8 @@ class Scenario:
         self.result = check(history, *checkers)
         self._write(history, self.result, reason=None if self.result.passed else self.result.explain())
         self.concluded = True
+        if self.result.verdict is Verdict.NOT_APPLICABLE:  # fails nothing, passes nothing: an explained skip
+            pytest.skip(f"not applicable: {self.result.reason()}")
         return self.result
 
     def record_outcome(self, verdict: str, reason: str) -> None:
@@ -185,7 +187,7 @@ class Scenario:
             verdict=verdict,
             extra=self.extra,
         )
-        write_scenario_result(self.dir, sr, history)
+        write_scenario_result(self.dir, sr, history, checks=result)
 
 
 @contextlib.contextmanager

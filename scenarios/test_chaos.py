@@ -25,15 +25,11 @@ from typing import Any
 import pytest
 from chaos_checks import (
     after_the_heal,
-    evidence,
     final_reads_and_stored,
     heal_fast,
-    latency_shift,
     owned_keys,
-    persisted_not_behind,
     require_capability,
     wait_failover,
-    writes_recover_after_heal,
 )
 
 from harness import budgets
@@ -48,6 +44,7 @@ from harness.checkers import (
     rto,
     single_ownership,
 )
+from harness.checkers.chaos import evidence, latency_shift, persisted_not_behind, writes_recover_after_heal
 from harness.checkers.verdict import Check, Verdict
 from harness.faults.spec import (
     CpuStress,

@@ -28,14 +28,11 @@ from typing import Any
 import pytest
 from chaos_checks import (
     after_the_heal,
-    fault_results,
     final_reads_and_stored,
     heal_fast,
     owned_keys,
-    persisted_not_behind,
     require_capability,
     wait_failover,
-    writes_recover_after_heal,
 )
 
 from harness import budgets
@@ -49,6 +46,7 @@ from harness.checkers import (
     rto,
     single_ownership,
 )
+from harness.checkers.chaos import fault_results, persisted_not_behind, writes_recover_after_heal
 from harness.checkers.ops import FINAL_FS
 from harness.checkers.verdict import Check, Verdict
 from harness.faults.spec import Partition

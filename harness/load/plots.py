@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from harness.checkers.load_analysis import LoadAnalysis, analyze
 from harness.history import History
-from harness.load.analysis import LoadAnalysis, analyze
 from harness.report.plots import shade_faults
 
 THROUGHPUT_PNG = "load-throughput.png"

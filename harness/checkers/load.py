@@ -3,7 +3,7 @@
 Why checkers and not asserts in the scenario: a missed budget must be a ``fail`` verdict with the numbers
 in its detail (kube-burner's thresholds), merged with the correctness checks by the same
 fail > unknown > pass rule, and re-derivable offline from ``history.jsonl`` (the phases and the
-generator's CPU readings are in the history, see :mod:`harness.load.analysis`).
+generator's CPU readings are in the history, see :mod:`harness.checkers.load_analysis`).
 
 A budget over a phase that has no load ops is ``unknown`` (nothing was measured: never a pass). A
 throughput shortfall while the generator's CPU was saturated is ``unknown`` too: the shortfall may be
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.checkers.load_analysis import LoadAnalysis, analyze
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, named
 from harness.history import History
-from harness.load.analysis import LoadAnalysis, analyze
 
 
 def _phases(a: LoadAnalysis, names: Sequence[str]) -> tuple[list, list[str]]:
