@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.checkers.bounds import increment_bounds
 from harness.checkers.latency import nearest_rank, phase_of
 from harness.checkers.ops import as_int
-from harness.checkers.verdict import Check, Checker, Verdict, examples
+from harness.checkers.verdict import Check, Checker, Verdict, decide, examples
 from harness.history import History
 
 PERSISTED_F = "persisted"  # the sample scenarios/chaos_checks.record_persisted writes
@@ -31,30 +32,24 @@ def persisted_not_behind(history: History) -> Check:
         why = samples[-1].get("error") if samples else "no sample of the stored state"
         return Check(name, Verdict.UNKNOWN, f"stored state unknown: {why}", {})
     keys, stored = samples[-1]["keys"], samples[-1]["values"]
-    acked: dict[str, int] = dict.fromkeys(keys, 0)
-    info: dict[str, int] = dict.fromkeys(keys, 0)
-    for o in history.ops("increment"):
-        if o.key in acked and isinstance(o.value, int):
-            if o.type == "ok":
-                acked[o.key] += o.value
-            elif o.type == "info":
-                info[o.key] += o.value
+    every = increment_bounds(history, keys=keys)
+    bounds = {k: every[k] for k in keys}
     behind, ahead = [], []
-    for k in keys:
+    for k, b in bounds.items():
         v = as_int(stored.get(k))
         v = 0 if v is None else v
-        if v < acked[k]:
-            behind.append(f"key {k}: stored {v} < acknowledged {acked[k]}")
-        elif v > acked[k] + info[k]:
-            ahead.append(f"key {k}: stored {v} > acknowledged {acked[k]} + indeterminate {info[k]}")
+        if v < b.lo:
+            behind.append(f"key {k}: stored {v} < acknowledged {b.lo}")
+        elif v > b.hi:
+            ahead.append(f"key {k}: stored {v} > acknowledged {b.lo} + indeterminate {b.hi - b.lo}")
     data = {"keys": len(keys), "behind": behind, "ahead": ahead}
-    if behind or ahead:
-        return Check(name, Verdict.FAIL, f"{len(behind)} of {len(keys)} keys are stored behind what was "
-                     f"acknowledged, {len(ahead)} ahead of anything written: {examples(behind + ahead)}", data)
-    if not any(acked.values()):
-        return Check(name, Verdict.UNKNOWN, "no increment was acknowledged on the sampled keys", data)
-    return Check(name, Verdict.PASS, f"all {len(keys)} keys: acknowledged ≤ stored ≤ acknowledged + "
-                 "indeterminate", data)
+    return decide(name, data,
+                  failed=(f"{len(behind)} of {len(keys)} keys are stored behind what was acknowledged, "
+                          f"{len(ahead)} ahead of anything written: {examples(behind + ahead)}")
+                  if behind or ahead else None,
+                  unknown=None if any(b.lo for b in bounds.values())
+                  else "no increment was acknowledged on the sampled keys",
+                  passed=f"all {len(keys)} keys: acknowledged ≤ stored ≤ acknowledged + indeterminate")
 
 
 def writes_recover_after_heal(budget_s: float) -> Callable[[History], Check]:

@@ -20,7 +20,8 @@ from collections import defaultdict
 from itertools import accumulate
 from typing import Any
 
-from harness.checkers.ops import COUNTER_READ_FS, FINAL_READ_F, INCREMENT_F, as_int
+from harness.checkers.bounds import final_reads, increment_bounds
+from harness.checkers.ops import COUNTER_READ_FS, INCREMENT_F, as_int
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
 from harness.history import History, Op
 
@@ -30,24 +31,9 @@ def no_lost_writes() -> Checker:
     """L: per key, acked ≤ final read ≤ acked + info (sums of increment amounts)."""
 
     def run(history: History) -> Check:
-        acked: dict[str, int] = defaultdict(int)
-        info: dict[str, int] = defaultdict(int)
-        for op in history.ops(INCREMENT_F):
-            amount = as_int(op.value)
-            if op.key is None or amount is None:
-                continue
-            if op.type == "ok":
-                acked[op.key] += amount
-            elif op.type == "info":
-                info[op.key] += amount
-            else:
-                acked.setdefault(op.key, 0)
-        finals: dict[str, int] = {}
-        for op in history.ops(FINAL_READ_F):
-            v = as_int(op.result)
-            if op.type == "ok" and op.key is not None and v is not None:
-                finals[op.key] = v  # the last ok final read wins
-        keys = sorted(set(acked) | set(info))
+        bounds = increment_bounds(history)
+        finals = final_reads(history)  # the last ok final read wins
+        keys = sorted(bounds)
         if not keys:
             return Check("no_lost_writes", Verdict.UNKNOWN, "no increments recorded: nothing to check")
         lost, phantom, missing_final = [], [], []
@@ -55,8 +41,8 @@ def no_lost_writes() -> Checker:
             if k not in finals:
                 missing_final.append(k)
                 continue
-            lo, hi, v = acked[k], acked[k] + info[k], finals[k]
-            row = {"key": k, "final": v, "acked": lo, "info": info[k]}
+            lo, hi, v = bounds[k].lo, bounds[k].hi, finals[k]
+            row = {"key": k, "final": v, "acked": lo, "info": hi - lo}
             if v < lo:
                 lost.append({**row, "missing": lo - v})
             elif v > hi:

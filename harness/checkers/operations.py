@@ -8,12 +8,12 @@ platform's history and is unit-tested on crafted histories (tests/test_operation
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.checkers.ops import FINAL_FS, FINAL_READ_F, INCREMENT_F, as_int, completed_op_ids
+from harness.checkers.bounds import KeyBounds, final_reads, increment_bounds, violations
+from harness.checkers.ops import FINAL_FS, as_int, completed_op_ids
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
 from harness.history import Event, FaultWindow, History
 from harness.operation_kinds import CONFIG_F, RESTORED_F, ROLL_KINDS, SECRET_F, VERSIONS_F
@@ -32,50 +32,15 @@ def overlapping_windows(windows: Sequence[FaultWindow], end: float) -> list[tupl
     return out
 
 
-@dataclass(frozen=True)
-class KeyBounds:
-    """What a restored counter may hold: at least ``lo`` (acknowledged before the backup point), at
-    most ``hi`` (everything invoked before the backup finished and not definitely failed)."""
-
-    lo: int
-    hi: int
-
-
 def counter_bounds(history: History, t_point: float, t_end: float) -> dict[str, KeyBounds]:
     """Per counter key: ``lo`` = Σ increments acknowledged (ok) before ``t_point``; ``hi`` = Σ ok or
     indeterminate increments invoked before ``t_end``. Definitely failed increments never count."""
     if t_end < t_point:
         raise ValueError(f"backup ended ({t_end}) before its point ({t_point})")
-    lo: dict[str, int] = {}
-    hi: dict[str, int] = {}
-    for op in history.ops(INCREMENT_F):
-        amount = as_int(op.value)
-        if op.key is None or amount is None:
-            continue
-        lo.setdefault(op.key, 0)
-        hi.setdefault(op.key, 0)
-        if op.type == "ok" and op.t_complete < t_point:
-            lo[op.key] += amount
-        if op.type in ("ok", "info") and op.t_invoke < t_end:
-            hi[op.key] += amount
-    return {k: KeyBounds(lo[k], hi[k]) for k in lo}
+    return increment_bounds(history, acked=lambda op: op.t_complete < t_point, maybe=lambda op: op.t_invoke < t_end)
 
 
-def restored_violations(bounds: Mapping[str, KeyBounds], restored: Mapping[str, int | None]) -> list[dict[str, Any]]:
-    """Keys whose restored value is outside its bounds (or missing): ``lost`` (< lo), ``phantom`` (> hi)
-    or ``missing`` (no value read back)."""
-    out: list[dict[str, Any]] = []
-    for key in sorted(set(bounds) | set(restored)):
-        b = bounds.get(key, KeyBounds(0, 0))
-        v = restored.get(key)
-        row = {"key": key, "restored": v, "lo": b.lo, "hi": b.hi}
-        if v is None:
-            out.append({**row, "problem": "missing"})
-        elif v < b.lo:
-            out.append({**row, "problem": "lost", "missing": b.lo - v})
-        elif v > b.hi:
-            out.append({**row, "problem": "phantom", "excess": v - b.hi})
-    return out
+restored_violations = violations  # keys whose restored value is outside its bounds (harness.checkers.bounds)
 
 
 def _windows(history: History, kinds: Iterable[str]) -> list[FaultWindow]:
@@ -325,23 +290,10 @@ def no_lost_writes_after_restore() -> Checker:
             return Check(name, Verdict.UNKNOWN, "no restore recorded")
         t_data = float(v["t_data"])
         base: dict[str, int] = {str(k): as_int(x) or 0 for k, x in (v.get("values") or {}).items()}
-        lo: dict[str, int] = dict(base)
-        hi: dict[str, int] = dict(base)
-        for op in history.ops(INCREMENT_F):
-            amount = as_int(op.value)
-            if op.key is None or amount is None:
-                continue
-            if op.type == "ok" and op.t_invoke >= t_data:
-                lo[op.key] = lo.get(op.key, 0) + amount
-            if op.type in ("ok", "info") and op.t_complete >= t_data:
-                hi[op.key] = hi.get(op.key, 0) + amount
-        finals: dict[str, int] = {}
-        for op in history.ops(FINAL_READ_F):
-            x = as_int(op.result)
-            if op.type == "ok" and op.key is not None and x is not None:
-                finals[op.key] = x
-        bounds = {k: KeyBounds(lo.get(k, 0), hi.get(k, lo.get(k, 0))) for k in set(lo) | set(hi)}
-        bad = restored_violations(bounds, {k: finals.get(k) for k in bounds})
+        bounds = increment_bounds(history, base=base, only_counted=True,
+                                  acked=lambda op: op.t_invoke >= t_data, maybe=lambda op: op.t_complete >= t_data)
+        finals = final_reads(history)
+        bad = violations(bounds, {k: finals.get(k) for k in bounds})
         data = {"t_data": t_data, "keys": len(bounds), "violations": bad}
         if not bounds:
             return Check(name, Verdict.UNKNOWN, "no key to judge", data)
