@@ -242,11 +242,14 @@ def scenario(request: pytest.FixtureRequest, stack: Deployment, platform: Platfo
     """A fresh scenario (history, workload factory, nemesis) against the module's stack. After the
     test, anything left running is stopped, every fault healed, and the stack must have converged
     before the next scenario uses it."""
+    from harness.report.store import RunDir
     from harness.scenario import Scenario
 
     sid = _scenario_id(request.node)
+    # one naming scheme for scenario directories: the store's (readable, distinct for lossy ids)
+    sdir = RunDir(run_dir).scenario_dir(request.node.nodeid)
     # the key tag comes from the run seed (not hash(), which is salted per process): --seed replays the keys
-    sc = Scenario(sid, run_dir / sid, stack, platform.injector(stack), settings,
+    sc = Scenario(sid, sdir, stack, platform.injector(stack), settings,
                   seed_tag=f"{hrand.fork(sid).randrange(10**6):06d}", platform=platform)
     request.node.stash[_SCENARIO] = sc
     try:

@@ -187,7 +187,7 @@ class Scenario:
             verdict=verdict,
             extra=self.extra,
         )
-        write_scenario_result(self.dir, sr, history, checks=result)
+        write_scenario_result(self.dir, sr, history, checks=result, measurements=m)
 
 
 @contextlib.contextmanager

@@ -161,7 +161,7 @@ def overall_verdict(verdicts: list[str]) -> str:
 
 def write_scenario_result(scenario_dir: Path, result: ScenarioResult, history: History | None = None,
                           checks: CheckResult | None = None, params: MeasureParams | None = None,
-                          plots: bool = True) -> Path:
+                          plots: bool = True, measurements: Measurements | None = None) -> Path:
     """Write one scenario's files: history.jsonl, checks.json (full check data), the PNG plots and,
     last, result.json (its presence marks the scenario as complete for ``finalize``). Returns the path
     of result.json."""
@@ -173,7 +173,7 @@ def write_scenario_result(scenario_dir: Path, result: ScenarioResult, history: H
         if plots:
             from harness.report.plots import write_plots  # matplotlib is imported only when plotting
 
-            result.plots = write_plots(scenario_dir, history, params)
+            result.plots = write_plots(scenario_dir, history, params, measurements)
     # every check with all its data (result.json keeps name/verdict/detail only); [] when none ran
     write_json(scenario_dir / CHECKS_FILE, checks.to_list() if checks is not None else [])
     result.dir = scenario_dir.name
