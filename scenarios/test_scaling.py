@@ -32,6 +32,7 @@ from harness.checkers import (
     reliable_calls_once,
     single_ownership,
 )
+from harness.checkers.lifecycle import every_gate_served
 from harness.checkers.operations import steps_converged_within
 from harness.platforms.base import Timers
 from harness.scenario import Scenario, unsupported_is_skip
@@ -124,14 +125,3 @@ def gate_use(history: Any) -> dict[str, int]:
     return out
 
 
-def every_gate_served(served: set[str], expected: set[str]):
-    """The added gate really took client traffic (otherwise 'scale up' tested nothing)."""
-    from harness.checkers.verdict import Check, Verdict
-
-    def checker(_history: Any) -> Check:
-        missing = sorted(expected - served)
-        data = {"served": sorted(served), "expected": sorted(expected)}
-        if missing:
-            return Check("every_gate_served", Verdict.FAIL, f"gates that never answered a call: {missing}", data)
-        return Check("every_gate_served", Verdict.PASS, f"every gate answered calls: {sorted(expected)}", data)
-    return checker

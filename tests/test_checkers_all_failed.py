@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkers import chaos, load, operations
+from harness.checkers import chaos, lifecycle, load, operations
 from harness.checkers.load_analysis import CPU_SAMPLE, PHASE_LOG, SAMPLES_LOG
 from harness.checkers.verdict import Checker, Verdict, run_safely
 from harness.history import Event, History
@@ -60,6 +60,9 @@ def all_failed_history() -> History:
     evs += window("f2", "config-update", "node-1", 2.0, 4.0, {}, {"exit_code": 1})
     evs += window("f3", "scale-node", "node", 5.0, 9.0, {}, {"converged_s": None, "to": 4})
     evs += window("f4", "cpu-stress", "node-0", 6.0, 8.0, {}, {"throttled_s": 0})
+    evs += window("f5", "pause", "node-1", 11.0, 14.0, {}, {})
+    evs += window("f6", "disk", "postgres", 15.0, 17.0, {"free_bytes": 0}, {})
+    evs += window("f7", "partition", "node-2", 18.0, 21.0, {"grudge": {}}, {"verified_cut": {"dropped": False}})
     evs += [Event(9.5, "sample", "operations", VERSIONS_F, value={"expected": "B", "instances": {"node-0": ["A"]}}),
             Event(9.6, "sample", "operations", CONFIG_F,
                   value={"key": "LOG_LEVEL", "value": "warn", "instances": {"node-0": {"ok": False, "why": "info"}}}),
@@ -78,6 +81,9 @@ CHECKERS: dict[str, Checker] = {
     "writes_recover_after_heal": chaos.writes_recover_after_heal(2.0),
     "evidence": chaos.evidence("cpu", "cpu-stress", lambda p, r: (bool(r.get("throttled_s")), "throttled")),
     "latency_shift": chaos.latency_shift("increment", None, 50.0),
+    "partition_bit": chaos.partition_bit(clients_notice=True),
+    "queued_at_paused_node": chaos.queued_at_paused_node(set(KEYS), 5.0),
+    "writes_refused_while_full": chaos.writes_refused_while_full,
     # load
     "achieved_at_least": load.achieved_at_least(0.9, ["steady", "peak"]),
     "error_rate_at_most": load.error_rate_at_most(0.01, ["steady", "peak"]),
@@ -110,6 +116,16 @@ def test_generator_saturation_is_a_warning_not_a_verdict_on_the_stack() -> None:
     measurement, not the stack, so it is a passing check whose detail starts with WARNING."""
     c = run_safely(load.generator_not_saturated(), all_failed_history())
     assert c.verdict is Verdict.PASS and c.detail.startswith("WARNING"), c.detail
+
+
+def test_checkers_of_captured_facts_fail_or_say_unknown() -> None:
+    """The checkers built from facts a scenario captured outside the history (harness/checkers/lifecycle.py)."""
+    h = all_failed_history()
+    assert lifecycle.exited_cleanly({"node-0": None, "node-1": 1}, 10.0)(h).verdict is Verdict.FAIL
+    assert lifecycle.exited_cleanly({}, 10.0)(h).verdict is Verdict.UNKNOWN
+    assert lifecycle.ready_within({"converged_s": 9.0}, 5.0)(h).verdict is Verdict.FAIL
+    assert lifecycle.ready_within({}, 5.0)(h).verdict is Verdict.UNKNOWN
+    assert lifecycle.every_gate_served(set(), {"gate-0", "gate-2"})(h).verdict is Verdict.FAIL
 
 
 def test_the_history_really_is_all_failed() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.checkers.bounds import increment_bounds
 from harness.checkers.latency import nearest_rank, phase_of
-from harness.checkers.ops import as_int
+from harness.checkers.ops import FINAL_FS, as_int
 from harness.checkers.verdict import Check, Checker, Verdict, decide, examples
 from harness.history import History
 
@@ -134,3 +134,78 @@ def latency_shift(f: str, keys: set[str] | None, min_shift_ms: float) -> Checker
         msg = f"{f} p50 {before:.1f} ms before → {during:.1f} ms during the fault (shift ≥ {min_shift_ms:g} ms wanted)"
         return Check(name, Verdict.PASS if during - before >= min_shift_ms else Verdict.FAIL, msg, data)
     return run
+
+
+# ---- evidence the chaos scenarios' faults bit (moved from scenarios/test_chaos.py, test_partitions.py)
+def partition_bit(clients_notice: bool) -> Checker:
+    """Evidence the fault was real: the nemesis installed a non-empty grudge, a TCP connect across it
+    timed out just before the heal, and — for cuts on the clients' path to an owner — client
+    operations failed or timed out while it held (see ``Expect.clients_notice``)."""
+    name = "partition_bit"
+
+    def run(history: History) -> Check:
+        found = fault_results(history, "partition")
+        windows = [f for f in history.faults() if f.kind == "partition"]
+        if not found or not windows:
+            return Check(name, Verdict.UNKNOWN, "no healed partition in the history", {})
+        (params, result), w = found[0], windows[0]
+        grudge, verified = params.get("grudge") or {}, result.get("verified_cut") or {}
+        stop = w.t_stop if w.t_stop is not None else history.end
+        hurt = [o for o in history.ops()
+                if w.t_start <= o.t_invoke <= stop and o.type != "ok" and o.f not in FINAL_FS]
+        data = {"grudge": grudge, "verified_cut": verified, "failed_ops_during": len(hurt)}
+        cut = "; ".join(f"{h} drops {', '.join(d)}" for h, d in sorted(grudge.items()))
+        if not grudge:
+            return Check(name, Verdict.FAIL, "the partition installed no drop at all", data)
+        if "verified_cut" in result and verified.get("dropped") is not True:
+            return Check(name, Verdict.FAIL, f"a connect across the cut was not dropped: {verified}", data)
+        if clients_notice and not hurt:
+            return Check(name, Verdict.FAIL, f"no client operation failed during the cut ({cut})", data)
+        how = (f"connect {verified.get('from')} → {verified.get('to')} ({verified.get('addr')}) timed out"
+               if verified else f"the cut was installed ({params.get('how', 'platform')}; this platform cannot "
+               "verify it with a connect)")
+        return Check(name, Verdict.PASS, f"{how}; {len(hurt)} client ops failed during the cut ({cut})", data)
+    return run
+
+
+def queued_at_paused_node(keys: set[str], call_timeout: float) -> Checker:
+    """Evidence: calls to the paused node's keys were in flight when it stopped (required when the
+    pause was primed with a slow link to PostgreSQL) and more queued while it was stopped, and the
+    gates gave up on them (a timeout, ``info``) — the requests the node finds when it resumes."""
+    name = "calls_queued_at_paused_node"
+
+    def run(history: History) -> Check:
+        faults = history.faults()
+        w = next((f for f in faults if f.kind == "pause"), None)
+        if w is None or w.t_stop is None:
+            return Check(name, Verdict.UNKNOWN, "no healed pause in the history", {})
+        primed = any(f.kind == "latency" and f.t_start <= w.t_start <= (f.t_stop or history.end) for f in faults)
+        stuck = [o for o in history.ops() if o.key in keys and o.type == "info" and o.t_invoke < w.t_stop
+                 and o.t_complete > w.t_start and o.latency_s >= call_timeout - 0.5]
+        before = [o for o in stuck if o.t_invoke <= w.t_start]
+        data = {"timed_out": len(stuck), "in_flight_at_pause": len(before), "primed": primed}
+        if not stuck:
+            return Check(name, Verdict.FAIL, "no call to the paused node's keys timed out during the pause: "
+                         "nothing was queued for it to find on resume", data)
+        if primed and not before:
+            return Check(name, Verdict.FAIL, "no call to the paused node's keys was in flight when it stopped, "
+                         "although its writes had been slowed for that", data)
+        return Check(name, Verdict.PASS, f"{len(stuck)} calls to the paused node's keys timed out at the gates "
+                     f"({len(before)} already in flight when it stopped)", data)
+    return run
+
+
+def writes_refused_while_full(history: History) -> Check:
+    """Evidence that PostgreSQL felt it: writes failed with "No space left on device" during the fault."""
+    name = "writes_refused_while_full"
+    w = next((f for f in history.faults() if f.kind == "disk"), None)
+    if w is None:
+        return Check(name, Verdict.UNKNOWN, "no disk fault in the history", {})
+    stop = w.t_stop if w.t_stop is not None else history.end
+    refused = [o for o in history.ops(("increment", "deposit")) if w.t_start <= o.t_invoke <= stop
+               and o.type != "ok" and "space" in (o.error or "").lower()]
+    data = {"refused": len(refused)}
+    if not refused:
+        return Check(name, Verdict.FAIL, "no write failed for lack of space while the disk was full", data)
+    return Check(name, Verdict.PASS, f"{len(refused)} writes failed for lack of space (e.g. {refused[0].error})",
+                 data)
