@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.checkers.load_analysis import LoadAnalysis, analyze
-from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, named
+from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, decide, named
 from harness.history import History
 
 
@@ -75,9 +75,8 @@ def error_rate_at_most(max_rate: float, phases: Sequence[str]) -> Checker:
         bad = [p for p in got if (p.error_rate or 0.0) > max_rate]
         text = ", ".join(f"{p.name} {p.error_rate or 0:.2%} ({p.fail} fail, {p.info} info of {p.count})"
                          for p in (bad or got))
-        if bad:
-            return Check(name, Verdict.FAIL, f"error rate over {max_rate:.2%}: {text}", {"max": max_rate, **rows})
-        return Check(name, Verdict.PASS, f"error rate ≤ {max_rate:.2%}: {text}", {"max": max_rate, **rows})
+        return decide(name, {"max": max_rate, **rows}, unknown=None, passed=f"error rate ≤ {max_rate:.2%}: {text}",
+                      failed=f"error rate over {max_rate:.2%}: {text}" if bad else None)
 
     return named(name, run)
 
@@ -97,9 +96,8 @@ def p99_at_most(budget_ms: float, phases: Sequence[str]) -> Checker:
         rows = {p.name: {"p99": p.p99, "max": p.max} for p in got}
         bad = [p for p in got if p.p99 is not None and p.p99 > budget_ms]
         text = ", ".join(f"{p.name} p99 {p.p99:.1f} ms (max {p.max:.1f})" for p in (bad or got))
-        if bad:
-            return Check(name, Verdict.FAIL, f"p99 over {budget_ms:g} ms: {text}", {"budget_ms": budget_ms, **rows})
-        return Check(name, Verdict.PASS, f"p99 ≤ {budget_ms:g} ms: {text}", {"budget_ms": budget_ms, **rows})
+        return decide(name, {"budget_ms": budget_ms, **rows}, unknown=None, passed=f"p99 ≤ {budget_ms:g} ms: {text}",
+                      failed=f"p99 over {budget_ms:g} ms: {text}" if bad else None)
 
     return named(name, run)
 

@@ -166,10 +166,9 @@ def config_in_effect() -> Checker:
     name = "config_in_effect"
 
     def run(history: History) -> Check:
-        samples = _last_sample(history, CONFIG_F)
-        if not samples:
+        v = _latest(history, CONFIG_F)
+        if v is None:
             return Check(name, Verdict.UNKNOWN, "no config-in-effect sample recorded")
-        v = samples[-1].value
         insts: dict[str, Any] = v.get("instances") or {}
         bad = [f"{n}: {r.get('why')}" for n, r in sorted(insts.items()) if not r.get("ok")]
         data = dict(v)
@@ -192,10 +191,9 @@ def secret_rotated() -> Checker:
     name = "secret_rotated"
 
     def run(history: History) -> Check:
-        samples = _last_sample(history, SECRET_F)
-        if not samples:
+        v = _latest(history, SECRET_F)
+        if v is None:
             return Check(name, Verdict.UNKNOWN, "no secret-rotation sample recorded")
-        v = samples[-1].value
         problems = []
         if v.get("old_rejected") is not True:
             problems.append(f"old password not rejected ({v.get('old_login')})")
@@ -240,9 +238,14 @@ def failed_calls_at_most(fraction: float) -> Checker:
     return named(name, run)
 
 
+def _latest(history: History, f: str) -> dict[str, Any] | None:
+    """The value of the last dict sample ``f`` (what the operation observed last), or None."""
+    samples = _last_sample(history, f)
+    return dict(samples[-1].value) if samples else None
+
+
 def _restored_sample(history: History) -> dict[str, Any] | None:
-    samples = _last_sample(history, RESTORED_F)
-    return samples[-1].value if samples else None
+    return _latest(history, RESTORED_F)
 
 
 @checker_factory

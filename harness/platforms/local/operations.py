@@ -62,15 +62,9 @@ _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
 class LocalOperations(BackupOperations):
-    """Operator actions on a :class:`~harness.platforms.local.deploy.LocalDeployment`.
-
-    ``recorder`` is the scenario's history recorder (``scenario.recorder``); without one the operations
-    still work but leave no windows (e.g. set-up steps that are not part of the experiment).
-
-    ``on_endpoints`` stands in for a load balancer's endpoint list (a Kubernetes Service's
-    EndpointSlice): it is called with the gates that should receive client traffic — before a gate is
-    taken down it is removed, once it is ready again (or a new one is) it is added. Pass the
-    workload's ``set_gates`` so clients follow the roll the way they follow a Service."""
+    """Operator actions on a :class:`~harness.platforms.local.deploy.LocalDeployment` (the
+    ``Operations`` contract): scaling, rolling restarts and upgrades, secret rotation here; backup and
+    restore in :class:`BackupOperations`; ``recorder`` and ``on_endpoints`` as in :class:`OperationsBase`."""
 
     # ----------------------------------------------------------------------------------- scaling
     def scale(self, component: str, n: int, timeout: float | None = None,
