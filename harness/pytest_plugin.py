@@ -15,13 +15,17 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness import random as hrand
 from harness.interrupts import install_sigterm_as_interrupt
 from harness.settings import KNOWN_BUGS, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from harness.platforms.base import Deployment, Platform
+    from harness.scenario import Scenario
 
 log = logging.getLogger("harness")
 
@@ -214,7 +218,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not _is_controller(config) or _RUN_DIR not in config.stash:
         return
-    from harness.report.store import finalize_run
+    from harness.report.finalize import finalize_run
 
     settings = config.stash[_SETTINGS]
     run_dir = config.stash[_RUN_DIR]
@@ -246,7 +250,7 @@ def run_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform(settings: Settings) -> Any:
+def platform(settings: Settings) -> Platform:
     if settings.platform == "local":
         from harness.platforms.local.deploy import LocalPlatform
 
@@ -257,7 +261,8 @@ def platform(settings: Settings) -> Any:
 
 
 @pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run_dir: Path) -> Iterator[Any]:
+def stack(request: pytest.FixtureRequest, settings: Settings, platform: Platform,
+          run_dir: Path) -> Iterator[Deployment]:
     """The deployed stack for one scenario module. ``STACK = {...}`` in the module overrides the spec."""
     overrides = dict(getattr(request.module, "STACK", {}) or {})
     overrides.setdefault("fault_proxies", not settings.keep_stack)  # in-process proxies die with us
@@ -268,10 +273,10 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Any, run
     _progress(request.config, f"deploying {spec.stack} stack for {name}: {spec.nodes} nodes, {spec.gates} gates, "
               f"{spec.etcd_members} etcd, {spec.shards} shards{' bugs=' + ','.join(spec.bugs) if spec.bugs else ''}")
     try:
-        dep = platform.deploy(spec, stack_dir)
+        dep = platform.deploy(spec, str(stack_dir))
     except Exception as exc:  # noqa: BLE001 - reported as one line (full text in a file), not 100 lines
         raise DeployError(_deploy_error_line(exc, stack_dir)) from None
-    took = getattr(dep, "timings", {}).get("total_s")
+    took = dep.timings.get("total_s")
     _progress(request.config, f"stack for {name} ready" + (f" in {took:.1f}s" if took else ""))
     try:
         yield dep
@@ -337,15 +342,20 @@ def _scenario_id(item: pytest.Item) -> str:
 
 
 @pytest.fixture
-def scenario(request: pytest.FixtureRequest, stack: Any, settings: Settings, run_dir: Path) -> Iterator[Any]:
+def scenario(request: pytest.FixtureRequest, stack: Deployment, platform: Platform, settings: Settings,
+             run_dir: Path) -> Iterator[Scenario]:
     """A fresh scenario (history, workload factory, nemesis) against the module's stack. After the
     test, anything left running is stopped, every fault healed, and the stack must have converged
     before the next scenario uses it."""
+    from harness.report.store import RunDir
     from harness.scenario import Scenario
 
-    injector = _injector_for(stack)
     sid = _scenario_id(request.node)
-    sc = Scenario(sid, run_dir / sid, stack, injector, settings, seed_tag=f"{abs(hash(sid)) % 10**6:06d}")
+    # one naming scheme for scenario directories: the store's (readable, distinct for lossy ids)
+    sdir = RunDir(run_dir).scenario_dir(request.node.nodeid)
+    # the key tag comes from the run seed (not hash(), which is salted per process): --seed replays the keys
+    sc = Scenario(sid, sdir, stack, platform.injector(stack), settings,
+                  seed_tag=f"{hrand.fork(sid).randrange(10**6):06d}", platform=platform)
     request.node.stash[_SCENARIO] = sc
     _progress(request.config, f"{sid}: started (history in {sc.dir})")
     try:
@@ -357,16 +367,7 @@ def scenario(request: pytest.FixtureRequest, stack: Any, settings: Settings, run
                 wl.stop()
 
 
-_SCENARIO = pytest.StashKey[Any]()
-
-
-def _injector_for(stack: Any) -> Any:
-    inj = getattr(stack, "injector", None)
-    if callable(inj):
-        return inj()
-    from harness.faults.local_injector import LocalInjector
-
-    return LocalInjector(stack)
+_SCENARIO = pytest.StashKey["Scenario"]()
 
 
 _DURATION: pytest.StashKey[float] = pytest.StashKey()

@@ -13,20 +13,24 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.checkers.availability import MeasureParams
 from harness.checkers.measure import measure
-from harness.checkers.verdict import Checker, CheckResult, check
-from harness.faults.nemesis import Nemesis
-from harness.history import NO_COMPLETION, Recorder
-from harness.platforms.base import Unsupported
+from harness.checkers.verdict import Checker, CheckResult, Verdict, check
+from harness.faults.nemesis import Injector, Nemesis
+from harness.history import NO_COMPLETION, History, Recorder
+from harness.platforms.base import Deployment, Platform, Unsupported
 from harness.waiting import WaitTimeout, wait_until
 from harness.workload.runner import Workload, WorkloadSpec
+
+if TYPE_CHECKING:
+    from harness.platforms.operations import Operations
+    from harness.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,14 @@ IN_FLIGHT_GRACE_S = 1.0  # an op in flight longer than this is judged as not (ye
 class Scenario:
     """One scenario's run: use ``workload()``, ``nemesis``, ``observing()``, then ``conclude()``."""
 
-    def __init__(self, scenario_id: str, directory: Path, deployment: Any, injector: Any,
-                 settings: Any, seed_tag: str) -> None:
+    def __init__(self, scenario_id: str, directory: Path, deployment: Deployment, injector: Injector,
+                 settings: Settings | None, seed_tag: str, platform: Platform | None = None) -> None:
         self.id = scenario_id
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.deployment = deployment
         self.settings = settings
+        self.platform = platform
         self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id})
         self.nemesis = Nemesis(injector, self.recorder)
         self.workloads: list[Workload] = []
@@ -61,6 +66,15 @@ class Scenario:
         wl = Workload(self.recorder, self.deployment.gate_urls(), spec, run_tag=f"{self._tag}{len(self.workloads)}")
         self.workloads.append(wl)
         return wl
+
+    def operations(self, on_endpoints: Callable[[dict[str, str]], None] | None = None,
+                   record: bool = True) -> Operations:
+        """The platform's operator actions on this stack, recording their windows into this history
+        (``record=False``: set-up steps outside the experiment; ``on_endpoints``: e.g. the workload's
+        ``set_gates``, so clients follow a roll). A platform without them raises ``Unsupported``."""
+        if self.platform is None:
+            raise Unsupported("this scenario was made without a platform: no operator actions")
+        return self.platform.operations(self.deployment, self.recorder if record else None, on_endpoints)
 
     @contextlib.contextmanager
     def observing(self, interval: float = 0.25) -> Iterator[None]:
@@ -142,6 +156,8 @@ class Scenario:
         self.result = check(history, *checkers)
         self._write(history, self.result, reason=None if self.result.passed else self.result.explain())
         self.concluded = True
+        if self.result.verdict is Verdict.NOT_APPLICABLE:  # fails nothing, passes nothing: an explained skip
+            pytest.skip(f"not applicable: {self.result.reason()}")
         return self.result
 
     def record_outcome(self, verdict: str, reason: str) -> None:
@@ -156,7 +172,7 @@ class Scenario:
         self._write(history, None, reason=reason, verdict=verdict)
         self.concluded = True
 
-    def _write(self, history: Any, result: CheckResult | None, reason: str | None,
+    def _write(self, history: History, result: CheckResult | None, reason: str | None,
                verdict: str | None = None) -> None:
         from harness.report.results import ScenarioResult, write_scenario_result
 
@@ -171,7 +187,7 @@ class Scenario:
             verdict=verdict,
             extra=self.extra,
         )
-        write_scenario_result(self.dir, sr, history)
+        write_scenario_result(self.dir, sr, history, checks=result, measurements=m)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,8 @@ Goverse does (contract §4.2), including the ``shard#<N>/<x>`` pinned-id form.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 FNV32_OFFSET = 0x811C9DC5
 FNV32_PRIME = 0x01000193
 
@@ -45,3 +47,14 @@ def keys_covering_shards(prefix: str, count: int, shards: int) -> list[str]:
             chosen.append(key)
         i += 1
     return chosen
+
+
+def migrating_keys(keys: Iterable[str], shards: int, before: Mapping[int, tuple[str, str]],
+                   after: Mapping[int, tuple[str, str]]) -> list[str]:
+    """Keys whose shard's current owner differs between two shard maps (``shard -> (target, current)``)."""
+    out = []
+    for k in keys:
+        s = shard_of(k, shards)
+        if before.get(s, ("", ""))[1] != after.get(s, ("", ""))[1]:
+            out.append(k)
+    return sorted(out)

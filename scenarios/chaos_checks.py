@@ -1,14 +1,7 @@
 """What the chaos scenarios (test_partitions.py, test_chaos.py) share: running a fault as an explained
-skip when the platform cannot apply it, finding the keys a fault hit, the stored-state oracle, and
-checkers for recovery and for evidence that a fault really bit.
-
-Why a module beside the scenarios and not in ``harness/checkers``: these checkers encode the chaos
-scenarios' own designs (the quiesced keys, the persisted sample) and read like part of those
-specifications; the generic invariants (L, M, O, C, R, H, A) stay in the library.
-
-Why evidence checks: a fault that did not bite (a partition nobody noticed, a limit the process never
-reached) makes every invariant pass vacuously. Each scenario therefore also checks, from the history,
-that its fault had the effect it exists for — and fails if it did not.
+skip when the platform cannot apply it, finding the keys a fault hit, the after phase, and recording the
+stored state. Their checkers (stored state, write recovery, evidence that a fault bit) are pure and
+live in ``harness/checkers/chaos.py``.
 """
 
 from __future__ import annotations
@@ -19,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness.checkers.latency import nearest_rank, phase_of
-from harness.checkers.ops import as_int
-from harness.checkers.verdict import Check, Verdict, examples
+from harness.checkers.chaos import PERSISTED_F
+from harness.checkers.verdict import Check
 from harness.history import History
-from harness.platforms.base import Timers
+from harness.platforms.base import StoredState, Timers
 from harness.sharding import shard_of
 from harness.waiting import WaitTimeout, wait_until
 
@@ -108,10 +100,10 @@ def record_persisted(stack: Any, scenario: Any, keys: list[str]) -> None:
     once it has settled: two reads 0.5 s apart agree (bounded by ``SETTLE_STORED_S``), so a stack that
     legitimately persists a moment after acknowledging is judged on what it stores, not on its lag.
     Call it after the load stopped."""
-    reader = getattr(stack, "persisted_objects", None)
-    if reader is None:
-        scenario.recorder.sample("persisted", {"error": "the platform gives no access to the stored state"})
+    if not isinstance(stack, StoredState):
+        scenario.recorder.sample(PERSISTED_F, {"error": "the platform gives no access to the stored state"})
         return
+    reader = stack.persisted_objects
     seen: list[dict[str, Any]] = []
     errors: list[str] = []
 
@@ -128,127 +120,6 @@ def record_persisted(stack: Any, scenario: Any, keys: list[str]) -> None:
         wait_until(settled, SETTLE_STORED_S, "the stored state to settle", interval=0.5)
     if not seen:
         why = errors[-1] if errors else "no read completed"
-        scenario.recorder.sample("persisted", {"error": f"the stored state could not be read: {why}"})
+        scenario.recorder.sample(PERSISTED_F, {"error": f"the stored state could not be read: {why}"})
         return
-    scenario.recorder.sample("persisted", {"keys": keys, "values": seen[-1], "reads": len(seen)})
-
-
-def persisted_not_behind(history: History) -> Check:
-    """L on the stored state: after the run, PostgreSQL holds, per key, at least the acknowledged sum of
-    increments and at most that plus the indeterminate ones. Less means acknowledged writes live only
-    in a node's memory — or were overwritten by a stale node — and the next reload loses them."""
-    name = "persisted_not_behind"
-    samples = [s.value for s in history.samples("persisted") if isinstance(s.value, dict)]
-    if not samples or "values" not in samples[-1]:
-        why = samples[-1].get("error") if samples else "no sample of the stored state"
-        return Check(name, Verdict.UNKNOWN, f"stored state unknown: {why}", {})
-    keys, stored = samples[-1]["keys"], samples[-1]["values"]
-    acked: dict[str, int] = dict.fromkeys(keys, 0)
-    info: dict[str, int] = dict.fromkeys(keys, 0)
-    for o in history.ops("increment"):
-        if o.key in acked and isinstance(o.value, int):
-            if o.type == "ok":
-                acked[o.key] += o.value
-            elif o.type == "info":
-                info[o.key] += o.value
-    behind, ahead = [], []
-    for k in keys:
-        v = as_int(stored.get(k))
-        v = 0 if v is None else v
-        if v < acked[k]:
-            behind.append(f"key {k}: stored {v} < acknowledged {acked[k]}")
-        elif v > acked[k] + info[k]:
-            ahead.append(f"key {k}: stored {v} > acknowledged {acked[k]} + indeterminate {info[k]}")
-    data = {"keys": len(keys), "behind": behind, "ahead": ahead}
-    if behind or ahead:
-        return Check(name, Verdict.FAIL, f"{len(behind)} of {len(keys)} keys are stored behind what was "
-                     f"acknowledged, {len(ahead)} ahead of anything written: {examples(behind + ahead)}", data)
-    if not any(acked.values()):
-        return Check(name, Verdict.UNKNOWN, "no increment was acknowledged on the sampled keys", data)
-    return Check(name, Verdict.PASS, f"all {len(keys)} keys: acknowledged ≤ stored ≤ acknowledged + "
-                 "indeterminate", data)
-
-
-# ---- recovery and evidence -----------------------------------------------------------------------------
-def writes_recover_after_heal(budget_s: float) -> Callable[[History], Check]:
-    """H for writes: after the last heal, the last failed or timed-out write (increment, deposit) was
-    invoked within ``budget_s`` of the heal and writes succeeded after it. Why besides the probe's H:
-    the probe only reads, and a node cut from PostgreSQL keeps answering reads of its in-memory
-    objects; it is the writes that must recover."""
-    name = "writes_recover_after_heal"
-
-    def run(history: History) -> Check:
-        heals = [f.t_stop for f in history.faults() if f.t_stop is not None]
-        if not heals:
-            return Check(name, Verdict.UNKNOWN, "no healed fault", {"budget_s": budget_s})
-        t_heal = max(heals)
-        writes = [o for o in history.ops(("increment", "deposit")) if o.t_invoke >= t_heal]
-        failed = [o for o in writes if o.type != "ok"]
-        last_fail = max((o.t_invoke for o in failed), default=t_heal)
-        ok_after = [o for o in writes if o.type == "ok" and o.t_invoke > last_fail]
-        data = {"budget_s": budget_s, "writes_after_heal": len(writes), "failed_after_heal": len(failed),
-                "last_failure_after_heal_s": round(last_fail - t_heal, 3)}
-        if not ok_after:
-            return Check(name, Verdict.UNKNOWN if not writes else Verdict.FAIL,
-                         f"no write succeeded after the heal (and its last failure, {len(failed)} failed)", data)
-        if last_fail - t_heal > budget_s:
-            worst = max(failed, key=lambda o: o.t_invoke)
-            return Check(name, Verdict.FAIL, f"writes still failed {last_fail - t_heal:.2f}s after the heal > "
-                         f"budget {budget_s:g}s (last: key {worst.key}: {worst.error})", data)
-        return Check(name, Verdict.PASS, f"writes recovered {last_fail - t_heal:.2f}s after the heal ≤ {budget_s:g}s "
-                     f"({len(failed)} of {len(writes)} writes after the heal failed)", data)
-    return run
-
-
-def fault_results(history: History, kind: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(start params, heal result) of every fault of ``kind``, from the nemesis events."""
-    starts: dict[str, dict[str, Any]] = {}
-    out = []
-    for e in history.events:
-        if e.type != "nemesis" or not isinstance(e.value, dict) or e.value.get("kind") != kind:
-            continue
-        if e.f == "start":
-            starts[str(e.value.get("id"))] = dict(e.value.get("params") or {})
-        elif e.f == "stop":
-            out.append((starts.get(str(e.value.get("id")), {}), dict(e.value.get("result") or {})))
-    return out
-
-
-def evidence(name: str, kind: str, judge: Callable[[dict[str, Any], dict[str, Any]], tuple[bool, str]]) -> Checker:
-    """A checker that passes when ``judge(start params, heal result)`` says the fault bit."""
-    def run(history: History) -> Check:
-        found = fault_results(history, kind)
-        if not found:
-            return Check(name, Verdict.UNKNOWN, f"no healed {kind} fault in the history", {})
-        verdicts = [judge(p, r) for p, r in found]
-        data = {"faults": [{"params": p, "result": r} for p, r in found]}
-        bad = [why for ok, why in verdicts if not ok]
-        if bad:
-            return Check(name, Verdict.FAIL, f"the fault did not bite: {examples(bad)}", data)
-        return Check(name, Verdict.PASS, examples([why for _, why in verdicts]), data)
-    return run
-
-
-def latency_shift(f: str, keys: set[str] | None, min_shift_ms: float) -> Checker:
-    """The fault's latency shows: the median latency of ok ``f`` ops (on ``keys``, or all) in the
-    "during" phase is at least ``min_shift_ms`` above the "before" phase."""
-    name = f"latency_shift_{f}"
-
-    def run(history: History) -> Check:
-        faults = history.faults()
-        by_phase: dict[str, list[float]] = {"before": [], "during": []}
-        for o in history.ops(f):
-            if o.type == "ok" and (keys is None or o.key in keys):
-                phase = phase_of(o.t_invoke, faults)
-                if phase in by_phase:
-                    by_phase[phase].append(o.latency_s * 1000.0)
-        data = {ph: len(v) for ph, v in by_phase.items()}
-        if not by_phase["before"] or not by_phase["during"]:
-            return Check(name, Verdict.UNKNOWN, f"no ok {f} ops before and during the fault on the judged keys",
-                         data)
-        before = nearest_rank(sorted(by_phase["before"]), 50)
-        during = nearest_rank(sorted(by_phase["during"]), 50)
-        data.update(p50_before_ms=round(before, 3), p50_during_ms=round(during, 3), min_shift_ms=min_shift_ms)
-        msg = f"{f} p50 {before:.1f} ms before → {during:.1f} ms during the fault (shift ≥ {min_shift_ms:g} ms wanted)"
-        return Check(name, Verdict.PASS if during - before >= min_shift_ms else Verdict.FAIL, msg, data)
-    return run
+    scenario.recorder.sample(PERSISTED_F, {"keys": keys, "values": seen[-1], "reads": len(seen)})

@@ -34,13 +34,9 @@ import pytest
 
 from harness import budgets
 from harness.checkers import converged, no_lost_writes, reads_see_acknowledged, rto
+from harness.checkers.operations import no_lost_writes_after_restore, restored_matches_backup
 from harness.faults.spec import Restart
-from harness.platforms.local.operations import (
-    no_lost_writes_after_restore,
-    operations_for,
-    restored_matches_backup,
-    rpo_s,
-)
+from harness.platforms.operations import rpo_s
 from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
@@ -60,7 +56,7 @@ def test_backup_and_restore(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+        ops = scenario.operations(on_endpoints=wl.set_gates)
     dest = Path(stack.run_dir) / "backups" / scenario.id
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")
@@ -91,7 +87,7 @@ def lose_volume(stack: Any, scenario: Any, component: str,
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+        ops = scenario.operations(on_endpoints=wl.set_gates)
     dest = Path(stack.run_dir) / "backups" / scenario.id
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")

@@ -11,21 +11,12 @@ import pytest
 
 from harness import budgets
 from harness.checkers import availability_at_least, converged
-from harness.checkers.verdict import Check, Verdict
+from harness.checkers.lifecycle import ready_within
 
 pytestmark = [pytest.mark.e2e]
 
 
-def ready_within(timings: dict[str, float], budget_s: float):
-    def checker(_history) -> Check:
-        took = timings.get("converged_s")
-        if took is None:
-            return Check("time-to-converged", Verdict.UNKNOWN, "platform reported no bring-up timings", {})
-        verdict = Verdict.PASS if took <= budget_s else Verdict.FAIL
-        return Check("time-to-converged", verdict,
-                     f"stack processes started → shard map converged in {took:.2f}s (budget {budget_s}s)",
-                     {"converged_s": took, "budget_s": budget_s, **timings})
-    return checker
+
 
 
 def test_bootstrap(stack, scenario):

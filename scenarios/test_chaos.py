@@ -25,15 +25,11 @@ from typing import Any
 import pytest
 from chaos_checks import (
     after_the_heal,
-    evidence,
     final_reads_and_stored,
     heal_fast,
-    latency_shift,
     owned_keys,
-    persisted_not_behind,
     require_capability,
     wait_failover,
-    writes_recover_after_heal,
 )
 
 from harness import budgets
@@ -48,7 +44,15 @@ from harness.checkers import (
     rto,
     single_ownership,
 )
-from harness.checkers.verdict import Check, Verdict
+from harness.checkers.chaos import (
+    evidence,
+    latency_shift,
+    persisted_not_behind,
+    queued_at_paused_node,
+    writes_recover_after_heal,
+    writes_refused_while_full,
+)
+from harness.checkers.verdict import Verdict
 from harness.faults.spec import (
     CpuStress,
     DiskFault,
@@ -126,33 +130,6 @@ RESUMED_CUT_S = 2.0  # a resumed node cut from etcd gets this long with the requ
 # stability before the gates route around it): a counter can only show writes lost under stale ones
 # when the acknowledged increments outweigh the indeterminate ones that a stale node applies instead.
 PAUSE_WRITES_AFTER_FAILOVER_S = 7.0
-
-
-def queued_at_paused_node(keys: set[str], call_timeout: float) -> Any:
-    """Evidence: calls to the paused node's keys were in flight when it stopped (required when the
-    pause was primed with a slow link to PostgreSQL) and more queued while it was stopped, and the
-    gates gave up on them (a timeout, ``info``) — the requests the node finds when it resumes."""
-    name = "calls_queued_at_paused_node"
-
-    def run(history: History) -> Check:
-        faults = history.faults()
-        w = next((f for f in faults if f.kind == "pause"), None)
-        if w is None or w.t_stop is None:
-            return Check(name, Verdict.UNKNOWN, "no healed pause in the history", {})
-        primed = any(f.kind == "latency" and f.t_start <= w.t_start <= (f.t_stop or history.end) for f in faults)
-        stuck = [o for o in history.ops() if o.key in keys and o.type == "info" and o.t_invoke < w.t_stop
-                 and o.t_complete > w.t_start and o.latency_s >= call_timeout - 0.5]
-        before = [o for o in stuck if o.t_invoke <= w.t_start]
-        data = {"timed_out": len(stuck), "in_flight_at_pause": len(before), "primed": primed}
-        if not stuck:
-            return Check(name, Verdict.FAIL, "no call to the paused node's keys timed out during the pause: "
-                         "nothing was queued for it to find on resume", data)
-        if primed and not before:
-            return Check(name, Verdict.FAIL, "no call to the paused node's keys was in flight when it stopped, "
-                         "although its writes had been slowed for that", data)
-        return Check(name, Verdict.PASS, f"{len(stuck)} calls to the paused node's keys timed out at the gates "
-                     f"({len(before)} already in flight when it stopped)", data)
-    return run
 
 
 @pytest.mark.parametrize(("fault", "cut_from_etcd_on_resume"), [
@@ -284,22 +261,6 @@ def _disk_was_full(params: dict[str, Any], result: dict[str, Any]) -> tuple[bool
     full = params.get("free_bytes") == 0 and (params.get("ballast_bytes") or 0) > 0
     return full, (f"{params.get('ballast_bytes', 0) / 2**20:.0f} MB of ballast left {params.get('free_bytes')} bytes "
                   f"free on PostgreSQL's {params.get('filesystem_mb')} MB filesystem")
-
-
-def writes_refused_while_full(history: History) -> Check:
-    """Evidence that PostgreSQL felt it: writes failed with "No space left on device" during the fault."""
-    name = "writes_refused_while_full"
-    w = next((f for f in history.faults() if f.kind == "disk"), None)
-    if w is None:
-        return Check(name, Verdict.UNKNOWN, "no disk fault in the history", {})
-    stop = w.t_stop if w.t_stop is not None else history.end
-    refused = [o for o in history.ops(("increment", "deposit")) if w.t_start <= o.t_invoke <= stop
-               and o.type != "ok" and "space" in (o.error or "").lower()]
-    data = {"refused": len(refused)}
-    if not refused:
-        return Check(name, Verdict.FAIL, "no write failed for lack of space while the disk was full", data)
-    return Check(name, Verdict.PASS, f"{len(refused)} writes failed for lack of space (e.g. {refused[0].error})",
-                 data)
 
 
 def _any_write_failed(history: History) -> bool:

@@ -43,13 +43,12 @@ from harness.checkers import (
     no_lost_writes,
     reads_see_acknowledged,
 )
-from harness.platforms.local.operations import (
+from harness.checkers.operations import (
     clean_exits,
     config_in_effect,
     failed_calls_at_most,
     no_secret_in,
     one_at_a_time,
-    operations_for,
     secret_rotated,
 )
 from harness.scenario import unsupported_is_skip
@@ -67,7 +66,7 @@ def test_config_update(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+        ops = scenario.operations(on_endpoints=wl.set_gates)
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: LOG_LEVEL=info")
         roll = ops.update_config("LOG_LEVEL", "warn")
@@ -87,7 +86,7 @@ def test_secret_rotation(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+        ops = scenario.operations(on_endpoints=wl.set_gates)
     pw_file = Path(stack.topology.pg_password_file)
     old = pw_file.read_text(encoding="utf-8").strip()  # held in memory only, for the leak scan
     with scenario.observing(), wl.running():

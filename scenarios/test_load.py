@@ -30,8 +30,7 @@ from harness.checkers import (
     rto,
     single_ownership,
 )
-from harness.faults.spec import Kill, Restart, ScaleTo
-from harness.load.checks import (
+from harness.checkers.load import (
     achieved_at_least,
     error_rate_at_most,
     generator_not_saturated,
@@ -39,6 +38,7 @@ from harness.load.checks import (
     p99_at_most,
     samples_complete,
 )
+from harness.faults.spec import Kill, Restart, ScaleTo
 from harness.load.driver import LoadDriver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.load]

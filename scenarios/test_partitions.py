@@ -28,14 +28,11 @@ from typing import Any
 import pytest
 from chaos_checks import (
     after_the_heal,
-    fault_results,
     final_reads_and_stored,
     heal_fast,
     owned_keys,
-    persisted_not_behind,
     require_capability,
     wait_failover,
-    writes_recover_after_heal,
 )
 
 from harness import budgets
@@ -49,10 +46,8 @@ from harness.checkers import (
     rto,
     single_ownership,
 )
-from harness.checkers.ops import FINAL_FS
-from harness.checkers.verdict import Check, Verdict
+from harness.checkers.chaos import partition_bit, persisted_not_behind, writes_recover_after_heal
 from harness.faults.spec import Partition
-from harness.history import History
 from harness.platforms.base import Timers
 from harness.scenario import unsupported_is_skip
 
@@ -138,37 +133,6 @@ PARTITIONS = [
 
 
 # ---- evidence -----------------------------------------------------------------------------------------
-def partition_bit(clients_notice: bool) -> Callable[[History], Check]:
-    """Evidence the fault was real: the nemesis installed a non-empty grudge, a TCP connect across it
-    timed out just before the heal, and — for cuts on the clients' path to an owner — client
-    operations failed or timed out while it held (see ``Expect.clients_notice``)."""
-    name = "partition_bit"
-
-    def run(history: History) -> Check:
-        found = fault_results(history, "partition")
-        windows = [f for f in history.faults() if f.kind == "partition"]
-        if not found or not windows:
-            return Check(name, Verdict.UNKNOWN, "no healed partition in the history", {})
-        (params, result), w = found[0], windows[0]
-        grudge, verified = params.get("grudge") or {}, result.get("verified_cut") or {}
-        stop = w.t_stop if w.t_stop is not None else history.end
-        hurt = [o for o in history.ops()
-                if w.t_start <= o.t_invoke <= stop and o.type != "ok" and o.f not in FINAL_FS]
-        data = {"grudge": grudge, "verified_cut": verified, "failed_ops_during": len(hurt)}
-        cut = "; ".join(f"{h} drops {', '.join(d)}" for h, d in sorted(grudge.items()))
-        if not grudge:
-            return Check(name, Verdict.FAIL, "the partition installed no drop at all", data)
-        if "verified_cut" in result and verified.get("dropped") is not True:
-            return Check(name, Verdict.FAIL, f"a connect across the cut was not dropped: {verified}", data)
-        if clients_notice and not hurt:
-            return Check(name, Verdict.FAIL, f"no client operation failed during the cut ({cut})", data)
-        how = (f"connect {verified.get('from')} → {verified.get('to')} ({verified.get('addr')}) timed out"
-               if verified else f"the cut was installed ({params.get('how', 'platform')}; this platform cannot "
-               "verify it with a connect)")
-        return Check(name, Verdict.PASS, f"{how}; {len(hurt)} client ops failed during the cut ({cut})", data)
-    return run
-
-
 # ---- the scenario -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", PARTITIONS, ids=str)
 def test_partition(stack, scenario, fault: Partition):

@@ -22,7 +22,7 @@ from harness.checkers import (
     rto,
     single_ownership,
 )
-from harness.checkers.verdict import Check, Verdict
+from harness.checkers.lifecycle import exited_cleanly
 from harness.faults.spec import Kill, Restart
 
 pytestmark = [pytest.mark.e2e]
@@ -34,20 +34,7 @@ AFTER_S = 3.0
 WALLET_RATE = 4.0
 
 
-def exited_cleanly(codes: dict[str, int | None], grace: float):
-    """Seed §2.2: a SIGTERMed instance exits 0 within its grace period (None = it had to be killed)."""
-    def checker(_history) -> Check:
-        if not codes:
-            return Check("exit-0-within-grace", Verdict.UNKNOWN,
-                         "the platform reported no exit code for the restarted instance", {"exit_codes": codes})
-        bad = {k: v for k, v in codes.items() if v != 0}
-        if bad:
-            return Check("exit-0-within-grace", Verdict.FAIL,
-                         f"exit codes after SIGTERM (grace {grace}s): {bad} (None = killed after grace)",
-                         {"exit_codes": codes})
-        return Check("exit-0-within-grace", Verdict.PASS, f"all exited 0 within {grace}s: {codes}",
-                     {"exit_codes": codes})
-    return checker
+
 
 
 def test_restart_node_graceful(stack, scenario):

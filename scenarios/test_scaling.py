@@ -32,9 +32,11 @@ from harness.checkers import (
     reliable_calls_once,
     single_ownership,
 )
+from harness.checkers.lifecycle import every_gate_served
+from harness.checkers.operations import steps_converged_within
 from harness.platforms.base import Timers
-from harness.platforms.local.operations import migrating_keys, operations_for, steps_converged_within
-from harness.scenario import unsupported_is_skip
+from harness.scenario import Scenario, unsupported_is_skip
+from harness.sharding import migrating_keys
 
 pytestmark = [pytest.mark.e2e]
 
@@ -49,19 +51,19 @@ def step_budget(t: Timers) -> float:
     return budgets.convergence(t, allowance=4.0)
 
 
-def shape(stack: Any, nodes: int, gates: int) -> None:
+def shape(scenario: Scenario, nodes: int, gates: int) -> None:
     """Set-up outside the experiment (no window recorded): bring the module's stack to a shape."""
     with unsupported_is_skip():
-        ops = operations_for(stack)
+        ops = scenario.operations(record=False)
     ops.scale("node", nodes)
     ops.scale("gate", gates)
 
 
 def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
     t = stack.spec.timers
-    shape(stack, start, 2)
+    shape(scenario, start, 2)
     wl = scenario.workload(wallet_rate=WALLET_RATE)
-    ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+    ops = scenario.operations(on_endpoints=wl.set_gates)
     wl.set_gates(ops.serving_gates())
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, f"baseline: {start} nodes")
@@ -93,9 +95,9 @@ def test_scale_nodes_down(stack, scenario):
 def test_scale_gates(stack, scenario):
     """2 → 3 → 1 gates; nodes untouched."""
     t = stack.spec.timers
-    shape(stack, 3, 2)
+    shape(scenario, 3, 2)
     wl = scenario.workload()
-    ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+    ops = scenario.operations(on_endpoints=wl.set_gates)
     wl.set_gates(ops.serving_gates())
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: 2 gates")
@@ -123,14 +125,3 @@ def gate_use(history: Any) -> dict[str, int]:
     return out
 
 
-def every_gate_served(served: set[str], expected: set[str]):
-    """The added gate really took client traffic (otherwise 'scale up' tested nothing)."""
-    from harness.checkers.verdict import Check, Verdict
-
-    def checker(_history: Any) -> Check:
-        missing = sorted(expected - served)
-        data = {"served": sorted(served), "expected": sorted(expected)}
-        if missing:
-            return Check("every_gate_served", Verdict.FAIL, f"gates that never answered a call: {missing}", data)
-        return Check("every_gate_served", Verdict.PASS, f"every gate answered calls: {sorted(expected)}", data)
-    return checker

@@ -33,14 +33,9 @@ from harness.checkers import (
     reliable_calls_once,
     single_ownership,
 )
+from harness.checkers.operations import clean_exits, one_at_a_time, version_everywhere
+from harness.operation_kinds import ROLL_KINDS
 from harness.platforms.base import Unsupported
-from harness.platforms.local.operations import (
-    ROLL_KINDS,
-    clean_exits,
-    one_at_a_time,
-    operations_for,
-    version_everywhere,
-)
 from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
@@ -57,7 +52,7 @@ def test_upgrade_and_rollback(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload(wallet_rate=WALLET_RATE)
     with unsupported_is_skip():
-        ops = operations_for(stack, scenario.recorder, on_endpoints=wl.set_gates)
+        ops = scenario.operations(on_endpoints=wl.set_gates)
         if stack.spec.stack != "reference":
             raise Unsupported("per-instance versions exist for the reference stack only")
     a = str(stack.spec.version)

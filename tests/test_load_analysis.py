@@ -8,9 +8,15 @@ import random
 
 import pytest
 
-from harness.checkers.verdict import Verdict
-from harness.history import Event, History
-from harness.load.analysis import (
+from harness.checkers.load import (
+    achieved_at_least,
+    error_rate_at_most,
+    generator_not_saturated,
+    knee_reported,
+    p99_at_most,
+    samples_complete,
+)
+from harness.checkers.load_analysis import (
     CPU_SAMPLE,
     PHASE_LOG,
     SAMPLES_LOG,
@@ -22,14 +28,8 @@ from harness.load.analysis import (
     phase_stats,
     time_series,
 )
-from harness.load.checks import (
-    achieved_at_least,
-    error_rate_at_most,
-    generator_not_saturated,
-    knee_reported,
-    p99_at_most,
-    samples_complete,
-)
+from harness.checkers.verdict import Verdict
+from harness.history import Event, History
 
 _ids = itertools.count(1_000_000_001)
 
@@ -101,7 +101,7 @@ def test_time_series_percentiles_per_second() -> None:
 
 
 def _stage(name: str, offered: float, achieved: float, p99: float, err: float = 0.0):
-    from harness.load.analysis import PhaseStats
+    from harness.checkers.load_analysis import PhaseStats
 
     return PhaseStats(name, "stage", 0, 1, 1, offered, achieved, achieved, 100, 100, 0, 0, err, 1, 1, p99, p99)
 

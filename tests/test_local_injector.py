@@ -25,7 +25,6 @@ import psutil
 import pytest
 
 from harness import random as hrand
-from harness.faults.local_injector import LocalInjector
 from harness.faults.spec import CpuStress, DiskFault, Latency, MemoryPressure, Partition, Reset, Timeout
 from harness.platforms.base import Instance, Unsupported
 from harness.platforms.local import cgroups, diskfault, netns
@@ -33,6 +32,7 @@ from harness.platforms.local.capabilities import detect
 from harness.platforms.local.diskfault import SmallFilesystem
 from harness.platforms.local.faultproxy import FaultProxy
 from harness.platforms.local.firewall import Partitioner
+from harness.platforms.local.injector import LocalInjector
 from harness.platforms.local.netns import Network
 from harness.platforms.local.process import ManagedProcess
 from harness.waiting import wait_until

@@ -1,5 +1,5 @@
-"""The chaos scenarios' own checkers (``scenarios/chaos_checks.py``) on small hand-built histories:
-each passes on a good history and fails — naming the keys and numbers — on a bad one.
+"""The chaos scenarios' checkers (``harness/checkers/chaos.py``) and helpers (``scenarios/chaos_checks.py``)
+on small hand-built histories: each passes on a good history and fails — naming the keys and numbers — on a bad one.
 
 Why here: a checker that cannot fail proves nothing. The stored-state oracle is what catches the
 seeded bugs ``no-fencing`` and ``stale-overwrite-on-rejoin`` (see the scenarios), so its failure modes
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.checkers import chaos
 from harness.checkers.verdict import Verdict
 from harness.history import Event, History
 
@@ -48,39 +49,39 @@ def stored(values: dict[str, int], keys: list[str]) -> list[Event]:
 def test_stored_state_at_least_what_was_acknowledged_passes() -> None:
     h = history(op(1, "increment", "a", 3), op(2, "increment", "a", 2), op(3, "increment", "a", 4, "info"),
                 stored({"a": 9}, ["a"]))
-    assert cc.persisted_not_behind(h).verdict is Verdict.PASS  # 5 acknowledged, 4 indeterminate
+    assert chaos.persisted_not_behind(h).verdict is Verdict.PASS  # 5 acknowledged, 4 indeterminate
 
 
 def test_stored_state_behind_the_acknowledged_fails_with_the_key() -> None:
     h = history(op(1, "increment", "a", 3), op(2, "increment", "a", 2), op(3, "increment", "b", 1),
                 stored({"a": 3, "b": 1}, ["a", "b"]))
-    c = cc.persisted_not_behind(h)
+    c = chaos.persisted_not_behind(h)
     assert c.verdict is Verdict.FAIL and "key a: stored 3 < acknowledged 5" in c.detail
     assert c.data["behind"] == ["key a: stored 3 < acknowledged 5"]
 
 
 def test_stored_state_ahead_of_anything_written_fails() -> None:
     h = history(op(1, "increment", "a", 3), stored({"a": 7}, ["a"]))
-    c = cc.persisted_not_behind(h)
+    c = chaos.persisted_not_behind(h)
     assert c.verdict is Verdict.FAIL and "stored 7 > acknowledged 3" in c.detail
 
 
 def test_a_missing_row_counts_as_zero_and_an_unreadable_store_is_unknown() -> None:
-    assert cc.persisted_not_behind(history(op(1, "increment", "a", 3), stored({}, ["a"]))).verdict is Verdict.FAIL
+    assert chaos.persisted_not_behind(history(op(1, "increment", "a", 3), stored({}, ["a"]))).verdict is Verdict.FAIL
     broken = [Event(t=9, type="sample", process="oracle", f="persisted", value={"error": "connection refused"})]
-    c = cc.persisted_not_behind(history(op(1, "increment", "a", 3), broken))
+    c = chaos.persisted_not_behind(history(op(1, "increment", "a", 3), broken))
     assert c.verdict is Verdict.UNKNOWN and "connection refused" in c.detail
 
 
 # ---- recovery of writes after the heal --------------------------------------------------------------------
 def test_writes_recovering_within_budget_pass_and_late_failures_fail() -> None:
     good = history(fault(1, 5), op(5.5, "increment", "a", 1, "info"), op(6.0, "increment", "a", 1))
-    assert cc.writes_recover_after_heal(2.0)(good).verdict is Verdict.PASS
+    assert chaos.writes_recover_after_heal(2.0)(good).verdict is Verdict.PASS
     late = history(fault(1, 5), op(8.5, "increment", "a", 1, "fail", error="boom"), op(9.0, "increment", "a", 1))
-    c = cc.writes_recover_after_heal(2.0)(late)
+    c = chaos.writes_recover_after_heal(2.0)(late)
     assert c.verdict is Verdict.FAIL and "3.50s after the heal" in c.detail
     never = history(fault(1, 5), op(6.0, "increment", "a", 1, "fail"))
-    assert cc.writes_recover_after_heal(2.0)(never).verdict is Verdict.FAIL
+    assert chaos.writes_recover_after_heal(2.0)(never).verdict is Verdict.FAIL
 
 
 # ---- evidence that a fault bit ------------------------------------------------------------------------
@@ -89,20 +90,20 @@ def test_evidence_reads_the_start_parameters_and_the_heal_result() -> None:
         return result.get("throttled", 0) > 0, f"throttled {result.get('throttled')}"
 
     bit = history(fault(1, 5, "cpu-stress", {"quota": 0.02}, {"throttled": 40}))
-    assert cc.evidence("cpu", "cpu-stress", judge)(bit).verdict is Verdict.PASS
+    assert chaos.evidence("cpu", "cpu-stress", judge)(bit).verdict is Verdict.PASS
     idle = history(fault(1, 5, "cpu-stress", {"quota": 0.02}, {"throttled": 0}))
-    c = cc.evidence("cpu", "cpu-stress", judge)(idle)
+    c = chaos.evidence("cpu", "cpu-stress", judge)(idle)
     assert c.verdict is Verdict.FAIL and "did not bite" in c.detail
-    assert cc.evidence("cpu", "cpu-stress", judge)(history(op(1, "probe", "p"))).verdict is Verdict.UNKNOWN
+    assert chaos.evidence("cpu", "cpu-stress", judge)(history(op(1, "probe", "p"))).verdict is Verdict.UNKNOWN
 
 
 def test_latency_shift_compares_medians_before_and_during_the_fault() -> None:
     before = [e for i in range(5) for e in op(0.1 * i, "increment", "a", 1, dt=0.005)]
     during = [e for i in range(5) for e in op(2 + 0.1 * i, "increment", "a", 1, dt=0.210)]
     h = history(fault(1.9, 3.5, "latency"), before, during)
-    assert cc.latency_shift("increment", {"a"}, 150)(h).verdict is Verdict.PASS
-    assert cc.latency_shift("increment", {"a"}, 250)(h).verdict is Verdict.FAIL
-    assert cc.latency_shift("increment", {"b"}, 150)(h).verdict is Verdict.UNKNOWN  # no ops on the judged keys
+    assert chaos.latency_shift("increment", {"a"}, 150)(h).verdict is Verdict.PASS
+    assert chaos.latency_shift("increment", {"a"}, 250)(h).verdict is Verdict.FAIL
+    assert chaos.latency_shift("increment", {"b"}, 150)(h).verdict is Verdict.UNKNOWN  # no ops on the judged keys
 
 
 def test_owned_keys_reads_the_current_owner() -> None:

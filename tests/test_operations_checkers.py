@@ -6,12 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.checkers import Verdict
-from harness.history import Event, History, Recorder
-from harness.platforms.local.operations import (
-    CONFIG_F,
-    RESTORED_F,
-    SECRET_F,
-    VERSIONS_F,
+from harness.checkers.operations import (
     clean_exits,
     config_in_effect,
     failed_calls_at_most,
@@ -23,6 +18,8 @@ from harness.platforms.local.operations import (
     steps_converged_within,
     version_everywhere,
 )
+from harness.history import Event, History, Recorder
+from harness.operation_kinds import CONFIG_F, RESTORED_F, SECRET_F, VERSIONS_F
 
 
 def window(rec_events: list[Event], fid: str, kind: str, target: str, t0: float, t1: float | None,

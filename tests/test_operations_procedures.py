@@ -12,17 +12,13 @@ from typing import Any
 import pytest
 
 from harness.checkers import Verdict
+from harness.checkers.operations import config_in_effect, one_at_a_time, version_everywhere
 from harness.history import Recorder
+from harness.operation_kinds import ROLL_KINDS
 from harness.platforms.base import Instance, PlatformError, StackSpec, Unsupported
-from harness.platforms.local.deploy import _Proc
-from harness.platforms.local.operations import (
-    ROLL_KINDS,
-    LocalOperations,
-    config_in_effect,
-    one_at_a_time,
-    operations_for,
-    version_everywhere,
-)
+from harness.platforms.kubernetes.platform import KubernetesOptions, KubernetesPlatform
+from harness.platforms.local.deploy import LocalPlatform, _Proc
+from harness.platforms.local.operations import LocalOperations
 
 
 class FakeDeployment:
@@ -170,9 +166,19 @@ def test_upgrade_version_must_be_a_plain_tag(fake: FakeDeployment) -> None:
         LocalOperations(fake).rolling_upgrade("B; rm -rf /")
 
 
-def test_operations_for_other_platforms_is_unsupported(fake: FakeDeployment) -> None:
+def test_operations_of_another_platforms_deployment_is_unsupported(fake: FakeDeployment) -> None:
+    with pytest.raises(Unsupported, match="cannot operate a FakeDeployment"):
+        LocalPlatform().operations(fake)  # type: ignore[arg-type]
+    with pytest.raises(Unsupported, match="cannot operate a FakeDeployment"):
+        LocalPlatform().injector(fake)  # type: ignore[arg-type]
+
+
+def test_kubernetes_operations_are_an_explained_skip(fake: FakeDeployment) -> None:
+    k8s = KubernetesPlatform(KubernetesOptions())
     with pytest.raises(Unsupported, match="local platform only"):
-        operations_for(fake)
+        k8s.operations(fake)  # type: ignore[arg-type]
+    with pytest.raises(Unsupported, match="cannot inject faults into a FakeDeployment"):
+        k8s.injector(fake)  # type: ignore[arg-type]
 
 
 # ---- the workload follows the endpoint list (harness/workload/runner.py, set_gates) --------------------

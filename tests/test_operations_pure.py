@@ -1,4 +1,5 @@
-"""The pure parts of harness/platforms/local/operations.py: rolling order, window overlap, /metrics and
+"""The pure parts of the operations (harness/checkers/operations.py, harness/platforms/operations.py):
+rolling order, window overlap, /metrics and
 log parsing, restored-data bounds, RPO, migrating keys, secret scanning — each shown right on good data
 and shown to object to bad data."""
 
@@ -9,21 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.history import Event, FaultWindow, History
-from harness.platforms.local.operations import (
+from harness.checkers.operations import (
     KeyBounds,
     counter_bounds,
-    level_in_effect,
-    log_levels,
-    migrating_keys,
     overlapping_windows,
-    parse_build_versions,
     restored_violations,
-    rolling_order,
-    rpo_s,
     secret_leaks,
 )
-from harness.sharding import shard_of
+from harness.history import Event, FaultWindow, History
+from harness.platforms.operations import level_in_effect, log_levels, parse_build_versions, rolling_order, rpo_s
+from harness.sharding import migrating_keys, shard_of
 
 
 # ---- rolling order -----------------------------------------------------------------------------------

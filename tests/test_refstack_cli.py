@@ -20,8 +20,8 @@ import pytest
 import requests
 import yaml
 
-from harness.platforms.local.process import ManagedProcess
-from harness.platforms.local.services import free_port
+from harness.ports import free_port
+from harness.process import ManagedProcess
 from harness.refstack.localcluster import PgAccess, fresh_database
 from harness.waiting import wait_until
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.platforms.local.services import free_port
+from harness.ports import free_port
 from harness.refstack.coordination import ClusterView, Keys, Registration
 from harness.refstack.etcd import EtcdClient, EtcdUnavailable, cmp_mod, op_put
 from harness.refstack.sharding import ShardEntry

@@ -3,7 +3,7 @@ left -- no process, network namespace, veth/bridge, mount, nft table, cgroup, st
 
 Why this test kills the real command and nothing else: a SIGKILLed run cannot run a single hook, so its
 etcd, PostgreSQL, nodes, gates and inspector are re-parented to PID 1. Cleanup has to find them from what
-the run recorded (harness.platforms.local.pidrecord), whatever state their namespaces are in.
+the run recorded (harness.pidrecord), whatever state their namespaces are in.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.platforms.local import cgroups, diskfault, netns, pidrecord
+from harness import pidrecord
+from harness.platforms.local import cgroups, diskfault, netns
 from harness.waiting import wait_until
 from tests.need import need
 

@@ -1,6 +1,6 @@
 """The convergence oracle over Goverse's etcd layout (contract §4.1)."""
 
-from harness.platforms.local.shardmap import ClusterState, parse_shard_value
+from harness.cluster_state import ClusterState, parse_shard_value
 
 
 def test_parse_shard_values():

@@ -20,8 +20,9 @@ from collections import defaultdict
 from itertools import accumulate
 from typing import Any
 
-from harness.checkers.ops import COUNTER_READ_FS, FINAL_READ_F, INCREMENT_F, as_int
-from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
+from harness.checkers.bounds import final_reads, increment_bounds
+from harness.checkers.ops import COUNTER_READ_FS, INCREMENT_F, as_int
+from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, decide, examples, named
 from harness.history import History, Op
 
 
@@ -30,24 +31,9 @@ def no_lost_writes() -> Checker:
     """L: per key, acked ≤ final read ≤ acked + info (sums of increment amounts)."""
 
     def run(history: History) -> Check:
-        acked: dict[str, int] = defaultdict(int)
-        info: dict[str, int] = defaultdict(int)
-        for op in history.ops(INCREMENT_F):
-            amount = as_int(op.value)
-            if op.key is None or amount is None:
-                continue
-            if op.type == "ok":
-                acked[op.key] += amount
-            elif op.type == "info":
-                info[op.key] += amount
-            else:
-                acked.setdefault(op.key, 0)
-        finals: dict[str, int] = {}
-        for op in history.ops(FINAL_READ_F):
-            v = as_int(op.result)
-            if op.type == "ok" and op.key is not None and v is not None:
-                finals[op.key] = v  # the last ok final read wins
-        keys = sorted(set(acked) | set(info))
+        bounds = increment_bounds(history)
+        finals = final_reads(history)  # the last ok final read wins
+        keys = sorted(bounds)
         if not keys:
             return Check("no_lost_writes", Verdict.UNKNOWN, "no increments recorded: nothing to check")
         lost, phantom, missing_final = [], [], []
@@ -55,8 +41,8 @@ def no_lost_writes() -> Checker:
             if k not in finals:
                 missing_final.append(k)
                 continue
-            lo, hi, v = acked[k], acked[k] + info[k], finals[k]
-            row = {"key": k, "final": v, "acked": lo, "info": info[k]}
+            lo, hi, v = bounds[k].lo, bounds[k].hi, finals[k]
+            row = {"key": k, "final": v, "acked": lo, "info": hi - lo}
             if v < lo:
                 lost.append({**row, "missing": lo - v})
             elif v > hi:
@@ -114,18 +100,13 @@ def reads_see_acknowledged() -> Checker:
                 if v < sums[n]:
                     stale.append({"key": key, "op_id": r.op_id, "f": r.f, "t": round(r.t_invoke, 6),
                                   "read": v, "acked": sums[n], "missing": sums[n] - v})
-        data = {"reads_checked": checked, "stale": stale}
-        if stale:
-            msgs = [f"key {s['key']}: {s['f']} op {s['op_id']} at {s['t']:.2f}s read {s['read']} but "
-                    f"{s['acked']} was acknowledged before it began" for s in stale]
-            keys = len({s["key"] for s in stale})
-            return Check("reads_see_acknowledged", Verdict.FAIL,
-                         f"{len(stale)} stale reads on {keys} keys: {examples(msgs)}", data)
-        if not checked:
-            return Check("reads_see_acknowledged", Verdict.UNKNOWN,
-                         "no read began after an acknowledged increment: nothing to check", data)
-        return Check("reads_see_acknowledged", Verdict.PASS,
-                     f"{checked} reads all saw every increment acknowledged before they began", data)
+        msgs = [f"key {s['key']}: {s['f']} op {s['op_id']} at {s['t']:.2f}s read {s['read']} but "
+                f"{s['acked']} was acknowledged before it began" for s in stale]
+        return decide("reads_see_acknowledged", {"reads_checked": checked, "stale": stale},
+                      failed=f"{len(stale)} stale reads on {len({s['key'] for s in stale})} keys: {examples(msgs)}"
+                      if stale else None,
+                      unknown=None if checked else "no read began after an acknowledged increment: nothing to check",
+                      passed=f"{checked} reads all saw every increment acknowledged before they began")
 
     return named("reads_see_acknowledged", run)
 
@@ -156,17 +137,13 @@ def monotonic_reads() -> Checker:
                     violations.append({"key": key, "op_id": r.op_id, "t": round(r.t_invoke, 6), "read": v,
                                        "earlier_read": pv, "earlier_op_id": prev.op_id,
                                        "earlier_t": round(prev.t_complete, 6)})
-        data = {"pairs_checked": checked, "violations": violations}
-        if violations:
-            msgs = [f"key {v['key']}: op {v['op_id']} at {v['t']:.2f}s read {v['read']} after op "
-                    f"{v['earlier_op_id']} had read {v['earlier_read']} (done {v['earlier_t']:.2f}s)"
-                    for v in violations]
-            keys = len({v["key"] for v in violations})
-            return Check("monotonic_reads", Verdict.FAIL,
-                         f"{len(violations)} reads went backwards on {keys} keys: {examples(msgs)}", data)
-        if not checked:
-            return Check("monotonic_reads", Verdict.UNKNOWN,
-                         "no read began after another read of the same key completed", data)
-        return Check("monotonic_reads", Verdict.PASS, f"{checked} sequential reads never went backwards", data)
+        msgs = [f"key {v['key']}: op {v['op_id']} at {v['t']:.2f}s read {v['read']} after op "
+                f"{v['earlier_op_id']} had read {v['earlier_read']} (done {v['earlier_t']:.2f}s)" for v in violations]
+        keys = len({v["key"] for v in violations})
+        return decide("monotonic_reads", {"pairs_checked": checked, "violations": violations},
+                      failed=f"{len(violations)} reads went backwards on {keys} keys: {examples(msgs)}"
+                      if violations else None,
+                      unknown=None if checked else "no read began after another read of the same key completed",
+                      passed=f"{checked} sequential reads never went backwards")
 
     return named("monotonic_reads", run)

@@ -81,6 +81,7 @@ class Measurements:
     faults: tuple[FaultMeasurement, ...]
     params: MeasureParams = field(default_factory=MeasureParams)
     throughput_ops_s: float | None = None  # ok workload (non-probe) ops per second of workload activity
+    series: AvailabilitySeries | None = field(default=None, repr=False)  # what rto_s was computed from (plots)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +191,7 @@ def measure(history: History, params: MeasureParams | None = None) -> Measuremen
         faults=per_fault,
         params=params,
         throughput_ops_s=throughput(history),
+        series=series,
     )
 
 

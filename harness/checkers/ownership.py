@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from typing import Any
 
 from harness.checkers.ops import epoch_of, served_by
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
@@ -41,7 +42,8 @@ def single_ownership() -> Checker:
         if not n_ops:
             return Check(NAME, Verdict.UNKNOWN, "stack exposes no ownership epochs: no ok op carried one",
                          {"ops_with_epoch": 0})
-        stale, split = [], []
+        stale: list[dict[str, Any]] = []
+        split: list[dict[str, Any]] = []
         for key, ops in sorted(by_key.items()):
             stale.extend(_stale_owner(key, ops))
             split.extend(_split_brain(key, ops))

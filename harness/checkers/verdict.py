@@ -1,7 +1,11 @@
-"""Three-valued verdicts, one check per invariant, and the safe composition of checkers.
+"""Verdicts, one check per invariant, and the safe composition of checkers — the one verdict model
+of scenarios, load budgets and conformance.
 
-Why three values: a checker that could not decide (no data, a crash, a stack that exposes no epochs)
-must never look like a pass. Jepsen's ``merge-valid`` rule is kept exactly: fail > unknown > pass, and
+Why these values: a checker that could not decide (no data, a crash, a stack that exposes no epochs)
+must never look like a pass. ``not-applicable`` says a requirement does not apply to what was examined
+(kube-bench, Sonobuoy): never a pass, it does not fail the run, and its reason is shown. Jepsen's
+``merge-valid`` rule is kept exactly: fail > unknown > pass (> not-applicable, which only wins when
+nothing else was decided), and
 an exception inside a checker becomes ``unknown`` carrying the traceback summary (``check-safe``), so one
 broken checker cannot hide the verdicts of the others and cannot turn a run green.
 
@@ -22,18 +26,21 @@ from harness.history import History
 
 
 class Verdict(StrEnum):
-    """``pass`` (the invariant held), ``fail`` (it was violated) or ``unknown`` (could not decide)."""
+    """``pass`` (the invariant held), ``fail`` (it was violated), ``unknown`` (could not decide) or
+    ``not-applicable`` (the requirement does not apply here; the detail says why)."""
 
     PASS = "pass"
     FAIL = "fail"
     UNKNOWN = "unknown"
+    NOT_APPLICABLE = "not-applicable"
 
 
-_PRIORITY = {Verdict.PASS: 0, Verdict.UNKNOWN: 1, Verdict.FAIL: 2}
+_PRIORITY = {Verdict.NOT_APPLICABLE: 0, Verdict.PASS: 1, Verdict.UNKNOWN: 2, Verdict.FAIL: 3}
 
 
 def merge_verdicts(verdicts: Iterable[Verdict | str]) -> Verdict:
-    """The most significant verdict: any fail → fail, else any unknown → unknown, else pass.
+    """The most significant verdict: any fail → fail, else any unknown → unknown, else pass, else
+    (everything not applicable) not-applicable.
 
     An empty collection is ``unknown``: having checked nothing proves nothing (a Litmus lesson: a pass
     without probes is meaningless)."""
@@ -80,13 +87,18 @@ class CheckResult:
         return self.verdict is Verdict.PASS
 
     def failed(self) -> list[Check]:
-        return [c for c in self.checks if c.verdict is not Verdict.PASS]
+        """The checks that fail the run: ``fail`` and ``unknown`` (not ``not-applicable``)."""
+        return [c for c in self.checks if c.verdict in (Verdict.FAIL, Verdict.UNKNOWN)]
+
+    def not_applicable(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict is Verdict.NOT_APPLICABLE]
 
     def reason(self) -> str:
-        """One line for junit/run.json: every failed or unknown invariant with its detail."""
-        bad = self.failed()
+        """One line for junit/run.json: every failed or unknown invariant with its detail (and, when
+        nothing applied, every not-applicable one with why)."""
         if not self.checks:
             return "no checks were run"
+        bad = self.failed() or (self.not_applicable() if self.verdict is Verdict.NOT_APPLICABLE else [])
         return "; ".join(f"{c.name} {c.verdict}: {c.detail}" for c in bad)
 
     def explain(self) -> str:
@@ -94,17 +106,29 @@ class CheckResult:
         if not self.checks:
             return "UNKNOWN: no checks were run"
         bad = self.failed()
-        head = f"{str(self.verdict).upper()}: {len(self.checks) - len(bad)}/{len(self.checks)} checks passed"
+        n_pass = sum(c.verdict is Verdict.PASS for c in self.checks)
+        head = f"{str(self.verdict).upper()}: {n_pass}/{len(self.checks)} checks passed"
         lines = [head]
         for c in bad:
             lines.append(f"- {c.name} [{c.verdict}]: {c.detail}")
         passed = [c.name for c in self.checks if c.verdict is Verdict.PASS]
         if passed:
             lines.append("passed: " + ", ".join(passed))
+        lines += [f"- {c.name} [not-applicable]: {c.detail}" for c in self.not_applicable()]
         return "\n".join(lines)
 
     def to_list(self) -> list[dict[str, Any]]:
         return [c.to_dict() for c in self.checks]
+
+
+def decide(name: str, data: dict[str, Any], *, failed: str | None, unknown: str | None, passed: str) -> Check:
+    """The common tail of a checker: a violation found (``failed``: its sentence) fails; otherwise having
+    judged nothing (``unknown``: why) is unknown, never a pass; otherwise ``passed``."""
+    if failed is not None:
+        return Check(name, Verdict.FAIL, failed, data)
+    if unknown is not None:
+        return Check(name, Verdict.UNKNOWN, unknown, data)
+    return Check(name, Verdict.PASS, passed, data)
 
 
 MAX_LISTED = 5  # examples named in a detail sentence; ``Check.data`` keeps them all

@@ -21,11 +21,11 @@ from typing import Any
 
 import yaml
 
+from harness.cluster_state import EtcdView
 from harness.conformance.judges_config import InstanceObservation
 from harness.conformance.results import redact
 from harness.platforms.local.config_render import GateAddr, InspectorAddr, NodeAddr, Topology, render_config
-from harness.platforms.local.services import free_port
-from harness.platforms.local.shardmap import EtcdView
+from harness.ports import free_port
 from harness.waiting import wait_until
 
 LOOPBACK = "127.0.0.1"

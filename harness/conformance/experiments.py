@@ -25,7 +25,7 @@ from harness.conformance.judges_observability import Samples
 from harness.conformance.live import BackgroundCall, ReadyPoller, call_counter, read_metrics, sampling
 from harness.history import Recorder
 from harness.platforms.local.faultproxy import FaultProxy, Latency, Timeout
-from harness.platforms.local.services import free_port
+from harness.ports import free_port
 from harness.waiting import wait_until
 
 Timeline = list[tuple[float, int | None]]

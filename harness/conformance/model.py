@@ -1,41 +1,29 @@
-"""The data of the conformance suite: a check's identity, its four-valued verdict and its result.
+"""The data of the conformance suite: a check's identity, its verdict and its result.
 
-Why four verdicts and not the checkers' three: like kube-bench and Sonobuoy, a conformance table must
-say *which* requirements do not apply to what was examined (a ServiceMonitor check on an overlay
-without Prometheus Operator, an ad-hoc instance on a platform that cannot start one) instead of
-passing them silently or failing them unfairly. Merging keeps the checkers' rule — fail beats unknown
-beats pass — and ``not-applicable`` only wins when nothing else was decided (Sonobuoy's lesson: a
-plugin that produced nothing is ``unknown``, never ``passed``).
+The verdict is the harness's one model (:class:`harness.checkers.verdict.Verdict`, with
+``not-applicable``): like kube-bench and Sonobuoy, a conformance table must say *which* requirements
+do not apply to what was examined (a ServiceMonitor check on an overlay without Prometheus Operator, an
+ad-hoc instance on a platform that cannot start one) instead of passing them silently or failing them
+unfairly. Merging is the checkers' rule — fail beats unknown beats pass — and ``not-applicable`` only
+wins when nothing else was decided (Sonobuoy's lesson: a plugin that produced nothing is ``unknown``,
+never ``passed``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Literal
+
+from harness.checkers.verdict import Verdict
+from harness.checkers.verdict import merge_verdicts as merge
 
 Kind = Literal["static", "runtime"]
 ID_RE = re.compile(r"^(?P<section>\d+\.\d+)-[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
-class Verdict(StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    UNKNOWN = "unknown"
-    NOT_APPLICABLE = "not-applicable"
-
-
-_PRIORITY = {Verdict.NOT_APPLICABLE: 0, Verdict.PASS: 1, Verdict.UNKNOWN: 2, Verdict.FAIL: 3}
-
-
-def merge(verdicts: Iterable[Verdict | str]) -> Verdict:
-    """fail > unknown > pass > not-applicable; nothing at all is ``unknown`` (checked nothing)."""
-    items = [Verdict(v) for v in verdicts]
-    if not items:
-        return Verdict.UNKNOWN
-    return max(items, key=_PRIORITY.__getitem__)
+__all__ = ["ID_RE", "CheckSpec", "Judgement", "Kind", "Result", "Verdict", "failed", "merge", "not_applicable",
+           "passed", "section_of", "unknown"]
 
 
 def section_of(check_id: str) -> str:

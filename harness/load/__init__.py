@@ -5,7 +5,7 @@ See docs/load-testing.md. ``loadtests/locustfile.py`` is the locust side (usable
 everything here runs in the harness process and never imports locust (it patches the interpreter).
 """
 
-from harness.load.analysis import LoadAnalysis, Phase, PhaseStats, analyze, find_knee
+from harness.checkers.load_analysis import LoadAnalysis, Phase, PhaseStats, analyze, find_knee
 from harness.load.driver import LoadDriver, LoadProfile, profile_from_env
 from harness.load.generator import GeneratorSpec, LocustGenerator
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import wire
+from harness.checkers.load_analysis import CPU_SAMPLE, PHASE_LOG, RUN_LOG, SAMPLES_LOG, LoadAnalysis, analyze
 from harness.history import Event
-from harness.load.analysis import CPU_SAMPLE, PHASE_LOG, RUN_LOG, SAMPLES_LOG, LoadAnalysis, analyze
 from harness.load.generator import GeneratorSpec, LocustGenerator, shapes_module
 from harness.load.samples import SampleMerger, SampleStats, completeness, read_samples, read_usage
 from harness.workload.gate_client import GateClient

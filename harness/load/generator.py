@@ -6,7 +6,7 @@ even on one machine: one locust process is one Python interpreter on one core; t
 be the bottleneck, and locust's docs advise one process per core (anchors §9).
 
 Lifecycle guarantees (nothing left behind): every locust process is a
-:class:`~harness.platforms.local.process.ManagedProcess` — its own process group, SIGKILLed by an
+:class:`~harness.process.ManagedProcess` — its own process group, SIGKILLed by an
 ``atexit`` hook if the harness dies — and :meth:`LocustGenerator.stop` (also the context manager's exit,
 so it runs on success, on failure and on Ctrl-C) asks the master to quit with SIGTERM, gives the
 workers ``stop_timeout`` to finish the requests they have in flight (so every request gets an
@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from harness.load.samples import read_shape_start
-from harness.platforms.local.process import ManagedProcess
+from harness.process import ManagedProcess
 from harness.waiting import Abort, wait_until
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,7 @@ class LocustGenerator:
                     self.workers.append(w)
             marker = wait_until(self._started, timeout, "locust shape started (shape marker written)",
                                 interval=0.05, describe=self._describe)
+            assert marker is not None  # wait_until returns the first truthy probe result
             self.t0_wall = float(marker["t0_wall"])
             return self.t0_wall
         except BaseException:

@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from harness.checkers.load_analysis import LoadAnalysis, analyze
 from harness.history import History
-from harness.load.analysis import LoadAnalysis, analyze
 from harness.report.plots import shade_faults
 
 THROUGHPUT_PNG = "load-throughput.png"
@@ -75,7 +75,7 @@ def latency_plot(history: History, a: LoadAnalysis, path: Path, bucket_s: float 
         xs = [b.t + bucket_s / 2 for b in pts]
         for attr, style, colour in (("p50", ":", "#2166ac"), ("p95", "--", "#5aae61"), ("p99", "-", "black")):
             ax.plot(xs, [max(getattr(b, attr), 0.01) for b in pts], ls=style, lw=1.1, color=colour, label=attr)
-        ax.scatter(xs, [max(b.max, 0.01) for b in pts], s=6, color="#b2182b", label="max", lw=0)
+        ax.scatter(xs, [max(b.max or 0.0, 0.01) for b in pts], s=6, color="#b2182b", label="max", lw=0)
         _mark_phases(ax, a)
         ax.set_yscale("log")
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)

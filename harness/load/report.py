@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment
+from jinja2 import Environment, FileSystemLoader, Template
 
 from harness.load.driver import describe_injection
+from harness.report.html import TEMPLATES
 
 SERVED_RATIO = 0.9
 _RANK = {"pass": 0, "skipped": 1, "unknown": 2, "fail": 3}
@@ -86,7 +88,7 @@ def _phases(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _served(p: dict[str, Any]) -> bool:
     off = p.get("offered_rps")
-    return bool(off) and (p.get("achieved_rps") or 0.0) >= SERVED_RATIO * off
+    return bool(off) and (p.get("achieved_rps") or 0.0) >= SERVED_RATIO * float(off or 0.0)
 
 
 def _rel(cur: float, base: float) -> str:
@@ -143,7 +145,7 @@ def _phase_regressions(sid: str, name: str, b: dict[str, Any], c: dict[str, Any]
 
 def _capacity_regressions(sid: str, b: dict[str, Any], c: dict[str, Any],
                           cp: CompareParams) -> list[LoadRegression]:
-    out = []
+    out: list[LoadRegression] = []
     bk, ck = b.get("knee"), c.get("knee")
     if bk is None or ck is None:  # capacity is only defined for step loads
         return out
@@ -161,100 +163,14 @@ def _capacity_regressions(sid: str, b: dict[str, Any], c: dict[str, Any],
 
 
 # ---- HTML ---------------------------------------------------------------------------------------------
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Goverse load report {{ run.run_id }}{% if baseline %} vs {{ baseline.run_id }}{% endif %}</title>
-<style>
-body { font-family: system-ui, -apple-system, sans-serif; margin: 1.5em 2em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.2em; margin-top: 1.6em; } h3 { font-size: 1.05em; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.v { font-weight: 600; padding: 1px 6px; border-radius: 3px; }
-.v-pass { background: #d9f0d3; color: #1b7837; } .v-fail { background: #fddbc7; color: #b2182b; }
-.v-unknown { background: #fee8a0; color: #8a5a00; } .v-skipped { background: #e7e7e7; color: #555; }
-.box { border: 2px solid; padding: 0.5em 1em; margin: 1em 0; border-radius: 4px; }
-.bad { border-color: #b2182b; background: #fff4f0; } .good { border-color: #1b7837; background: #f4fbf2; }
-.warn { border-color: #c08000; background: #fffbe8; } .worse { color: #b2182b; font-weight: 600; }
-.meta td { border: none; padding: 1px 10px 1px 0; } img.plot { display: block; max-width: 100%; margin: 0.3em 0; }
-small { color: #666; }
-</style></head><body>
-<h1>Goverse load report <code>{{ run.run_id }}</code>{% if baseline %} vs baseline <code>{{ baseline.run_id
-}}</code>{% endif %}</h1>
-<table class="meta">
-<tr><td>platform / stack</td><td>{{ run.platform }} / {{ run.stack }}</td></tr>
-<tr><td>started</td><td>{{ run.started_at }} — finished {{ run.finished_at }}</td></tr>
-<tr><td>tools</td><td>{% for k, v in (run.tool_versions or {}).items() %}{{ k }} {{ v }}{% if not loop.last %} · {%
-endif %}{% endfor %}</td></tr>
-{% if run.settings and run.settings.bugs %}<tr><td>seeded bugs</td><td>{{ run.settings.bugs|join(", ") }}</td></tr>{%
-endif %}
-{% if baseline %}<tr><td>compare</td><td>margin {{ "%.0f"|format(params.margin * 100) }} %
-(p99: {{ "%.0f"|format(params.p99m * 100) }} %), p99 floor {{
-params.min_p99_ms }} ms,
- rate floor {{ params.min_rps }} req/s, error-rate floor {{ "%.1f"|format(params.error_floor * 100) }} pp</td></tr>{%
-endif %}
-</table>
-{% for w in warnings %}<div class="box warn">⚠ {{ w }}</div>{% endfor %}
-{% if baseline %}
-{% if regressions %}<div class="box bad"><b>{{ regressions|length }} regression(s) against {{ baseline.run_id
-}}</b><ul>
-{% for r in regressions %}<li>{{ r.message }}</li>{% endfor %}</ul></div>
-{% else %}<div class="box good"><b>No regression</b> against {{ baseline.run_id }}.</div>{% endif %}
-{% endif %}
-<h2>Summary</h2>
-<table><tr><th>scenario</th><th>verdict</th><th>ok req/s</th><th>error rate</th><th>p99 (all load ops)</th>
-<th>knee (offered)</th><th>max throughput</th>{% if baseline %}<th>baseline p99</th><th>baseline max throughput</th>
-{% endif %}</tr>
-{% for s in scenarios %}<tr><td><a href="#{{ s.anchor }}">{{ s.id }}</a></td><td><span class="v v-{{ s.verdict }}">{{
-s.verdict }}</span></td>
-<td class="num">{{ num(s.total.ok_rps) }}</td><td class="num">{{ pct(s.total.error_rate) }}</td><td class="num">{{
-ms(s.total.p99) }}</td>
-<td class="num">{{ knee(s.load.knee) }}</td><td class="num">{{ num(s.load.max_throughput_rps) if s.load.knee else "—"
-}}</td>
-{% if baseline %}<td class="num">{{ ms(s.base_total.p99) if s.base_total else "—" }}</td>
-<td class="num">{{ num(s.base_load.max_throughput_rps) if s.base_load and s.base_load.knee else "—" }}</td>{% endif %}
-</tr>
-{% endfor %}</table>
-{% for s in scenarios %}
-<h2 id="{{ s.anchor }}">{{ s.id }} <span class="v v-{{ s.verdict }}">{{ s.verdict }}</span></h2>
-{% if s.reason %}<p>{{ s.reason }}</p>{% endif %}
-{% for w in s.load.warnings or [] if not w.startswith("INJECTED") %}<div class="box warn">⚠ {{ w }}</div>{% endfor %}
-{% if s.load.knee %}<p>Knee: {{ knee(s.load.knee) }} — {{ s.load.knee.reason }}; last good step {{
-num(s.load.knee.last_good_rps) }} req/s.</p>{% endif %}
-<table><tr><th>phase</th><th>offered req/s</th><th>achieved req/s</th><th>achieved / offered</th><th>ok req/s</th>
-<th>ops</th>
-<th>error rate (fail / info)</th><th>p50</th><th>p95</th><th>p99</th><th>max</th>{% if baseline %}<th>baseline
-p99</th><th>baseline achieved</th>{% endif %}</tr>
-{% for p in s.load.phases %}{% set bp = s.base_phases.get(p.name) %}<tr><td>{{ p.name }}{% if p.kind == "stage" %}
-<small>(step)</small>{% endif %}</td>
-<td class="num">{{ num(p.offered_rps) }}</td><td class="num">{{ num(p.achieved_rps) }}</td><td class="num">{{
-pct(p.achieved_ratio) }}</td>
-<td class="num">{{ num(p.ok_rps) }}</td><td class="num">{{ p.count }}</td><td class="num">{{ pct(p.error_rate) }} ({{
-p.fail }} / {{ p.info }})</td>
-<td class="num">{{ ms(p.p50) }}</td><td class="num">{{ ms(p.p95) }}</td>
-<td class="num{% if (s.id, p.name, 'p99_ms') in flagged %} worse{% endif %}">{{ ms(p.p99) }}</td><td class="num">{{
-ms(p.max) }}</td>
-{% if baseline %}<td class="num">{{ ms(bp.p99) if bp else "—" }}</td>
-<td class="num{% if (s.id, p.name, 'achieved_rps') in flagged %} worse{% endif %}">{{ num(bp.achieved_rps) if bp else
-"—" }}</td>{% endif %}</tr>
-{% endfor %}</table>
-<p><small>Generator: {{ s.load.runs|length }} locust run(s), {% for r in s.load.runs %}{{ r.workers }} worker(s),
-shape <code>{{ r.shape }}</code>,
-{{ r.user_rate }} req/s per user, {{ r.keys }} keys ({{ r.dist }}), mix {{ r.mix }}{% if not loop.last %}; {% endif %}
-{% endfor %}.
-Peak CPU per locust process: {% for k, v in (s.load.generator.peak_cpu or {}).items() %}{{ k }} {{ v }}%{% if not
-loop.last %}, {% endif %}{% endfor %}.</small></p>
-{% for img in s.images %}<img class="plot" alt="{{ img.name }}" src="{{ img.src }}">{% endfor %}
-{% endfor %}
-<h2>Definitions</h2>
-<p><small>A phase's ops are the load ops invoked in it; achieved = completed ops / phase length; error rate = (fail +
-info) /
-completed (info = outcome unknown, e.g. a timeout); percentiles are nearest-rank over the raw latencies of the ok ops
-(no histogram buckets: p50 ≤ p95 ≤ p99 ≤ max always). Offered = users × per-user rate from the load shape. The knee
-is the first
-step where achieved &lt; 0.9 × offered, errors exceed 1 % or p99 jumps (docs/load-testing.md).</small></p>
-</body></html>
-"""
+LOAD_TEMPLATE = "load_report.html.j2"  # in harness/report/templates/, beside the run report's
+
+
+@functools.cache
+def _template() -> Template:
+    """The load report's template, rendered with Jinja's default whitespace (autoescape on: details quote
+    errors verbatim)."""
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_template(LOAD_TEMPLATE)
 
 
 def _num(v: float | None) -> str:
@@ -312,8 +228,7 @@ def render_load_report(run: dict[str, Any], run_dir: Path, baseline: dict[str, A
             if s["extra"]["load"].get("injected"):
                 warnings.append(f"baseline {s['id']}: INJECTED, {describe_injection(s['extra']['load']['injected'])}")
     flagged = {(r.scenario, r.phase, r.what) for r in regressions or []}
-    env = Environment(autoescape=True)
-    return env.from_string(_TEMPLATE).render(
+    return _template().render(
         run=run, baseline=baseline, scenarios=scenarios, regressions=regressions or [], warnings=warnings,
         params=params or CompareParams(), flagged=flagged, num=_num, pct=_pct, ms=_ms, knee=_knee)
 

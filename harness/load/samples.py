@@ -31,7 +31,6 @@ from harness.history import COMPLETION_TYPES, Event, Recorder
 log = logging.getLogger(__name__)
 
 LOAD_OP_ID_BASE = 1_000_000_000
-LOAD_PROCESS_PREFIX = "load-"
 SAMPLES_GLOB = "samples-*.jsonl"
 USAGE_GLOB = "usage-*.jsonl"
 SHAPE_GLOB = "shape-*.json"

@@ -9,8 +9,17 @@ reason in the report), never a silent pass.
 from __future__ import annotations
 
 import signal as _signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from harness.cluster_state import ClusterState
+
+if TYPE_CHECKING:  # the contract names these types; importing them at run time would make a cycle
+    from harness.faults.nemesis import Injector
+    from harness.history import Recorder
+    from harness.platforms.operations import Operations
 
 Component = Literal["node", "gate", "inspector", "etcd", "postgres"]
 COMPONENTS: tuple[str, ...] = ("node", "gate", "inspector", "etcd", "postgres")
@@ -93,11 +102,19 @@ class Endpoints:
 @runtime_checkable
 class Deployment(Protocol):
     """A deployed stack and the controls scenarios use. All waits take a deadline in seconds and raise
-    ``TimeoutError`` naming what was not reached."""
+    ``TimeoutError`` naming what was not reached.
+
+    Everything here is offered by every platform (a control a platform cannot apply raises
+    ``Unsupported`` with the reason). What only some platforms offer is a capability Protocol below
+    (``StoredState``, ``AdhocInstances``, ``Signals``); callers test ``isinstance(dep, Capability)``
+    and turn a miss into an explained skip."""
 
     spec: StackSpec
+    run_dir: Path  # this stack's directory in the run (logs, configs, backups)
+    timings: dict[str, float]  # bring-up phases in seconds (the bootstrap scenario reports them)
 
     def endpoints(self) -> Endpoints: ...
+    def gate_urls(self, only_running: bool = False) -> dict[str, str]: ...
     def instances(self, component: str | None = None) -> list[Instance]: ...
     def instance(self, name: str) -> Instance: ...
 
@@ -109,6 +126,8 @@ class Deployment(Protocol):
     def resume(self, name: str) -> None: ...
     def scale(self, component: str, n: int) -> list[str]: ...
 
+    def cluster_state(self) -> ClusterState: ...
+    def advertise_names(self) -> dict[str, str]: ...
     def shard_map(self) -> dict[int, tuple[str, str]]: ...
     def live_nodes(self) -> set[str]: ...
     def wait_ready(self, timeout: float) -> float: ...
@@ -118,8 +137,53 @@ class Deployment(Protocol):
     def teardown(self) -> None: ...
 
 
+@runtime_checkable
+class StoredState(Protocol):
+    """The platform can read what the stack's database holds, past every fault (the stored-state oracle)."""
+
+    def persisted_objects(self, object_ids: list[str]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Process(Protocol):
+    """One OS process of the stack or an ad-hoc instance, as far as callers may touch it."""
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def is_running(self) -> bool: ...
+    def signal(self, sig: int) -> None: ...
+    def wait(self, timeout: float | None = None) -> int | None: ...
+    def stop(self, grace: float = 10.0) -> int | None: ...
+
+
+@runtime_checkable
+class Signals(Protocol):
+    """The platform can reach a stack instance's process (signals such as SIGHUP, its pid for cgroups)."""
+
+    def process(self, name: str) -> Process: ...
+
+
+@runtime_checkable
+class AdhocInstances(Protocol):
+    """The platform can start extra stack processes beside the deployed ones (conformance experiments)."""
+
+    def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
+                    extra_args: list[str] | tuple[str, ...] = ()) -> Process: ...
+    def stop_adhoc(self, name: str, grace: float | None = None) -> int | None: ...
+    def stop_all_adhoc(self, grace: float = 2.0) -> None: ...
+
+
 class Platform(Protocol):
+    """Where stacks run. ``injector`` and ``operations`` hand out the platform's halves of the fault
+    pipeline and of the operator actions, so nothing above the seam asks what type a deployment is."""
+
     name: str
 
     def deploy(self, spec: StackSpec, run_dir: str) -> Deployment: ...
     def doctor(self) -> list[tuple[str, bool, str]]: ...
+    def injector(self, dep: Deployment) -> Injector: ...
+    def operations(self, dep: Deployment, recorder: Recorder | None = None,
+                   on_endpoints: Callable[[dict[str, str]], None] | None = None) -> Operations: ...
+

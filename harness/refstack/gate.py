@@ -365,8 +365,8 @@ class Gate(Service):
         if data.get("ok"):
             return json_response({"response": data.get("response", ""), "status": data.get("status", "UNKNOWN"),
                                   "error": data.get("error", "")}, headers=headers)
-        kind = data.get("kind")
-        status = {"unknown": "UNKNOWN", "rejected": "SKIPPED"}.get(str(kind), "FAILED")
+        failure = data.get("kind")
+        status = {"unknown": "UNKNOWN", "rejected": "SKIPPED"}.get(str(failure), "FAILED")
         return json_response({"response": "", "status": status, "error": str(data.get("error", ""))}, headers=headers)
 
     async def _sse(self, request: web.Request) -> web.StreamResponse:

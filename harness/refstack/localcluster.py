@@ -26,8 +26,8 @@ import yaml
 from google.protobuf.message import Message
 
 from harness import wire
-from harness.platforms.local.process import ManagedProcess
-from harness.platforms.local.services import free_port
+from harness.ports import free_port
+from harness.process import ManagedProcess
 from harness.refstack.sharding import ShardEntry, is_converged
 from harness.waiting import Deadline, wait_until
 
@@ -148,7 +148,7 @@ class LocalCluster:
                 "--version-tag", self.version, *extra]
         if self.bugs:
             argv += ["--bugs", ",".join(self.bugs)]
-        env = {k: None for k in os.environ if k.startswith(("GOVERSE_", "POD_", "REFSTACK_"))}
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("GOVERSE_", "POD_", "REFSTACK_"))}
         env.update({"LOG_FORMAT": self.log_format, "LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1"})
         proc = ManagedProcess(name, argv, self.workdir / f"{name}.log", env=env)
         self.members[name] = Member(name, kind, proc, api, ops, advertise)
@@ -166,8 +166,8 @@ class LocalCluster:
                        "shard map converged", interval=0.05, describe=self._describe)
             ready_checked = [m for m in self.members.values() if m.kind in ("gate", "inspector")]
             for m in ready_checked:
-                wait_until(lambda m=m: self._alive(m) and requests.get(f"{m.ops}/ready", timeout=1).status_code == 200,
-                           timeout, f"{m.name} ready", describe=lambda m=m: self.log_tail(m.name))
+                wait_until(lambda m=m: self._alive(m) and requests.get(f"{m.ops}/ready", timeout=1).status_code == 200,  # type: ignore[misc]
+                           timeout, f"{m.name} ready", describe=lambda m=m: self.log_tail(m.name))  # type: ignore[misc]
         except BaseException:
             self.close()
             raise

@@ -7,7 +7,7 @@ Plots import matplotlib lazily (``harness.report.plots``), so importing this pac
 """
 
 from harness.report.compare import Regression, compare, render_compare_html, render_compare_text
-from harness.report.finalize import build_run_json, finalize
+from harness.report.finalize import build_run_json, finalize, finalize_run
 from harness.report.junit import junit_xml
 from harness.report.results import (
     RUN_SCHEMA,
@@ -17,7 +17,7 @@ from harness.report.results import (
     scenario_p99,
     write_scenario_result,
 )
-from harness.report.store import RunDir, RunStore, create_run_dir, finalize_run, scenario_dirname
+from harness.report.store import RunDir, RunStore, create_run_dir, scenario_dirname
 from harness.report.summary import summary_table
 
 __all__ = [

@@ -14,6 +14,7 @@ run.json (schema ``goverse-harness/run/v1``)::
 
 from __future__ import annotations
 
+import json
 import platform as _platform
 import sys
 from collections.abc import Mapping
@@ -93,9 +94,32 @@ def with_conformance(run_dir: Path, meta: Mapping[str, Any] | None) -> dict[str,
     when ``meta`` already has them; absent when the run has none)."""
     out = dict(meta or {})
     if "conformance" not in out:
-        from harness.conformance.results import load_results, report_rows
-
-        rows = report_rows(load_results(run_dir))
+        rows = conformance_rows(run_dir)
         if rows:
             out["conformance"] = rows
     return out
+
+
+def conformance_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of ``<run_dir>/conformance/*.json`` as run.json lists them, read as the files' JSON (the
+    file is the interface: the report does not import the conformance package, which sits above it).
+    Unparseable files and interrupted writes (``.<id>.json.<pid>.tmp``) are skipped."""
+    rows = []
+    for p in sorted((Path(run_dir) / "conformance").glob("*.json")):
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+            rows.append({"id": str(d["id"]), "section": str(d.get("section") or ""), "title": str(d.get("title", "")),
+                         "verdict": str(d.get("verdict", "unknown")), "evidence": str(d.get("evidence", "")),
+                         "kind": d.get("kind", "runtime")})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def finalize_run(run_dir: Path | str, **meta: Any) -> str:
+    """Assemble run.json, junit.xml and report.html (``meta``: platform, stack, settings, conformance…)
+    and return the terminal summary table (for the plugin). Lives here, not in ``store``: the store is
+    below the finalizer, and importing upwards made the two modules a cycle."""
+    from harness.report.summary import summary_table
+
+    return summary_table(finalize(Path(run_dir), meta))

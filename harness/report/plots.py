@@ -4,9 +4,9 @@ Why ``matplotlib.figure.Figure`` and not ``pyplot``: pyplot keeps global state a
 when one is around; a Figure rendered through the Agg canvas is headless, thread-safe and needs no
 display, so plots render the same in CI, in xdist workers and on a laptop.
 
-What is drawn is what was measured: the availability curve is the very series the RTO is computed
-from (:func:`harness.checkers.availability_series`), with A as a dashed line and each fault's
-recovery point marked, so a reader can check an RTO by eye.
+What is drawn is what was measured: the plots take the scenario's :class:`Measurements` (computed once,
+by ``harness.checkers.measure``) — the availability curve is the very series the RTO was computed from,
+with A as a dashed line and each fault's recovery point marked, so a reader can check an RTO by eye.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.checkers.availability import MeasureParams, availability_series
+from harness.checkers.availability import MeasureParams
 from harness.checkers.latency import nearest_rank
-from harness.checkers.measure import measure_faults
+from harness.checkers.measure import Measurements, measure
 from harness.checkers.ops import completed_op_ids
 from harness.history import FaultWindow, History
 
@@ -47,9 +47,10 @@ def shade_faults(ax: Axes, faults: list[FaultWindow], t_end: float) -> None:
                 ha="left", clip_on=False)
 
 
-def availability_plot(history: History, path: Path, params: MeasureParams | None = None) -> Path:
-    params = params or MeasureParams()
-    series = availability_series(history, params)
+def availability_plot(history: History, path: Path, m: Measurements) -> Path:
+    params = m.params
+    series = m.series if m.series is not None else measure(history, params).series
+    assert series is not None
     fig, ax = _new_figure()
     faults = history.faults()
     shade_faults(ax, faults, history.end)
@@ -57,7 +58,7 @@ def availability_plot(history: History, path: Path, params: MeasureParams | None
         ys = [math.nan if v is None else v * 100 for v in series.value]
         ax.plot(series.t, ys, lw=1.2, color="#2166ac", label=f"availability ({params.window_s:g} s window)")
         ax.axhline(params.threshold * 100, ls="--", lw=0.8, color="#b2182b", label=f"A = {params.threshold:.0%}")
-        for fm in measure_faults(history, params):
+        for fm in m.faults:
             if fm.t_recovered is not None:
                 ax.axvline(fm.t_recovered, lw=0.8, color="#1b7837")
                 ax.text(fm.t_recovered, 2, f" RTO {fm.rto_s:.1f} s", fontsize=8, color="#1b7837")
@@ -110,8 +111,11 @@ def latency_plot(history: History, path: Path, bucket_s: float = 1.0) -> Path:
     return path
 
 
-def write_plots(scenario_dir: Path, history: History, params: MeasureParams | None = None) -> list[str]:
-    """Both plots into ``scenario_dir``; returns their file names (relative to the directory)."""
-    availability_plot(history, scenario_dir / AVAILABILITY_PNG, params)
+def write_plots(scenario_dir: Path, history: History, params: MeasureParams | None = None,
+                measurements: Measurements | None = None) -> list[str]:
+    """Both plots into ``scenario_dir``, from the measurements already computed (computed here only
+    when the caller has none); returns their file names (relative to the directory)."""
+    m = measurements if measurements is not None else measure(history, params)
+    availability_plot(history, scenario_dir / AVAILABILITY_PNG, m)
     latency_plot(history, scenario_dir / LATENCY_PNG)
     return [AVAILABILITY_PNG, LATENCY_PNG]

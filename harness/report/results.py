@@ -30,12 +30,12 @@ from typing import Any
 
 from harness.checkers.availability import MeasureParams
 from harness.checkers.measure import Measurements
-from harness.checkers.verdict import CheckResult
+from harness.checkers.verdict import CheckResult, Verdict, merge_verdicts
 from harness.history import History
 from harness.report.files import CHECKS_FILE, HISTORY_FILE, RESULT_FILE, write_json
 
 RUN_SCHEMA = "goverse-harness/run/v1"
-SCENARIO_VERDICTS = ("pass", "fail", "unknown", "skipped")
+SCENARIO_VERDICTS = ("pass", "fail", "unknown", "not-applicable", "skipped")
 
 
 def iso_utc(wall: float | None) -> str | None:
@@ -149,21 +149,19 @@ def scenario_p99(s: dict[str, Any]) -> float | None:
 
 
 def overall_verdict(verdicts: list[str]) -> str:
-    """fail > unknown > pass over the scenarios that ran; only skips → ``skipped``; none → ``unknown``."""
-    ran = [v for v in verdicts if v != "skipped"]
+    """The checkers' merge rule (fail > unknown > pass) over the scenarios that decided something;
+    skipped and not-applicable scenarios fail nothing: only those → ``skipped``; none → ``unknown``."""
     if not verdicts:
         return "unknown"
-    if not ran:
+    decided = [v for v in verdicts if v not in ("skipped", str(Verdict.NOT_APPLICABLE))]
+    if not decided:
         return "skipped"
-    for v in ("fail", "unknown"):
-        if v in ran:
-            return v
-    return "pass"
+    return str(merge_verdicts(decided))
 
 
 def write_scenario_result(scenario_dir: Path, result: ScenarioResult, history: History | None = None,
                           checks: CheckResult | None = None, params: MeasureParams | None = None,
-                          plots: bool = True) -> Path:
+                          plots: bool = True, measurements: Measurements | None = None) -> Path:
     """Write one scenario's files: history.jsonl, checks.json (full check data), the PNG plots and,
     last, result.json (its presence marks the scenario as complete for ``finalize``). Returns the path
     of result.json."""
@@ -175,9 +173,9 @@ def write_scenario_result(scenario_dir: Path, result: ScenarioResult, history: H
         if plots:
             from harness.report.plots import write_plots  # matplotlib is imported only when plotting
 
-            result.plots = write_plots(scenario_dir, history, params)
-    if checks is not None:
-        write_json(scenario_dir / CHECKS_FILE, checks.to_list())
+            result.plots = write_plots(scenario_dir, history, params, measurements)
+    # every check with all its data (result.json keeps name/verdict/detail only); [] when none ran
+    write_json(scenario_dir / CHECKS_FILE, checks.to_list() if checks is not None else [])
     result.dir = scenario_dir.name
     path = scenario_dir / RESULT_FILE
     write_json(path, result.to_dict())

@@ -149,11 +149,3 @@ def create_run_dir(artifacts: Path | str = "artifacts") -> Path:
     """A new run directory under ``<artifacts>/runs`` with ``latest`` pointing at it (for the plugin/CLI)."""
     return RunStore(artifacts).create().path
 
-
-def finalize_run(run_dir: Path | str, **meta: Any) -> str:
-    """Assemble run.json, junit.xml and report.html (``meta``: platform, stack, settings, conformance…)
-    and return the terminal summary table."""
-    from harness.report.finalize import finalize  # finalize builds on this module
-    from harness.report.summary import summary_table
-
-    return summary_table(finalize(Path(run_dir), meta))

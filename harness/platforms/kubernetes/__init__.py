@@ -31,9 +31,3 @@ def make_platform(settings: Any) -> Any:
         image=settings.image, overlay=getattr(settings, "kube_overlay", None),
         kubeconfig=getattr(settings, "kubeconfig", None)))
 
-
-def make_injector(deployment: Any) -> Any:
-    """The fault injector for a ``KubernetesDeployment`` (the nemesis's per-platform half)."""
-    from harness.platforms.kubernetes.injector import KubernetesInjector
-
-    return KubernetesInjector(deployment)

@@ -54,7 +54,7 @@ def delete(dyn: Any, api_version: str, kind: str, name: str, namespace: str | No
     from kubernetes.dynamic.exceptions import NotFoundError
 
     res = resource(dyn, api_version, kind)
-    body = {"propagationPolicy": propagation}
+    body: dict[str, str | int] = {"propagationPolicy": propagation}
     if grace_period is not None:
         body["gracePeriodSeconds"] = grace_period
     try:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.cluster_state import ClusterState, EtcdView
 from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots, stackconfig, watch
@@ -51,12 +52,6 @@ class KubernetesDeployment:
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
-
-    def injector(self) -> Any:
-        """The nemesis asks the deployment for its fault injector (``pytest_plugin._injector_for``)."""
-        from harness.platforms.kubernetes.injector import KubernetesInjector
-
-        return KubernetesInjector(self)
 
     # --- pods and instances ------------------------------------------------------------------------
 
@@ -137,6 +132,14 @@ class KubernetesDeployment:
                          postgres_dsn_redacted=f"postgresql://goverse:***@goverse-postgres.{self.namespace}:5432/goverse",
                          prefix=self.spec.prefix, shards=self.spec.shards)
 
+    def gate_urls(self, only_running: bool = False) -> dict[str, str]:
+        """Gate name -> client API base URL (through its port-forward), as ``base.Deployment`` promises."""
+        urls = {f"gate-{i}": url for i, url in enumerate(self.endpoints().gates)}
+        if only_running:
+            running = {i.name for i in self.instances("gate") if i.running}
+            urls = {n: u for n, u in urls.items() if n in running}
+        return urls
+
     def persisted_objects(self, object_ids: list[str]) -> dict[str, Any]:
         """What PostgreSQL holds for these objects (``goverse_objects.data`` by id) — the stored-state
         oracle of the chaos scenarios (see the local platform's method for why). Read through a
@@ -168,7 +171,7 @@ class KubernetesDeployment:
     def delete_pod(self, pod: str, grace_period: int | None = None) -> str:
         """Delete a pod (``grace_period=0``: at once, like SIGKILL); returns its uid."""
         obj = self.core.read_namespaced_pod(pod, self.namespace)
-        uid = obj.metadata.uid
+        uid = str(obj.metadata.uid) if obj.metadata is not None else ""
         self.core.delete_namespaced_pod(pod, self.namespace, grace_period_seconds=grace_period)
         return uid
 
@@ -262,10 +265,11 @@ class KubernetesDeployment:
 
     # --- cluster state oracles ---------------------------------------------------------------------
 
-    def _etcd_view(self) -> Any:
-        from harness.platforms.local.shardmap import EtcdView
-
+    def _etcd_view(self) -> EtcdView:
         return EtcdView(self.endpoints().etcd, self.spec.prefix, self.spec.shards)
+
+    def cluster_state(self) -> ClusterState:
+        return self._etcd_view().state()
 
     def advertise_names(self) -> dict[str, str]:
         port = self.ports["node_api"]
@@ -326,6 +330,8 @@ class KubernetesDeployment:
         out = self.run_dir / "logs"
         out.mkdir(parents=True, exist_ok=True)
         for pod in self.core.list_namespaced_pod(self.namespace).items:
+            if pod.spec is None or pod.metadata is None or not pod.metadata.name:
+                continue
             names = [c.name for c in (pod.spec.init_containers or []) + pod.spec.containers]
             for c in names:
                 for previous in (False, True):

@@ -16,16 +16,19 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.platforms.base import PlatformError, StackSpec
+from harness.history import Recorder
+from harness.platforms.base import Deployment, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import client, guard, naming, policy, render, stackconfig, watch
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
+from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.kubernetes.kind import KindCluster
+from harness.platforms.operations import Operations
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +154,18 @@ class KubernetesPlatform:
             delete_run(dep.dyn, dep.namespace, dep.run_id)
         if self.kind is not None and not self.opts.keep_cluster:
             self.kind.delete()
+
+    def injector(self, dep: Deployment) -> KubernetesInjector:
+        """This platform's half of the fault pipeline (Chaos Mesh experiments, pod deletes, NetworkPolicies)."""
+        if not isinstance(dep, KubernetesDeployment):
+            raise Unsupported(f"the Kubernetes platform cannot inject faults into a {type(dep).__name__}")
+        return KubernetesInjector(dep)
+
+    def operations(self, dep: Deployment, recorder: Recorder | None = None,
+                   on_endpoints: Callable[[dict[str, str]], None] | None = None) -> Operations:
+        """Day-2 operations are not implemented on Kubernetes yet: an explained skip, never a silent pass."""
+        raise Unsupported(f"day-2 operations are implemented for the local platform only "
+                          f"(got {type(dep).__name__})")
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         out = [("kubectl", shutil.which("kubectl") is not None, "renders manifests (kubectl kustomize)"),

@@ -143,11 +143,11 @@ def check_3_1_services(docs: Iterable[Doc]) -> list[str]:
     for w in ws:
         if w["kind"] != "StatefulSet":
             continue
-        svc = services.get(w["spec"].get("serviceName", ""))
-        if svc is None:
+        governing = services.get(w["spec"].get("serviceName", ""))
+        if governing is None:
             out.append(f"{ident(w)}: serviceName {w['spec'].get('serviceName')!r} is not a Service here")
-        elif svc["spec"].get("clusterIP") != "None" or not _service_selects(svc, pod_labels(w)):
-            out.append(f"{ident(w)}: Service/{svc['metadata']['name']} is not headless over its pods")
+        elif governing["spec"].get("clusterIP") != "None" or not _service_selects(governing, pod_labels(w)):
+            out.append(f"{ident(w)}: Service/{governing['metadata']['name']} is not headless over its pods")
     return out
 
 

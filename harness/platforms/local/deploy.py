@@ -19,14 +19,16 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
 
-from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
+from harness.cluster_state import ClusterState, EtcdView
+from harness.platforms.base import Deployment, Endpoints, Instance, PlatformError, StackSpec, Unsupported
 from harness.platforms.local.config_render import (
     GateAddr,
     InspectorAddr,
@@ -36,9 +38,13 @@ from harness.platforms.local.config_render import (
 )
 from harness.platforms.local.process import ManagedProcess
 from harness.platforms.local.services import EtcdCluster, PostgresServer, free_port
-from harness.platforms.local.shardmap import ClusterState, EtcdView
 from harness.platforms.local.sweep import OWNER_FILE, STACK_DIR_PREFIX
 from harness.waiting import Abort, wait_until
+
+if TYPE_CHECKING:
+    from harness.history import Recorder
+    from harness.platforms.local.injector import LocalInjector
+    from harness.platforms.local.operations import LocalOperations
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +475,8 @@ class LocalDeployment:
             sizes = {}
             for table in present:
                 conn.execute(f"VACUUM FULL {table}")  # names from the fixed tuple above
-                sizes[table] = int(conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0])
+                row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
+                sizes[table] = int(row[0]) if row is not None else 0
         return sizes
 
     def _ready(self, inst: Instance) -> bool:
@@ -509,7 +516,7 @@ class LocalDeployment:
         for p in list(self._procs.values()):
             if not p.instance.running:
                 continue
-            wait_until(lambda inst=p.instance: self._check_alive() or self._ready(inst),
+            wait_until(lambda inst=p.instance: self._check_alive() or self._ready(inst),  # type: ignore[misc]
                        max(1.0, timeout - (_now() - t0)), f"{p.instance.name} /ready == 200", interval=0.1)
         return _now() - t0
 
@@ -833,6 +840,19 @@ class LocalPlatform:
             raise
         return dep
 
+    def injector(self, dep: Deployment) -> LocalInjector:
+        """This platform's half of the fault pipeline (the nemesis applies faults through it)."""
+        from harness.platforms.local.injector import LocalInjector
+
+        return LocalInjector(_local(dep))
+
+    def operations(self, dep: Deployment, recorder: Recorder | None = None,
+                   on_endpoints: Callable[[dict[str, str]], None] | None = None) -> LocalOperations:
+        """Operator actions on ``dep`` (scale, roll-outs, rotation, backup/restore), recorded into ``recorder``."""
+        from harness.platforms.local.operations import LocalOperations
+
+        return LocalOperations(_local(dep), recorder, on_endpoints)
+
     def doctor(self) -> list[tuple[str, bool, str]]:
         from harness.platforms.local.capabilities import detect
         from harness.platforms.local.services import find_etcd, find_pg_bindir
@@ -848,3 +868,9 @@ class LocalPlatform:
             path = shutil.which(tool)
             rows.append((tool, path is not None, path or "not on PATH"))
         return rows
+
+
+def _local(dep: Deployment) -> LocalDeployment:
+    if not isinstance(dep, LocalDeployment):
+        raise Unsupported(f"the local platform cannot operate a {type(dep).__name__}")
+    return dep

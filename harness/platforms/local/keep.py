@@ -18,7 +18,8 @@ from typing import Any
 
 import psutil
 
-from harness.platforms.local import cgroups, diskfault, netns, pidrecord
+from harness import pidrecord
+from harness.platforms.local import cgroups, diskfault, netns
 from harness.platforms.local.process import ManagedProcess
 
 KEPT_MARK = ".kept"  # in a kept stack's temp dir: sweeps leave the dir alone

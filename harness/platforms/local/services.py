@@ -22,7 +22,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -35,7 +34,8 @@ import requests
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from harness.platforms.local.process import ManagedProcess
+from harness.ports import free_port
+from harness.process import ManagedProcess
 from harness.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -45,51 +45,6 @@ PG_SUPERUSER = "postgres"
 
 
 # --------------------------------------------------------------------------------------------- lookup
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago.
-
-    Why not simply ``bind(0)``: the kernel hands out ports from the ephemeral range, the same range it
-    uses for the local side of outgoing connections, so between picking the port and the service
-    binding it a client connection can take it (EADDRINUSE at start-up). Ports are therefore drawn at
-    random *below* the ephemeral range. If ``host`` is not an address of this network namespace
-    (e.g. one inside another namespace) the check is done on 127.0.0.1: such a host has no listeners
-    of ours yet."""
-    low, _ = _ephemeral_range()
-    rng = secrets.SystemRandom()
-    for candidate in (host, "127.0.0.1"):
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((candidate, 0))
-        except OSError:
-            continue
-        for _ in range(200):
-            port = rng.randrange(10000, max(10001, low))
-            if _bindable(candidate, port):
-                return port
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((candidate, 0))
-            return int(s.getsockname()[1])
-    raise OSError(f"cannot find a free TCP port on {host}")
-
-
 def _pip_package_bin(package: str, binary: str) -> str | None:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -217,9 +172,9 @@ class EtcdCluster:
                 if not m.process.is_running():
                     m.start()
             for m in self.members:
-                wait_until(lambda m=m: self._check_alive(m) and m.healthy(), timeout,
+                wait_until(lambda m=m: self._check_alive(m) and m.healthy(), timeout,  # type: ignore[misc]
                            f"etcd member {m.name} healthy at {m.client_url}",
-                           interval=0.1, describe=lambda m=m: f"log {m.process.log_path}")
+                           interval=0.1, describe=lambda m=m: f"log {m.process.log_path}")  # type: ignore[misc]
         except BaseException:
             self.stop()
             raise

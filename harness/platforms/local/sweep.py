@@ -17,7 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.platforms.local import cgroups, diskfault, netns, pidrecord
+from harness import pidrecord
+from harness.platforms.local import cgroups, diskfault, netns
 
 STACK_DIR_PREFIX = "gvh-stack-"  # a local stack's temp dir: data dirs, configs, sockets
 OWNER_FILE = ".owner"  # in that dir: the pid of the process that deployed the stack

@@ -3,7 +3,7 @@
 Why checkers and not asserts in the scenario: a missed budget must be a ``fail`` verdict with the numbers
 in its detail (kube-burner's thresholds), merged with the correctness checks by the same
 fail > unknown > pass rule, and re-derivable offline from ``history.jsonl`` (the phases and the
-generator's CPU readings are in the history, see :mod:`harness.load.analysis`).
+generator's CPU readings are in the history, see :mod:`harness.checkers.load_analysis`).
 
 A budget over a phase that has no load ops is ``unknown`` (nothing was measured: never a pass). A
 throughput shortfall while the generator's CPU was saturated is ``unknown`` too: the shortfall may be
@@ -14,10 +14,11 @@ check whose detail starts with ``WARNING``), because it questions the measuremen
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, named
+from harness.checkers.load_analysis import LoadAnalysis, analyze
+from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, decide, named
 from harness.history import History
-from harness.load.analysis import LoadAnalysis, analyze
 
 
 def _phases(a: LoadAnalysis, names: Sequence[str]) -> tuple[list, list[str]]:
@@ -26,16 +27,25 @@ def _phases(a: LoadAnalysis, names: Sequence[str]) -> tuple[list, list[str]]:
     return [p for p in found if p is not None and p.count], missing
 
 
+def _measured(history: History, phases: Sequence[str], name: str) -> tuple[LoadAnalysis, list[Any], Check | None]:
+    """The analysis, the named phases that have load ops, and the ``unknown`` check when any has none
+    (nothing measured is never a pass)."""
+    a = analyze(history)
+    got, missing = _phases(a, phases)
+    if missing:
+        return a, got, Check(name, Verdict.UNKNOWN, f"no load ops in phase(s) {missing}: nothing measured")
+    return a, got, None
+
+
 @checker_factory
 def achieved_at_least(ratio: float, phases: Sequence[str]) -> Checker:
     """Achieved rate ≥ ``ratio`` × offered in each named phase (the generator could offer what it meant)."""
     name = f"load_achieved_at_least_{ratio:g}x"
 
     def run(history: History) -> Check:
-        a = analyze(history)
-        got, missing = _phases(a, phases)
-        if missing:
-            return Check(name, Verdict.UNKNOWN, f"no load ops in phase(s) {missing}: nothing measured")
+        a, got, unmeasured = _measured(history, phases, name)
+        if unmeasured is not None:
+            return unmeasured
         bad = [p for p in got if p.offered_rps and p.achieved_rps < ratio * p.offered_rps]
         rows = ", ".join(f"{p.name}: {p.achieved_rps:.0f}/{p.offered_rps or 0:.0f} req/s" for p in got)
         data = {"ratio": ratio, "phases": {p.name: {"offered_rps": p.offered_rps, "achieved_rps": p.achieved_rps}
@@ -58,17 +68,15 @@ def error_rate_at_most(max_rate: float, phases: Sequence[str]) -> Checker:
     name = f"load_error_rate_at_most_{max_rate:g}"
 
     def run(history: History) -> Check:
-        a = analyze(history)
-        got, missing = _phases(a, phases)
-        if missing:
-            return Check(name, Verdict.UNKNOWN, f"no load ops in phase(s) {missing}: nothing measured")
+        a, got, unmeasured = _measured(history, phases, name)
+        if unmeasured is not None:
+            return unmeasured
         rows = {p.name: {"error_rate": p.error_rate, "fail": p.fail, "info": p.info, "count": p.count} for p in got}
         bad = [p for p in got if (p.error_rate or 0.0) > max_rate]
         text = ", ".join(f"{p.name} {p.error_rate or 0:.2%} ({p.fail} fail, {p.info} info of {p.count})"
                          for p in (bad or got))
-        if bad:
-            return Check(name, Verdict.FAIL, f"error rate over {max_rate:.2%}: {text}", {"max": max_rate, **rows})
-        return Check(name, Verdict.PASS, f"error rate ≤ {max_rate:.2%}: {text}", {"max": max_rate, **rows})
+        return decide(name, {"max": max_rate, **rows}, unknown=None, passed=f"error rate ≤ {max_rate:.2%}: {text}",
+                      failed=f"error rate over {max_rate:.2%}: {text}" if bad else None)
 
     return named(name, run)
 
@@ -79,19 +87,17 @@ def p99_at_most(budget_ms: float, phases: Sequence[str]) -> Checker:
     name = f"load_p99_at_most_{budget_ms:g}ms"
 
     def run(history: History) -> Check:
-        a = analyze(history)
-        got, missing = _phases(a, phases)
-        if missing:
-            return Check(name, Verdict.UNKNOWN, f"no load ops in phase(s) {missing}: nothing measured")
+        a, got, unmeasured = _measured(history, phases, name)
+        if unmeasured is not None:
+            return unmeasured
         no_ok = [p.name for p in got if p.p99 is None]
         if no_ok:
             return Check(name, Verdict.FAIL, f"no successful op at all in phase(s) {no_ok}")
         rows = {p.name: {"p99": p.p99, "max": p.max} for p in got}
         bad = [p for p in got if p.p99 is not None and p.p99 > budget_ms]
         text = ", ".join(f"{p.name} p99 {p.p99:.1f} ms (max {p.max:.1f})" for p in (bad or got))
-        if bad:
-            return Check(name, Verdict.FAIL, f"p99 over {budget_ms:g} ms: {text}", {"budget_ms": budget_ms, **rows})
-        return Check(name, Verdict.PASS, f"p99 ≤ {budget_ms:g} ms: {text}", {"budget_ms": budget_ms, **rows})
+        return decide(name, {"budget_ms": budget_ms, **rows}, unknown=None, passed=f"p99 ≤ {budget_ms:g} ms: {text}",
+                      failed=f"p99 over {budget_ms:g} ms: {text}" if bad else None)
 
     return named(name, run)
 

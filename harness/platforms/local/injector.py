@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import random as hrand
 from harness.faults import shapes
@@ -44,11 +44,14 @@ from harness.faults.spec import (
 )
 from harness.platforms.base import PlatformError, Unsupported
 
+if TYPE_CHECKING:
+    from harness.platforms.local.deploy import LocalDeployment
+
 
 class LocalInjector:
     """Fault application for ``LocalDeployment`` (see harness/platforms/local/deploy.py)."""
 
-    def __init__(self, deployment: Any) -> None:
+    def __init__(self, deployment: LocalDeployment) -> None:
         self.dep = deployment
 
     def topology(self, running_only: bool = True) -> dict[str, str]:

@@ -6,7 +6,7 @@ Why from the history alone: the driver records everything the numbers need into 
 generator's samples (as ops of processes ``load-*``), each phase as a ``log`` event ``load-phase``
 (``{name, t_start, t_end, offered_rps, kind}``) and locust's CPU readings as ``sample`` events
 ``generator-cpu`` — so ``goverse-harness report --rebuild`` or a reader with ``history.jsonl`` gets the
-same numbers, and the checkers in :mod:`harness.load.checks` are ordinary pure checkers.
+same numbers, and the checkers in :mod:`harness.checkers.load` are ordinary pure checkers.
 
 Definitions (docs/load-testing.md):
 - a phase's ops are the load ops *invoked* in ``[t_start, t_end)``; ``achieved_rps`` = those that
@@ -29,8 +29,8 @@ from typing import Any
 from harness.checkers.latency import nearest_rank, summarize
 from harness.checkers.ops import completed_op_ids
 from harness.history import History, Op
-from harness.load.samples import LOAD_PROCESS_PREFIX
 
+LOAD_PROCESS_PREFIX = "load-"  # the history processes of the generator's samples (harness.load.samples)
 PHASE_LOG = "load-phase"
 RUN_LOG = "load-run"
 CPU_SAMPLE = "generator-cpu"

@@ -1,4 +1,4 @@
-"""Read Goverse's cluster state from etcd and judge convergence.
+"""The cluster-state oracle: read Goverse's shard map from etcd and judge convergence (platform-neutral).
 
 Why from etcd and not from the stack's own endpoints: etcd is the source of truth in Goverse's design
 (contract §4.1), and readiness endpoints lie (v0.1.1's /ready latches). The convergence oracle is:
@@ -72,7 +72,7 @@ class EtcdView:
             host, port = hostport.rsplit(":", 1)
             self._clients.append(etcd3gw.client(host=host, port=int(port), timeout=timeout))
 
-    def _get_prefix(self, key: str) -> list[tuple[bytes, dict[str, Any]]]:
+    def _get_prefix(self, key: str) -> list[tuple[bytes, Any]]:
         last: Exception | None = None
         for c in self._clients:
             try:

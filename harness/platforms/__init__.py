@@ -1,0 +1,1 @@
+"""Where stacks run: the contract (base, operations) and its implementations (local, kubernetes)."""

@@ -1,0 +1,177 @@
+"""Backup, wipe, volume loss and restore on the local stack (seed §7.1): pg_dump and an etcd snapshot
+taken under load, everything recorded as windows and samples that the restore checkers judge
+(harness/checkers/operations.py: restored_matches_backup, no_lost_writes_after_restore).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.operation_kinds import (
+    BACKUP_KIND,
+    RESTORE_KIND,
+    RESTORED_F,
+    VOLUME_LOSS_KIND,
+    WIPE_KIND,
+)
+from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.local.operations_base import OperationsBase
+from harness.platforms.local.tools import find_etcdctl, run_tool
+from harness.platforms.operations import (
+    COMPONENT_ORDER,
+    Backup,
+    ordinal,
+    rpo_s,
+)
+
+log = logging.getLogger(__name__)
+
+
+class BackupOperations(OperationsBase):
+    """Backing up and restoring the stack's state, and the data losses a restore recovers from."""
+
+    # ----------------------------------------------------------------------- backup and restore
+    def backup(self, dest: Path) -> Backup:
+        """``etcdctl snapshot save`` then ``pg_dump -Fc`` of the Goverse database, under load.
+
+        The etcd snapshot is taken first so PostgreSQL's shard fences in the dump are never older than
+        the claims in the snapshot. The backup point is the start of pg_dump (its snapshot is taken
+        after it): everything acknowledged before it is in the dump."""
+        dep = self.dep
+        etcdctl = find_etcdctl()
+        if etcdctl is None:
+            raise Unsupported("etcdctl not found (apt-get install etcd-client)")
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        snap = dest / "etcd.snapshot.db"
+        dump = dest / "goverse.pgdump"
+        pg = dep.postgres
+        with self.window(BACKUP_KIND, "etcd+postgres", {"dir": dest.name}) as res:
+            t_start = self._now()
+            endpoint = next((m.client_url for m in dep.etcd.members if m.healthy()), dep.etcd.members[0].client_url)
+            run_tool([etcdctl, "--endpoints", endpoint, "snapshot", "save", str(snap)], "etcdctl snapshot save",
+                      env={"ETCDCTL_API": "3"})
+            t_point = self._now()
+            run_tool([str(pg.bindir / "pg_dump"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres",
+                       "-d", pg.database, "-Fc", "-f", str(dump)], "pg_dump")
+            t_end = self._now()
+            sizes = {"etcd_snapshot": snap.stat().st_size, "pg_dump": dump.stat().st_size}
+            res.update(t_point=round(t_point, 6), t_end=round(t_end, 6), **sizes)
+        return Backup(dest, snap, dump, t_start, t_point, t_end, sizes)
+
+    def _kill_stack(self, components: Sequence[str] = COMPONENT_ORDER) -> list[str]:
+        killed = []
+        for n in self.running():
+            if self._proc(n).instance.component in components:
+                self.dep.stop(n, graceful=False)
+                killed.append(n)
+        self._killed.update(killed)
+        return killed
+
+    def wipe(self) -> dict[str, Any]:
+        """Disaster: every stack process SIGKILLed, etcd's and PostgreSQL's data directories removed."""
+        with self.window(WIPE_KIND, "all", {}) as res:
+            killed = self._kill_stack()
+            self.dep.etcd.stop(remove_data=True)
+            self.dep.postgres.stop(remove_data=True)
+            res.update(killed=killed, etcd="data removed", postgres="data removed")
+        return res
+
+    def lose_data_dir(self, component: str = "postgres") -> dict[str, Any]:
+        """A lost volume: the data directory disappears under the running server, which then dies (its
+        pod restarts on an empty volume). ``postgres`` or ``etcd`` (every member)."""
+        with self.window(VOLUME_LOSS_KIND, component, {}) as res:
+            if component == "postgres":
+                pg = self.dep.postgres
+                shutil.rmtree(pg.data_dir, ignore_errors=True)
+                pg.kill()
+                pg.stop(remove_data=True)
+            elif component == "etcd":
+                for m in self.dep.etcd.members:
+                    shutil.rmtree(m.data_dir, ignore_errors=True)
+                self.dep.etcd.stop(remove_data=True)
+            else:
+                raise Unsupported(f"lose_data_dir: postgres or etcd, got {component!r}")
+            res["lost"] = component
+        return res
+
+    def _restore_etcd(self, backup: Backup) -> None:
+        etcdctl = find_etcdctl()
+        if etcdctl is None or backup.etcd_snapshot is None:
+            raise Unsupported("etcd restore needs etcdctl and an etcd snapshot in the backup")
+        cluster = self.dep.etcd
+        for m in cluster.members:
+            if m.process.is_running():
+                m.stop()
+            shutil.rmtree(m.data_dir, ignore_errors=True)
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members)
+        for m in cluster.members:
+            run_tool([etcdctl, "snapshot", "restore", str(backup.etcd_snapshot), "--name", m.name,
+                       "--data-dir", str(m.data_dir), "--initial-cluster", initial,
+                       "--initial-cluster-token", cluster.token, "--initial-advertise-peer-urls", m.peer_url],
+                      f"etcdctl snapshot restore ({m.name})", env={"ETCDCTL_API": "3"})
+        cluster.start(timeout=20)
+
+    def _restore_postgres(self, backup: Backup) -> None:
+        pg = self.dep.postgres
+        if pg.process is not None and pg.process.is_running():
+            raise PlatformError("restore: PostgreSQL still runs on its old data; wipe or lose it first")
+        pg.start(timeout=30)  # a fresh initdb, the application role (current password) and database
+        run_tool([str(pg.bindir / "pg_restore"), "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres",
+                   "-d", pg.database, "--exit-on-error", "--single-transaction", str(backup.pg_dump)], "pg_restore")
+
+    def counter_values(self, keys: Iterable[str]) -> dict[str, int]:
+        """Counter values as stored in PostgreSQL (a key never persisted is 0, a fresh counter)."""
+        keys = list(keys)
+        with self.dep.postgres.admin_connect(dbname=self.dep.postgres.database) as conn:
+            rows = conn.execute("SELECT object_id, data FROM goverse_objects WHERE object_type = 'Counter' "
+                                "AND object_id = ANY(%s)", (keys,)).fetchall()
+        found = {r[0]: int((r[1] or {}).get("value", 0)) for r in rows}
+        return {k: found.get(k, 0) for k in keys}
+
+    def restore(self, backup: Backup, keys: Iterable[str], etcd: bool = True, postgres: bool = True,
+                t_fault: float | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Recover from ``backup``: stop the nodes still running (their memory holds state newer than
+        the backup and must not be written over it), restore etcd from its snapshot and/or PostgreSQL
+        from its dump, read back the counters ``keys`` straight from PostgreSQL (sample ``restored``,
+        judged by :func:`restored_matches_backup`), start every stopped stack process and wait until
+        the stack is converged and ready. Returns ``restore_s`` (procedure duration) and, given the
+        fault time, ``rpo_s``."""
+        timeout = timeout if timeout is not None else 2 * self._converge_budget()
+        target = "+".join(c for c, on in (("etcd", etcd), ("postgres", postgres)) if on) or "stack"
+        with self.window(RESTORE_KIND, target, {"backup": backup.dir.name}) as res:
+            t0 = time.monotonic()
+            phases: dict[str, float] = {}
+
+            def phase(name: str) -> None:
+                phases[name] = round(time.monotonic() - t0 - sum(phases.values()), 3)
+
+            stopped = self._kill_stack(("node",))
+            phase("stop_nodes_s")
+            if etcd:
+                self._restore_etcd(backup)
+                phase("etcd_s")
+            if postgres:
+                self._restore_postgres(backup)
+                phase("postgres_s")
+            t_data = self._now()
+            values = self.counter_values(keys)
+            self._sample(RESTORED_F, {"backup_point": backup.t_point, "backup_end": backup.t_end,
+                                      "t_data": t_data, "values": values})
+            rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
+            for n in sorted(self._killed, key=lambda n: (rank.get(self._proc(n).instance.component, 9), ordinal(n))):
+                self.dep.start(n)
+            self._killed.clear()
+            phase("start_s")
+            self.dep.wait_ready(timeout)
+            phase("ready_s")
+            restore_s = round(time.monotonic() - t0, 3)
+            res.update(restore_s=restore_s, stopped_nodes=stopped, phases=phases)
+            if t_fault is not None:
+                res["rpo_s"] = rpo_s(backup.t_point, t_fault)
+        return res

@@ -1,0 +1,133 @@
+"""Every checker that moved into harness/checkers/ (chaos, load, operations), run on a history in which
+every call failed: none may pass. Why: a checker that passes when nothing worked proves nothing — this
+pins down that each one either fails or says it could not decide (unknown), with the samples and fault
+windows its scenario records present, so the verdict is not just "nothing to look at"."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from harness.checkers import chaos, lifecycle, load, operations
+from harness.checkers.load_analysis import CPU_SAMPLE, PHASE_LOG, SAMPLES_LOG
+from harness.checkers.verdict import Checker, Verdict, run_safely
+from harness.history import Event, History
+from harness.operation_kinds import CONFIG_F, RESTORED_F, SECRET_F, VERSIONS_F
+
+_ids = itertools.count(1)
+KEYS = ("a", "b", "c")
+
+
+def failed_op(t: float, f: str, key: str | None, proc: str, value: object = 1) -> list[Event]:
+    i = next(_ids)
+    return [Event(t, "invoke", proc, f, key=key, value=value, op_id=i),
+            Event(t + 0.05, "fail", proc, f, key=key, value=value, op_id=i, error="CALL_FAILED: node unavailable")]
+
+
+def window(fid: str, kind: str, target: str, t0: float, t1: float, params: dict[str, object],
+           result: dict[str, object]) -> list[Event]:
+    return [Event(t0, "nemesis", "nemesis", "start", value={"id": fid, "kind": kind, "target": target,
+                                                            "params": params}),
+            Event(t1, "nemesis", "nemesis", "stop", value={"id": fid, "kind": kind, "target": target,
+                                                           "result": result})]
+
+
+def all_failed_history() -> History:
+    """Thirty seconds in which every client, probe, final read and load call failed; each operation's
+    window and sample is there, reporting the failure it saw."""
+    evs: list[Event] = []
+    for n in range(300):
+        t = n * 0.1
+        key = KEYS[n % 3]
+        evs += failed_op(t, "probe", key, "probe-0", None)
+        evs += failed_op(t, "increment", key, "client-0")
+        evs += failed_op(t, "read", key, "client-1", None)
+        evs += failed_op(t, "deposit", f"w{n % 3}", "client-2")
+        evs += failed_op(t, "increment", key, f"load-1-{n % 4}")
+    for k in KEYS:
+        evs += failed_op(30.0, "final-read", k, "client-0", None)
+    evs += [Event(10.0, "log", "harness", PHASE_LOG,
+                  value={"name": "steady", "t_start": 0.0, "t_end": 10.0, "offered_rps": 40.0, "kind": "stage"}),
+            Event(20.0, "log", "harness", PHASE_LOG,
+                  value={"name": "peak", "t_start": 10.0, "t_end": 20.0, "offered_rps": 80.0, "kind": "stage"}),
+            Event(5.0, "sample", "generator", CPU_SAMPLE, value={"process": "locust-master", "cpu": 99.0}),
+            Event(29.0, "log", "harness", SAMPLES_LOG,
+                  value={"run": "run-0", "samples": 0, "files": 0, "problem": "no sample file was written"})]
+    # operations' windows and samples, each reporting what went wrong
+    evs += window("f1", "config-update", "node-0", 1.0, 3.0, {}, {"exit_code": -9})
+    evs += window("f2", "config-update", "node-1", 2.0, 4.0, {}, {"exit_code": 1})
+    evs += window("f3", "scale-node", "node", 5.0, 9.0, {}, {"converged_s": None, "to": 4})
+    evs += window("f4", "cpu-stress", "node-0", 6.0, 8.0, {}, {"throttled_s": 0})
+    evs += window("f5", "pause", "node-1", 11.0, 14.0, {}, {})
+    evs += window("f6", "disk", "postgres", 15.0, 17.0, {"free_bytes": 0}, {})
+    evs += window("f7", "partition", "node-2", 18.0, 21.0, {"grudge": {}}, {"verified_cut": {"dropped": False}})
+    evs += [Event(9.5, "sample", "operations", VERSIONS_F, value={"expected": "B", "instances": {"node-0": ["A"]}}),
+            Event(9.6, "sample", "operations", CONFIG_F,
+                  value={"key": "LOG_LEVEL", "value": "warn", "instances": {"node-0": {"ok": False, "why": "info"}}}),
+            Event(9.7, "sample", "operations", SECRET_F,
+                  value={"old_rejected": False, "new_accepted": False, "nodes_on_new": {"node-0": False}}),
+            Event(9.8, "sample", "operations", RESTORED_F,
+                  value={"backup_point": 1.0, "backup_end": 2.0, "t_data": 25.0, "values": {}}),
+            Event(29.9, "sample", "harness", chaos.PERSISTED_F, value={"keys": list(KEYS), "values": {}})]
+    evs.sort(key=lambda e: e.t)
+    return History(evs)
+
+
+CHECKERS: dict[str, Checker] = {
+    # chaos
+    "persisted_not_behind": chaos.persisted_not_behind,
+    "writes_recover_after_heal": chaos.writes_recover_after_heal(2.0),
+    "evidence": chaos.evidence("cpu", "cpu-stress", lambda p, r: (bool(r.get("throttled_s")), "throttled")),
+    "latency_shift": chaos.latency_shift("increment", None, 50.0),
+    "partition_bit": chaos.partition_bit(clients_notice=True),
+    "queued_at_paused_node": chaos.queued_at_paused_node(set(KEYS), 5.0),
+    "writes_refused_while_full": chaos.writes_refused_while_full,
+    # load
+    "achieved_at_least": load.achieved_at_least(0.9, ["steady", "peak"]),
+    "error_rate_at_most": load.error_rate_at_most(0.01, ["steady", "peak"]),
+    "p99_at_most": load.p99_at_most(500.0, ["steady", "peak"]),
+    "samples_complete": load.samples_complete(),
+    "knee_reported": load.knee_reported(),
+    # operations
+    "one_at_a_time": operations.one_at_a_time(),
+    "clean_exits": operations.clean_exits(),
+    "steps_converged_within": operations.steps_converged_within(10.0),
+    "version_everywhere": operations.version_everywhere(),
+    "config_in_effect": operations.config_in_effect(),
+    "secret_rotated": operations.secret_rotated(),
+    "failed_calls_at_most": operations.failed_calls_at_most(0.05),
+    "restored_matches_backup": operations.restored_matches_backup(),
+    "no_lost_writes_after_restore": operations.no_lost_writes_after_restore(),
+    "no_secret_in": operations.no_secret_in([Path(__file__)], ["CALL_FAILED"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+def test_no_moved_checker_passes_when_every_call_failed(name: str) -> None:
+    c = run_safely(CHECKERS[name], all_failed_history())
+    assert c.verdict is not Verdict.PASS, f"{name} passed on an all-failed history: {c.detail}"
+    assert not c.detail.startswith("checker raised"), c.detail  # a crash is unknown, but not what we test
+
+
+def test_generator_saturation_is_a_warning_not_a_verdict_on_the_stack() -> None:
+    """The one exception, by design (harness/checkers/load.py): generator saturation questions the
+    measurement, not the stack, so it is a passing check whose detail starts with WARNING."""
+    c = run_safely(load.generator_not_saturated(), all_failed_history())
+    assert c.verdict is Verdict.PASS and c.detail.startswith("WARNING"), c.detail
+
+
+def test_checkers_of_captured_facts_fail_or_say_unknown() -> None:
+    """The checkers built from facts a scenario captured outside the history (harness/checkers/lifecycle.py)."""
+    h = all_failed_history()
+    assert lifecycle.exited_cleanly({"node-0": None, "node-1": 1}, 10.0)(h).verdict is Verdict.FAIL
+    assert lifecycle.exited_cleanly({}, 10.0)(h).verdict is Verdict.UNKNOWN
+    assert lifecycle.ready_within({"converged_s": 9.0}, 5.0)(h).verdict is Verdict.FAIL
+    assert lifecycle.ready_within({}, 5.0)(h).verdict is Verdict.UNKNOWN
+    assert lifecycle.every_gate_served(set(), {"gate-0", "gate-2"})(h).verdict is Verdict.FAIL
+
+
+def test_the_history_really_is_all_failed() -> None:
+    h = all_failed_history()
+    assert h.ops() and all(o.type == "fail" for o in h.ops())
