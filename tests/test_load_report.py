@@ -11,6 +11,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.load.report import CompareParams, compare_load, load_scenarios, render_load_report
+from harness.report.results import RUN_SCHEMA
 
 
 def phase(name: str, offered: float, achieved: float, p99: float, err: float = 0.0, kind: str = "phase") -> dict:
@@ -29,7 +30,8 @@ def scenario(sid: str, phases: list[dict], knee: dict | None = None, verdict: st
 
 
 def run(run_id: str, *scenarios: dict) -> dict[str, Any]:
-    return {"run_id": run_id, "platform": "local", "stack": "reference", "scenarios": list(scenarios)}
+    return {"schema": RUN_SCHEMA, "run_id": run_id, "platform": "local", "stack": "reference",
+            "scenarios": list(scenarios)}
 
 
 KNEE = {"found": True, "offered_rps": 500.0, "stage": "step-5", "reason": "p99", "last_good_rps": 400.0}
