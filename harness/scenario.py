@@ -44,7 +44,9 @@ class Scenario:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.deployment = deployment
         self.settings = settings
-        self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id})
+        # the SLO travels with the history, so an offline rebuild judges with the same one
+        slo_ms = float(getattr(settings, "slo_ms", None) or MeasureParams().slo_ms)
+        self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id, "slo_ms": slo_ms})
         self.nemesis = Nemesis(injector, self.recorder)
         self.workloads: list[Workload] = []
         self.extra: dict[str, Any] = {}
