@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from harness.checkers.availability import MeasureParams
-from harness.checkers.measure import measure
-from harness.checkers.verdict import Checker, CheckResult, check
+from harness.checkers.measure import lag_by_phase, measure, starvation
+from harness.checkers.verdict import Check, Checker, CheckResult, Verdict, check
 from harness.faults.nemesis import Nemesis
 from harness.history import NO_COMPLETION, Recorder
 from harness.platforms.base import Unsupported
@@ -136,15 +136,31 @@ class Scenario:
 
     # ---- verdict ---------------------------------------------------------------------------------
     def conclude(self, *checkers: Checker, extra: dict[str, Any] | None = None) -> CheckResult:
-        """Heal anything left, run the checkers over the history and write the scenario's result."""
+        """Heal anything left, run the checkers over the history and write the scenario's result.
+
+        A run whose harness was starved (its own scheduling lag over ``starved_lag_ms`` while it
+        measured) cannot be judged on timing: its verdict is ``unknown`` with the reason, whatever the
+        checks said (their details stay in the reason and checks.json)."""
         self.nemesis.heal_all()
         if extra:
             self.extra.update(extra)
         history = self.recorder.history()
-        self.result = check(history, *checkers)
-        self._write(history, self.result, reason=None if self.result.passed else self.result.explain())
+        result = check(history, *checkers)
+        self.extra["harness_lag"] = lag_by_phase(history)
+        starved = starvation(history)
+        if starved is not None:
+            self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
+                                     "threshold_ms": starved.threshold_ms}
+            result = CheckResult((*result.checks, Check("measurement_valid", Verdict.UNKNOWN, starved.reason,
+                                                        self.extra["starved"])))
+            self.result = result
+            checks_said = "" if result.passed else f"; the checks said: {result.explain()}"
+            self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
+        else:
+            self.result = result
+            self._write(history, result, reason=None if result.passed else result.explain())
         self.concluded = True
-        return self.result
+        return result
 
     def record_outcome(self, verdict: str, reason: str) -> None:
         """For the plugin: a scenario that raised, was skipped, or never concluded still gets a result."""

@@ -42,6 +42,7 @@ class MeasureParams:
     stable_s: float = 2.0  # W: how long every probe must be good to count as recovered
     slo_ms: float = DEFAULT_SLO_MS  # a probe counts as available only if it succeeded within this
     max_gap_s: float = 1.0  # a silence between probe invocations longer than this is not evidence of service
+    starved_lag_ms: float = 250.0  # harness lag above this in a judged phase: measurement invalid
 
     def __post_init__(self) -> None:
         if not (self.window_s > 0 and self.step_s > 0 and self.stable_s >= 0):

@@ -33,7 +33,7 @@ from harness.checkers.availability import (
     stream_episodes,
     stream_unavailable_s,
 )
-from harness.checkers.latency import latency_table
+from harness.checkers.latency import latency_table, phase_of
 from harness.checkers.ops import completed_op_ids, is_probe
 from harness.history import FaultWindow, History
 
@@ -212,3 +212,50 @@ def throughput(history: History) -> float | None:
     span = max(o.t_complete for o in ops) - min(o.t_invoke for o in ops)
     ok = sum(1 for o in ops if o.type == "ok")
     return round(ok / span, 3) if span > 0 else None
+
+
+@dataclass(frozen=True)
+class Starvation:
+    """The first moment the harness's own lag exceeded the threshold, and the worst lag seen."""
+
+    t: float
+    lag_ms: float
+    worst_ms: float
+    threshold_ms: float
+
+    @property
+    def reason(self) -> str:
+        return (f"measurement invalid: harness starved (lag {self.lag_ms:.0f} ms at t={self.t:.2f}s; worst "
+                f"{self.worst_ms:.0f} ms > {self.threshold_ms:g} ms)")
+
+
+def harness_lag(history: History) -> list[tuple[float, dict[str, Any]]]:
+    """The workload's ``harness-lag`` samples: (t, {"lag_ms", "loop_ms", "probe_ms", ..., "load1"})."""
+    return [(e.t, e.value) for e in history.samples("harness-lag") if isinstance(e.value, dict)]
+
+
+def starvation(history: History, params: MeasureParams | None = None) -> Starvation | None:
+    """``None`` unless some lag sample exceeded ``starved_lag_ms``. Every sample is in a judged phase:
+    the workload (and so the lag watch) runs only while the scenario measures."""
+    p = MeasureParams.for_history(history, params)
+    over = [(t, float(v.get("lag_ms") or 0.0)) for t, v in harness_lag(history)
+            if float(v.get("lag_ms") or 0.0) > p.starved_lag_ms]
+    if not over:
+        return None
+    return Starvation(over[0][0], over[0][1], max(lag for _, lag in over), p.starved_lag_ms)
+
+
+def lag_by_phase(history: History) -> dict[str, dict[str, float | int | None]]:
+    """Per phase (before / during / after, as for latency): worst harness lag, and the load average's
+    max and mean over the lag samples — the machine's state while each phase was measured."""
+    faults = sorted(history.faults(), key=lambda f: f.t_start)
+    phases: dict[str, list[dict[str, Any]]] = {}
+    for t, v in harness_lag(history):
+        phases.setdefault(phase_of(t, faults) if faults else "all", []).append(v)
+    out: dict[str, dict[str, float | int | None]] = {}
+    for ph, vs in phases.items():
+        loads = [float(v["load1"]) for v in vs if v.get("load1") is not None]
+        out[ph] = {"samples": len(vs), "max_lag_ms": max(float(v.get("lag_ms") or 0.0) for v in vs),
+                   "load1_max": max(loads) if loads else None,
+                   "load1_mean": round(sum(loads) / len(loads), 2) if loads else None}
+    return out
