@@ -21,6 +21,7 @@ An outage may cover only some keys (``keys``): the keys "owned by" a hung node, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class StandInGate:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._release: asyncio.Event | None = None  # set at shutdown: held calls are answered
 
     def set_schedule(self, schedule: Iterable[Outage]) -> None:
         """Replace the schedule (between measurements; list assignment is atomic)."""
@@ -89,7 +91,9 @@ class StandInGate:
         if o is not None and o.mode == "fail":
             return web.json_response({"error": "stand-in outage", "code": "UNAVAILABLE"}, status=503)
         if o is not None and o.mode == "hang":
-            await asyncio.sleep(max(0.0, o.end - self.clock()))  # sleep-ok: the hang is the subject
+            assert self._release is not None
+            with contextlib.suppress(TimeoutError):  # held until the window ends (or the server stops)
+                await asyncio.wait_for(self._release.wait(), max(0.0, o.end - self.clock()))
         elif o is not None and o.mode == "slow":
             await asyncio.sleep(o.delay_s)  # sleep-ok: the slowness is the subject
         if method == "Increment":
@@ -100,6 +104,7 @@ class StandInGate:
         return web.json_response({"response": wire.pack(msg)}, headers={"X-Goverse-Node": "standin-0"})
 
     async def _serve(self) -> None:
+        self._release = asyncio.Event()
         app = web.Application()
         app.router.add_post("/api/v1/objects/call/{type}/{id}/{method}", self._call)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -120,9 +125,14 @@ class StandInGate:
             return
         self._ready.set()
         loop.run_forever()
-        if self._runner is not None:
-            loop.run_until_complete(self._runner.cleanup())
         loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._release is not None:
+            self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        asyncio.get_running_loop().stop()
 
     def __enter__(self) -> StandInGate:
         self._thread = threading.Thread(target=self._main, name="standin-gate", daemon=True)
@@ -135,7 +145,7 @@ class StandInGate:
     def __exit__(self, *exc: object) -> None:
         loop, thread = self._loop, self._thread
         if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
         if thread is not None:
             thread.join(10)
         self._thread = None
