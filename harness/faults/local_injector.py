@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from harness import random as hrand
@@ -57,11 +58,27 @@ class LocalInjector:
     def _one(self, spec: str) -> list[str]:
         return resolve_target(spec, self.topology())
 
+    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
+        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
+        return {
+            Kill: self._inject_kill,
+            Restart: self._inject_restart,
+            Pause: self._inject_pause,
+            ScaleTo: self._inject_scale,
+            Partition: self._inject_partition,
+            Latency: self._inject_latency,
+            Timeout: self._inject_timeout,
+            Reset: self._inject_reset,
+            CpuStress: self._inject_cpu_stress,
+            MemoryPressure: self._inject_memory_pressure,
+            DiskFault: self._inject_disk,
+        }
+
     def inject(self, fault: Fault) -> Injected:
-        handler = getattr(self, f"_inject_{fault.kind.replace('-', '_')}", None)
+        handler = self.handlers().get(type(fault))
         if handler is None:
             raise Unsupported(f"the local platform cannot apply {fault.kind!r} faults")
-        return handler(fault)  # type: ignore[no-any-return]
+        return handler(fault)
 
     def _inject_kill(self, fault: Kill) -> Injected:
         targets = self._one(fault.target)
@@ -131,12 +148,12 @@ class LocalInjector:
                   "grudge": {h: sorted(d) for h, d in sorted(grudge.items())}}
 
         def heal() -> dict[str, Any]:
-            try:
-                verified = self._verify_cut(grudge)
-            finally:
-                part.heal()
-            return {"healed": sorted(grudge), "verified_cut": verified}
-        return Injected(victims, heal, detail)
+            part.heal()
+            return {"healed": sorted(grudge)}
+
+        def verify() -> dict[str, Any]:
+            return {"verified_cut": self._verify_cut(grudge)}
+        return Injected(victims, heal, detail, verify=verify)
 
     def _listen_addr(self, name: str) -> tuple[str, int] | None:
         """An address ``name`` listens on (its API, etcd client or PostgreSQL port), to test a cut."""
@@ -148,11 +165,16 @@ class LocalInjector:
         parts = urlsplit(url or "")
         return (parts.hostname, parts.port) if parts.hostname and parts.port else None
 
+    CUT_PROBE_TIMEOUT_S = 0.25
+
     def _verify_cut(self, grudge: dict[str, set[str]]) -> dict[str, Any]:
-        """Evidence that the drops bite, taken just before the heal (so it costs the fault's window
-        nothing): a TCP connect from a host the grudge names to a port its holder listens on must
+        """Evidence that the drops bite, taken while the fault holds (the nemesis runs it on its own
+        thread and records its times; it costs the fault's window nothing): a TCP connect from a host
+        the grudge names, made inside that host's namespace, to a port its holder listens on must
         time out — dropped, not refused (a refusal is a host that answered). One pair is enough to
         show the rules are live; ``dropped`` is False when they were not."""
+        from harness.platforms.local.firewall import connect_from
+
         for holder in sorted(grudge):
             addr = self._listen_addr(holder)
             if addr is None or not grudge[holder]:
@@ -161,9 +183,7 @@ class LocalInjector:
             host = self.dep.network.hosts.get(sender) if self.dep.network is not None else None
             if host is None:
                 continue
-            r = host.run([sys.executable, "-c", _CONNECT_OUTCOME, addr[0], str(addr[1]), "0.5"], check=False,
-                         timeout=15)
-            outcome = r.stdout.strip() or f"error: {r.stderr.strip()[-200:]}"
+            outcome = connect_from(host.ns, addr[0], int(addr[1]), self.CUT_PROBE_TIMEOUT_S)
             return {"from": sender, "to": holder, "addr": f"{addr[0]}:{addr[1]}", "outcome": outcome,
                     "dropped": outcome == "timeout"}
         return {"dropped": None, "why": "no holder with a known listening port"}
@@ -362,18 +382,6 @@ class LocalInjector:
         def heal() -> None:
             layer.heal()
         return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse"})
-
-
-_CONNECT_OUTCOME = r"""
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
-    print("connected")
-except TimeoutError:
-    print("timeout")
-except OSError as exc:
-    print(f"refused: {exc}")
-"""
 
 
 def _set_oom_score_adj(pid: int, value: str) -> tuple[int, str]:
