@@ -9,8 +9,9 @@ Two views of the same probe stream:
   stands for the time until the next probe was invoked. After the first bad probe at or after
   t_inject, t_recovered is the invocation time of the first good probe after which every probe
   invoked in the next W seconds is good (and the stream reaches that far without a silence longer than
-  ``max_gap_s``). RTO = t_recovered − t_inject. Against a known outage the error is at most one probe
-  period (the outage ends between two probe invocations), with no trailing-window overstatement.
+  ``max_gap_s``) — timed at the midpoint between that probe and the bad one before it.
+  RTO = t_recovered − t_inject. Against a known outage the error is at most half a probe period (the
+  outage ends between two probe invocations), with no trailing-window overstatement.
 - **Grid series** (plots, ``availability_min``): availability(t) = good probes / probes *invoked* in
   the sliding window (t − w, t], on the fixed grid t = k·step. A grid point whose window holds no probe
   invocation has no value (``None``) and counts as not available.
@@ -236,7 +237,8 @@ def stream_episodes(samples: Sequence[ProbeSample], params: MeasureParams, t_fro
     for longer than that: no evidence of service). Recovered at the first good probe j after the dip
     such that every probe invoked in [t_j, t_j + W] is good, the stream reaches t_j + W, and no silence
     inside is longer than ``max_gap_s``. A good stretch shorter than W (flapping) does not end the
-    outage."""
+    outage. ``recovered_at`` is the midpoint between that probe's invocation and the bad probe just
+    before it (the recovery happened in between), or the probe's own time after a silence."""
     n = len(samples)
     ts = [s.t for s in samples]
     nb = _next_bad(samples)
@@ -273,7 +275,10 @@ def stream_episodes(samples: Sequence[ProbeSample], params: MeasureParams, t_fro
         if rec is None:
             out.append(Episode(dip_at, None))
             break
-        out.append(Episode(dip_at, ts[rec]))
+        # the service came back between the last bad probe's invocation and this one's: the midpoint
+        # of that bracket halves the error (≤ half a probe period); after a silence, the probe itself
+        back = (ts[rec - 1] + ts[rec]) / 2 if not samples[rec - 1].ok else ts[rec]
+        out.append(Episode(dip_at, round(back, 6)))
         i = rec + 1
     return out
 
