@@ -88,7 +88,7 @@ def test_write_scenario_result_writes_every_file_and_round_trips(tmp_path: Path)
     assert data["faults"] == [{
         "id": "f1", "kind": "kill", "target": "node-1", "injected_at": 10.0, "healed_at": 15.0,
         "injected_at_utc": "2025-11-28T10:30:10.000Z", "healed_at_utc": "2025-11-28T10:30:15.000Z",
-        "status": "recovered", "rto_s": 5.976261, "recovery_after_heal_s": 0.976261, "unavailability_s": 2.066578}]
+        "status": "recovered", "rto_s": 5.976261, "recovery_after_heal_s": 0.976261, "unavailability_s": 2.055255}]
     assert data["extra"]["time_to_ready_s"] == 1.2 and data["extra"]["recovered"] is True
     assert data["plots"] == ["availability.png", "latency.png"]
     checks = json.loads((sdir / "checks.json").read_text())

@@ -285,14 +285,30 @@ def stream_episodes(samples: Sequence[ProbeSample], params: MeasureParams, t_fro
 
 def stream_unavailable_s(samples: Sequence[ProbeSample], params: MeasureParams, t_from: float,
                          t_until: float | None = None) -> float:
-    """Unavailable time in [t_from, t_until): each probe stands for the time until the next probe was
-    invoked; a bad probe's interval is unavailable, and so is the part of a good probe's interval beyond
-    ``max_gap_s`` (a silent probe is no evidence of service). The last probe stands for nothing."""
-    total = 0.0
+    """Unavailable time attributed to [t_from, t_until).
+
+    Each probe stands for its *cell*: from the midpoint with the previous probe to the midpoint with
+    the next (the first and last probes' cells end at their own invocation). A bad probe's cell is
+    unavailable and counts where the probe was invoked (so an outage that began at t_inject is not cut
+    short by half a cell). A silence longer than ``max_gap_s`` between two probes is unavailable from
+    ``max_gap_s / 2`` after the first to ``max_gap_s / 2`` before the second, clipped to the range.
+    Against an outage [a, b) the error is at most about half a probe period at each end."""
+    n = len(samples)
     hi_cap = math.inf if t_until is None else t_until
-    for a, b in zip(samples, samples[1:], strict=False):
-        bad_from = a.t if not a.ok else a.t + params.max_gap_s
-        lo, hi = max(bad_from, t_from), min(b.t, hi_cap)
-        if hi > lo:
+    half = params.max_gap_s / 2
+    total = 0.0
+    for k, s in enumerate(samples):
+        lo = s.t if k == 0 else (samples[k - 1].t + s.t) / 2
+        hi = s.t if k == n - 1 else (s.t + samples[k + 1].t) / 2
+        if not s.ok and t_from - _EPS <= s.t < hi_cap - _EPS:
             total += hi - lo
+        if k + 1 < n and samples[k + 1].t - s.t > params.max_gap_s + _EPS:
+            g_lo, g_hi = s.t + half, samples[k + 1].t - half
+            if not s.ok:
+                g_lo = max(g_lo, hi)
+            if not samples[k + 1].ok:
+                g_hi = min(g_hi, hi)
+            g_lo, g_hi = max(g_lo, t_from), min(g_hi, hi_cap)
+            if g_hi > g_lo:
+                total += g_hi - g_lo
     return round(total, 6)
