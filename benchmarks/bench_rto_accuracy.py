@@ -85,21 +85,32 @@ def main() -> None:
     params = MeasureParams(slo_ms=args.slo_ms)
     rng = random.Random(args.seed)
     worst = {"rto": 0.0, "unavailability": 0.0, "recovery_after_heal": 0.0}
+    worst_calm = dict(worst)  # over runs whose probe lag stayed within one probe period
+    calm_runs = runs = 0
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; probe {args.hz:g} Hz "
           f"(period {1 / args.hz:.3f} s), slo {args.slo_ms:g} ms, W {params.stable_s:g} s")
     for shape in SHAPES:
         for _ in range(args.repeat):
             offset = rng.uniform(0, 1 / args.hz)
             r = run_one(shape, offset, args.hz, params)
+            calm = r["max_lag_ms"] is not None and float(r["max_lag_ms"]) <= 1000 / args.hz
+            runs += 1
+            calm_runs += calm
             for k in worst:
                 v = r[k]
-                worst[k] = max(worst[k], float("inf") if v is None and k == "rto" else (v or 0.0))
+                err = float("inf") if v is None and k == "rto" else (v or 0.0)
+                worst[k] = max(worst[k], err)
+                if calm:
+                    worst_calm[k] = max(worst_calm[k], err)
             print(f"{shape:10s} offset {offset * 1000:5.1f} ms  RTO {r['rto_s']} (true {r['true_rto_s']:.3f})  "
                   f"unavail {r['unav_s']} (true {r['true_unav_s']:.3f})  after-heal {r['rah_s']} "
                   f"(true {r['true_rah_s']:.3f})  max probe lag {r['max_lag_ms']} ms")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("largest |measured - true|: " + ", ".join(f"{k} {v:.3f} s" for k, v in worst.items()))
-    print(f"largest error overall: {max(worst.values()):.3f} s (target <= {1 / args.hz:.3f} s)")
+    print("largest |measured - true| (all runs): " + ", ".join(f"{k} {v:.3f} s" for k, v in worst.items()))
+    print(f"largest |measured - true| over the {calm_runs}/{runs} runs whose probe lag stayed <= one period: "
+          + ", ".join(f"{k} {v:.3f} s" for k, v in worst_calm.items()))
+    print(f"largest error overall: {max(worst.values()):.3f} s (target <= {1 / args.hz:.3f} s; a run whose "
+          "harness lagged adds that lag to the error)")
 
 
 if __name__ == "__main__":
