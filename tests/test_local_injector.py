@@ -147,7 +147,7 @@ def test_link_faults_only_where_a_proxy_is_wired(rig: Rig) -> None:
         LocalInjector(rig).inject(Latency(("node-0", "postgres"), ms=10))
     with FaultProxy() as fp:
         rig.proxy = fp
-        with pytest.raises(Unsupported, match="only on node -> postgres links"):
+        with pytest.raises(Unsupported, match="latency is injected only on node -> postgres links"):
             LocalInjector(rig).inject(Latency(("gate-0", "node-0"), ms=10))
         fp.add_link("node-0->postgres", ("127.0.0.1", 9))
         # a link the node never used (it ignored the proxy address) would make the fault a no-op
@@ -198,6 +198,50 @@ def test_partition_cuts_exactly_the_shape_and_heals_with_evidence(rig: Rig) -> N
             assert evidence["verified_cut"]["outcome"] == "timeout"
             injected.heal()
             assert connects(net, "postgres", "node-0") and connects(net, "node-0", "postgres")
+        finally:
+            for p in listeners:
+                p.kill()
+                p.wait()
+    assert netns.leftovers(rig.fault_prefix) == []
+
+
+def outcome(net: Network, src: str, dst: str) -> str:
+    from harness.platforms.local.firewall import connect_from
+
+    return connect_from(net.host(src).ns, net.host(dst).ip, ECHO_PORT, 0.3)
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
+def test_timeout_and_reset_on_gate_node_and_node_etcd_links_via_nft(rig: Rig) -> None:
+    listeners = []
+    hosts = (("gate-0", "gate"), ("gate-1", "gate"), ("node-0", "node"), ("node-1", "node"), ("etcd-0", "etcd"))
+    with Network(rig.fault_prefix) as net:
+        for name, role in hosts:
+            h = net.add_host(name)
+            rig.add(name, role, h.ip, ECHO_PORT)
+            listeners.append(h.popen([sys.executable, "-c", LISTEN, h.ip, str(ECHO_PORT)],
+                                     stdout=subprocess.PIPE, text=True))
+        try:
+            for p in listeners:
+                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+            rig.network, rig.partitioner = net, Partitioner(net)
+            inj = LocalInjector(rig).inject(Timeout(("all-gates", "node-0")))
+            assert inj.targets == ["gate-0", "gate-1"] and inj.detail["via"] == "nft"
+            assert outcome(net, "gate-0", "node-0") == "timeout" and outcome(net, "gate-1", "node-0") == "timeout"
+            assert outcome(net, "gate-0", "node-1") == "connected"  # only the asked-for link
+            assert outcome(net, "node-0", "gate-0") == "connected"  # and only that direction
+            inj.heal()
+            assert outcome(net, "gate-0", "node-0") == "connected"
+
+            inj = LocalInjector(rig).inject(Reset(("node-1", "etcd-0")))
+            assert outcome(net, "node-1", "etcd-0").startswith("refused")  # an RST, at once
+            assert outcome(net, "node-0", "etcd-0") == "connected"
+            inj.heal()
+            assert outcome(net, "node-1", "etcd-0") == "connected"
+            assert_held_as_asked(held(rig, Reset(("all-gates", "node-0"))))
+            assert outcome(net, "gate-1", "node-0") == "connected"
         finally:
             for p in listeners:
                 p.kill()

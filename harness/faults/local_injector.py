@@ -51,6 +51,7 @@ class LocalInjector:
 
     def __init__(self, deployment: Any) -> None:
         self.dep = deployment
+        self._links: Any = None  # firewall.LinkFilter, made on the first nft link fault
 
     def topology(self, running_only: bool = True) -> dict[str, str]:
         return {i.name: i.component for i in self.dep.instances() if i.running or not running_only}
@@ -206,8 +207,8 @@ class LocalInjector:
         names = []
         for src, dst in resolve_link(link, topo):
             if dst != "postgres" or topo.get(src) != "node":
-                raise Unsupported(f"the local platform puts link faults only on node -> postgres links (its "
-                                  f"fault proxies); {src} -> {dst} is a direct connection")
+                raise Unsupported(f"latency is injected only on node -> postgres links (their fault proxies; "
+                                  f"this kernel has no netem); {src} -> {dst} is a direct connection")
             name = pg_link_name(src)
             if name not in proxy.links():
                 raise Unsupported(f"{src} has no fault proxy link to PostgreSQL")
@@ -249,12 +250,49 @@ class LocalInjector:
     def _inject_timeout(self, fault: Timeout) -> Injected:
         from harness.platforms.local import faultproxy
 
+        if not self._all_pg_links(fault.link):
+            return self._inject_nft_link(fault.link, "drop")
         return self._inject_toxic(fault.link, faultproxy.Timeout(), {"toxic": "timeout"})
 
     def _inject_reset(self, fault: Reset) -> Injected:
         from harness.platforms.local import faultproxy
 
+        if not self._all_pg_links(fault.link):
+            return self._inject_nft_link(fault.link, "reset")
         return self._inject_toxic(fault.link, faultproxy.ResetPeer(), {"toxic": "reset_peer"})
+
+    def _all_pg_links(self, link: Link) -> bool:
+        """Whether every pair of ``link`` is node → PostgreSQL (the links wired through the proxy)."""
+        topo = self.topology()
+        return all(dst == "postgres" and topo.get(src) == "node" for src, dst in resolve_link(link, topo))
+
+    def _inject_nft_link(self, link: Link, action: str) -> Injected:
+        """Black hole (``drop``) or reset on links not wired through a fault proxy — gate → node,
+        node → etcd, node → node — as nft rules in each source host's namespace
+        (``firewall.LinkFilter``): every TCP packet from the source to the destination's address is
+        dropped, or answered with an RST to the sender."""
+        from harness.platforms.local.firewall import LinkFilter
+
+        net = self.dep.network
+        if net is None or self.dep.partitioner is None:
+            raise Unsupported("link faults outside node -> postgres need network namespaces: "
+                              + self.dep.fault_unwired.get("partition", "the stack runs without them"))
+        topo = self.topology()
+        pairs = resolve_link(link, topo)
+        if any(dst == "postgres" and topo.get(src) == "node" for src, dst in pairs):
+            raise Unsupported(f"link {link!r} mixes node -> postgres links (fault proxy) with others (nft); "
+                              "ask for them as separate faults")
+        if self._links is None:
+            self._links = LinkFilter(net)
+        links = self._links
+        links.apply(pairs, action)  # type: ignore[arg-type]
+        sources = sorted({src for src, _ in pairs})
+        detail = {"links": [f"{s}->{d}" for s, d in pairs], "via": "nft", "action": action}
+
+        def heal() -> dict[str, Any]:
+            links.heal(sources)
+            return {"cleared": detail["links"]}
+        return Injected(sources, heal, detail)
 
     # ---- cgroups: CPU starvation and memory pressure ----------------------------------------------------
     def _pid(self, name: str) -> int:

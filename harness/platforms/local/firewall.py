@@ -317,3 +317,61 @@ def run_in_netns(ns: str, argv: list[str], input: str | None = None, timeout: fl
         raise r
     if r.returncode != 0:
         raise PlatformError(f"{' '.join(argv)} in {ns} failed ({r.returncode}): {r.stderr.strip()}")
+
+
+LinkAction = Literal["drop", "reset"]
+
+
+def render_link_nft(table: str, rules: Mapping[str, LinkAction]) -> str:
+    """An ``nft -f`` script that atomically replaces ``table`` with per-destination rules on the
+    output hook (pure): ``drop`` black-holes TCP to that IP (the sender retransmits into the void),
+    ``reset`` answers every TCP packet to it with an RST to the local sender (new connects are
+    refused, open connections abort on their next send). Only packets in the *original* direction
+    of a connection (conntrack) are hit: the link is the source's calls to the destination, so the
+    destination's own connections to the source (and their replies) still flow."""
+    lines = [f"add table inet {table}", f"delete table inet {table}"]
+    if not rules:
+        return "\n".join(lines) + "\n"
+    lines += [f"table inet {table} {{", "  chain output {", "    type filter hook output priority -20; policy accept;"]
+    for ip, action in sorted(rules.items()):
+        verdict = "drop" if action == "drop" else "reject with tcp reset"
+        lines.append(f"    ip daddr {ip} meta l4proto tcp ct direction original {verdict}")
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+class LinkFilter:
+    """Link faults (black hole, reset) on links that do not go through a fault proxy — gate → node,
+    node → etcd — as nft rules in the *source* host's namespace, in their own table
+    (``<prefix>lnk``), so they combine with a partition (``Partitioner``'s table) without either
+    replacing the other. ``apply`` and ``heal`` touch all source hosts at once."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.table = f"{network.prefix}lnk"
+        self._rules: dict[str, dict[str, LinkAction]] = {}
+
+    def apply(self, pairs: Iterable[tuple[str, str]], action: LinkAction) -> dict[str, dict[str, LinkAction]]:
+        """Add ``action`` on TCP from each source host to each destination host's IP."""
+        want = {h: dict(r) for h, r in self._rules.items()}
+        for src, dst in pairs:
+            if src not in self.network.hosts or dst not in self.network.hosts:
+                raise Unsupported(f"link {src} -> {dst}: both ends must be hosts with their own namespace")
+            want.setdefault(src, {})[self.network.hosts[dst].ip] = action
+        changed = [h for h in want if want[h] != self._rules.get(h)]
+        try:
+            Partitioner._each(lambda h: run_in_netns(self.network.hosts[h].ns, ["nft", "-f", "-"],
+                                                     render_link_nft(self.table, want[h])), changed)
+        except BaseException:
+            self.heal(changed)
+            raise
+        self._rules = want
+        return {h: dict(r) for h, r in want.items()}
+
+    def heal(self, hosts: Iterable[str] | None = None) -> None:
+        """Remove the link rules from ``hosts`` (default: every host that has some); idempotent."""
+        names = sorted(self._rules) if hosts is None else sorted(set(hosts))
+        Partitioner._each(lambda h: run_in_netns(self.network.hosts[h].ns, ["nft", "-f", "-"],
+                                                 render_link_nft(self.table, {})), names)
+        for h in names:
+            self._rules.pop(h, None)
