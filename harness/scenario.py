@@ -151,10 +151,11 @@ class Scenario:
         if starved is not None:
             self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
                                      "threshold_ms": starved.threshold_ms}
+            checks_said = ("; the checks passed" if result.passed
+                           else f"; the checks said: {result.explain()}")
             result = CheckResult((*result.checks, Check("measurement_valid", Verdict.UNKNOWN, starved.reason,
                                                         self.extra["starved"])))
             self.result = result
-            checks_said = "" if result.passed else f"; the checks said: {result.explain()}"
             self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
         else:
             self.result = result
