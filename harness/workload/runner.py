@@ -154,7 +154,11 @@ class Workload:
         loop = self._loop
         if self._thread is not None and loop is not None and loop.is_running():
             done = threading.Event()
-            loop.call_soon_threadsafe(lambda: (apply(), done.set()))
+
+            def apply_and_signal() -> None:
+                apply()
+                done.set()
+            loop.call_soon_threadsafe(apply_and_signal)
             if not done.wait(5):
                 raise RuntimeError("workload loop did not apply the new gate list within 5 s")
         else:

@@ -111,8 +111,7 @@ class StandInGate:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else 0
+        port = int(self._runner.addresses[0][1])  # the port the kernel chose for port 0
         self.url = f"http://127.0.0.1:{port}"
 
     def _main(self) -> None:
