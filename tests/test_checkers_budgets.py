@@ -34,15 +34,15 @@ def recorded(name: str) -> History:
 def test_rto_within_budget_passes() -> None:
     c = rto(budget_s=10)(recorded("kill_node_recovers"))
     assert c.verdict is Verdict.PASS
-    assert c.detail == "RTO 5.98s ≤ 10s after kill node-1 (f1) injected at 10.00s"
+    assert c.detail == "RTO 6.00s ≤ 10s after kill node-1 (f1) injected at 10.00s"
 
 
 def test_rto_over_budget_fails_with_the_numbers() -> None:
     c = rto(budget_s=5)(recorded("kill_node_recovers"))
     assert c.verdict is Verdict.FAIL
-    assert "RTO 5.98s > budget 5s after kill node-1 (f1) injected at 10.00s" in c.detail
-    assert "recovered 15.98s" in c.detail
-    assert c.data["faults"][0]["rto_s"] == pytest.approx(5.976, abs=0.01)
+    assert "RTO 6.00s > budget 5s after kill node-1 (f1) injected at 10.00s" in c.detail
+    assert "recovered 16.00s" in c.detail
+    assert c.data["faults"][0]["rto_s"] == pytest.approx(6.0, abs=0.01)
 
 
 def test_rto_never_recovered_fails() -> None:
@@ -69,9 +69,9 @@ def test_scenario_sketch_of_the_design_reads_as_intended() -> None:
 def test_recovery_after_heal_passes_and_fails_on_budget() -> None:
     h = recorded("kill_node_recovers")
     ok = recovery_after_heal(budget_s=5)(h)
-    assert ok.verdict is Verdict.PASS and "recovered 0.98s after the heal" in ok.detail
+    assert ok.verdict is Verdict.PASS and "recovered 1.00s after the heal" in ok.detail
     bad = recovery_after_heal(budget_s=0.5)(h)
-    assert bad.verdict is Verdict.FAIL and "recovered 0.98s after the heal > budget 0.5s" in bad.detail
+    assert bad.verdict is Verdict.FAIL and "recovered 1.00s after the heal > budget 0.5s" in bad.detail
 
 
 def test_recovery_after_heal_says_when_it_clamped() -> None:

@@ -329,3 +329,22 @@ def test_throughput_counts_ok_workload_ops_and_ignores_the_probe() -> None:
     m = measure(History(sorted(events, key=lambda e: e.t)))
     assert m.throughput_ops_s == pytest.approx(3 / 2.0)  # 3 ok ops between 0.0 and 2.0
     assert measure(History(events=[])).throughput_ops_s is None
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_partial_outage_is_bracketed_by_the_down_keys_own_probes(seed: int) -> None:
+    """One node of three down on [a, b): only its keys' probes fail, so the end of the outage lies
+    between the last bad probe and the next probe *of a down key*, not of any key."""
+    rng = random.Random(seed)
+    a = 10.0 + rng.random()
+    b = a + rng.uniform(0.3, 3.0)
+    keys = [f"k{i}" for i in range(12)]
+    down = set(rng.sample(keys, 4))
+    samples = []
+    for i in range(600):
+        t, key = i * 0.05, keys[i % len(keys)]
+        samples.append(ProbeSample(t, not (a <= t < b and key in down), key=key))
+    m = one(samples, fault(a, a + 0.1))
+    gaps = [y.t - x.t for x, y in zip([s for s in samples if s.key in down], [s for s in samples if s.key in down][1:],
+                                      strict=False)]
+    assert abs(m.rto_s - (b - a)) <= max(gaps) / 2 + 0.05 / 2

@@ -72,6 +72,7 @@ class ProbeSample:
     ok: bool
     succeeded: bool | None = None  # None: same as ok (hand-built samples)
     latency_s: float | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def probe_samples(history: History, params: MeasureParams | None = None) -> list
     """Every completed probe op in invocation order; ``ok`` means it succeeded within the SLO."""
     slo_s = MeasureParams.for_history(history, params).slo_ms / 1000.0
     out = [ProbeSample(op.t_invoke, op.type == "ok" and op.latency_s <= slo_s, op.type == "ok",
-                       round(op.latency_s, 6))
+                       round(op.latency_s, 6), op.key)
            for op in probe_ops(history)]
     return sorted(out, key=lambda s: s.t)
 
@@ -275,9 +276,15 @@ def stream_episodes(samples: Sequence[ProbeSample], params: MeasureParams, t_fro
         if rec is None:
             out.append(Episode(dip_at, None))
             break
-        # the service came back between the last bad probe's invocation and this one's: the midpoint
-        # of that bracket halves the error (≤ half a probe period); after a silence, the probe itself
-        back = (ts[rec - 1] + ts[rec]) / 2 if not samples[rec - 1].ok else ts[rec]
+        # the service came back between the last bad probe's invocation and the first good probe of a
+        # key that was down in this outage (for a full outage: the recovering probe itself); the
+        # midpoint of that bracket halves the error; after a silence, the probe's own time
+        back = ts[rec]
+        if not samples[rec - 1].ok:
+            down = {samples[k].key for k in range(i, rec) if not samples[k].ok}
+            end = ts[rec] + params.stable_s
+            r2 = next((k for k in range(rec, n) if ts[k] <= end + _EPS and samples[k].key in down), rec)
+            back = (ts[rec - 1] + ts[r2]) / 2
         out.append(Episode(dip_at, round(back, 6)))
         i = rec + 1
     return out
