@@ -73,6 +73,7 @@ class ProbeSample:
     succeeded: bool | None = None  # None: same as ok (hand-built samples)
     latency_s: float | None = None
     key: str | None = None
+    node: str | None = None  # the node that served it (``extra.node``), when the stack says
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def probe_samples(history: History, params: MeasureParams | None = None) -> list
     """Every completed probe op in invocation order; ``ok`` means it succeeded within the SLO."""
     slo_s = MeasureParams.for_history(history, params).slo_ms / 1000.0
     out = [ProbeSample(op.t_invoke, op.type == "ok" and op.latency_s <= slo_s, op.type == "ok",
-                       round(op.latency_s, 6), op.key)
+                       round(op.latency_s, 6), op.key, (op.extra or {}).get("node"))
            for op in probe_ops(history)]
     return sorted(out, key=lambda s: s.t)
 
@@ -281,13 +282,34 @@ def stream_episodes(samples: Sequence[ProbeSample], params: MeasureParams, t_fro
         # midpoint of that bracket halves the error; after a silence, the probe's own time
         back = ts[rec]
         if not samples[rec - 1].ok:
-            down = {samples[k].key for k in range(i, rec) if not samples[k].ok}
-            end = ts[rec] + params.stable_s
-            r2 = next((k for k in range(rec, n) if ts[k] <= end + _EPS and samples[k].key in down), rec)
-            back = (ts[rec - 1] + ts[r2]) / 2
+            back = (ts[rec - 1] + ts[_first_good_of_down_group(samples, i, rec, params.stable_s)]) / 2
         out.append(Episode(dip_at, round(back, 6)))
         i = rec + 1
     return out
+
+
+def _first_good_of_down_group(samples: Sequence[ProbeSample], i: int, rec: int, stable_s: float) -> int:
+    """The first probe from ``rec`` on (within W) whose key belongs to a *group* that was down in the
+    outage that began at ``i``. A key's group is the node that last served it before the outage
+    (``ProbeSample.node``), else the key itself: one node of three down fails only its keys' probes,
+    and any of its keys ends the bracket, not just the few that happened to be probed while it was
+    down. ``rec`` when no such probe exists (e.g. the keys moved to other nodes)."""
+    owner: dict[str | None, str | None] = {}
+    for s in samples[:i]:
+        if s.ok and s.node is not None:
+            owner[s.key] = s.node
+
+    def group(s: ProbeSample) -> str | None:
+        return owner.get(s.key, s.key)
+
+    down = {group(samples[k]) for k in range(i, rec) if not samples[k].ok}
+    end = samples[rec].t + stable_s
+    for k in range(rec, len(samples)):
+        if samples[k].t > end + _EPS:
+            break
+        if group(samples[k]) in down:
+            return k
+    return rec
 
 
 def stream_unavailable_s(samples: Sequence[ProbeSample], params: MeasureParams, t_from: float,
