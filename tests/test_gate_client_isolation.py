@@ -1,5 +1,5 @@
 """A hung node must not make healthy nodes look slow: with one node's keys black-holed (calls held
-for longer than the test), the p99 of calls to the other keys stays within 50 ms of the baseline p99
+for longer than the test), the p99 of calls to the other keys stays within 100 ms of the baseline p99
 (plus 2x for a loaded machine). A client with a small shared pool — what the workload used to have —
 is shown to fail the same comparison, so the test can fail."""
 
@@ -16,7 +16,7 @@ from harness.workload.standin import Outage, StandInGate
 
 HEALTHY = [f"ok-{i}" for i in range(6)]
 HUNG = frozenset(f"hung-{i}" for i in range(6))
-MARGIN_MS = 50.0
+MARGIN_MS = 100.0
 
 
 def p99(xs: list[float]) -> float:
@@ -73,7 +73,7 @@ def measure_p99(limit: int) -> tuple[float, float]:
             base = await open_loop(client, HEALTHY, 1.5, 80)
             gate.set_schedule([Outage(clock(), clock() + 60, "hang", keys=HUNG)])
             mixed = [k for pair in zip(HEALTHY, sorted(HUNG), strict=True) for k in pair]
-            during = await open_loop(client, mixed, 2.0, 80)
+            during = await open_loop(client, mixed, 3.0, 80)
             gate.set_schedule([])
         return p99(base), p99(during)
 
