@@ -101,6 +101,18 @@ class FaultWindow:
     params: dict[str, Any]
     t_start: float
     t_stop: float | None  # None: never healed within the history
+    result: dict[str, Any] | None = None  # what the heal reported (the stop event's ``result``)
+
+    @property
+    def requested_hold_s(self) -> float | None:
+        """How long the scenario asked the fault to hold (``Nemesis.apply``), if it said."""
+        v = self.params.get("requested_hold_s")
+        return float(v) if v is not None else None
+
+    @property
+    def actual_hold_s(self) -> float | None:
+        """t_heal − t_inject: from the moment the fault was in effect to the moment it was gone."""
+        return None if self.t_stop is None else round(self.t_stop - self.t_start, 6)
 
 
 @dataclass
@@ -181,6 +193,7 @@ class History:
         out: list[FaultWindow] = []
         order: list[str] = []
         stops: dict[str, float] = {}
+        results: dict[str, dict[str, Any]] = {}
         for ev in self.events:
             if ev.type != "nemesis" or not isinstance(ev.value, dict):
                 continue
@@ -190,6 +203,8 @@ class History:
                 order.append(fid)
             elif ev.f == "stop":
                 stops[fid] = ev.t
+                if isinstance(ev.value.get("result"), dict):
+                    results[fid] = ev.value["result"]
         for fid in order:
             ev = starts[fid]
             v = ev.value
@@ -201,6 +216,7 @@ class History:
                     params=dict(v.get("params") or {}),
                     t_start=ev.t,
                     t_stop=stops.get(fid),
+                    result=results.get(fid),
                 )
             )
         return out
@@ -289,15 +305,18 @@ class Recorder:
         self.add(Event(t=self.now(), type=type_, process=process, f=f, key=key, value=value,
                        op_id=op_id, error=error, node=node, extra=extra))
 
-    def nemesis_start(self, kind: str, target: Any = None, params: dict[str, Any] | None = None) -> str:
+    def nemesis_start(self, kind: str, target: Any = None, params: dict[str, Any] | None = None,
+                      t: float | None = None) -> str:
+        """Record t_inject (``t``: a time already taken on this clock, else now)."""
         fid = f"f{next(self._fault_ids)}"
-        self.add(Event(t=self.now(), type="nemesis", process="nemesis", f="start",
+        self.add(Event(t=self.now() if t is None else t, type="nemesis", process="nemesis", f="start",
                        value={"id": fid, "kind": kind, "target": target, "params": params or {}}))
         return fid
 
     def nemesis_stop(self, fault_id: str, kind: str, target: Any = None,
-                     result: dict[str, Any] | None = None) -> None:
-        self.add(Event(t=self.now(), type="nemesis", process="nemesis", f="stop",
+                     result: dict[str, Any] | None = None, t: float | None = None) -> None:
+        """Record t_heal (``t``: taken when the fault was gone, e.g. before a verification was joined)."""
+        self.add(Event(t=self.now() if t is None else t, type="nemesis", process="nemesis", f="stop",
                        value={"id": fault_id, "kind": kind, "target": target, "result": result or {}}))
 
     def sample(self, f: str, value: Any, process: str = "oracle") -> None:

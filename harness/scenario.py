@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.checkers.availability import MeasureParams
-from harness.checkers.measure import measure
-from harness.checkers.verdict import Checker, CheckResult, Verdict, check
+from harness.checkers.measure import lag_by_phase, measure, starvation
+from harness.checkers.verdict import Check, Checker, CheckResult, Verdict, check
 from harness.faults.nemesis import Injector, Nemesis
 from harness.history import NO_COMPLETION, History, Recorder
 from harness.platforms.base import Deployment, Platform, Unsupported
@@ -49,7 +49,9 @@ class Scenario:
         self.deployment = deployment
         self.settings = settings
         self.platform = platform
-        self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id})
+        # the SLO travels with the history, so an offline rebuild judges with the same one
+        slo_ms = float(getattr(settings, "slo_ms", None) or MeasureParams().slo_ms)
+        self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id, "slo_ms": slo_ms})
         self.nemesis = Nemesis(injector, self.recorder)
         self.workloads: list[Workload] = []
         self.extra: dict[str, Any] = {}
@@ -148,13 +150,30 @@ class Scenario:
 
     # ---- verdict ---------------------------------------------------------------------------------
     def conclude(self, *checkers: Checker, extra: dict[str, Any] | None = None) -> CheckResult:
-        """Heal anything left, run the checkers over the history and write the scenario's result."""
+        """Heal anything left, run the checkers over the history and write the scenario's result.
+
+        A run whose harness was starved (its own scheduling lag over ``starved_lag_ms`` while it
+        measured) cannot be judged on timing: its verdict is ``unknown`` with the reason, whatever the
+        checks said (their details stay in the reason and checks.json)."""
         self.nemesis.heal_all()
         if extra:
             self.extra.update(extra)
         history = self.recorder.history()
-        self.result = check(history, *checkers)
-        self._write(history, self.result, reason=None if self.result.passed else self.result.explain())
+        result = check(history, *checkers)
+        self.extra["harness_lag"] = lag_by_phase(history)
+        starved = starvation(history)
+        if starved is not None:
+            self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
+                                     "threshold_ms": starved.threshold_ms}
+            checks_said = ("; the checks passed" if result.passed
+                           else f"; the checks said: {result.explain()}")
+            result = CheckResult((*result.checks, Check("measurement_valid", Verdict.UNKNOWN, starved.reason,
+                                                        self.extra["starved"])))
+            self.result = result
+            self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
+        else:
+            self.result = result
+            self._write(history, result, reason=None if result.passed else result.explain())
         self.concluded = True
         if self.result.verdict is Verdict.NOT_APPLICABLE:  # fails nothing, passes nothing: an explained skip
             pytest.skip(f"not applicable: {self.result.reason()}")

@@ -60,6 +60,8 @@ class Settings(BaseModel):
     tick: float = Field(0.25, gt=0, le=60)
     call_timeout: float = Field(5.0, gt=0, le=120)
     shutdown_grace: float = Field(10.0, gt=0, le=300)
+    # measurement: a probe that succeeded slower than this counts as unavailable (docs/definitions.md)
+    slo_ms: float = Field(1000.0, gt=0, le=600_000)
     # real Goverse (stack=goverse)
     goverse_node_bin: Path | None = None
     goverse_gate_bin: Path | None = None

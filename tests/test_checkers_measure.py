@@ -13,7 +13,6 @@ import pytest
 from harness.checkers import (
     MeasureParams,
     ProbeSample,
-    episodes,
     latency_table,
     measure,
     nearest_rank,
@@ -21,7 +20,8 @@ from harness.checkers import (
     series_from_samples,
     summarize,
 )
-from harness.checkers.measure import measure_fault
+from harness.checkers.availability import stream_episodes
+from harness.checkers.measure import FaultMeasurement, measure_fault
 from harness.history import Event, FaultWindow, History
 
 HISTORIES = Path(__file__).parent / "data" / "histories"
@@ -45,11 +45,11 @@ def fault(t_start: float, t_stop: float | None, fid: str = "f1") -> FaultWindow:
     return FaultWindow(fid, "kill", "node-1", {}, t_start, t_stop)
 
 
-def one(samples: list[ProbeSample], f: FaultWindow, next_inject: float | None = None):
-    return measure_fault(series_from_samples(samples, P), f, next_inject)
+def one(samples: list[ProbeSample], f: FaultWindow, next_inject: float | None = None) -> FaultMeasurement:
+    return measure_fault(samples, P, f, next_inject)
 
 
-# ---- availability(t) ------------------------------------------------------------------------------
+# ---- availability(t) (plots, availability_min) --------------------------------------------------------
 def test_availability_is_the_ok_fraction_of_probes_invoked_in_the_trailing_window() -> None:
     s = series_from_samples(probes(5.0, down=[(2.0, 2.5)]), P)
     at = dict(zip(s.t, s.value, strict=True))
@@ -72,17 +72,18 @@ def test_no_probes_gives_an_empty_series() -> None:
     assert s.t == () and s.end is None
 
 
-# ---- RTO edge cases -----------------------------------------------------------------------------------
-def test_rto_of_a_clean_outage_is_from_inject_to_the_start_of_the_stable_window() -> None:
-    # probes fail on [10, 16): the last failing probe is 15.95, so the first good trailing window is
-    # (16.0, 17.0] and [17.0, 19.0] stays good → t_recovered 17.0, RTO 7.0, unavailable 10.0 .. 16.9
+# ---- RTO from the raw probe stream -------------------------------------------------------------------------
+def test_rto_of_a_clean_outage_ends_at_the_first_good_probe_of_a_stable_stretch() -> None:
+    # probes fail on [10, 16): the last bad probe is 15.95, the first good 16.00 and [16, 18] stays
+    # good → recovered at the midpoint 15.975 (no trailing window to add); each failed probe stands for
+    # 50 ms → 6.0 s unavailable
     m = one(probes(30.0, down=[(10.0, 16.0)]), fault(10.0, 15.0))
     assert m.status == "recovered"
     assert m.t_dip == pytest.approx(10.0)
-    assert m.t_recovered == pytest.approx(17.0)
-    assert m.rto_s == pytest.approx(7.0)
-    assert m.unavailability_s == pytest.approx(7.0)
-    assert m.recovery_after_heal_s == pytest.approx(2.0) and not m.recovered_before_heal
+    assert m.t_recovered == pytest.approx(15.975)
+    assert m.rto_s == pytest.approx(5.975)
+    assert m.unavailability_s == pytest.approx(6.0)
+    assert m.recovery_after_heal_s == pytest.approx(0.975) and not m.recovered_before_heal
 
 
 def test_no_dip_means_rto_zero() -> None:
@@ -95,34 +96,35 @@ def test_never_recovered_is_none_not_a_number() -> None:
     m = one(probes(30.0, down=[(10.0, 30.0)]), fault(10.0, 15.0))
     assert m.status == "never-recovered" and m.rto_s is None and m.recovered is False
     assert m.recovery_after_heal_s is None
-    assert m.unavailability_s == pytest.approx(20.0, abs=0.11)
+    assert m.unavailability_s == pytest.approx(20.0, abs=0.06)
 
 
 def test_a_good_stretch_shorter_than_w_at_the_end_is_not_a_recovery() -> None:
-    # last failing probe 28.45 → good from 29.5, but [29.5, 31.5] does not fit in data ending at 30.0
+    # good from 28.5, but [28.5, 30.5] does not fit in data ending at 29.95
     m = one(probes(30.0, down=[(10.0, 28.5)]), fault(10.0, 15.0))
     assert m.status == "never-recovered"
 
 
 def test_flapping_does_not_end_the_outage() -> None:
-    # down [10, 12), up [12, 13.8) (good only 13.0 .. 13.7: < W), down [13.8, 14.5), then up for good
+    # down [10, 12), up [12, 13.8) (1.8 s < W), down [13.8, 14.5), then up for good
     m = one(probes(30.0, down=[(10.0, 12.0), (13.8, 14.5)]), fault(10.0, 20.0))
-    assert m.t_recovered == pytest.approx(15.5)  # last failing probe 14.45 → (14.5, 15.5]
-    assert m.rto_s == pytest.approx(5.5)
+    assert m.t_recovered == pytest.approx(14.475)
+    assert m.rto_s == pytest.approx(4.475)
+    assert m.unavailability_s == pytest.approx(2.0 + 0.7)
     assert [e.dip_at for e in m.episodes] == [pytest.approx(10.0)]
 
 
 def test_a_later_separate_dip_is_a_second_episode_not_a_longer_rto() -> None:
     m = one(probes(40.0, down=[(10.0, 12.0), (25.0, 26.0)]), fault(10.0, 11.0))
-    assert m.rto_s == pytest.approx(3.0)
+    assert m.rto_s == pytest.approx(1.975)
     assert [(e.dip_at, e.recovered_at) for e in m.episodes] == [
-        (pytest.approx(10.0), pytest.approx(13.0)), (pytest.approx(25.0), pytest.approx(27.0))]
-    assert m.unavailability_s == pytest.approx(3.0 + 2.0)
+        (pytest.approx(10.0), pytest.approx(11.975)), (pytest.approx(25.0), pytest.approx(25.975))]
+    assert m.unavailability_s == pytest.approx(2.0 + 1.0)
 
 
 def test_recovery_before_heal_is_clamped_to_zero_and_flagged() -> None:
     m = one(probes(30.0, down=[(10.0, 13.0)]), fault(10.0, 20.0))
-    assert m.t_recovered == pytest.approx(14.0)
+    assert m.t_recovered == pytest.approx(12.975)
     assert m.recovery_after_heal_s == 0.0 and m.recovered_before_heal
 
 
@@ -131,11 +133,50 @@ def test_a_fault_with_no_probe_data_after_it_is_no_data() -> None:
     assert m.status == "no-data" and m.rto_s is None and m.recovered is None
 
 
-def test_a_probe_gap_during_the_fault_counts_as_unavailable() -> None:
+def test_a_probe_silence_during_the_fault_counts_as_unavailable() -> None:
+    # the last probe before the silence is 9.95; after max_gap (1 s) of silence there is no evidence
     m = one(probes(30.0, gaps=[(10.0, 14.0)]), fault(10.0, 12.0))
     assert m.status == "recovered"
-    assert m.t_dip == pytest.approx(11.0)  # first window holding no probe: (10.0, 11.0] is empty at 11.0
-    assert m.rto_s == pytest.approx(4.0)  # at 14.0 the window (13.0, 14.0] holds one probe, and it is ok
+    assert m.t_dip == pytest.approx(10.95)
+    assert m.rto_s == pytest.approx(4.0)  # the first probe after the silence, 14.0, starts a good W
+    assert m.unavailability_s == pytest.approx(14.0 - 10.95)
+
+
+def test_a_call_that_succeeded_too_late_is_not_available() -> None:
+    # probes invoked in [10, 12) hang until 12 and then succeed: ok, but not within the 1 s SLO
+    slow = [ProbeSample(s.t, s.t < 10.0 or s.t >= 11.0, True, max(0.0, 12.0 - s.t) if 10 <= s.t < 12 else 0.01)
+            for s in probes(30.0)]
+    m = one(slow, fault(10.0, 12.0))
+    assert m.rto_s == pytest.approx(0.975) and m.unavailability_s == pytest.approx(1.0)
+
+
+def test_the_slo_comes_from_the_history_meta_and_both_rates_are_reported() -> None:
+    events = []
+    for i in range(40):
+        t, lat = i * 0.05, (1.5 if i % 4 == 0 else 0.01)
+        events += [Event(t, "invoke", "probe-0", "probe", key="k", op_id=i + 1),
+                   Event(t + lat, "ok", "probe-0", "probe", key="k", value=0, op_id=i + 1)]
+    events.sort(key=lambda e: e.t)
+    m = measure(History(events))
+    assert (m.succeeded, m.availability) == (1.0, 0.75)  # default SLO 1000 ms
+    m2 = measure(History(events, meta={"slo_ms": 2000}))
+    assert (m2.succeeded, m2.availability, m2.params.slo_ms) == (1.0, 1.0, 2000.0)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_rto_and_unavailability_err_by_at_most_half_a_probe_period(seed: int) -> None:
+    """Against an outage whose boundaries fall anywhere between probes, with jittered probe times."""
+    rng = random.Random(seed)
+    a = 10.0 + rng.random()
+    b = a + rng.uniform(0.2, 5.0)
+    samples, t = [], 0.0
+    while t < 30.0:
+        samples.append(ProbeSample(t, not (a <= t < b)))
+        t += 0.05 + rng.uniform(-0.004, 0.004)
+    m = one(samples, fault(a, a + 0.1))
+    period = 0.054
+    assert abs(m.rto_s - (b - a)) <= period / 2
+    assert abs(m.unavailability_s - (b - a)) <= period
 
 
 def _history(samples: list[ProbeSample], faults: list[FaultWindow]) -> History:
@@ -157,25 +198,24 @@ def test_several_faults_are_measured_separately_and_aggregated_as_the_worst() ->
                  [fault(10.0, 12.0, "f1"), fault(20.0, 22.0, "f2")])
     m = measure(h)
     f1, f2 = m.faults
-    assert (f1.rto_s, f2.rto_s) == (pytest.approx(4.0), pytest.approx(5.0))
-    assert (f1.recovery_after_heal_s, f2.recovery_after_heal_s) == (pytest.approx(2.0), pytest.approx(3.0))
-    assert f1.unavailability_s == pytest.approx(4.0)  # only up to f2's injection
-    assert m.rto_s == pytest.approx(5.0) and m.recovered is True
-    assert m.unavailability_s == pytest.approx(9.0)
-    assert m.recovery_after_heal_s == pytest.approx(3.0)
+    assert (f1.rto_s, f2.rto_s) == (pytest.approx(2.975), pytest.approx(3.975))
+    assert (f1.recovery_after_heal_s, f2.recovery_after_heal_s) == (pytest.approx(0.975), pytest.approx(1.975))
+    assert f1.unavailability_s == pytest.approx(3.0)  # only up to f2's injection
+    assert m.rto_s == pytest.approx(3.975) and m.recovered is True
+    assert m.unavailability_s == pytest.approx(7.0)
+    assert m.recovery_after_heal_s == pytest.approx(1.975)
 
 
 def test_one_fault_never_recovering_makes_the_scenario_rto_none() -> None:
     h = _history(probes(40.0, down=[(10.0, 13.0), (20.0, 40.0)]),
                  [fault(10.0, 12.0, "f1"), fault(20.0, 22.0, "f2")])
     m = measure(h)
-    assert m.faults[0].rto_s == pytest.approx(4.0)
+    assert m.faults[0].rto_s == pytest.approx(2.975)
     assert m.rto_s is None and m.recovered is False and m.recovery_after_heal_s is None
 
 
 def test_episodes_stop_searching_dips_at_the_next_injection() -> None:
-    s = series_from_samples(probes(40.0, down=[(20.0, 24.0)]), P)
-    assert episodes(s, 10.0, 20.0) == []  # f1's window: the dip at 20 belongs to the next fault
+    assert stream_episodes(probes(40.0, down=[(20.0, 24.0)]), P, 10.0, 20.0) == []  # belongs to the next fault
 
 
 def test_params_are_validated() -> None:
@@ -183,20 +223,23 @@ def test_params_are_validated() -> None:
         MeasureParams(threshold=1.5)
     with pytest.raises(ValueError):
         MeasureParams(window_s=0)
+    with pytest.raises(ValueError, match="slo_ms"):
+        MeasureParams(slo_ms=0)
 
 
 # ---- measure() on a recorded history ---------------------------------------------------------------------
 def test_measure_on_a_recorded_node_kill() -> None:
     m = measure(History.load(HISTORIES / "kill_node_recovers.jsonl"))
-    assert m.rto_s == pytest.approx(7.0)  # failover at 16 s + the 1 s trailing window
+    assert m.rto_s == pytest.approx(6.0, abs=0.05)  # failover at 16 s, exact to the probe period
     assert m.recovered is True
-    assert m.unavailability_s == pytest.approx(7.0)
-    assert m.recovery_after_heal_s == pytest.approx(2.0)
+    assert m.unavailability_s == pytest.approx(6.0 / 3, abs=0.1)  # a third of the probed keys were down
+    assert m.recovery_after_heal_s == pytest.approx(1.0, abs=0.05)
     assert m.availability_min == pytest.approx(0.65)  # one third of the keys down
     assert m.probe_count == 600
     assert set(m.latency) == {"all", "before", "during", "after"}
     d = m.to_dict()
-    assert d["faults"][0]["status"] == "recovered" and d["faults"][0]["episodes"] == [[10.0, 17.0]]
+    assert d["faults"][0]["status"] == "recovered"
+    assert d["faults"][0]["episodes"] == [[pytest.approx(10.1, abs=0.05), pytest.approx(16.0, abs=0.05)]]
 
 
 def test_measure_without_faults_or_probes() -> None:
@@ -286,3 +329,22 @@ def test_throughput_counts_ok_workload_ops_and_ignores_the_probe() -> None:
     m = measure(History(sorted(events, key=lambda e: e.t)))
     assert m.throughput_ops_s == pytest.approx(3 / 2.0)  # 3 ok ops between 0.0 and 2.0
     assert measure(History(events=[])).throughput_ops_s is None
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_partial_outage_is_bracketed_by_the_down_keys_own_probes(seed: int) -> None:
+    """One node of three down on [a, b): only its keys' probes fail, so the end of the outage lies
+    between the last bad probe and the next probe *of a down key*, not of any key."""
+    rng = random.Random(seed)
+    a = 10.0 + rng.random()
+    b = a + rng.uniform(0.3, 3.0)
+    keys = [f"k{i}" for i in range(12)]
+    down = set(rng.sample(keys, 4))
+    samples = []
+    for i in range(600):
+        t, key = i * 0.05, keys[i % len(keys)]
+        samples.append(ProbeSample(t, not (a <= t < b and key in down), key=key))
+    m = one(samples, fault(a, a + 0.1))
+    gaps = [y.t - x.t for x, y in zip([s for s in samples if s.key in down], [s for s in samples if s.key in down][1:],
+                                      strict=False)]
+    assert abs(m.rto_s - (b - a)) <= max(gaps) / 2 + 0.05 / 2

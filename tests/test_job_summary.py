@@ -114,7 +114,7 @@ def test_numbers_of_the_built_run_are_the_measured_ones(built_run_json: Path) ->
     md = job_summary(load(built_run_json))
     rows = {r[0]: r for r in table_rows(md)}
     ok = rows["scenarios/test_restarts.py::test_restart_node_sigkill"]
-    assert ok[1] == "✅ pass" and ok[2] == "7.00 s" and ok[3].endswith(" ms")
+    assert ok[1] == "✅ pass" and ok[2] == "6.00 s" and ok[3].endswith(" ms")
     never = rows["scenarios/test_restarts.py::test_restart_node_sigkill[slow-failover]"]
     assert never[1] == "❌ fail" and never[2] == "never"
     assert rows["scenarios/test_partitions.py::test_partition[halves]"][1:] == ["⏭️ skipped", "—", "—"]

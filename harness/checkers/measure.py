@@ -4,7 +4,9 @@ Why one function: run.json, the HTML report and the budget checkers (``rto``, ``
 ``availability_at_least``) must show the same numbers, so they all come from :func:`measure` /
 :func:`measure_faults` over the same history and :class:`MeasureParams`.
 
-Per fault (each nemesis window, operation windows such as scale steps included):
+All of it from the raw probe stream (``availability.stream_episodes``): a probe is good when it
+succeeded within ``slo_ms``. Per fault (each nemesis window, operation windows such as scale steps
+included):
 - ``status``: ``no-dip`` (RTO 0), ``recovered``, ``never-recovered`` (RTO ``None``; budget checks fail)
   or ``no-data`` (no probe data covering [t_inject, t_inject + W]; budget checks are unknown).
 - dips are attributed to the latest fault injected before them: the first dip of fault i is searched in
@@ -17,6 +19,7 @@ Aggregates: ``rto_s`` is the worst fault's RTO (``None`` if any fault never reco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -24,13 +27,14 @@ from harness.checkers.availability import (
     AvailabilitySeries,
     Episode,
     MeasureParams,
-    availability_series,
-    episodes,
+    ProbeSample,
     min_availability,
     probe_samples,
-    unavailable_s,
+    series_from_samples,
+    stream_episodes,
+    stream_unavailable_s,
 )
-from harness.checkers.latency import latency_table
+from harness.checkers.latency import latency_table, phase_of
 from harness.checkers.ops import completed_op_ids, is_probe
 from harness.history import FaultWindow, History
 
@@ -75,13 +79,14 @@ class Measurements:
     unavailability_s: float | None
     recovery_after_heal_s: float | None
     availability_min: float | None
-    availability: float | None  # ok probes / completed probes over the whole history
+    availability: float | None  # probes that succeeded within the SLO / completed probes
     probe_count: int
     latency: dict[str, dict[str, Any]]
     faults: tuple[FaultMeasurement, ...]
     params: MeasureParams = field(default_factory=MeasureParams)
     throughput_ops_s: float | None = None  # ok workload (non-probe) ops per second of workload activity
     series: AvailabilitySeries | None = field(default=None, repr=False)  # what rto_s was computed from (plots)
+    succeeded: float | None = None  # probes that completed ok (in any time) / completed probes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +96,7 @@ class Measurements:
             "recovery_after_heal_s": self.recovery_after_heal_s,
             "availability_min": self.availability_min,
             "availability": self.availability,
+            "succeeded": self.succeeded,
             "probe_count": self.probe_count,
             "latency": self.latency,
             "faults": [f.to_dict() for f in self.faults],
@@ -105,11 +111,12 @@ def _status(eps: list[Episode], covered: bool) -> Status:
     return "no-dip" if covered else "no-data"
 
 
-def measure_fault(series: AvailabilitySeries, fault: FaultWindow, next_inject: float | None) -> FaultMeasurement:
-    """The measurements of one nemesis window over an availability series."""
-    p = series.params
-    eps = episodes(series, fault.t_start, next_inject)
-    covered = series.end is not None and series.end >= fault.t_start + p.stable_s - 1e-9
+def measure_fault(samples: Sequence[ProbeSample], params: MeasureParams, fault: FaultWindow,
+                  next_inject: float | None) -> FaultMeasurement:
+    """The measurements of one nemesis window over the probe stream (sorted by invocation time)."""
+    p = params
+    eps = stream_episodes(samples, p, fault.t_start, next_inject)
+    covered = bool(samples) and samples[-1].t >= fault.t_start + p.stable_s - 1e-9
     t_dip = eps[0].dip_at if eps else None
     t_rec = eps[0].recovered_at if eps else None
     status = _status(eps, covered)
@@ -136,34 +143,36 @@ def measure_fault(series: AvailabilitySeries, fault: FaultWindow, next_inject: f
         rto_s=rto,
         t_dip=t_dip,
         t_recovered=t_rec,
-        unavailability_s=unavailable_s(series, fault.t_start, next_inject),
+        unavailability_s=stream_unavailable_s(samples, p, fault.t_start, next_inject),
         recovery_after_heal_s=rah,
         recovered_before_heal=before_heal,
-        availability_min=min_availability(series, fault.t_start),
+        availability_min=min_availability(series_from_samples(samples, p), fault.t_start),
         episodes=tuple(eps),
     )
 
 
-def _per_fault(series: AvailabilitySeries, faults: list[FaultWindow]) -> tuple[FaultMeasurement, ...]:
+def _per_fault(samples: Sequence[ProbeSample], params: MeasureParams,
+               faults: list[FaultWindow]) -> tuple[FaultMeasurement, ...]:
     """``faults`` sorted by t_inject; each one's dips are searched up to the next injection."""
     return tuple(
-        measure_fault(series, f, faults[i + 1].t_start if i + 1 < len(faults) else None)
+        measure_fault(samples, params, f, faults[i + 1].t_start if i + 1 < len(faults) else None)
         for i, f in enumerate(faults)
     )
 
 
 def measure_faults(history: History, params: MeasureParams | None = None) -> tuple[FaultMeasurement, ...]:
+    params = MeasureParams.for_history(history, params)
     faults = sorted(history.faults(), key=lambda f: f.t_start)
-    return _per_fault(availability_series(history, params), faults)
+    return _per_fault(probe_samples(history, params), params, faults)
 
 
 def measure(history: History, params: MeasureParams | None = None) -> Measurements:
     """Every measurement of DESIGN.md "Measurements" for one history."""
-    params = params or MeasureParams()
-    series = availability_series(history, params)
-    samples = probe_samples(history)
+    params = MeasureParams.for_history(history, params)
+    samples = probe_samples(history, params)
+    series = series_from_samples(samples, params)
     faults = sorted(history.faults(), key=lambda f: f.t_start)
-    per_fault = _per_fault(series, faults)
+    per_fault = _per_fault(samples, params, faults)
     recovered: bool | None
     if not per_fault or not samples:
         recovered = None
@@ -182,7 +191,7 @@ def measure(history: History, params: MeasureParams | None = None) -> Measuremen
     return Measurements(
         rto_s=rto,
         recovered=recovered,
-        unavailability_s=unavailable_s(series, first) if first is not None and samples else None,
+        unavailability_s=stream_unavailable_s(samples, params, first) if first is not None and samples else None,
         recovery_after_heal_s=rah,
         availability_min=min_availability(series, first),
         availability=round(sum(s.ok for s in samples) / len(samples), 6) if samples else None,
@@ -192,6 +201,8 @@ def measure(history: History, params: MeasureParams | None = None) -> Measuremen
         params=params,
         throughput_ops_s=throughput(history),
         series=series,
+        succeeded=(round(sum(bool(s.ok if s.succeeded is None else s.succeeded) for s in samples) / len(samples), 6)
+                   if samples else None),
     )
 
 
@@ -204,3 +215,50 @@ def throughput(history: History) -> float | None:
     span = max(o.t_complete for o in ops) - min(o.t_invoke for o in ops)
     ok = sum(1 for o in ops if o.type == "ok")
     return round(ok / span, 3) if span > 0 else None
+
+
+@dataclass(frozen=True)
+class Starvation:
+    """The first moment the harness's own lag exceeded the threshold, and the worst lag seen."""
+
+    t: float
+    lag_ms: float
+    worst_ms: float
+    threshold_ms: float
+
+    @property
+    def reason(self) -> str:
+        return (f"measurement invalid: harness starved (lag {self.lag_ms:.0f} ms at t={self.t:.2f}s; worst "
+                f"{self.worst_ms:.0f} ms > {self.threshold_ms:g} ms)")
+
+
+def harness_lag(history: History) -> list[tuple[float, dict[str, Any]]]:
+    """The workload's ``harness-lag`` samples: (t, {"lag_ms", "loop_ms", "probe_ms", ..., "load1"})."""
+    return [(e.t, e.value) for e in history.samples("harness-lag") if isinstance(e.value, dict)]
+
+
+def starvation(history: History, params: MeasureParams | None = None) -> Starvation | None:
+    """``None`` unless some lag sample exceeded ``starved_lag_ms``. Every sample is in a judged phase:
+    the workload (and so the lag watch) runs only while the scenario measures."""
+    p = MeasureParams.for_history(history, params)
+    over = [(t, float(v.get("lag_ms") or 0.0)) for t, v in harness_lag(history)
+            if float(v.get("lag_ms") or 0.0) > p.starved_lag_ms]
+    if not over:
+        return None
+    return Starvation(over[0][0], over[0][1], max(lag for _, lag in over), p.starved_lag_ms)
+
+
+def lag_by_phase(history: History) -> dict[str, dict[str, float | int | None]]:
+    """Per phase (before / during / after, as for latency): worst harness lag, and the load average's
+    max and mean over the lag samples — the machine's state while each phase was measured."""
+    faults = sorted(history.faults(), key=lambda f: f.t_start)
+    phases: dict[str, list[dict[str, Any]]] = {}
+    for t, v in harness_lag(history):
+        phases.setdefault(phase_of(t, faults) if faults else "all", []).append(v)
+    out: dict[str, dict[str, float | int | None]] = {}
+    for ph, vs in phases.items():
+        loads = [float(v["load1"]) for v in vs if v.get("load1") is not None]
+        out[ph] = {"samples": len(vs), "max_lag_ms": max(float(v.get("lag_ms") or 0.0) for v in vs),
+                   "load1_max": max(loads) if loads else None,
+                   "load1_mean": round(sum(loads) / len(loads), 2) if loads else None}
+    return out

@@ -2,8 +2,16 @@
 
 Why a separate runner: scenarios say *what* fault and for how long; the injector says *how* on this
 platform; the runner owns the bookkeeping that must never be skipped — a ``nemesis start`` event when the
-fault is applied (t_inject), a ``stop`` event when healed (t_heal), and a final heal of everything still
-active even when the scenario fails or is interrupted (Jepsen's final generator).
+fault has taken effect (t_inject: the injector returned), a ``stop`` event when it is gone (t_heal: the
+heal returned), and a final heal of everything still active even when the scenario fails or is
+interrupted (Jepsen's final generator).
+
+Timing (docs/faults.md "Fault windows"): ``apply(fault, hold)`` heals at t_inject + hold, so the window
+in the history is the hold asked for plus only the heal's own duration. The start event's params carry
+``requested_hold_s`` and ``apply_began_at`` (the effect began somewhere in [apply_began_at, t_inject]);
+the stop event's result carries ``actual_hold_s`` = t_heal − t_inject and ``heal_began_at``. Evidence
+that a fault bites (``Injected.verify``: a connect that must time out) runs on its own thread while the
+fault holds and is recorded with its own timestamps (``result["verification"]``), never inside the hold.
 """
 
 from __future__ import annotations
@@ -17,18 +25,61 @@ from typing import Any, Protocol
 
 from harness.faults.spec import Fault
 from harness.history import Recorder
-from harness.platforms.base import Unsupported
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Injected:
-    """What an injector did: the instances actually hit and how to undo it."""
+    """What an injector did: the instances actually hit, how to undo it, and optionally how to show
+    that it bites (``verify``, run by the nemesis while the fault holds; it must not change the fault)."""
 
     targets: list[str]
     heal: Callable[[], dict[str, Any] | None]
     detail: dict[str, Any] = field(default_factory=dict)
+    verify: Callable[[], dict[str, Any]] | None = None
+
+
+class _Verification:
+    """``Injected.verify`` on its own thread, with its own start and end times on the history clock."""
+
+    def __init__(self, verify: Callable[[], dict[str, Any]], now: Callable[[], float]) -> None:
+        self._verify = verify
+        self._now = now
+        self.started_at = 0.0
+        self.ended_at: float | None = None
+        self.result: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, name="nemesis-verify", daemon=True)
+
+    def start(self) -> _Verification:
+        self.started_at = self._now()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.result = dict(self._verify())
+        except Exception as exc:  # noqa: BLE001 - evidence failing is reported, never raised
+            self.result = {"error": repr(exc)[:300]}
+        self.ended_at = self._now()
+
+    def finish(self, t_heal: float, timeout: float = 10.0) -> dict[str, Any]:
+        """Join (after the heal: waiting costs the window nothing). ``conclusive`` is False when it did
+        not end before the heal, since its outcome may then describe the healed state."""
+        self._thread.join(timeout)
+        ended = self.ended_at
+        return {**self.result, "started_at": round(self.started_at, 6),
+                "ended_at": None if ended is None else round(ended, 6),
+                "conclusive": ended is not None and ended <= t_heal}
+
+
+@dataclass
+class _Active:
+    fault: Fault
+    injected: Injected
+    t_inject: float
+    requested_hold_s: float | None
+    verification: _Verification | None
 
 
 class Injector(Protocol):
@@ -43,48 +94,74 @@ class Nemesis:
     def __init__(self, injector: Injector, recorder: Recorder) -> None:
         self.injector = injector
         self.recorder = recorder
-        self._active: dict[str, tuple[Fault, Injected]] = {}
+        self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def fault(self, fault: Fault) -> Iterator[Injected]:
-        """Inject on enter, heal on exit (also on exceptions and Ctrl-C)."""
+        """Inject on enter, heal on exit (also on exceptions and Ctrl-C). The hold is the block's
+        length; prefer :meth:`apply` when the scenario knows it (the history then records it)."""
         fid, injected = self.inject(fault)
         try:
             yield injected
         finally:
             self.heal(fid)
 
-    def inject(self, fault: Fault) -> tuple[str, Injected]:
-        try:
-            injected = self.injector.inject(fault)
-        except Unsupported:
-            raise
+    def inject(self, fault: Fault, hold_s: float | None = None) -> tuple[str, Injected]:
+        """Apply ``fault``; t_inject is stamped when the injector returns (the fault is in effect)."""
+        began = self.recorder.now()
+        injected = self.injector.inject(fault)
+        t_inject = self.recorder.now()
         rec = fault.record()
-        fid = self.recorder.nemesis_start(fault.kind, target=injected.targets or rec["target"],
-                                          params={**rec["params"], "fault": str(fault), **injected.detail})
+        params = {**rec["params"], "fault": str(fault), **injected.detail, "apply_began_at": round(began, 6)}
+        if hold_s is not None:
+            params["requested_hold_s"] = hold_s
+        fid = self.recorder.nemesis_start(fault.kind, target=injected.targets or rec["target"], params=params,
+                                          t=t_inject)
+        verification = (_Verification(injected.verify, self.recorder.now).start()
+                        if injected.verify is not None else None)
         with self._lock:
-            self._active[fid] = (fault, injected)
+            self._active[fid] = _Active(fault, injected, t_inject, hold_s, verification)
         log.info("nemesis: injected %s on %s", fault, injected.targets)
         return fid, injected
 
     def heal(self, fid: str) -> None:
+        """Heal once; t_heal is stamped when the heal returns (the fault is gone), then any
+        verification still running is joined and recorded with its own times."""
         with self._lock:
             entry = self._active.pop(fid, None)
         if entry is None:
             return
-        fault, injected = entry
+        began = self.recorder.now()
         result: dict[str, Any] | None = None
         try:
-            result = injected.heal()
+            result = entry.injected.heal()
         finally:
-            self.recorder.nemesis_stop(fid, fault.kind, target=injected.targets, result=result)
-            log.info("nemesis: healed %s", fault)
+            t_heal = self.recorder.now()
+            out: dict[str, Any] = dict(result or {})
+            out["heal_began_at"] = round(began, 6)
+            out["actual_hold_s"] = round(t_heal - entry.t_inject, 6)
+            if entry.requested_hold_s is not None:
+                out["requested_hold_s"] = entry.requested_hold_s
+            if entry.verification is not None:
+                out["verification"] = entry.verification.finish(t_heal)
+            self.recorder.nemesis_stop(fid, entry.fault.kind, target=entry.injected.targets, result=out, t=t_heal)
+            log.info("nemesis: healed %s", entry.fault)
 
     def apply(self, fault: Fault, hold: float) -> Injected:
-        """Inject, keep the fault for ``hold`` seconds, heal. The hold is time as the subject."""
-        with self.fault(fault) as injected:
-            threading.Event().wait(hold)  # sleep-ok: the fault's duration is what is being tested
+        """Inject, keep the fault until t_inject + ``hold``, heal. The hold is time as the subject."""
+        if hold < 0:
+            raise ValueError(f"hold must be >= 0 seconds, got {hold}")
+        fid, injected = self.inject(fault, hold_s=hold)
+        try:
+            with self._lock:
+                entry = self._active.get(fid)
+            t_inject = entry.t_inject if entry is not None else self.recorder.now()
+            remaining = t_inject + hold - self.recorder.now()
+            if remaining > 0:
+                threading.Event().wait(remaining)  # sleep-ok: the fault's duration is what is being tested
+        finally:
+            self.heal(fid)
         return injected
 
     def heal_all(self) -> None:

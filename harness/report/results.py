@@ -79,7 +79,7 @@ class ScenarioResult:
         m = measurements
         more: dict[str, Any] = {}
         if m is not None:
-            more = {"recovered": m.recovered, "availability": m.availability,
+            more = {"recovered": m.recovered, "availability": m.availability, "succeeded": m.succeeded,
                     "availability_min": m.availability_min, "probe_count": m.probe_count,
                     "throughput_ops_s": m.throughput_ops_s, "measure_params": dataclasses.asdict(m.params)}
         if verdict is None:

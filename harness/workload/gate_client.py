@@ -90,37 +90,51 @@ def _serving_extra(headers: Any, gate: str) -> dict[str, Any]:
 
 
 class GateClient:
-    """Async client of one or more gates; one aiohttp session with keep-alive per client.
+    """Async client of one or more gates; one aiohttp session with keep-alive **per gate**.
 
     ``timeout`` should exceed the gate's own call timeout so the gate's answer (e.g. CALL_TIMEOUT) is
     seen rather than our own; a client-side timeout is recorded as ``info``.
+
+    Why a session per gate and no connection cap by default (``limit=0``): a call to a key whose node
+    hangs holds its connection until the timeout. With a shared, capped pool (aiohttp's default of
+    100, or the 64 this client once had) enough hung calls fill the pool and every call to a healthy
+    node queues behind them — the client would report healthy nodes as slow and unavailable. The
+    workload is open loop, so the open connections are bounded by rate × timeout anyway
+    (``tests/test_gate_client_isolation.py`` black-holes a node's keys and checks healthy p99).
     """
 
-    def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 64) -> None:
+    def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 0) -> None:
         if not gate_urls:
             raise ValueError("gate_urls: at least one gate is required")
+        if limit < 0:
+            raise ValueError(f"limit: connections per gate must be >= 0 (0 = no cap), got {limit}")
         self.gate_urls = dict(gate_urls)
         self.timeout = timeout
         self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._open = False
 
     async def __aenter__(self) -> GateClient:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limit, force_close=False),
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-        )
+        self._open = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._open = False
+        sessions, self._sessions = self._sessions, {}
+        for s in sessions.values():
+            await s.close()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def session_for(self, gate: str) -> aiohttp.ClientSession:
+        """The gate's own session (made on first use, so gates added later get one too)."""
+        if not self._open:
             raise RuntimeError("GateClient used outside 'async with'")
-        return self._session
+        s = self._sessions.get(gate)
+        if s is None:
+            s = self._sessions[gate] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit, force_close=False),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return s
 
     async def call(self, gate: str, obj_type: str, obj_id: str, method: str, request: Any) -> CallOutcome:
         url = f"{self.gate_urls[gate]}/api/v1/objects/call/{obj_type}/{obj_id}/{method}"
@@ -135,7 +149,7 @@ class GateClient:
     async def _post(self, gate: str, url: str, body: dict[str, Any]) -> CallOutcome:
         extra = {"gate": gate}
         try:
-            async with self.session.post(url, json=body) as resp:
+            async with self.session_for(gate).post(url, json=body) as resp:
                 text = await resp.text()
                 extra = _serving_extra(resp.headers, gate)
                 status = resp.status

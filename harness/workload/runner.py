@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import threading
 import time
 import uuid
@@ -100,6 +101,7 @@ class Workload:
         self._acked_calls: list[tuple[str, str, int]] = []  # (wallet, call_id, amount) for retries
         self._picker: GatePicker | None = None
         self._client: GateClient | None = None
+        self._lag: dict[str, float] = {}  # worst lateness (s) per source since the last lag sample
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -152,10 +154,10 @@ class Workload:
         loop = self._loop
         if self._thread is not None and loop is not None and loop.is_running():
             done = threading.Event()
+
             def apply_and_signal() -> None:
                 apply()
                 done.set()
-
             loop.call_soon_threadsafe(apply_and_signal)
             if not done.wait(5):
                 raise RuntimeError("workload loop did not apply the new gate list within 5 s")
@@ -178,25 +180,35 @@ class Workload:
             tasks: set[asyncio.Task[Any]] = set()
             schedules = []
             if probe and self.spec.probe_hz > 0:
-                schedules.append(self._schedule(self.spec.probe_hz, self._probe_op(client, picker), tasks))
+                schedules.append(self._schedule(self.spec.probe_hz, self._probe_op(client, picker), tasks,
+                                                "probe"))
             if load and self.spec.counter_rate > 0:
                 schedules.append(self._schedule(self.spec.counter_rate, self._counter_op(client, picker),
-                                                tasks))
+                                                tasks, "counter"))
             if load and self.spec.wallet_rate > 0:
                 schedules.append(self._schedule(self.spec.wallet_rate, self._wallet_op(client, picker),
-                                                tasks))
+                                                tasks, "wallet"))
+            if schedules:
+                schedules.append(self._watch_lag())
             self._started.set()
             await asyncio.gather(*schedules)
             if tasks:
                 await asyncio.wait(tasks, timeout=self.spec.timeout + 2)
 
-    async def _schedule(self, hz: float, make_op: Any, tasks: set[asyncio.Task[Any]]) -> None:
-        """Fire ``make_op()`` at a fixed rate without waiting for completions (open loop)."""
+    async def _schedule(self, hz: float, make_op: Any, tasks: set[asyncio.Task[Any]], source: str) -> None:
+        """Fire ``make_op()`` at a fixed rate without waiting for completions (open loop).
+
+        How late each op fires against its schedule is kept (``_lag``) and recorded by
+        :meth:`_watch_lag`: a starved harness invokes probes late, and a measurement it took then is
+        not exact to the probe period."""
         assert self._stop is not None
         period = 1.0 / hz
         loop = asyncio.get_running_loop()
         next_t = loop.time()
         while not self._stop.is_set():
+            late = loop.time() - next_t
+            if late > self._lag.get(source, 0.0):
+                self._lag[source] = late
             task = asyncio.ensure_future(make_op())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -207,6 +219,35 @@ class Workload:
                 delay = 0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, delay))
+
+    LAG_TICK_S = 0.1  # event-loop lag probe interval
+    LAG_SAMPLE_S = 0.5  # how often the worst lag (and the load average) goes into the history
+
+    async def _watch_lag(self) -> None:
+        """Measure the harness's own scheduling lag and record it as ``harness-lag`` samples.
+
+        Every ``LAG_TICK_S`` a timer's overshoot is the event loop's lag; together with the schedulers'
+        lateness, the worst of the last ``LAG_SAMPLE_S`` is recorded with the 1-minute load average:
+        ``{"lag_ms", "loop_ms", "probe_ms", ..., "load1"}``. The scenario judges these (verdict
+        *unknown* when the harness was starved in a judged phase, docs/definitions.md)."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not self._stop.is_set():
+            t0 = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.LAG_TICK_S)
+            if self._stop.is_set():
+                break
+            over = loop.time() - t0 - self.LAG_TICK_S
+            self._lag["loop"] = max(self._lag.get("loop", 0.0), over)
+            if loop.time() - last >= self.LAG_SAMPLE_S:
+                last = loop.time()
+                lag, self._lag = self._lag, {}
+                value: dict[str, float] = {f"{k}_ms": round(max(0.0, v) * 1000, 1) for k, v in lag.items()}
+                value["lag_ms"] = max(value.values(), default=0.0)
+                value["load1"] = round(os.getloadavg()[0], 2)
+                self.recorder.sample("harness-lag", value, process="harness")
 
     # ---- operations --------------------------------------------------------------------------
     async def _record(self, client: GateClient, picker: GatePicker, process: str, f: str, key: str,

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness import random as hrand
@@ -53,6 +54,7 @@ class LocalInjector:
 
     def __init__(self, deployment: LocalDeployment) -> None:
         self.dep = deployment
+        self._links: Any = None  # firewall.LinkFilter, made on the first nft link fault
 
     def topology(self, running_only: bool = True) -> dict[str, str]:
         return {i.name: i.component for i in self.dep.instances() if i.running or not running_only}
@@ -60,11 +62,27 @@ class LocalInjector:
     def _one(self, spec: str) -> list[str]:
         return resolve_target(spec, self.topology())
 
+    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
+        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
+        return {
+            Kill: self._inject_kill,
+            Restart: self._inject_restart,
+            Pause: self._inject_pause,
+            ScaleTo: self._inject_scale,
+            Partition: self._inject_partition,
+            Latency: self._inject_latency,
+            Timeout: self._inject_timeout,
+            Reset: self._inject_reset,
+            CpuStress: self._inject_cpu_stress,
+            MemoryPressure: self._inject_memory_pressure,
+            DiskFault: self._inject_disk,
+        }
+
     def inject(self, fault: Fault) -> Injected:
-        handler = getattr(self, f"_inject_{fault.kind.replace('-', '_')}", None)
+        handler = self.handlers().get(type(fault))
         if handler is None:
             raise Unsupported(f"the local platform cannot apply {fault.kind!r} faults")
-        return handler(fault)  # type: ignore[no-any-return]
+        return handler(fault)
 
     def _inject_kill(self, fault: Kill) -> Injected:
         targets = self._one(fault.target)
@@ -134,12 +152,12 @@ class LocalInjector:
                   "grudge": {h: sorted(d) for h, d in sorted(grudge.items())}}
 
         def heal() -> dict[str, Any]:
-            try:
-                verified = self._verify_cut(grudge)
-            finally:
-                part.heal()
-            return {"healed": sorted(grudge), "verified_cut": verified}
-        return Injected(victims, heal, detail)
+            part.heal()
+            return {"healed": sorted(grudge)}
+
+        def verify() -> dict[str, Any]:
+            return {"verified_cut": self._verify_cut(grudge)}
+        return Injected(victims, heal, detail, verify=verify)
 
     def _listen_addr(self, name: str) -> tuple[str, int] | None:
         """An address ``name`` listens on (its API, etcd client or PostgreSQL port), to test a cut."""
@@ -151,11 +169,16 @@ class LocalInjector:
         parts = urlsplit(url or "")
         return (parts.hostname, parts.port) if parts.hostname and parts.port else None
 
+    CUT_PROBE_TIMEOUT_S = 0.25
+
     def _verify_cut(self, grudge: dict[str, set[str]]) -> dict[str, Any]:
-        """Evidence that the drops bite, taken just before the heal (so it costs the fault's window
-        nothing): a TCP connect from a host the grudge names to a port its holder listens on must
+        """Evidence that the drops bite, taken while the fault holds (the nemesis runs it on its own
+        thread and records its times; it costs the fault's window nothing): a TCP connect from a host
+        the grudge names, made inside that host's namespace, to a port its holder listens on must
         time out — dropped, not refused (a refusal is a host that answered). One pair is enough to
         show the rules are live; ``dropped`` is False when they were not."""
+        from harness.platforms.local.firewall import connect_from
+
         for holder in sorted(grudge):
             addr = self._listen_addr(holder)
             if addr is None or not grudge[holder]:
@@ -164,9 +187,7 @@ class LocalInjector:
             host = self.dep.network.hosts.get(sender) if self.dep.network is not None else None
             if host is None:
                 continue
-            r = host.run([sys.executable, "-c", _CONNECT_OUTCOME, addr[0], str(addr[1]), "0.5"], check=False,
-                         timeout=15)
-            outcome = r.stdout.strip() or f"error: {r.stderr.strip()[-200:]}"
+            outcome = connect_from(host.ns, addr[0], int(addr[1]), self.CUT_PROBE_TIMEOUT_S)
             return {"from": sender, "to": holder, "addr": f"{addr[0]}:{addr[1]}", "outcome": outcome,
                     "dropped": outcome == "timeout"}
         return {"dropped": None, "why": "no holder with a known listening port"}
@@ -189,8 +210,8 @@ class LocalInjector:
         names = []
         for src, dst in resolve_link(link, topo):
             if dst != "postgres" or topo.get(src) != "node":
-                raise Unsupported(f"the local platform puts link faults only on node -> postgres links (its "
-                                  f"fault proxies); {src} -> {dst} is a direct connection")
+                raise Unsupported(f"latency is injected only on node -> postgres links (their fault proxies; "
+                                  f"this kernel has no netem); {src} -> {dst} is a direct connection")
             name = pg_link_name(src)
             if name not in proxy.links():
                 raise Unsupported(f"{src} has no fault proxy link to PostgreSQL")
@@ -232,12 +253,49 @@ class LocalInjector:
     def _inject_timeout(self, fault: Timeout) -> Injected:
         from harness.platforms.local import faultproxy
 
+        if not self._all_pg_links(fault.link):
+            return self._inject_nft_link(fault.link, "drop")
         return self._inject_toxic(fault.link, faultproxy.Timeout(), {"toxic": "timeout"})
 
     def _inject_reset(self, fault: Reset) -> Injected:
         from harness.platforms.local import faultproxy
 
+        if not self._all_pg_links(fault.link):
+            return self._inject_nft_link(fault.link, "reset")
         return self._inject_toxic(fault.link, faultproxy.ResetPeer(), {"toxic": "reset_peer"})
+
+    def _all_pg_links(self, link: Link) -> bool:
+        """Whether every pair of ``link`` is node → PostgreSQL (the links wired through the proxy)."""
+        topo = self.topology()
+        return all(dst == "postgres" and topo.get(src) == "node" for src, dst in resolve_link(link, topo))
+
+    def _inject_nft_link(self, link: Link, action: str) -> Injected:
+        """Black hole (``drop``) or reset on links not wired through a fault proxy — gate → node,
+        node → etcd, node → node — as nft rules in each source host's namespace
+        (``firewall.LinkFilter``): every TCP packet from the source to the destination's address is
+        dropped, or answered with an RST to the sender."""
+        from harness.platforms.local.firewall import LinkFilter
+
+        net = self.dep.network
+        if net is None or self.dep.partitioner is None:
+            raise Unsupported("link faults outside node -> postgres need network namespaces: "
+                              + self.dep.fault_unwired.get("partition", "the stack runs without them"))
+        topo = self.topology()
+        pairs = resolve_link(link, topo)
+        if any(dst == "postgres" and topo.get(src) == "node" for src, dst in pairs):
+            raise Unsupported(f"link {link!r} mixes node -> postgres links (fault proxy) with others (nft); "
+                              "ask for them as separate faults")
+        if self._links is None:
+            self._links = LinkFilter(net)
+        links = self._links
+        links.apply(pairs, action)  # type: ignore[arg-type]
+        sources = sorted({src for src, _ in pairs})
+        detail = {"links": [f"{s}->{d}" for s, d in pairs], "via": "nft", "action": action}
+
+        def heal() -> dict[str, Any]:
+            links.heal(sources)
+            return {"cleared": detail["links"]}
+        return Injected(sources, heal, detail)
 
     # ---- cgroups: CPU starvation and memory pressure ----------------------------------------------------
     def _pid(self, name: str) -> int:
@@ -365,18 +423,6 @@ class LocalInjector:
         def heal() -> None:
             layer.heal()
         return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse"})
-
-
-_CONNECT_OUTCOME = r"""
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
-    print("connected")
-except TimeoutError:
-    print("timeout")
-except OSError as exc:
-    print(f"refused: {exc}")
-"""
 
 
 def _set_oom_score_adj(pid: int, value: str) -> tuple[int, str]:
