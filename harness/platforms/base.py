@@ -62,6 +62,8 @@ class StackSpec:
     goverse_node_bin: str | None = None
     goverse_gate_bin: str | None = None
     goverse_inspector_bin: str | None = None
+    goverse_pgadmin_bin: str | None = None  # `pgadmin --config F init` before nodes start
+    goverse_persistence_interval: float | None = None  # seconds; node flag --persistence-interval
     isolate_network: bool | None = None  # None: use namespaces when privileges allow
     fault_proxies: bool = True  # wire TCP fault proxies on node->postgres and gate->node links
 
