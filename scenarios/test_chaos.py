@@ -128,11 +128,21 @@ RESUMED_CUT_S = 2.0  # a resumed node cut from etcd gets this long with the requ
 PAUSE_WRITES_AFTER_FAILOVER_S = 7.0
 
 
-def queued_at_paused_node(keys: set[str], call_timeout: float) -> Any:
+def stuck_call_floor(t: Timers) -> float:
+    """How long a call stuck at a stopped node lasts at least, by what a stack promises from its
+    timers: the gate gives up at the call timeout, or earlier when the node's lease expires and the
+    gate drops the node (real Goverse cancels such calls then); a lease is renewed every third of its
+    TTL, so a call in flight when the node stopped lasts at least two thirds of the TTL."""
+    return max(0.5, min(t.call_timeout, 2 * t.lease_ttl / 3) - 0.5)
+
+
+def queued_at_paused_node(keys: set[str], t: Timers) -> Any:
     """Evidence: calls to the paused node's keys were in flight when it stopped (required when the
     pause was primed with a slow link to PostgreSQL) and more queued while it was stopped, and the
-    gates gave up on them (a timeout, ``info``) — the requests the node finds when it resumes."""
+    gates gave up on them (a timeout or a cancellation, ``info``) — the requests the node finds when
+    it resumes. "Stuck" is :func:`stuck_call_floor`, not the reference stack's call timeout."""
     name = "calls_queued_at_paused_node"
+    floor = stuck_call_floor(t)
 
     def run(history: History) -> Check:
         faults = history.faults()
@@ -141,17 +151,18 @@ def queued_at_paused_node(keys: set[str], call_timeout: float) -> Any:
             return Check(name, Verdict.UNKNOWN, "no healed pause in the history", {})
         primed = any(f.kind == "latency" and f.t_start <= w.t_start <= (f.t_stop or history.end) for f in faults)
         stuck = [o for o in history.ops() if o.key in keys and o.type == "info" and o.t_invoke < w.t_stop
-                 and o.t_complete > w.t_start and o.latency_s >= call_timeout - 0.5]
+                 and o.t_complete > w.t_start and o.latency_s >= floor]
         before = [o for o in stuck if o.t_invoke <= w.t_start]
-        data = {"timed_out": len(stuck), "in_flight_at_pause": len(before), "primed": primed}
+        data = {"timed_out": len(stuck), "in_flight_at_pause": len(before), "primed": primed,
+                "stuck_floor_s": round(floor, 2)}
         if not stuck:
-            return Check(name, Verdict.FAIL, "no call to the paused node's keys timed out during the pause: "
-                         "nothing was queued for it to find on resume", data)
+            return Check(name, Verdict.FAIL, f"no call to the paused node's keys was stuck ≥ {floor:.1f} s "
+                         "during the pause: nothing was queued for it to find on resume", data)
         if primed and not before:
             return Check(name, Verdict.FAIL, "no call to the paused node's keys was in flight when it stopped, "
                          "although its writes had been slowed for that", data)
-        return Check(name, Verdict.PASS, f"{len(stuck)} calls to the paused node's keys timed out at the gates "
-                     f"({len(before)} already in flight when it stopped)", data)
+        return Check(name, Verdict.PASS, f"{len(stuck)} calls to the paused node's keys were stuck ≥ {floor:.1f} s "
+                     f"and given up by the gates ({len(before)} already in flight when it stopped)", data)
     return run
 
 
@@ -210,7 +221,7 @@ def test_pause_node(stack, scenario, fault, cut_from_etcd_on_resume):
     recovery = (recovery_after_heal(budget_s=budgets.failover(t)) if cut_from_etcd_on_resume
                 else rto(budget_s=budgets.failover(t)))
     result = scenario.conclude(
-        queued_at_paused_node(victim_keys, t.call_timeout), *invariants(t), recovery,
+        queued_at_paused_node(victim_keys, t), *invariants(t), recovery,
         extra={"victims": injected.targets, "failover_seen": moved, "primed": primer is not None},
     )
     assert result.passed, result.explain()

@@ -166,7 +166,7 @@ class LocalDeployment:
                                                     self._port(host, "insp_grpc"))
         self._write_config()
         if self.spec.stack == "goverse":
-            self._init_goverse_schema()
+            self.init_goverse_schema(self.config_path)
         self._view = EtcdView(self.topology.etcd_endpoints, self.spec.prefix, self.spec.shards)
         t_stack = _now()
         for name in self._procs:
@@ -294,19 +294,25 @@ class LocalDeployment:
                          etcd=[f"http://{etcd[0]}:{etcd[1]}"] if etcd is not None else None)
         return _write_private(self._tmp / f"goverse-{name}.yaml", doc)
 
-    def _init_goverse_schema(self) -> None:
+    def private_config(self, name: str, doc: dict[str, Any]) -> Path:
+        """Write a config that may hold the PostgreSQL password where only this deployment can read
+        it (its temp dir, 0600, removed in teardown); returns its path."""
+        assert self._tmp is not None
+        (self._tmp / "configs").mkdir(mode=0o700, exist_ok=True)
+        return _write_private(self._tmp / "configs" / f"{name}.yaml", doc)
+
+    def init_goverse_schema(self, config: Path, log_name: str = "pgadmin-init") -> None:
         """Goverse nodes refuse to start until its tables exist: run the user's ``pgadmin --config F
-        init`` once, against the stack's database and straight to PostgreSQL (not through a proxy).
+        init`` once per database (``config`` names it), straight to PostgreSQL (not through a proxy).
         Its output is logged with the password redacted."""
-        assert self.config_path is not None and self.postgres is not None
         binary = self.spec.goverse_pgadmin_bin
         if not binary:
             raise PlatformError("goverse_pgadmin_bin is not set: Goverse needs `pgadmin init` before nodes start")
         import subprocess
 
-        log_path = self.run_dir / "logs" / "pgadmin-init.log"
+        log_path = self.run_dir / "logs" / f"{log_name}.log"
         try:
-            res = subprocess.run([binary, "--config", str(self.config_path), "init"], capture_output=True,
+            res = subprocess.run([binary, "--config", str(config), "init"], capture_output=True,
                                  text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise PlatformError(f"goverse_pgadmin_bin: `{binary} init` did not run: {exc}") from exc
