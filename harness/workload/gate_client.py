@@ -96,13 +96,18 @@ class GateClient:
     seen rather than our own; a client-side timeout is recorded as ``info``.
     """
 
-    def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 64) -> None:
+    def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 64,
+                 grpc_gates: dict[str, str] | None = None) -> None:
         if not gate_urls:
             raise ValueError("gate_urls: at least one gate is required")
         self.gate_urls = dict(gate_urls)
         self.timeout = timeout
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        # gate name -> host:port of its gRPC listener: reliable calls go there (real Goverse's only
+        # reliable-call path) instead of the reference stack's HTTP extension route
+        self.grpc_gates = dict(grpc_gates or {})
+        self._grpc: Any = None
 
     async def __aenter__(self) -> GateClient:
         self._session = aiohttp.ClientSession(
@@ -115,6 +120,9 @@ class GateClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._grpc is not None:
+            await self._grpc.close()
+            self._grpc = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -128,7 +136,17 @@ class GateClient:
 
     async def reliable_call(self, gate: str, call_id: str, obj_type: str, obj_id: str, method: str,
                             request: Any) -> CallOutcome:
-        """Reference-stack extension route (Goverse offers reliable calls only over gRPC)."""
+        """Over the gate's gRPC service when its address is known (``grpc_gates``: real Goverse offers
+        reliable calls only there), else the reference stack's HTTP extension route."""
+        if self.grpc_gates:
+            if gate not in self.grpc_gates:
+                return CallOutcome("fail", error=f"no gRPC address known for {gate}", code="CONNECT",
+                                   extra={"gate": gate})
+            if self._grpc is None:
+                from harness.workload.gate_grpc import GrpcReliableCaller
+
+                self._grpc = GrpcReliableCaller(self.grpc_gates, self.timeout)
+            return await self._grpc.call(gate, call_id, obj_type, obj_id, method, request)
         url = f"{self.gate_urls[gate]}/api/v1/objects/reliable-call/{obj_type}/{obj_id}/{method}"
         return await self._post(gate, url, {"call_id": call_id, "request": wire.pack(request)})
 

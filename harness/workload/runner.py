@@ -82,9 +82,10 @@ class Workload:
     """
 
     def __init__(self, recorder: Recorder, gate_urls: dict[str, str], spec: WorkloadSpec,
-                 run_tag: str | None = None) -> None:
+                 run_tag: str | None = None, grpc_gates: dict[str, str] | None = None) -> None:
         self.recorder = recorder
         self.gate_urls = dict(gate_urls)
+        self.grpc_gates = dict(grpc_gates or {})  # reliable calls over gRPC (real Goverse), see GateClient
         self.spec = spec
         self.rng = hrand.fork("workload")  # reproducible from the run seed
         tag = run_tag or uuid.uuid4().hex[:6]
@@ -169,7 +170,7 @@ class Workload:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         picker = self._picker = GatePicker(sorted(self.gate_urls))
-        async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
             self._client = client
             tasks: set[asyncio.Task[Any]] = set()
             schedules = []
@@ -278,7 +279,7 @@ class Workload:
         picker = GatePicker(sorted(self.gate_urls))
         deadline = time.monotonic() + timeout
         results: dict[str, int | None] = {}
-        async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
             async def one(key: str, obj_type: str) -> None:
                 f = "final-read" if obj_type == "Counter" else "final-balance"
                 method, req = (("Get", wire.new("counter.GetRequest")) if obj_type == "Counter"

@@ -353,6 +353,11 @@ class LocalDeployment:
         return {n: p.instance.api_url or "" for n, p in sorted(self._procs.items())
                 if p.instance.component == "gate" and (p.instance.running or not only_running)}
 
+    def gate_grpc_addrs(self) -> dict[str, str]:
+        """Gate name -> ``host:port`` of its gRPC listener (real Goverse's only reliable-call path)."""
+        assert self.topology is not None
+        return {g.id: f"{g.host}:{g.grpc_port}" for g in self.topology.gates}
+
     def instances(self, component: str | None = None) -> list[Instance]:
         out = [p.instance for p in self._procs.values()]
         if self.etcd is not None:
