@@ -2,8 +2,8 @@ module github.com/goverse-harness/goverse-app
 
 go 1.25.0
 
-// Build against your own Goverse checkout (its generated protobuf code is not in the published
-// module): go mod edit -replace github.com/xiaonanln/goverse=/path/to/goverse && go mod tidy
+// Builds only against a Goverse checkout with its protobuf code generated (that code is not in the
+// published module); see docs/platforms.md "The node: goverse-app".
 require (
 	github.com/xiaonanln/goverse v0.1.1
 	google.golang.org/protobuf v1.36.11
