@@ -166,6 +166,7 @@ class LocalDeployment:
                                                     self._port(host, "insp_grpc"))
         self._write_config()
         if self.spec.stack == "goverse":
+            assert self.config_path is not None
             self.init_goverse_schema(self.config_path)
         self._view = EtcdView(self.topology.etcd_endpoints, self.spec.prefix, self.spec.shards)
         t_stack = _now()
