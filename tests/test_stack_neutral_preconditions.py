@@ -75,3 +75,18 @@ def test_shard_gauge_wait_is_the_stacks_own_tick() -> None:
         sys.path.remove(str(ROOT / "scenarios"))
     assert conf.gauge_settle_s(GOVERSE) == 12.0 > 5.0  # two of Goverse's 5 s ticks, plus margin
     assert conf.gauge_settle_s(REFERENCE) == 2.5
+
+
+def test_link_faults_judge_the_operation_the_stack_persists_on_the_call_path() -> None:
+    class Spec:
+        def __init__(self, stack: str) -> None:
+            self.stack = stack
+
+    class Stack:
+        def __init__(self, stack: str) -> None:
+            self.spec = Spec(stack)
+
+    mod = chaos()
+    assert mod.persisted_on_call(Stack("reference")) == ("increment", {})
+    op, load = mod.persisted_on_call(Stack("goverse"))  # plain calls are saved only periodically there
+    assert op == "deposit" and load["wallet_rate"] > 0
