@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xiaonanln/goverse/goverseapi"
+	"github.com/xiaonanln/goverse/node/serverconfig"
 )
 
 func main() {
@@ -26,7 +27,18 @@ func main() {
 	// own flags; Goverse's --config exclusivity check only looks at its own flags.
 	interval := flag.Duration("persistence-interval", 0,
 		"how often dirty objects are saved to PostgreSQL (0: Goverse's default, 5m)")
-	server := goverseapi.NewServer()
+	// What goverseapi.NewServer() does, but a bad configuration ends in one line naming it and exit
+	// code 2 instead of a panic, so the last log line (what a harness or an operator sees) says why.
+	cfg, err := serverconfig.NewLoader(nil).Load(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "goverse-app: %v\n", err)
+		os.Exit(2)
+	}
+	server, err := goverseapi.NewServerWithConfig(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "goverse-app: %v\n", err)
+		os.Exit(1)
+	}
 	if *interval < 0 {
 		fmt.Fprintf(os.Stderr, "--persistence-interval must be >= 0, got %s\n", *interval)
 		os.Exit(2)
