@@ -73,18 +73,6 @@ class Settings(BaseModel):
     keep_cluster: bool = False
     image: str = "goverse-harness/refstack:dev"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _goverse_timer_defaults(cls, data: Any) -> Any:
-        """With stack=goverse, the timers a source did not set are Goverse v0.1.1's (lease 15 s,
-        stability 10 s, tick 5 s, call timeout 30 s), so budgets fit the stack under test."""
-        if isinstance(data, dict) and data.get("stack") == "goverse":
-            data = dict(data)
-            g = Timers.goverse_defaults()
-            for name in ("lease_ttl", "stability", "tick", "call_timeout", "shutdown_grace"):
-                data.setdefault(name, getattr(g, name))
-        return data
-
     @field_validator("bugs", mode="before")
     @classmethod
     def _split_bugs(cls, v: Any) -> Any:
@@ -104,6 +92,18 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown seeded bug {', '.join(unknown)}; allowed: {', '.join(KNOWN_BUGS)}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _goverse_timer_defaults(cls, data: Any) -> Any:
+        """With stack=goverse, the timers a source did not set are Goverse v0.1.1's (lease 15 s,
+        stability 10 s, tick 5 s, call timeout 30 s), so budgets fit the stack under test."""
+        if isinstance(data, dict) and data.get("stack") == "goverse":
+            data = dict(data)
+            g = Timers.goverse_defaults()
+            for name in ("lease_ttl", "stability", "tick", "call_timeout", "shutdown_grace"):
+                data.setdefault(name, getattr(g, name))
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
