@@ -43,4 +43,3 @@ def test_bugs_accept_comma_lists():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(SettingsError, match="config file: .*does not exist"):
         load_settings({}, env={}, config_file=tmp_path / "nope.yaml")
-
