@@ -90,3 +90,22 @@ def test_link_faults_judge_the_operation_the_stack_persists_on_the_call_path() -
     assert mod.persisted_on_call(Stack("reference")) == ("increment", {})
     op, load = mod.persisted_on_call(Stack("goverse"))  # plain calls are saved only periodically there
     assert op == "deposit" and load["wallet_rate"] > 0
+
+
+def test_stored_state_settles_over_the_stacks_persistence_interval() -> None:
+    class Spec:
+        def __init__(self, stack: str, every: float | None) -> None:
+            self.stack, self.goverse_persistence_interval = stack, every
+
+    class Stack:
+        def __init__(self, stack: str, every: float | None = None) -> None:
+            self.spec = Spec(stack, every)
+
+    sys.path.insert(0, str(ROOT / "scenarios"))
+    try:
+        checks = _load("chaos_checks", ROOT / "scenarios" / "chaos_checks.py")
+    finally:
+        sys.path.remove(str(ROOT / "scenarios"))
+    assert checks.stored_settle(Stack("reference")) == (0.5, 5.0)  # persisted before the ack
+    assert checks.stored_settle(Stack("goverse", 1.0)) == (1.5, 5.0)  # reads a save apart
+    assert checks.stored_settle(Stack("goverse", 4.0)) == (4.5, 13.5)
