@@ -106,3 +106,18 @@ def test_a_gate_nobody_listens_on_is_a_definite_failure() -> None:
 
     out = asyncio.run(body())
     assert (out.type, out.code) == ("fail", "CONNECT"), out
+
+
+def test_a_gate_added_later_is_reached_once_its_address_is_known() -> None:
+    """Gates scaled up: Workload.set_gates hands the client the new gates' gRPC addresses."""
+    async def body(gate: FakeGate, client: GateClient) -> Any:
+        before = await client.reliable_call("h", "c0", "Wallet", "w1", "Deposit",
+                                            wire.new("wallet.DepositRequest", amount=1))
+        client.set_grpc_gates({"h": client.grpc_gates["g"]})
+        after = await client.reliable_call("h", "c1", "Wallet", "w1", "Deposit",
+                                           wire.new("wallet.DepositRequest", amount=1))
+        return before, after
+
+    before, after = asyncio.run(_with_gate(body))
+    assert (before.type, before.code) == ("fail", "CONNECT") and "no gRPC address" in str(before.error)
+    assert after.type == "ok"

@@ -124,6 +124,12 @@ class GateClient:
             await self._grpc.close()
             self._grpc = None
 
+    def set_grpc_gates(self, grpc_gates: dict[str, str]) -> None:
+        """Learn more gates' gRPC addresses (gates were scaled); existing channels are kept."""
+        self.grpc_gates.update(grpc_gates)
+        if self._grpc is not None:
+            self._grpc.targets.update(grpc_gates)
+
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
