@@ -707,10 +707,13 @@ class LocalDeployment:
 
     def _link_env(self, name: str) -> dict[str, str]:
         """Reference stack: a node's PostgreSQL address as its fault-proxy link, in the environment
-        (real Goverse reads no environment: it gets its own config file, see :meth:`_node_config`).
-        Empty for other components, without fault proxies, or for real Goverse."""
+        (real Goverse reads no environment: it gets its own config file, see :meth:`_node_config`;
+        only its PostgreSQL driver reads PGAPPNAME). Empty for other components or without proxies."""
         if self.spec.stack != "reference":
-            return {}
+            # Goverse's PostgreSQL driver (lib/pq) names its sessions from PGAPPNAME: which node holds
+            # which session stays visible in pg_stat_activity behind the fault proxy (secret rotation)
+            p = self._procs.get(name)
+            return {"PGAPPNAME": f"goverse-{name}"} if p is not None and p.instance.component == "node" else {}
         addr = self._pg_link(name)
         return {} if addr is None else {"GOVERSE_POSTGRES_HOST": addr[0], "GOVERSE_POSTGRES_PORT": str(addr[1])}
 
