@@ -34,4 +34,12 @@ def convergence(t: Timers, allowance: float = 5.0) -> float:
 
 def bootstrap(t: Timers, allowance: float = 8.0) -> float:
     """Cold start to converged: stability window + a few ticks + process start allowance."""
-    return round(t.stability + 8 * t.tick + allowance, 2)
+    return t.bootstrap_budget(allowance)
+
+
+def stuck_call_floor(t: Timers) -> float:
+    """How long a call stuck at a stopped node lasts at least, by what a stack promises from its
+    timers: the gate gives up at the call timeout, or earlier when the node's lease expires and the
+    gate drops the node (real Goverse cancels such calls then); a lease is renewed every third of its
+    TTL, so a call in flight when the node stopped lasts at least two thirds of the TTL."""
+    return max(0.5, min(t.call_timeout, 2 * t.lease_ttl / 3) - 0.5)

@@ -27,7 +27,8 @@ _VALUE_OPTIONS = frozenset({
     "-k", "-m", "-p", "-c", "-o", "-n", "-W", "--ignore", "--ignore-glob", "--deselect", "--dist", "--rootdir",
     "--basetemp", "--maxfail", "--durations", "--tb", "--artifacts", "--bug", "--platform", "--stack", "--nodes",
     "--gates", "--shards", "--etcd-members", "--seed", "--goverse-node-bin", "--goverse-gate-bin",
-    "--goverse-inspector-bin", "--object-type", "--gvh-config", "--kube-context", "--allow-context",
+    "--goverse-inspector-bin", "--goverse-pgadmin-bin", "--goverse-persistence-interval", "--object-type",
+    "--gvh-config", "--kube-context", "--allow-context",
     "--cluster-name", "--image",
 })
 

@@ -45,6 +45,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--goverse-node-bin", dict(help="path of your Goverse node binary (stack=goverse)")),
     ("--goverse-gate-bin", dict(help="path of the Goverse gate binary (stack=goverse)")),
     ("--goverse-inspector-bin", dict(help="path of the Goverse inspector binary (stack=goverse)")),
+    ("--goverse-pgadmin-bin", dict(help="path of Goverse's pgadmin, run as `init` before nodes start (stack=goverse)")),
+    ("--goverse-persistence-interval", dict(type=float, help="seconds; passed to the node as --persistence-interval "
+                                                               "(goverse-app; default: Goverse's 5 min)")),
     ("--object-type", dict(help="object type the workload calls (default Counter)")),
     ("--gvh-config", dict(help="YAML file with harness settings")),
     ("--kube-context", dict(help="kubeconfig context (platform kubernetes)")),

@@ -65,7 +65,11 @@ class Scenario:
         spec = dataclasses.replace(WorkloadSpec(shards=self.deployment.spec.shards,
                                                 timeout=self.deployment.spec.timers.call_timeout + 3),
                                    **overrides)
-        wl = Workload(self.recorder, self.deployment.gate_urls(), spec, run_tag=f"{self._tag}{len(self.workloads)}")
+        # real Goverse takes reliable calls only on its gates' gRPC listeners (reference: HTTP extension)
+        grpc_gates = getattr(self.deployment, "gate_grpc_addrs", None)
+        wl = Workload(self.recorder, self.deployment.gate_urls(), spec, run_tag=f"{self._tag}{len(self.workloads)}",
+                      grpc_gates=grpc_gates if grpc_gates is not None and self.deployment.spec.stack == "goverse"
+                      else None)
         self.workloads.append(wl)
         return wl
 

@@ -66,6 +66,8 @@ class Settings(BaseModel):
     goverse_node_bin: Path | None = None
     goverse_gate_bin: Path | None = None
     goverse_inspector_bin: Path | None = None
+    goverse_pgadmin_bin: Path | None = None  # Goverse's cmd/pgadmin: `init` runs once per database
+    goverse_persistence_interval: float | None = Field(None, gt=0, le=3600)  # node flag, seconds
     object_type: str = "Counter"
     # kubernetes
     kube_context: str | None = None
@@ -93,7 +95,7 @@ class Settings(BaseModel):
             return parsed
         return v
 
-    @field_validator("goverse_node_bin", "goverse_gate_bin", "goverse_inspector_bin")
+    @field_validator("goverse_node_bin", "goverse_gate_bin", "goverse_inspector_bin", "goverse_pgadmin_bin")
     @classmethod
     def _executable(cls, v: Path | None) -> Path | None:
         if v is not None and Path(v).is_file() and not os.access(v, os.X_OK):
@@ -133,16 +135,29 @@ class Settings(BaseModel):
             raise ValueError(f"unknown seeded bug {', '.join(unknown)}; allowed: {', '.join(KNOWN_BUGS)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _goverse_timer_defaults(cls, data: Any) -> Any:
+        """With stack=goverse, the timers a source did not set are Goverse v0.1.1's (lease 15 s,
+        stability 10 s, tick 5 s, call timeout 30 s), so budgets fit the stack under test."""
+        if isinstance(data, dict) and data.get("stack") == "goverse":
+            data = dict(data)
+            g = Timers.goverse_defaults()
+            for name in ("lease_ttl", "stability", "tick", "call_timeout", "shutdown_grace"):
+                data.setdefault(name, getattr(g, name))
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.bugs and self.stack != "reference":
             raise ValueError("bugs: seeded bugs exist only in the reference stack (stack=reference)")
         if self.stack == "goverse" and self.platform == "local":
-            missing = [n for n in ("goverse_node_bin", "goverse_gate_bin") if getattr(self, n) is None]
+            missing = [n for n in ("goverse_node_bin", "goverse_gate_bin", "goverse_pgadmin_bin")
+                       if getattr(self, n) is None]
             if missing:
                 raise ValueError(f"{missing[0]}: required with stack=goverse on the local platform "
                                  "(path to your Goverse binary)")
-            for n in ("goverse_node_bin", "goverse_gate_bin", "goverse_inspector_bin"):
+            for n in ("goverse_node_bin", "goverse_gate_bin", "goverse_inspector_bin", "goverse_pgadmin_bin"):
                 p = getattr(self, n)
                 if p is not None and not Path(p).is_file():
                     raise ValueError(f"{n}: no such file {p}")
@@ -162,6 +177,8 @@ class Settings(BaseModel):
             goverse_node_bin=str(self.goverse_node_bin) if self.goverse_node_bin else None,
             goverse_gate_bin=str(self.goverse_gate_bin) if self.goverse_gate_bin else None,
             goverse_inspector_bin=str(self.goverse_inspector_bin) if self.goverse_inspector_bin else None,
+            goverse_pgadmin_bin=str(self.goverse_pgadmin_bin) if self.goverse_pgadmin_bin else None,
+            goverse_persistence_interval=self.goverse_persistence_interval,
         )
         base.update(overrides)
         return StackSpec(**base)

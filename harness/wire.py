@@ -101,6 +101,11 @@ def unpack(b64: str) -> Message:
         anyv.ParseFromString(raw)
     except Exception as exc:  # protobuf raises DecodeError (a Message.Error subclass)
         raise WireError(f"invalid protobuf Any: {exc}") from exc
+    return unpack_any(anyv)
+
+
+def unpack_any(anyv: any_pb2.Any) -> Message:
+    """A parsed ``google.protobuf.Any`` -> the inner message (known types only)."""
     name = anyv.type_url.rsplit("/", 1)[-1]
     cls = message_class(name)
     msg = cls()

@@ -95,6 +95,18 @@ def final_reads_and_stored(stack: Any, scenario: Any, timeout: float, *workloads
 SETTLE_STORED_S = 5.0  # how long a stack that persists behind its acks gets to catch up
 
 
+def stored_settle(stack: Any) -> tuple[float, float]:
+    """(interval between two reads that must agree, deadline) for the stored state, from what the stack
+    promises: the reference stack persists before acknowledging; real Goverse saves every persistence
+    interval (``goverse_persistence_interval``), so two reads must be one interval apart to prove it
+    has nothing left to save, and it gets a few intervals to catch up."""
+    every = getattr(stack.spec, "goverse_persistence_interval", None) or 0.0
+    if getattr(stack.spec, "stack", "reference") != "goverse" or not every:
+        return 0.5, SETTLE_STORED_S
+    gap = every + 0.5
+    return gap, max(SETTLE_STORED_S, 3 * gap)
+
+
 def record_persisted(stack: Any, scenario: Any, keys: list[str]) -> None:
     """Sample what PostgreSQL holds for ``keys`` into the history (for :func:`persisted_not_behind`),
     once it has settled: two reads 0.5 s apart agree (bounded by ``SETTLE_STORED_S``), so a stack that
@@ -116,8 +128,9 @@ def record_persisted(stack: Any, scenario: Any, keys: list[str]) -> None:
         seen.append({k: (d or {}).get("value") for k, d in rows.items() if isinstance(d, dict)})
         return len(seen) > 1 and seen[-1] == seen[-2]
 
+    gap, deadline = stored_settle(stack)
     with contextlib.suppress(WaitTimeout):  # still moving: judge the last read, it says how far behind
-        wait_until(settled, SETTLE_STORED_S, "the stored state to settle", interval=0.5)
+        wait_until(settled, deadline, "the stored state to settle", interval=gap)
     if not seen:
         why = errors[-1] if errors else "no read completed"
         scenario.recorder.sample(PERSISTED_F, {"error": f"the stored state could not be read: {why}"})

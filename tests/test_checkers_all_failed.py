@@ -82,7 +82,7 @@ CHECKERS: dict[str, Checker] = {
     "evidence": chaos.evidence("cpu", "cpu-stress", lambda p, r: (bool(r.get("throttled_s")), "throttled")),
     "latency_shift": chaos.latency_shift("increment", None, 50.0),
     "partition_bit": chaos.partition_bit(clients_notice=True),
-    "queued_at_paused_node": chaos.queued_at_paused_node(set(KEYS), 5.0),
+    "queued_at_paused_node": chaos.queued_at_paused_node(set(KEYS), 4.5),
     "writes_refused_while_full": chaos.writes_refused_while_full,
     # load
     "achieved_at_least": load.achieved_at_least(0.9, ["steady", "peak"]),

@@ -267,6 +267,24 @@ def test_reliable_calls_once_bounds(attempts: list[tuple[str, dict | None]], fin
     assert c.verdict is verdict, c.detail
 
 
+def test_reliable_calls_once_is_unknown_when_every_deposit_failed() -> None:
+    """Real Goverse answered 404 to every deposit on the reference stack's HTTP route: 0 <= 0 <= 0
+    holds, yet nothing shows a reliable call applied once, so the verdict is unknown, never pass."""
+    b = builder()
+    for i in range(33):
+        b.op("wallet-0", "deposit", f"w{i % 4}", {"amount": 3, "call_id": f"c{i}"}, i * 0.1, 0.01, "fail",
+             error="None: 404 page not found")
+    for w in range(4):
+        b.op("final", "final-balance", f"w{w}", None, 9.0, 0.01, "ok", result=0)
+    c = reliable_calls_once()(b.history())
+    assert c.verdict is Verdict.UNKNOWN, c.detail
+    assert "all 33 deposits failed" in c.detail and "404 page not found" in c.detail
+    # one deposit that did go through makes it decidable again
+    b.op("wallet-0", "deposit", "w0", {"amount": 3, "call_id": "ok1"}, 5.0, 0.01, "ok",
+         result={"balance": 3, "status": "SUCCESS"})
+    assert reliable_calls_once()(b.history()).verdict is Verdict.FAIL  # w0's final 0 < acknowledged 3
+
+
 def test_int64_values_rendered_as_strings_are_understood() -> None:
     # protobuf's JSON mapping renders int64 as "12"; epochs read from etcd are strings too
     b = builder()

@@ -84,3 +84,39 @@ def test_plain_finalize_reports_conformance_results_found_in_the_run_dir(tmp_pat
     run = finalize(tmp_path, {"platform": "local"})
     assert [(r["id"], r["verdict"]) for r in run["conformance"]] == [("2.2-sigterm-exit-within-grace", "fail")]
     assert with_conformance(tmp_path, {"conformance": []}) == {"conformance": []}  # explicit meta wins
+
+
+def test_goverse_static_checks_need_the_sut_files_else_not_applicable(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """This repository's Dockerfile and overlays are not Goverse's: without --dockerfile/--manifests the
+    static checks are not-applicable with the reason, never a pass over the wrong files."""
+    code = cli.conformance_main(["--static", "--stack", "goverse", "--run-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "conformance").glob("*.json")}
+    assert results and all(r["verdict"] == "not-applicable" for r in results.values()), results
+    assert "--dockerfile" in results["1.1-non-root-user"]["evidence"]
+    assert "--manifests" in results["3.1-probes"]["evidence"]
+
+
+def test_goverse_static_checks_judge_the_given_dockerfile_and_manifests(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    sut = tmp_path / "sut"
+    (sut / "k8s").mkdir(parents=True)
+    (sut / "Dockerfile").write_text("FROM golang:1.25\nCOPY . .\nRUN go build ./cmd/gate\n")
+    (sut / "k8s" / "node.yaml").write_text(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: goverse-node}\nspec:\n  template:\n"
+        "    spec:\n      containers:\n      - name: node\n        image: goverse-node:latest\n")
+    code = cli.conformance_main(["--static", "--stack", "goverse", "--dockerfile", str(sut / "Dockerfile"),
+                                 "--context", str(sut), "--manifests", str(sut / "k8s"),
+                                 "--run-dir", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "run" / "conformance").glob("*.json")}
+    assert results["1.1-multi-stage-build"]["verdict"] == "fail"
+    assert results["3.1-probes"]["verdict"] == "fail" and "node.yaml" in json.dumps(results["3.1-probes"])
+
+
+def test_missing_manifests_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.conformance_main(["--static", "--manifests", str(tmp_path / "nope"), "--run-dir", str(tmp_path)]) == 2
+    assert "--manifests" in capsys.readouterr().err

@@ -169,11 +169,14 @@ def partition_bit(clients_notice: bool) -> Checker:
     return run
 
 
-def queued_at_paused_node(keys: set[str], call_timeout: float) -> Checker:
+def queued_at_paused_node(keys: set[str], stuck_floor_s: float) -> Checker:
     """Evidence: calls to the paused node's keys were in flight when it stopped (required when the
     pause was primed with a slow link to PostgreSQL) and more queued while it was stopped, and the
-    gates gave up on them (a timeout, ``info``) — the requests the node finds when it resumes."""
+    gates gave up on them (a timeout or a cancellation, ``info``) — the requests the node finds when
+    it resumes. "Stuck" means at least ``stuck_floor_s`` (harness.budgets.stuck_call_floor: what the
+    stack's timers promise, not the reference stack's call timeout)."""
     name = "calls_queued_at_paused_node"
+    floor = stuck_floor_s
 
     def run(history: History) -> Check:
         faults = history.faults()
@@ -182,17 +185,18 @@ def queued_at_paused_node(keys: set[str], call_timeout: float) -> Checker:
             return Check(name, Verdict.UNKNOWN, "no healed pause in the history", {})
         primed = any(f.kind == "latency" and f.t_start <= w.t_start <= (f.t_stop or history.end) for f in faults)
         stuck = [o for o in history.ops() if o.key in keys and o.type == "info" and o.t_invoke < w.t_stop
-                 and o.t_complete > w.t_start and o.latency_s >= call_timeout - 0.5]
+                 and o.t_complete > w.t_start and o.latency_s >= floor]
         before = [o for o in stuck if o.t_invoke <= w.t_start]
-        data = {"timed_out": len(stuck), "in_flight_at_pause": len(before), "primed": primed}
+        data = {"timed_out": len(stuck), "in_flight_at_pause": len(before), "primed": primed,
+                "stuck_floor_s": round(floor, 2)}
         if not stuck:
-            return Check(name, Verdict.FAIL, "no call to the paused node's keys timed out during the pause: "
-                         "nothing was queued for it to find on resume", data)
+            return Check(name, Verdict.FAIL, f"no call to the paused node's keys was stuck ≥ {floor:.1f} s "
+                         "during the pause: nothing was queued for it to find on resume", data)
         if primed and not before:
             return Check(name, Verdict.FAIL, "no call to the paused node's keys was in flight when it stopped, "
                          "although its writes had been slowed for that", data)
-        return Check(name, Verdict.PASS, f"{len(stuck)} calls to the paused node's keys timed out at the gates "
-                     f"({len(before)} already in flight when it stopped)", data)
+        return Check(name, Verdict.PASS, f"{len(stuck)} calls to the paused node's keys were stuck ≥ {floor:.1f} s "
+                     f"and given up by the gates ({len(before)} already in flight when it stopped)", data)
     return run
 
 

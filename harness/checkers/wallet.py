@@ -59,7 +59,7 @@ def reliable_calls_once() -> Checker:
         bad_bounds: list[dict[str, Any]] = []
         disagree: list[dict[str, Any]] = []
         missing: list[str] = []
-        n_calls = n_retried = 0
+        n_calls = n_retried = n_not_applied = 0
         for key, by_id in sorted(calls.items()):
             acked = info = 0
             for call_id, attempts in by_id.items():
@@ -67,6 +67,7 @@ def reliable_calls_once() -> Checker:
                 n_retried += len(attempts) > 1
                 amount = as_int(attempts[0].value.get("amount")) or 0
                 outcome = _call_outcome(attempts)
+                n_not_applied += outcome == "not-applied"
                 acked += amount if outcome == "acked" else 0
                 info += amount if outcome == "info" else 0
                 answers = {json.dumps(a.result, sort_keys=True) for a in attempts if a.type == "ok"}
@@ -77,7 +78,7 @@ def reliable_calls_once() -> Checker:
                 missing.append(key)
             elif not acked <= final <= acked + info:
                 bad_bounds.append({"key": key, "final": final, "acked": acked, "info": info})
-        data = {"wallets": len(calls), "calls": n_calls, "retried_calls": n_retried,
+        data = {"wallets": len(calls), "calls": n_calls, "retried_calls": n_retried, "failed_calls": n_not_applied,
                 "out_of_bounds": bad_bounds, "disagreeing": disagree, "no_final_balance": missing}
         if bad_bounds or disagree:
             msgs = [_bounds_msg(b) for b in bad_bounds]
@@ -85,6 +86,9 @@ def reliable_calls_once() -> Checker:
                      for d in disagree]
             head = f"{len(bad_bounds)} wallets out of bounds, {len(disagree)} call_ids answered inconsistently"
             return Check(NAME, Verdict.FAIL, f"{head}: {examples(msgs)}", data)
+        if n_not_applied == n_calls:  # bounds of 0..0 hold trivially: nothing shows a call applied once
+            return Check(NAME, Verdict.UNKNOWN, f"all {n_calls} deposits failed: no evidence that a reliable "
+                         f"call is applied once; the stack answered: {examples(_errors(calls))}", data)
         if missing:
             return Check(NAME, Verdict.UNKNOWN, f"{len(missing)} of {len(calls)} wallets have no final "
                          f"balance: {examples(missing)}", data)
@@ -92,6 +96,12 @@ def reliable_calls_once() -> Checker:
                      "applied once, retries answered identically", data)
 
     return named(NAME, run)
+
+
+def _errors(calls: dict[str, dict[str, list[Op]]]) -> list[str]:
+    """The distinct errors of the recorded deposit attempts (what the stack answered instead)."""
+    return sorted({str(a.error)[:120] for by_id in calls.values() for attempts in by_id.values()
+                   for a in attempts if a.error})
 
 
 def _bounds_msg(b: dict[str, Any]) -> str:

@@ -6,6 +6,9 @@ separate etcd prefix is a separate Goverse cluster on the same etcd; a separate 
 because the reference stack fences shard ownership per shard in PostgreSQL (a second cluster claiming
 shard 5 in the same database would fence the first one out). Processes are started through the
 platform's ``spawn_adhoc`` (local platform only); other platforms make these checks not-applicable.
+Real Goverse needs its schema in each new database (``pgadmin init``) and its password inside the
+config file, so for ``stack=goverse`` configs are written where only the deployment can read them and
+the run directory keeps redacted copies.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ import yaml
 from harness.cluster_state import EtcdView
 from harness.conformance.judges_config import InstanceObservation
 from harness.conformance.results import redact
-from harness.platforms.local.config_render import GateAddr, InspectorAddr, NodeAddr, Topology, render_config
+from harness.platforms.local.config_render import (
+    GateAddr,
+    InspectorAddr,
+    NodeAddr,
+    Topology,
+    redacted,
+    render_config,
+)
 from harness.ports import free_port
 from harness.waiting import wait_until
 
@@ -36,9 +46,13 @@ def unsupported_reason(dep: Any) -> str | None:
     for attr in ("spawn_adhoc", "stop_adhoc", "topology", "postgres"):
         if getattr(dep, attr, None) is None:
             return f"the {type(dep).__name__} platform cannot start ad-hoc instances (no {attr})"
-    if getattr(dep.spec, "stack", "reference") != "reference":
-        return "ad-hoc instances are only wired for the reference stack (Goverse needs pgadmin init per database)"
+    if getattr(dep.spec, "stack", "reference") != "reference" and getattr(dep, "init_goverse_schema", None) is None:
+        return f"the {type(dep).__name__} platform cannot initialise Goverse's schema in an ad-hoc database"
     return None
+
+
+def is_goverse(dep: Any) -> bool:
+    return getattr(dep.spec, "stack", "reference") == "goverse"
 
 
 def pg_password(dep: Any) -> str:
@@ -83,7 +97,10 @@ class AdhocCluster:
                 sql.Identifier(database), sql.Identifier(dep.postgres.user)))
         config_dir = Path(dep.run_dir) / "adhoc"
         config_dir.mkdir(parents=True, exist_ok=True)
-        return cls(dep, tag, f"/gvh-conformance/{tag}-{suffix}", database, config_dir)
+        cluster = cls(dep, tag, f"/gvh-conformance/{tag}-{suffix}", database, config_dir)
+        if is_goverse(dep):
+            dep.init_goverse_schema(cluster.write("pgadmin", cluster.config()), log_name=f"cf-{tag}-pgadmin-init")
+        return cluster
 
     # ---- addresses and configuration -----------------------------------------------------------
     @staticmethod
@@ -110,13 +127,18 @@ class AdhocCluster:
         pg_host, pg_port = pg or (topo.pg_host, topo.pg_port)
         t = Topology(etcd_endpoints=list(etcd or topo.etcd_endpoints), pg_host=pg_host, pg_port=pg_port,
                      pg_user=topo.pg_user, pg_database=self.database, pg_password_file=topo.pg_password_file,
+                     pg_password=pg_password(self.dep) if is_goverse(self.dep) else "",
                      nodes=list(nodes), gates=list(gates), inspector=inspector)
         return render_config(dataclasses.replace(self.dep.spec, prefix=self.prefix), t)
 
     def write(self, name: str, doc: dict[str, Any]) -> Path:
-        """Write a config (it holds a password *file path*, never a password)."""
+        """Write a config and return the path to give the process. The run directory gets a copy
+        without the password; a config holding one (real Goverse) is given from the deployment's
+        private directory instead."""
         path = self.config_dir / f"{self.tag}-{name}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.safe_dump(redacted(doc), sort_keys=False), encoding="utf-8")
+        if redacted(doc) != doc:
+            return Path(self.dep.private_config(f"adhoc-{self.tag}-{name}", doc))
         return path
 
     # ---- processes ---------------------------------------------------------------------------------

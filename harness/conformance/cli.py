@@ -38,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="checks whose id contains PATTERN (repeatable), e.g. --only 2.2 --only secrets")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
-    p.add_argument("--dockerfile", type=Path, help="Dockerfile to check (default docker/refstack.Dockerfile)")
+    p.add_argument("--dockerfile", type=Path,
+                   help="the system under test's Dockerfile (default: docker/refstack.Dockerfile for the reference "
+                        "stack; for --stack goverse the Dockerfile checks are not applicable without it)")
+    p.add_argument("--manifests", type=Path, action="append", default=[], metavar="PATH",
+                   help="the system under test's Kubernetes manifests: a YAML file or a directory (repeatable); "
+                        "default: this repository's overlays for the reference stack, none for --stack goverse")
+    p.add_argument("--stack", choices=("reference", "goverse"),
+                   help="system under test (also passed to the runtime checks); default: GVH_STACK or reference")
     p.add_argument("--context", type=Path, help="build context of --dockerfile (for .dockerignore)")
     p.add_argument("--overlay", action="append", default=[], metavar="PLATFORM/STACK",
                    help="rendered overlay to check (repeatable; default all six)")
@@ -131,6 +138,11 @@ def conformance_main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"goverse-harness conformance: {exc}", file=sys.stderr)
         return 2
+    bad = [str(m) for m in args.manifests if not m.exists()]
+    if bad:
+        print(f"goverse-harness conformance: --manifests {bad[0]}: no such file or directory", file=sys.stderr)
+        return 2
+    stack = args.stack or os.environ.get("GVH_STACK") or "reference"
     run_dir = _run_dir(args)
     checkov_text = ""
     if static:
@@ -138,14 +150,16 @@ def conformance_main(argv: Sequence[str] | None = None) -> int:
         from harness.conformance.static import load_inputs, run_static
 
         inputs = load_inputs(args.dockerfile, args.context, overlays,
-                             render=any(cid in MANIFEST_CHECKS for cid in static))
+                             render=any(cid in MANIFEST_CHECKS for cid in static), manifests=args.manifests,
+                             stack=stack)
         for result in run_static(static, inputs):
             write_result(run_dir, result)
         if args.checkov is not None:
             checkov_text = run_checkov(args.checkov or None, inputs, run_dir)
     code = 0
     if runtime:
-        code = run_runtime(runtime, run_dir, rest, select=bool(args.only))
+        code = run_runtime(runtime, run_dir, (["--stack", args.stack] if args.stack else []) + rest,
+                           select=bool(args.only))
         if code == 4:  # pytest usage error: it printed why
             return 2
     elif rest:

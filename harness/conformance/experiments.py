@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import budgets
 from harness.checkers import check, no_lost_writes, reads_see_acknowledged
 from harness.checkers.verdict import CheckResult
 from harness.conformance.adhoc import AdhocCluster, pg_password, wait_for
@@ -83,12 +84,13 @@ def lifecycle_experiment(dep: Any) -> LifecycleRun:
                      "inspector": cluster.spawn("inspector", "inspector", rest_cfg)}
             for name, url in urls.items():
                 poller.add(name, url)
+            ready_s = max(30.0, budgets.bootstrap(t))  # a one-node cluster still waits out its stability
             if not wait_for("node, gate and inspector /ready 200", lambda: all(
-                    poller.last(n) == 200 or not procs[n].is_running() for n in urls), 30.0):
-                run.notes.append("not every instance became ready within 30 s")
+                    poller.last(n) == 200 or not procs[n].is_running() for n in urls), ready_s):
+                run.notes.append(f"not every instance became ready within {ready_s:.0f} s")
             run.t_all_ready = time.monotonic()
             if all(poller.last(n) == 200 for n in urls):
-                _etcd_loss(run, cluster, proxy, poller, procs["node"].pid)
+                _etcd_loss(run, cluster, proxy, poller, procs["node"].pid, f"{node.host}:{node.api_port}")
                 if not _serving_again(cluster, gate_api, run.failover_budget + 10.0):
                     run.notes.append("the ad-hoc cluster did not serve again after etcd came back")
                 _sigterm_mid_call(run, cluster, proxy, poller, procs["node"], gate_api)
@@ -96,7 +98,7 @@ def lifecycle_experiment(dep: Any) -> LifecycleRun:
                     run.t_restart = time.monotonic()
                     cluster.spawn("node", "node", node_cfg, args=["--node-id", node.id])
                     wait_for("restarted node /ready 200",
-                             lambda: poller.seen_after("node", run.t_restart or 0.0, 200), 30.0)
+                             lambda: poller.seen_after("node", run.t_restart or 0.0, 200), ready_s)
             run.timelines = poller.snapshot()
     finally:
         cluster.stop_all()
@@ -104,10 +106,15 @@ def lifecycle_experiment(dep: Any) -> LifecycleRun:
     return run
 
 
-def _etcd_loss(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poller: ReadyPoller, pid: int) -> None:
-    """Black-hole the node's etcd link until its lease expired in etcd, then heal."""
+def _etcd_loss(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poller: ReadyPoller, pid: int,
+               configured_advertise: str) -> None:
+    """Black-hole the node's etcd link until its lease expired in etcd, then heal. The node's etcd key
+    is found by its pid in the reference stack's info record, else by the advertise address its
+    config gave it (real Goverse writes no info record)."""
     advertise = next((k[len("node/"):] for k, v in cluster.info_records().items()
                       if k.startswith("node/") and v.get("pid") == pid), None)
+    if advertise is None and configured_advertise in cluster.registered_nodes():
+        advertise = configured_advertise
     run.t_etcd_cut = time.monotonic()
     proxy.set_toxic("etcd", Timeout())
     try:
@@ -215,7 +222,8 @@ def env_experiment(dep: Any, timeout: float = 25.0) -> EnvRun:
         plan("etcd", lambda d: d["cluster"]["etcd"].update(endpoints=[dead_etcd]),
              {"GOVERSE_ETCD_ENDPOINTS": endpoints})
         plan("nodeid", lambda d: None, {"GOVERSE_NODE_ID": "env-nodeid"}, with_id=False)
-        plan("pgpass", lambda d: d["postgres"].pop("password_file", None), {"GOVERSE_POSTGRES_PASSWORD": password})
+        plan("pgpass", lambda d: [d["postgres"].pop(k, None) for k in ("password_file", "password")],
+             {"GOVERSE_POSTGRES_PASSWORD": password})
         plan("invalid", lambda d: None, {INVALID_VARIABLE: "not-a-port"})
         plan("quiet", lambda d: None, {"LOG_LEVEL": "warn"})
         pod_ops = free_port()

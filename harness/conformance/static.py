@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness.conformance import dockerfile as df
 from harness.conformance.catalogue import get
 from harness.conformance.manifests import MANIFEST_CHECKS, judge_overlays
-from harness.conformance.model import CheckSpec, Judgement, Result, unknown
+from harness.conformance.model import CheckSpec, Judgement, Result, Verdict, unknown
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DOCKERFILE = REPO_ROOT / "docker" / "refstack.Dockerfile"
@@ -34,6 +36,29 @@ class StaticInputs:
     ignore_text: str | None = None
     overlays: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     render_errors: dict[str, str] = field(default_factory=dict)
+    # why the Dockerfile / manifest checks have nothing of the system under test to judge (no
+    # --dockerfile / --manifests given for a stack other than this repository's reference stack)
+    dockerfile_na: str | None = None
+    manifests_na: str | None = None
+
+
+def load_manifests(paths: Iterable[Path]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """The system under test's own manifests: each YAML file (a directory: its ``*.yaml``/``*.yml``,
+    recursively) read as a multi-document stream; ``{path: docs}`` and ``{path: error}``."""
+    ok: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, str] = {}
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")) if root.is_dir() else [root]
+        if root.is_dir() and not files:
+            errors[str(root)] = "no *.yaml or *.yml file in this directory"
+        for f in files:
+            try:
+                docs = [d for d in yaml.safe_load_all(f.read_text(encoding="utf-8")) if isinstance(d, dict)]
+            except (OSError, yaml.YAMLError) as exc:
+                errors[str(f)] = f"{type(exc).__name__}: {exc}"
+                continue
+            ok[str(f)] = docs
+    return ok, errors
 
 
 def all_overlays() -> list[str]:
@@ -58,11 +83,28 @@ def render_overlays(names: Iterable[str]) -> tuple[dict[str, list[dict[str, Any]
 
 
 def load_inputs(dockerfile: Path | None = None, context: Path | None = None,
-                overlays: Iterable[str] | None = None, render: bool = True) -> StaticInputs:
-    """Read the Dockerfile and its .dockerignore; render the overlays unless ``render`` is false (no
-    manifest check selected: kubectl is then not needed)."""
-    inputs = StaticInputs(dockerfile=dockerfile or DEFAULT_DOCKERFILE)
-    assert inputs.dockerfile is not None
+                overlays: Iterable[str] | None = None, render: bool = True,
+                manifests: Iterable[Path] | None = None, stack: str = "reference") -> StaticInputs:
+    """Read the Dockerfile and its .dockerignore; read ``manifests`` (the system under test's own)
+    or else render this repository's overlays, unless ``render`` is false (no manifest check
+    selected: kubectl is then not needed). This repository's Dockerfile and overlays are judged by
+    default only for the reference stack: for another stack they are not the system under test, so
+    without ``dockerfile`` / ``manifests`` those checks are not applicable, with the reason."""
+    manifests = list(manifests or [])
+    if dockerfile is None and stack != "reference":
+        inputs = StaticInputs(dockerfile_na=f"stack={stack}: give the system under test's Dockerfile with "
+                                            "--dockerfile (this repository's is the reference stack's)")
+    else:
+        inputs = StaticInputs(dockerfile=dockerfile or DEFAULT_DOCKERFILE)
+    if render and manifests:
+        inputs.overlays, inputs.render_errors = load_manifests(manifests)
+    elif render and stack != "reference" and not overlays:
+        inputs.manifests_na = (f"stack={stack}: give the system under test's manifests with --manifests (this "
+                               "repository's overlays are the harness's own deployment of it)")
+    elif render:
+        inputs.overlays, inputs.render_errors = render_overlays(list(overlays) if overlays else all_overlays())
+    if inputs.dockerfile is None:
+        return inputs
     try:
         inputs.dockerfile_text = inputs.dockerfile.read_text(encoding="utf-8")
     except OSError as exc:
@@ -71,13 +113,13 @@ def load_inputs(dockerfile: Path | None = None, context: Path | None = None,
     if ignore is not None:
         inputs.ignore_path = ignore
         inputs.ignore_text = ignore.read_text(encoding="utf-8")
-    if render:
-        inputs.overlays, inputs.render_errors = render_overlays(list(overlays) if overlays else all_overlays())
     return inputs
 
 
 def _dockerfile_judge(fn: Callable[[str], Judgement]) -> Callable[[StaticInputs], Judgement]:
     def run(inputs: StaticInputs) -> Judgement:
+        if inputs.dockerfile_na:
+            return Judgement(Verdict.NOT_APPLICABLE, inputs.dockerfile_na)
         if inputs.dockerfile_text is None:
             return unknown(inputs.dockerfile_error or "no Dockerfile given")
         j = fn(inputs.dockerfile_text)
@@ -86,6 +128,8 @@ def _dockerfile_judge(fn: Callable[[str], Judgement]) -> Callable[[StaticInputs]
 
 
 def _dockerignore(inputs: StaticInputs) -> Judgement:
+    if inputs.dockerfile_na:
+        return Judgement(Verdict.NOT_APPLICABLE, inputs.dockerfile_na)
     if inputs.dockerfile_text is None:
         return unknown(inputs.dockerfile_error or "no Dockerfile given")
     name = _rel(inputs.ignore_path) if inputs.ignore_path else ".dockerignore"
@@ -105,9 +149,11 @@ def _manifest_judge(check_id: str) -> Callable[[StaticInputs], Judgement]:
     check = MANIFEST_CHECKS[check_id]
 
     def run(inputs: StaticInputs) -> Judgement:
+        if inputs.manifests_na:
+            return Judgement(Verdict.NOT_APPLICABLE, inputs.manifests_na)
         if inputs.render_errors:
             first = next(iter(inputs.render_errors.items()))
-            return unknown(f"{len(inputs.render_errors)} overlay(s) could not be rendered, e.g. {first[0]}: "
+            return unknown(f"{len(inputs.render_errors)} overlay(s)/manifest(s) could not be read, e.g. {first[0]}: "
                            f"{first[1]}", render_errors=inputs.render_errors)
         if not inputs.overlays:
             return unknown("no overlays were rendered")

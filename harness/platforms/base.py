@@ -53,6 +53,16 @@ class Timers:
         """A node's shards should move within TTL + stability + a few ticks; budgets scale from this."""
         return self.lease_ttl + self.stability + 4 * self.tick + margin
 
+    def bootstrap_budget(self, allowance: float = 8.0) -> float:
+        """Cold start to converged: stability window + a few ticks + process start allowance
+        (harness.budgets.bootstrap is this; platforms size their deploy waits from it)."""
+        return round(self.stability + 8 * self.tick + allowance, 2)
+
+    def deploy_timeout(self) -> float:
+        """How long a deployment may take to converge and turn ready: twice the bootstrap budget, never
+        under 60 s (Goverse v0.1.1's budget alone is 58 s)."""
+        return max(60.0, 2 * self.bootstrap_budget())
+
 
 @dataclass(frozen=True)
 class StackSpec:
@@ -71,6 +81,8 @@ class StackSpec:
     goverse_node_bin: str | None = None
     goverse_gate_bin: str | None = None
     goverse_inspector_bin: str | None = None
+    goverse_pgadmin_bin: str | None = None  # `pgadmin --config F init` before nodes start
+    goverse_persistence_interval: float | None = None  # seconds; node flag --persistence-interval
     isolate_network: bool | None = None  # None: use namespaces when privileges allow
     fault_proxies: bool = True  # wire TCP fault proxies on node->postgres and gate->node links
 

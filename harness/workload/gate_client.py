@@ -103,7 +103,8 @@ class GateClient:
     (``tests/test_gate_client_isolation.py`` black-holes a node's keys and checks healthy p99).
     """
 
-    def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 0) -> None:
+    def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 0,
+                 grpc_gates: dict[str, str] | None = None) -> None:
         if not gate_urls:
             raise ValueError("gate_urls: at least one gate is required")
         if limit < 0:
@@ -113,6 +114,10 @@ class GateClient:
         self._limit = limit
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._open = False
+        # gate name -> host:port of its gRPC listener: reliable calls go there (real Goverse's only
+        # reliable-call path) instead of the reference stack's HTTP extension route
+        self.grpc_gates = dict(grpc_gates or {})
+        self._grpc: Any = None
 
     async def __aenter__(self) -> GateClient:
         self._open = True
@@ -123,6 +128,15 @@ class GateClient:
         sessions, self._sessions = self._sessions, {}
         for s in sessions.values():
             await s.close()
+        if self._grpc is not None:
+            await self._grpc.close()
+            self._grpc = None
+
+    def set_grpc_gates(self, grpc_gates: dict[str, str]) -> None:
+        """Learn more gates' gRPC addresses (gates were scaled); existing channels are kept."""
+        self.grpc_gates.update(grpc_gates)
+        if self._grpc is not None:
+            self._grpc.targets.update(grpc_gates)
 
     def session_for(self, gate: str) -> aiohttp.ClientSession:
         """The gate's own session (made on first use, so gates added later get one too)."""
@@ -142,7 +156,17 @@ class GateClient:
 
     async def reliable_call(self, gate: str, call_id: str, obj_type: str, obj_id: str, method: str,
                             request: Any) -> CallOutcome:
-        """Reference-stack extension route (Goverse offers reliable calls only over gRPC)."""
+        """Over the gate's gRPC service when its address is known (``grpc_gates``: real Goverse offers
+        reliable calls only there), else the reference stack's HTTP extension route."""
+        if self.grpc_gates:
+            if gate not in self.grpc_gates:
+                return CallOutcome("fail", error=f"no gRPC address known for {gate}", code="CONNECT",
+                                   extra={"gate": gate})
+            if self._grpc is None:
+                from harness.workload.gate_grpc import GrpcReliableCaller
+
+                self._grpc = GrpcReliableCaller(self.grpc_gates, self.timeout)
+            return await self._grpc.call(gate, call_id, obj_type, obj_id, method, request)
         url = f"{self.gate_urls[gate]}/api/v1/objects/reliable-call/{obj_type}/{obj_id}/{method}"
         return await self._post(gate, url, {"call_id": call_id, "request": wire.pack(request)})
 

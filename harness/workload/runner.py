@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +83,13 @@ class Workload:
     """
 
     def __init__(self, recorder: Recorder, gate_urls: dict[str, str], spec: WorkloadSpec,
-                 run_tag: str | None = None) -> None:
+                 run_tag: str | None = None, grpc_gates: Callable[[], dict[str, str]] | None = None) -> None:
         self.recorder = recorder
         self.gate_urls = dict(gate_urls)
+        # reliable calls over the gates' gRPC listeners (real Goverse), see GateClient; a callable so
+        # that set_gates (gates scaled) can fetch the new gates' addresses too
+        self._grpc_source = grpc_gates
+        self.grpc_gates = dict(grpc_gates() if grpc_gates is not None else {})
         self.spec = spec
         self.rng = hrand.fork("workload")  # reproducible from the run seed
         tag = run_tag or uuid.uuid4().hex[:6]
@@ -144,10 +148,15 @@ class Workload:
             raise ValueError("set_gates: at least one gate is required")
         urls = dict(gate_urls)
 
+        grpc = dict(self._grpc_source()) if self._grpc_source is not None else {}
+
         def apply() -> None:
             self.gate_urls = urls
+            if grpc:
+                self.grpc_gates.update(grpc)
             if self._client is not None:
                 self._client.gate_urls.update(urls)
+                self._client.set_grpc_gates(grpc)
             if self._picker is not None:
                 self._picker.set_gates(sorted(urls))
 
@@ -175,7 +184,7 @@ class Workload:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         picker = self._picker = GatePicker(sorted(self.gate_urls))
-        async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
             self._client = client
             tasks: set[asyncio.Task[Any]] = set()
             schedules = []
@@ -323,7 +332,7 @@ class Workload:
         picker = GatePicker(sorted(self.gate_urls))
         deadline = time.monotonic() + timeout
         results: dict[str, int | None] = {}
-        async with GateClient(self.gate_urls, timeout=self.spec.timeout) as client:
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
             async def one(key: str, obj_type: str) -> None:
                 f = "final-read" if obj_type == "Counter" else "final-balance"
                 method, req = (("Get", wire.new("counter.GetRequest")) if obj_type == "Counter"

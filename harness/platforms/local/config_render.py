@@ -3,10 +3,15 @@
 Why pure: the same topology must give the same file every time, and the rendering is tested without
 starting anything. The reference stack understands a few extension keys (lease TTL, tick, shutdown
 grace, password file) that real Goverse v0.1.1 does not; they are only emitted for ``stack=reference``.
+Real Goverse reads its PostgreSQL password only from ``postgres.password`` in this file (no environment
+variable, no file) and its PostgreSQL and etcd addresses only from here, so for ``stack=goverse`` the
+password is in the document (the file is 0600, the kept copy goes through :func:`redacted`) and each
+node gets its own document whose addresses are its fault-proxy links (:func:`with_links`).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +52,7 @@ class Topology:
     pg_user: str
     pg_database: str
     pg_password_file: str
+    pg_password: str = ""  # only rendered for stack=goverse (it reads no password file)
     nodes: list[NodeAddr] = field(default_factory=list)
     gates: list[GateAddr] = field(default_factory=list)
     inspector: InspectorAddr | None = None
@@ -78,6 +84,8 @@ def render_config(spec: StackSpec, topo: Topology) -> dict[str, Any]:
         cluster.update(lease_ttl=_dur(t.lease_ttl), management_tick=_dur(t.tick),
                        shutdown_grace=_dur(t.shutdown_grace))
         postgres["password_file"] = topo.pg_password_file
+    else:
+        postgres["password"] = topo.pg_password
     doc: dict[str, Any] = {
         "version": 1,
         "cluster": cluster,
@@ -110,3 +118,28 @@ def render_config(spec: StackSpec, topo: Topology) -> dict[str, Any]:
             "advertise_addr": f"{i.host}:{i.grpc_port}",
         }
     return doc
+
+
+REDACTED = "<redacted>"
+
+
+def redacted(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a rendered document without the PostgreSQL password (what may be kept or reported)."""
+    out = copy.deepcopy(doc)
+    pg = out.get("postgres")
+    if isinstance(pg, dict) and pg.get("password"):
+        pg["password"] = REDACTED
+    return out
+
+
+def with_links(doc: dict[str, Any], pg: tuple[str, int] | None = None,
+               etcd: list[str] | None = None) -> dict[str, Any]:
+    """A copy of ``doc`` whose PostgreSQL address and/or etcd endpoints are replaced, e.g. by one
+    node's fault-proxy links: Goverse reads these addresses only from its config file, so routing one
+    node's traffic through a proxy means giving that node its own file."""
+    out = copy.deepcopy(doc)
+    if pg is not None:
+        out["postgres"]["host"], out["postgres"]["port"] = pg[0], int(pg[1])
+    if etcd is not None:
+        out["cluster"]["etcd"]["endpoints"] = list(etcd)
+    return out

@@ -34,7 +34,9 @@ from harness.platforms.local.config_render import (
     InspectorAddr,
     NodeAddr,
     Topology,
+    redacted,
     render_config,
+    with_links,
 )
 from harness.platforms.local.process import ManagedProcess
 from harness.platforms.local.services import EtcdCluster, PostgresServer, free_port
@@ -59,6 +61,12 @@ PG_DISK_MB = 160  # PostgreSQL's own filesystem: initdb needs ~40 MB, WAL segmen
 def pg_link_name(node: str) -> str:
     """The fault proxy link carrying ``node``'s PostgreSQL traffic."""
     return f"{node}->postgres"
+
+
+def etcd_link_name(node: str) -> str:
+    """The fault proxy link carrying ``node``'s etcd traffic (real Goverse: its config's first endpoint)."""
+    return f"{node}->etcd"
+
 
 # Fixed ports inside network namespaces (each host has its own IP, so no collisions).
 NS_PORTS = {"node_api": 7001, "node_ops": 9101, "gate_http": 8080, "gate_ops": 9102, "gate_grpc": 49000,
@@ -108,7 +116,8 @@ class LocalDeployment:
     fault_unwired: dict[str, str] = field(default_factory=dict)  # fault kind -> why it was not wired
 
     # ---- bring-up --------------------------------------------------------------------------------
-    def up(self, timeout: float = 60.0) -> None:
+    def up(self, timeout: float | None = None) -> None:
+        timeout = self.spec.timers.deploy_timeout() if timeout is None else timeout
         t_start = _now()
         self._tmp = Path(tempfile.mkdtemp(prefix=STACK_DIR_PREFIX))
         os.chmod(self._tmp, 0o755)  # postgres runs as its own user and must reach its data dir
@@ -145,6 +154,7 @@ class LocalDeployment:
             pg_user=self.postgres.user,
             pg_database=self.postgres.database,
             pg_password_file=str(pw_file),
+            pg_password=self._pg_password if self.spec.stack == "goverse" else "",
         )
         for i in range(self.spec.nodes):
             self._add_node(i)
@@ -155,6 +165,9 @@ class LocalDeployment:
             self.topology.inspector = InspectorAddr(host, self._port(host, "insp_http"),
                                                     self._port(host, "insp_grpc"))
         self._write_config()
+        if self.spec.stack == "goverse":
+            assert self.config_path is not None
+            self.init_goverse_schema(self.config_path)
         self._view = EtcdView(self.topology.etcd_endpoints, self.spec.prefix, self.spec.shards)
         t_stack = _now()
         for name in self._procs:
@@ -201,7 +214,7 @@ class LocalDeployment:
         return NS_PORTS[kind] if self.network is not None else free_port(host)
 
     # ---- process table -----------------------------------------------------------------------------
-    def _stack_argv(self, component: str, ident: str | None) -> list[str]:
+    def _stack_argv(self, component: str, ident: str | None, config: Path | None = None) -> list[str]:
         assert self.config_path is not None
         if self.spec.stack == "reference":
             argv = [sys.executable, "-m", "harness.refstack", component, "--config", str(self.config_path)]
@@ -212,7 +225,9 @@ class LocalDeployment:
                       "inspector": self.spec.goverse_inspector_bin}[component]
             if not binary:
                 raise Unsupported(f"goverse_{component}_bin is not set")
-            argv = [binary, "--config", str(self.config_path)]
+            argv = [binary, "--config", str(config or self.config_path)]
+            if component == "node" and self.spec.goverse_persistence_interval:
+                argv.append(f"--persistence-interval={round(self.spec.goverse_persistence_interval * 1000)}ms")
         if component == "node" and ident:
             argv += ["--node-id", ident]
         elif component == "gate" and ident:
@@ -263,18 +278,57 @@ class LocalDeployment:
                          log_path=str(self.run_dir / "logs" / "inspector.log")),
                 argv=[], env={}, wrap=self._wrap("inspector"))
         doc = render_config(self.spec, self.topology)
-        path = self._tmp / "goverse.yaml"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-        tmp.replace(path)
-        self.config_path = path
-        # A copy without any secret goes into the run directory for the report (no password in it).
-        (self.run_dir / "stack-config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        self.config_path = _write_private(self._tmp / "goverse.yaml", doc)
+        # A copy without any secret goes into the run directory for the report (password redacted).
+        (self.run_dir / "stack-config.yaml").write_text(yaml.safe_dump(redacted(doc), sort_keys=False),
+                                                        encoding="utf-8")
+
+    def _node_config(self, name: str) -> Path | None:
+        """Real Goverse only: ``name``'s own config, whose PostgreSQL address and etcd endpoint are its
+        fault-proxy links (Goverse reads addresses only from its config file, never the environment).
+        None when there are no proxies (the shared file then has the direct addresses)."""
+        assert self.config_path is not None and self._tmp is not None and self.topology is not None
+        pg, etcd = self._pg_link(name), self._etcd_link(name)
+        if pg is None and etcd is None:
+            return None
+        doc = with_links(render_config(self.spec, self.topology), pg=pg,
+                         etcd=[f"http://{etcd[0]}:{etcd[1]}"] if etcd is not None else None)
+        return _write_private(self._tmp / f"goverse-{name}.yaml", doc)
+
+    def private_config(self, name: str, doc: dict[str, Any]) -> Path:
+        """Write a config that may hold the PostgreSQL password where only this deployment can read
+        it (its temp dir, 0600, removed in teardown); returns its path."""
+        assert self._tmp is not None
+        (self._tmp / "configs").mkdir(mode=0o700, exist_ok=True)
+        return _write_private(self._tmp / "configs" / f"{name}.yaml", doc)
+
+    def init_goverse_schema(self, config: Path, log_name: str = "pgadmin-init") -> None:
+        """Goverse nodes refuse to start until its tables exist: run the user's ``pgadmin --config F
+        init`` once per database (``config`` names it), straight to PostgreSQL (not through a proxy).
+        Its output is logged with the password redacted."""
+        binary = self.spec.goverse_pgadmin_bin
+        if not binary:
+            raise PlatformError("goverse_pgadmin_bin is not set: Goverse needs `pgadmin init` before nodes start")
+        import subprocess
+
+        log_path = self.run_dir / "logs" / f"{log_name}.log"
+        try:
+            res = subprocess.run([binary, "--config", str(config), "init"], capture_output=True,
+                                 text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PlatformError(f"goverse_pgadmin_bin: `{binary} init` did not run: {exc}") from exc
+        out = (res.stdout + res.stderr).replace(self._pg_password, "<redacted>") if self._pg_password else (
+            res.stdout + res.stderr)
+        log_path.write_text(out, encoding="utf-8")
+        if res.returncode != 0:
+            raise PlatformError(f"goverse_pgadmin_bin: `{binary} --config ... init` exited {res.returncode}: "
+                                f"{out.strip()[-500:]}")
 
     def _spawn(self, name: str) -> None:
         p = self._procs[name]
         comp = p.instance.component
-        argv = self._stack_argv(comp, name if comp in ("node", "gate") else None)
+        config = self._node_config(name) if self.spec.stack == "goverse" and comp == "node" else None
+        argv = self._stack_argv(comp, name if comp in ("node", "gate") else None, config)
         if p.version is not None and "--version-tag" in argv:
             argv[argv.index("--version-tag") + 1] = p.version
         p.generation += 1
@@ -299,6 +353,11 @@ class LocalDeployment:
     def gate_urls(self, only_running: bool = False) -> dict[str, str]:
         return {n: p.instance.api_url or "" for n, p in sorted(self._procs.items())
                 if p.instance.component == "gate" and (p.instance.running or not only_running)}
+
+    def gate_grpc_addrs(self) -> dict[str, str]:
+        """Gate name -> ``host:port`` of its gRPC listener (real Goverse's only reliable-call path)."""
+        assert self.topology is not None
+        return {g.id: f"{g.host}:{g.grpc_port}" for g in self.topology.gates}
 
     def instances(self, component: str | None = None) -> list[Instance]:
         out = [p.instance for p in self._procs.values()]
@@ -648,29 +707,51 @@ class LocalDeployment:
         self.postgres.start(timeout=30)
 
     def _link_env(self, name: str) -> dict[str, str]:
-        """For a node: route its PostgreSQL traffic through its own link of the fault proxy (created
-        on first use), so latency/black hole/reset can be put on exactly that node's link, and
-        register the proxy's address as an alias of the ``postgres`` host so partitions cut the
-        proxied path too (see firewall.py). Empty for other components or without fault proxies."""
+        """Reference stack: a node's PostgreSQL address as its fault-proxy link, in the environment
+        (real Goverse reads no environment: it gets its own config file, see :meth:`_node_config`;
+        only its PostgreSQL driver reads PGAPPNAME). Empty for other components or without proxies."""
+        if self.spec.stack != "reference":
+            # Goverse's PostgreSQL driver (lib/pq) names its sessions from PGAPPNAME: which node holds
+            # which session stays visible in pg_stat_activity behind the fault proxy (secret rotation)
+            p = self._procs.get(name)
+            return {"PGAPPNAME": f"goverse-{name}"} if p is not None and p.instance.component == "node" else {}
+        addr = self._pg_link(name)
+        return {} if addr is None else {"GOVERSE_POSTGRES_HOST": addr[0], "GOVERSE_POSTGRES_PORT": str(addr[1])}
+
+    def _proxy_link(self, name: str, link: str, upstream: tuple[str, int], alias_of: str) -> tuple[str, int] | None:
+        """For a node: its own link of the fault proxy to ``upstream`` (created on first use), so
+        latency/black hole/reset can be put on exactly that node's link, with the proxy's address
+        registered as an alias of host ``alias_of`` so partitions cut the proxied path too (see
+        firewall.py). None for other components or without fault proxies."""
         p = self._procs.get(name)
-        if (p is None or p.instance.component != "node" or not self.spec.fault_proxies
-                or self.postgres is None):
-            return {}
-        link = pg_link_name(name)
+        if p is None or p.instance.component != "node" or not self.spec.fault_proxies:
+            return None
         if self.proxy is None:
             from harness.platforms.local.faultproxy import FaultProxy
 
             listen_host = self.network.bridge_ip if self.network is not None else "127.0.0.1"
             self.proxy = FaultProxy(default_listen_host=listen_host)
         links = self.proxy.links()
-        if link not in links:
-            addr = self.proxy.add_link(link, (self.postgres.host, self.postgres.port))
-            pg_host = self._hosts.get("postgres")
-            if pg_host is not None:
-                pg_host.aliases.append(addr)
-        else:
-            addr = links[link][0]
-        return {"GOVERSE_POSTGRES_HOST": addr[0], "GOVERSE_POSTGRES_PORT": str(addr[1])}
+        if link in links:
+            return links[link][0]
+        addr = self.proxy.add_link(link, upstream)
+        host = self._hosts.get(alias_of)
+        if host is not None:
+            host.aliases.append(addr)
+        return addr
+
+    def _pg_link(self, name: str) -> tuple[str, int] | None:
+        if self.postgres is None:
+            return None
+        return self._proxy_link(name, pg_link_name(name), (self.postgres.host, self.postgres.port), "postgres")
+
+    def _etcd_link(self, name: str) -> tuple[str, int] | None:
+        """Real Goverse only uses its config's first etcd endpoint: that one goes through the proxy."""
+        if self.etcd is None or self.spec.stack != "goverse":
+            return None
+        hostport = self.etcd.client_urls[0].split("://", 1)[-1]
+        host, port = hostport.rsplit(":", 1)
+        return self._proxy_link(name, etcd_link_name(name), (host, int(port)), "etcd-0")
 
     def _unwire_faults(self) -> None:
         """Undo every fault and piece of wiring (never raises): cgroup limits, firewall rules, the
@@ -819,6 +900,17 @@ def _now() -> float:
     return time.monotonic()
 
 
+def _write_private(path: Path, doc: dict[str, Any]) -> Path:
+    """Write a YAML document readable by its owner only (it may hold the PostgreSQL password),
+    atomically (a restarting process never reads half a file)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
@@ -831,7 +923,8 @@ class LocalPlatform:
 
     name = "local"
 
-    def deploy(self, spec: StackSpec, run_dir: str | Path, timeout: float = 60.0) -> LocalDeployment:
+    def deploy(self, spec: StackSpec, run_dir: str | Path, timeout: float | None = None) -> LocalDeployment:
+        """Deploy and wait until converged and ready; ``timeout`` defaults to ``Timers.deploy_timeout()``."""
         dep = LocalDeployment(spec=spec, run_dir=Path(run_dir))
         try:
             dep.up(timeout=timeout)

@@ -245,11 +245,12 @@ class LocalOperations(BackupOperations):
         return [(r[0] or "", r[1], r[2]) for r in rows]
 
     def _node_of_session(self) -> Callable[[str, str | None], str | None]:
-        """Map a session to the node that opened it: by the reference stack's ``application_name``
-        (``refstack-<node id>``), else by its client IP (which names the node only when it connects
-        from its own network namespace without the TCP fault proxy in between)."""
+        """Map a session to the node that opened it: by its ``application_name`` (the reference
+        stack's ``refstack-<node id>``, real Goverse's ``goverse-<node>`` from the PGAPPNAME the local
+        deployment sets), else by its client IP (which names the node only when it connects from its
+        own network namespace without the TCP fault proxy in between)."""
         nodes = self.running("node")
-        by_app = {f"refstack-{n}": n for n in nodes}
+        by_app = {f"{prefix}-{n}": n for n in nodes for prefix in ("refstack", "goverse")}  # goverse: PGAPPNAME
         by_ip = {self._proc(n).instance.host: n for n in nodes} if self.dep.network is not None else {}
         return lambda app, ip: by_app.get(app) or by_ip.get(ip or "")
 
@@ -304,9 +305,17 @@ class LocalOperations(BackupOperations):
             dep._pg_password = new
             t_alter = self._server_now()
             t0 = time.monotonic()
-            for n in self.running("node"):
-                with contextlib.suppress(ProcessLookupError):
-                    dep.process(n).signal(signal.SIGHUP)
+            if dep.spec.stack == "goverse":
+                # Real Goverse reads its password only from its config file and cannot reload it (a
+                # SIGHUP ends a Go process that does not handle it): an operator rolls the nodes onto
+                # the new config, one at a time, each ready before the next.
+                dep.topology.pg_password = new
+                dep._write_config()
+                self._roll("secret-rollout", lambda p: None, {}, ("node",), None)
+            else:
+                for n in self.running("node"):
+                    with contextlib.suppress(ProcessLookupError):
+                        dep.process(n).signal(signal.SIGHUP)
 
             def reloaded() -> bool:
                 fresh, stale = set(), 0
