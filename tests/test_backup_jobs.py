@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from harness.platforms.kubernetes import render
-from harness.platforms.local.services import free_port
+from harness.platforms.local.services import EtcdCluster, PostgresServer, free_port
 from harness.refstack.localcluster import PgAccess, fresh_database
 from harness.waiting import wait_until
 
@@ -78,7 +78,7 @@ def _rows(pg: PgAccess) -> list[tuple[Any, ...]]:
         return c.execute("SELECT id, value FROM backup_probe ORDER BY id").fetchall()
 
 
-def test_postgres_backup_dumps_rotates_and_restores(postgres, tmp_path: Path, fake_date: Path) -> None:  # noqa: ANN001
+def test_postgres_backup_dumps_rotates_and_restores(postgres: PostgresServer, tmp_path: Path, fake_date: Path) -> None:
     pg = fresh_database(postgres)
     with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=pg.database) as c:
         c.execute("CREATE TABLE backup_probe (id int PRIMARY KEY, value text)")
@@ -106,7 +106,8 @@ def test_postgres_backup_dumps_rotates_and_restores(postgres, tmp_path: Path, fa
     assert _rows(target) == _rows(pg) and len(_rows(target)) == 500
 
 
-def test_postgres_backup_fails_without_leaving_a_dump(postgres, tmp_path: Path, fake_date: Path) -> None:  # noqa: ANN001
+def test_postgres_backup_fails_without_leaving_a_dump(postgres: PostgresServer, tmp_path: Path,
+                                                     fake_date: Path) -> None:
     pg = fresh_database(postgres)
     backups, secret = tmp_path / "backups", tmp_path / "postgres-password"
     backups.mkdir()
@@ -125,7 +126,8 @@ def etcd_argv(name: str, endpoint: str, backups: Path) -> list[str]:
     return argv
 
 
-def test_etcd_backup_snapshots_verifies_rotates_and_restores(etcd, tmp_path: Path, fake_date: Path) -> None:  # noqa: ANN001
+def test_etcd_backup_snapshots_verifies_rotates_and_restores(etcd: EtcdCluster, tmp_path: Path,
+                                                            fake_date: Path) -> None:
     etcdctl = shutil.which("etcdctl")
     if etcdctl is None:
         pytest.fail("etcdctl is not on PATH (Debian etcd-client)")

@@ -70,7 +70,7 @@ def inspector_not_published(ds: list[Doc]) -> list[str]:
 
 
 def gate_grpc(ds: list[Doc], production: bool) -> list[str]:
-    out = []
+    out: list[str] = []
     gate = find(ds, "Deployment", "goverse-gate")
     if "grpc" not in {p["name"] for c in gate["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}:
         return out  # the reference stack's gates serve HTTP only

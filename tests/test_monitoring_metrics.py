@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from harness.platforms.local.services import EtcdCluster, PostgresServer
 from harness.refstack.localcluster import LocalCluster, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +140,7 @@ def test_an_unlisted_unknown_name_is_reported() -> None:
 
 # --- against a live stack -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def stack(etcd, postgres) -> Iterator[LocalCluster]:  # noqa: ANN001 - fixtures from conftest
+def stack(etcd: EtcdCluster, postgres: PostgresServer) -> Iterator[LocalCluster]:
     workdir = Path(tempfile.mkdtemp(prefix="gvh-monitoring-metrics-"))
     c = LocalCluster(workdir, etcd.client_urls, fresh_database(postgres), nodes=2, gates=1, shards=16)
     try:
@@ -151,7 +152,7 @@ def stack(etcd, postgres) -> Iterator[LocalCluster]:  # noqa: ANN001 - fixtures 
 
 
 @pytest.mark.integration
-def test_every_named_metric_exists_on_a_live_stack(stack: LocalCluster, etcd) -> None:  # noqa: ANN001
+def test_every_named_metric_exists_on_a_live_stack(stack: LocalCluster, etcd: EtcdCluster) -> None:
     goverse: set[str] = set()
     for name, member in stack.members.items():
         if name.startswith(("node-", "gate-")):
