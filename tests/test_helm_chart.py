@@ -148,6 +148,23 @@ def test_a_config_change_rolls_the_pods(helm: str) -> None:
     assert len(before) == 1 and len(after) == 1 and before != after
 
 
+def test_monitoring_selector_labels_and_prometheus_selectors_are_values(helm: str) -> None:
+    docs = rendered(helm, "monitoring.enabled=true", "monitoring.labels.release=prom",
+                    "monitoring.prometheusNamespaceSelector.matchLabels.team=obs")
+    monitors = [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    assert len(monitors) == 5 and all(d["metadata"]["labels"]["release"] == "prom" for d in monitors)
+    scrape = next(d for d in docs
+                  if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "allow-prometheus-scrape")
+    peer = scrape["spec"]["ingress"][0]["from"][0]
+    assert peer == {"namespaceSelector": {"matchLabels": {"team": "obs"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    dashboards = [d for d in docs if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]]
+    assert len(dashboards) == 4
+    for d in dashboards:
+        (text,) = d["data"].values()
+        assert json.loads(text)["uid"].startswith("goverse-")
+
+
 def test_chart_copies_of_rules_and_dashboards_equal_the_kustomize_ones() -> None:
     rule = next(d for d in yaml.safe_load_all(
         (ROOT / "manifests/components/monitoring/prometheusrule.yaml").read_text()) if d)
