@@ -165,6 +165,35 @@ def test_monitoring_selector_labels_and_prometheus_selectors_are_values(helm: st
         assert json.loads(text)["uid"].startswith("goverse-")
 
 
+def _alerts(docs: list[dict[str, Any]]) -> set[str]:
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    return {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+def test_rules_follow_what_the_chart_runs(helm: str) -> None:
+    kustomize_rule = next(d for d in yaml.safe_load_all(
+        (ROOT / "manifests/components/monitoring/prometheusrule.yaml").read_text()) if d)
+    everything = {r["alert"] for g in kustomize_rule["spec"]["groups"] for r in g["rules"]}
+    assert _alerts(rendered(helm, "monitoring.enabled=true")) == everything
+    external = _alerts(rendered(helm, "monitoring.enabled=true", "etcd.enabled=false",
+                                "etcd.external.endpoints={etcd.db:2379}", "postgres.enabled=false",
+                                "postgres.external.host=pg.db"))
+    # an external etcd would look absent (= down) to GoverseEtcdDown
+    assert external == everything - {"GoverseEtcdDown", "GoverseEtcdNoLeader", "GoverseEtcdDatabaseNearQuota",
+                                     "GoversePostgresDown"}
+
+
+def test_chart_rendered_rules_pass_the_promtool_unit_tests(helm: str, tmp_path: Path) -> None:
+    """The chart re-serialises the rules (to filter groups): they must stay what promtool tested."""
+    promtool = go_tool("promtool")
+    rule = next(d for d in rendered(helm, "monitoring.enabled=true") if d["kind"] == "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
+    shutil.copy(ROOT / "tests/data/alerts/goverse_rules_test.yaml", tmp_path / "tests.yaml")
+    res = subprocess.run([promtool, "test", "rules", "tests.yaml"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_chart_copies_of_rules_and_dashboards_equal_the_kustomize_ones() -> None:
     rule = next(d for d in yaml.safe_load_all(
         (ROOT / "manifests/components/monitoring/prometheusrule.yaml").read_text()) if d)
