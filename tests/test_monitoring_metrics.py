@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -124,6 +125,52 @@ def test_every_dashboard_and_alert_names_metrics() -> None:
     for f in DASHBOARDS:
         assert any(any(w.startswith(f.name) for w in where) for where in names.values()), f.name
     assert "goverse_method_calls_total" in names and "etcd_server_has_leader" in names
+
+
+def dashboard_problems(d: dict[str, Any]) -> list[str]:
+    """What would make Grafana show a broken dashboard: duplicate panel ids, overlapping panels, a panel
+    without queries or not on the dashboard's data source variable, an undefined variable."""
+    out: list[str] = []
+    variables = {v["name"] for v in d.get("templating", {}).get("list", [])}
+    if not {"datasource", "namespace"} <= variables:
+        out.append(f"variables {sorted(variables)} lack datasource/namespace")
+    ids = [p["id"] for p in d["panels"]]
+    if len(ids) != len(set(ids)):
+        out.append("duplicate panel ids")
+    cells: set[tuple[int, int]] = set()
+    for p in d["panels"]:
+        g = p["gridPos"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        if mine & cells:
+            out.append(f"panel {p['title']!r} overlaps another")
+        cells |= mine
+        if not p.get("targets") or any(not t.get("expr") for t in p["targets"]):
+            out.append(f"panel {p['title']!r} has no query")
+        if p["datasource"]["uid"] != "${datasource}":
+            out.append(f"panel {p['title']!r} is not on the datasource variable")
+        for var in re.findall(r"\$\{?(\w+)", " ".join(t["expr"] for t in p["targets"])):
+            if var not in variables:
+                out.append(f"panel {p['title']!r} uses undefined variable ${var}")
+    return out
+
+
+def test_dashboards_are_well_formed() -> None:
+    uids = []
+    for f in DASHBOARDS:
+        d = json.loads(f.read_text())
+        uids.append(d["uid"])
+        assert dashboard_problems(d) == [], f.name
+    assert len(set(uids)) == len(uids)
+
+
+def test_dashboard_check_fails_on_a_broken_dashboard() -> None:
+    d = json.loads(DASHBOARDS[0].read_text())
+    d["panels"][1]["id"] = d["panels"][0]["id"]
+    d["panels"][1]["gridPos"] = dict(d["panels"][0]["gridPos"])
+    d["panels"][2]["targets"][0]["expr"] += ' * on() group_left() vector($nope)'
+    problems = dashboard_problems(d)
+    assert any("duplicate" in p for p in problems) and any("overlaps" in p for p in problems)
+    assert any("$nope" in p for p in problems)
 
 
 def test_listed_names_are_still_used() -> None:
