@@ -65,6 +65,31 @@ def test_helm_lint_passes(helm: str, sets: tuple[str, ...]) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_kind_values_render_the_kind_overlay_shape(helm: str) -> None:
+    """ci/kind-values.yaml (for installing on a one-machine cluster) lints and gives kind's shape."""
+    values = str(CHART / "ci" / "kind-values.yaml")
+    res = subprocess.run([helm, "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, "-f", values],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = subprocess.run(
+        [helm, "template", "goverse", str(CHART), "--namespace", "goverse", "--kube-version", KUBE_VERSION,
+         "-f", values], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    etcd = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "goverse-etcd")
+    env = {e["name"]: e.get("value") for e in etcd["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert etcd["spec"]["replicas"] == 1
+    assert env["ETCD_INITIAL_CLUSTER"] == (
+        "goverse-etcd-0=http://goverse-etcd-0.goverse-etcd-headless.$(POD_NAMESPACE).svc:2380")
+    assert not [d for d in docs if d["kind"] == "CronJob"]
+    kustomize = workload_shapes(render.kustomize_build(render.overlay_dir("kind", "reference")))
+    chart = workload_shapes(docs)
+    assert set(chart) == set(kustomize)
+    for k in chart:  # images differ by design (kind side-loads :latest; the chart refuses it)
+        strip = [{**c, "image": None} for c in chart[k]["containers"]]
+        assert strip == [{**c, "image": None} for c in kustomize[k]["containers"]], k
+
+
 def test_helm_lint_fails_on_a_broken_chart(helm: str, tmp_path: Path) -> None:
     broken = tmp_path / "goverse"
     shutil.copytree(CHART, broken)
