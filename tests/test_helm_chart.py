@@ -3,9 +3,9 @@
 helm is the real one, built from the Go module proxy (tests/gotools.py). The comparison renders the
 chart with its default values and the kustomize `production/reference` overlay and compares, per
 workload (Deployment, StatefulSet, Job, CronJob; kind and name, the schema Job without the chart's
-per-revision suffix): init and regular containers in order with their name, image, the *set* of env
-variable names, ports (name, number), the three probes in full, the preStop action, and the pod's
-volume names. Not compared: replicas (the HPA or values own them), labels and annotations, resources
+per-revision suffix): init and regular containers in order with their name, image, command and args,
+the *set* of env variable names, ports (name, number), the three probes in full, the preStop action,
+and the pod's volume names. Not compared: replicas (the HPA or values own them), labels and annotations, resources
 (values), the chart's extra `enableServiceLinks`.
 """
 
@@ -233,7 +233,7 @@ def test_chart_copies_of_rules_and_dashboards_equal_the_kustomize_ones() -> None
 
 # --- the same workloads as kustomize ------------------------------------------------------------------------
 def _container(c: dict[str, Any]) -> dict[str, Any]:
-    return {"name": c["name"], "image": c.get("image"),
+    return {"name": c["name"], "image": c.get("image"), "command": c.get("command"), "args": c.get("args"),
             "env": sorted(e["name"] for e in c.get("env", [])),
             "ports": [(p.get("name"), p["containerPort"]) for p in c.get("ports", [])],
             "probes": {k: c.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")},
