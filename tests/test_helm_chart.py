@@ -52,11 +52,14 @@ def rendered(helm: str, *sets: str) -> list[dict[str, Any]]:
 
 
 ALL_ON = ("monitoring.enabled=true", "autoscaling.enabled=true", "ingress.enabled=true")
+GOVERSE = ("stack=goverse",)
+GOVERSE_ALL_ON = (*GOVERSE, *ALL_ON, "ingress.grpc.enabled=true")
 
 
 # --- lint and template ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sets", [(), ALL_ON, ("etcd.enabled=false", "etcd.external.endpoints={etcd.db:2379}",
-                                               "postgres.enabled=false", "postgres.external.host=pg.db")])
+@pytest.mark.parametrize("sets", [(), ALL_ON, GOVERSE_ALL_ON, (
+    "etcd.enabled=false", "etcd.external.endpoints={etcd.db:2379}", "postgres.enabled=false",
+    "postgres.external.host=pg.db")])
 def test_helm_lint_passes(helm: str, sets: tuple[str, ...]) -> None:
     args = [helm, "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION]
     for s in sets:
@@ -105,7 +108,10 @@ def test_helm_lint_fails_on_a_broken_chart(helm: str, tmp_path: Path) -> None:
     (("autoscaling.enabled=true", "autoscaling.gate.minReplicas=2"), "autoscaling.*.minReplicas: at least 3"),
     (("etcd.enabled=false",), "etcd.external.endpoints"),
     (("postgres.enabled=false",), "postgres.external.host"),
-    (("stack=goverse",), "stack: only `reference`"),
+    (("stack=other",), 'stack: "other" is not one of reference, goverse'),
+    (("ingress.enabled=true", "ingress.grpc.enabled=true"), "ingress.grpc.enabled: only stack=goverse"),
+    (("stack=goverse", "goverse.images.node=xiaonanln/goverse-node:latest"), "goverse.images.node"),
+    (("stack=goverse", "goverse.images.gate=xiaonanln/goverse-gate"), "latest or untagged"),
 ])
 def test_bad_values_get_one_clear_error(helm: str, sets: tuple[str, ...], words: str) -> None:
     res = template(helm, *sets)
@@ -113,7 +119,7 @@ def test_bad_values_get_one_clear_error(helm: str, sets: tuple[str, ...], words:
     assert words in res.stderr, res.stderr
 
 
-@pytest.mark.parametrize("sets", [(), ALL_ON])
+@pytest.mark.parametrize("sets", [(), ALL_ON, GOVERSE, GOVERSE_ALL_ON])
 def test_render_validates_strictly(helm: str, sets: tuple[str, ...]) -> None:
     errs = []
     for d in rendered(helm, *sets):
@@ -124,7 +130,7 @@ def test_render_validates_strictly(helm: str, sets: tuple[str, ...]) -> None:
     assert errs == []
 
 
-@pytest.mark.parametrize("sets", [(), ALL_ON])
+@pytest.mark.parametrize("sets", [(), ALL_ON, GOVERSE, GOVERSE_ALL_ON])
 def test_render_passes_the_manifest_policy_checks(helm: str, sets: tuple[str, ...]) -> None:
     docs = rendered(helm, *sets)
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "goverse", "labels": {
@@ -141,8 +147,9 @@ def test_a_created_secret_is_test_cluster_only_and_flagged(helm: str) -> None:
     assert not [d for d in rendered(helm) if d["kind"] == "Secret"], "no Secret by default"
 
 
-def test_render_allows_exactly_the_seed_network_paths(helm: str) -> None:
-    paths, open_ports = netpol.allowed_paths(rendered(helm))
+@pytest.mark.parametrize("sets", [(), GOVERSE])
+def test_render_allows_exactly_the_seed_network_paths(helm: str, sets: tuple[str, ...]) -> None:
+    paths, open_ports = netpol.allowed_paths(rendered(helm, *sets))
     assert paths == set(netpol.EDGES)
     assert open_ports == set(netpol.OPEN_PORTS)
 
@@ -267,11 +274,31 @@ def shape_differences(a: dict[tuple[str, str], dict[str, Any]], b: dict[tuple[st
 
 
 @needs_kubectl
-def test_default_render_has_the_workloads_of_the_production_overlay(helm: str) -> None:
-    chart = workload_shapes(rendered(helm))
-    kustomize = workload_shapes(render.kustomize_build(render.overlay_dir("production", "reference")))
+@pytest.mark.parametrize("stack", ["reference", "goverse"])
+def test_default_render_has_the_workloads_of_the_production_overlay(helm: str, stack: str) -> None:
+    chart = workload_shapes(rendered(helm, f"stack={stack}"))
+    kustomize = workload_shapes(render.kustomize_build(render.overlay_dir("production", stack)))
     assert len(chart) == 9
     assert shape_differences(chart, kustomize) == []
+
+
+@needs_kubectl
+def test_goverse_stack_services_and_config_match_the_overlay(helm: str) -> None:
+    chart = rendered(helm, *GOVERSE, "monitoring.enabled=true")  # production has monitoring (etcd-metrics)
+    kustomize = render.kustomize_build(render.overlay_dir("production", "goverse"))
+
+    def ports(ds: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        return {d["metadata"]["name"]: sorted((p["name"], p["port"]) for p in d["spec"]["ports"])
+                for d in ds if d["kind"] == "Service"}
+
+    def config(ds: list[dict[str, Any]], name: str) -> Any:
+        cm = next(d for d in ds if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(name))
+        (text,) = cm["data"].values()
+        return text if name == "goverse-render" else yaml.safe_load(text)
+
+    assert ports(chart) == ports(kustomize)
+    assert config(chart, "goverse-config") == config(kustomize, "goverse-config")
+    assert config(chart, "goverse-render") == config(kustomize, "goverse-render")
 
 
 @needs_kubectl

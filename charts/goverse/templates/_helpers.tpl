@@ -78,3 +78,60 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
     defaultMode: 0440
     items: [{key: postgres-password, path: postgres-password}]
 {{- end -}}
+
+{{/* The main image of a component: the reference image, or Goverse's image for it (never latest). */}}
+{{- define "goverse.componentImage" -}}
+{{- if eq .root.Values.stack "goverse" -}}
+{{- $img := index .root.Values.goverse.images .component -}}
+{{- if or (hasSuffix ":latest" $img) (not (contains ":" (last (splitList "/" $img)))) -}}
+{{- fail (printf "goverse.images.%s: %q is latest or untagged; use a version (`:<sha7>`)" .component $img) -}}
+{{- end -}}
+{{ $img }}
+{{- else -}}
+{{ include "goverse.image" .root }}
+{{- end -}}
+{{- end -}}
+
+{{/* stack=goverse: the init container that renders this pod's config (render-config.sh). */}}
+{{- define "goverse.renderInit" -}}
+- name: render-config
+  image: {{ .root.Values.goverse.renderImage }}
+  command: [sh, /opt/goverse-render/render-config.sh]
+  env:
+    - {name: COMPONENT, value: {{ .component }}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    {{- range $k, $v := .ports }}
+    - {name: {{ $k }}, value: {{ $v | quote }}}
+    {{- end }}
+    {{- if .postgres }}
+    - name: POSTGRES_USER
+      valueFrom: {secretKeyRef: {name: {{ include "goverse.postgresSecret" .root }}, key: postgres-user}}
+    - {name: POSTGRES_PASSWORD_FILE, value: /etc/goverse-secrets/postgres-password}
+    {{- if not .root.Values.postgres.enabled }}
+    - {name: POSTGRES_HOST, value: {{ .root.Values.postgres.external.host | quote }}}
+    - {name: POSTGRES_PORT, value: {{ .root.Values.postgres.external.port | quote }}}
+    {{- end }}
+    {{- end }}
+  resources:
+    requests: {cpu: 10m, memory: 16Mi}
+    limits: {cpu: 100m, memory: 32Mi}
+  securityContext:
+    {{- include "goverse.containerSecurity" . | nindent 4 }}
+  volumeMounts:
+    - {name: config, mountPath: /etc/goverse, readOnly: true}
+    - {name: render-script, mountPath: /opt/goverse-render, readOnly: true}
+    - {name: rendered, mountPath: /run/goverse}
+    {{- if .postgres }}
+    - {name: secrets, mountPath: /etc/goverse-secrets, readOnly: true}
+    {{- end }}
+{{- end -}}
+
+{{- define "goverse.renderVolumes" -}}
+- name: rendered
+  emptyDir: {medium: Memory, sizeLimit: 1Mi}
+- name: render-script
+  configMap: {name: goverse-render, defaultMode: 0555}
+{{- end -}}
