@@ -8,6 +8,10 @@ Under ``CI`` a test that skips because something it needs is missing fails inste
 CI job that silently skips a family of tests proves nothing. What a CI job deliberately does not provide
 (a Kubernetes cluster, kubectl, checkov, a Go toolchain) stays a skip: ``CI_MAY_SKIP`` below, extended
 by the ``GVH_CI_MAY_SKIP`` regular expression.
+
+promtool and helm (tests/gotools.py) are built from the Go module proxy; without Go they skip with a
+reason saying "go toolchain", which CI_MAY_SKIP deliberately does not match: outside CI that is a skip,
+under CI a failure (the CI jobs running them must provide Go).
 """
 
 from __future__ import annotations

@@ -54,8 +54,12 @@ BREAKS: dict[str, tuple[str, str, Any, str]] = {
     "production-without-node-hpa": ("3.2-hpa", "production/reference",
                                     lambda d: drop(d, "HorizontalPodAutoscaler", "goverse-node"),
                                     "no HorizontalPodAutoscaler for StatefulSet/goverse-node"),
-    "hpa-max-below-replicas": ("3.2-hpa", "production/goverse", lambda d: find(
-        d, "HorizontalPodAutoscaler", "goverse-gate")["spec"].update(maxReplicas=2), "outside"),
+    "hpa-min-above-max": ("3.2-hpa", "production/goverse", lambda d: find(
+        d, "HorizontalPodAutoscaler", "goverse-gate")["spec"].update(maxReplicas=2), "> maxReplicas"),
+    "hpa-below-production-floor": ("3.2-hpa", "production/goverse", lambda d: find(
+        d, "HorizontalPodAutoscaler", "goverse-gate")["spec"].update(minReplicas=2), "production floor"),
+    "hpa-workload-sets-replicas": ("3.2-hpa", "production/reference", lambda d: find(
+        d, "Deployment", "goverse-gate")["spec"].update(replicas=3), "every apply resets"),
     "netpol-extra-path": ("3.2-network-policies", "kind/reference", lambda d: find(
         d, "NetworkPolicy", "postgres-ingress")["spec"]["ingress"][0]["from"][0]["podSelector"][
         "matchExpressions"][0]["values"].append("goverse-gate") or find(d, "NetworkPolicy", "gate-egress")[
@@ -78,6 +82,9 @@ BREAKS: dict[str, tuple[str, str, Any, str]] = {
     # checks backed by kubernetes/policy.py: one break each, judged through the conformance layer
     "no-prestop": ("2.2-prestop-grace", "kind/reference", lambda d: container(d, "StatefulSet", "goverse-node").pop(
         "lifecycle"), "no preStop delay"),
+    "prestop-exec-sleep": ("2.2-prestop-grace", "kind/reference", lambda d: container(
+        d, "Deployment", "goverse-gate").update(lifecycle={"preStop": {"exec": {"command": ["sleep", "5"]}}}),
+        "no preStop delay"),
     "no-pod-ip": ("2.4-downward-api-identity", "kind/goverse", lambda d: [
         c.update(env=[e for e in c.get("env", []) if e["name"] != "POD_IP"])
         for c in pod(d, "Deployment", "goverse-gate")["containers"]

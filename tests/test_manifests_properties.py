@@ -140,7 +140,9 @@ def test_all_checks_pass_together() -> None:
 
 
 def find(d: list[dict], kind: str, name: str) -> dict:
-    return next(x for x in d if x["kind"] == kind and x["metadata"]["name"] == name)
+    """The object of that kind and name; a generated ConfigMap also by its name before the hash suffix."""
+    return next(x for x in d if x["kind"] == kind and (x["metadata"]["name"] == name or (
+        kind == "ConfigMap" and x["metadata"]["name"].rsplit("-", 1)[0] == name)))
 
 
 def container(d: list[dict], kind: str, name: str, i: int = 0) -> dict:

@@ -49,7 +49,9 @@ def pod_env(kind: str, name: str, password_file: Path) -> dict[str, str]:
 def test_reference_pod_settings_load(tmp_path: Path, kind: str, name: str, role: str, advertise: str | None) -> None:
     pw = tmp_path / "postgres-password"
     pw.write_text("s3cret")
-    config = next(d for d in kind_reference() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "goverse-config")
+    config = next(d for d in kind_reference() if d["kind"] == "ConfigMap"
+                  # kustomize's content-hash suffix (an edit rolls the pods)
+                  and d["metadata"]["name"].rsplit("-", 1)[0] == "goverse-config")
     text = config["data"]["config.yaml"]
     settings = refstack_config.load_settings(role, refstack_config.Flags(config_text=text), pod_env(kind, name, pw))
     assert settings.warnings == ()

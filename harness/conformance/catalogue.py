@@ -97,7 +97,7 @@ CHECKS: tuple[CheckSpec, ...] = (
        "Seed §3.1: stable DNS for nodes and etcd members comes from headless Services."),
     _s("3.2-pdb", "A PodDisruptionBudget per multi-replica workload, consistent with its replicas",
        "Seed §3.2: voluntary disruptions must keep the cluster (and etcd quorum) serving."),
-    _s("3.2-hpa", "HPAs for nodes and gates target them and stay within the HA floor and replica counts",
+    _s("3.2-hpa", "HPAs for nodes and gates target them, keep the HA floor, and own the replica count",
        "Seed §3.2: autoscaling must not scale below what the PodDisruptionBudget assumes."),
     _s("3.2-network-policies", "NetworkPolicies deny by default and allow exactly the stack's paths",
        "Seed §3.2/§5.2: deny all by default, allow specific paths."),

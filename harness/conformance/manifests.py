@@ -86,8 +86,13 @@ def core_resources(overlay: str, docs: list[Doc]) -> list[str]:
     return out
 
 
+#: production runs at least this many nodes and gates (an HPA may not go lower)
+HA_FLOOR = 3
+
+
 def hpa(overlay: str, docs: list[Doc]) -> list[str] | None:
-    """policy.check_3_2_hpa, plus: in production an HPA for nodes and for gates, and min <= replicas <= max."""
+    """policy.check_3_2_hpa, plus: in production an HPA for nodes and for gates with a minimum of at
+    least HA_FLOOR, and no `replicas` on an autoscaled workload."""
     hpas = [d for d in docs if d.get("kind") == "HorizontalPodAutoscaler"]
     if not hpas and not is_full(overlay):
         return None
@@ -103,8 +108,12 @@ def hpa(overlay: str, docs: list[Doc]) -> list[str] | None:
         lo, hi = h["spec"].get("minReplicas", 1), h["spec"].get("maxReplicas", 0)
         if lo > hi:
             out.append(f"{policy.ident(h)}: minReplicas {lo} > maxReplicas {hi}")
-        if w is not None and not lo <= policy.replicas(w) <= hi:
-            out.append(f"{policy.ident(h)}: {policy.ident(w)} has {policy.replicas(w)} replicas, outside {lo}..{hi}")
+        if is_full(overlay) and lo < HA_FLOOR:
+            out.append(f"{policy.ident(h)}: minReplicas {lo} is below the production floor of {HA_FLOOR}")
+        # An autoscaled workload must not carry `replicas`: every apply would reset the HPA's scale.
+        if w is not None and "replicas" in w["spec"]:
+            out.append(f"{policy.ident(w)} sets replicas ({w['spec']['replicas']}) although {policy.ident(h)} "
+                       "manages its scale: every apply resets it")
     return out
 
 

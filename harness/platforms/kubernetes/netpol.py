@@ -30,7 +30,7 @@ EDGES: frozenset[tuple[str, str, str]] = frozenset({
     ("node", "inspector", "grpc"), ("gate", "inspector", "grpc"),
 })
 #: ports open to any source (clients, ingress controllers)
-OPEN_PORTS: frozenset[tuple[str, str]] = frozenset({("gate", "http"), ("inspector", "http")})
+OPEN_PORTS: frozenset[tuple[str, str]] = frozenset({("gate", "http"), ("gate", "grpc"), ("inspector", "http")})
 PARTITION_LABEL = "goverse-harness/partition"
 ANY = "*"
 

@@ -56,8 +56,16 @@ def containers(doc: Doc, init: bool = True) -> Iterator[tuple[str, Mapping[str, 
             yield "initContainer", c
 
 
-def replicas(doc: Doc) -> int:
-    return int(doc.get("spec", {}).get("replicas", 1))
+def replicas(doc: Doc, docs: Iterable[Doc] = ()) -> int:
+    """The replica count; for an autoscaled workload without `replicas`, its HPA's minReplicas (the
+    count it runs at, at least) when the HPA is among ``docs``."""
+    spec = doc.get("spec", {})
+    if "replicas" not in spec:
+        for h in docs:
+            ref = h.get("spec", {}).get("scaleTargetRef", {}) if h.get("kind") == "HorizontalPodAutoscaler" else {}
+            if (ref.get("kind"), ref.get("name")) == (doc.get("kind"), doc.get("metadata", {}).get("name")):
+                return int(h["spec"].get("minReplicas", 1))
+    return int(spec.get("replicas", 1))
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -175,10 +183,12 @@ def check_3_1_graceful_termination(docs: Iterable[Doc]) -> list[str]:
             continue
         grace = pod_spec(w).get("terminationGracePeriodSeconds")
         for _, c in containers(w, init=False):
-            cmd = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command") or []
-            delay = int(cmd[1]) if len(cmd) == 2 and cmd[0] == "sleep" and str(cmd[1]).isdigit() else None
+            pre = (c.get("lifecycle") or {}).get("preStop") or {}
+            # the `sleep` action only: `exec: sleep N` fails in distroless images (no sleep binary)
+            secs = (pre.get("sleep") or {}).get("seconds")
+            delay = int(secs) if isinstance(secs, int) and secs > 0 else None
             if delay is None:
-                out.append(f"{ident(w)} container {c['name']}: no preStop delay (exec sleep N)")
+                out.append(f"{ident(w)} container {c['name']}: no preStop delay (lifecycle.preStop.sleep.seconds)")
             elif grace is None or grace <= delay + 10:
                 out.append(f"{ident(w)}: terminationGracePeriodSeconds {grace} leaves < 10 s after preStop {delay} s")
     return out
@@ -200,7 +210,7 @@ def check_3_2_pdb(docs: Iterable[Doc]) -> list[str]:
         if len(hits) != 1:
             out.append(f"{ident(pdb)}: selects {len(hits)} workloads, expected exactly 1")
     for w in ws:
-        n = replicas(w)
+        n = replicas(w, docs)
         mine = [p for p in pdbs if selector_matches(p["spec"].get("selector"), pod_labels(w))]
         if n < 2:
             continue
