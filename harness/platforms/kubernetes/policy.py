@@ -460,7 +460,8 @@ def check_env_references_defined_earlier(docs: Iterable[Doc]) -> list[str]:
     expands only earlier entries and leaves the text as is otherwise (etcd then refused its own name)."""
     out = []
     for d in workloads(docs):
-        for cname, c in containers(d):
+        for _kind, c in containers(d):
+            cname = c.get("name", "?")
             seen: set[str] = set()
             for e in c.get("env", []) or []:
                 for ref in _ENV_REF.findall(str(e.get("value", ""))):

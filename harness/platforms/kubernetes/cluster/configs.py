@@ -187,7 +187,9 @@ def commands(layout: Layout, kube_bin: Path) -> dict[str, list[str]]:
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-            "--allow-privileged=true", "--profiling=false", "--event-ttl=1h"],
+            "--allow-privileged=true", "--profiling=false", "--event-ttl=1h",
+            # reach the kubelet by its IP: the node name is in no DNS (logs, exec, port-forward)
+            "--kubelet-preferred-address-types=InternalIP"],
         "kube-controller-manager": [
             str(kube_bin / "kube-controller-manager"), f"--kubeconfig={layout.kubeconfig('controller-manager')}",
             f"--authentication-kubeconfig={layout.kubeconfig('controller-manager')}",

@@ -216,7 +216,10 @@ def _dpkg_extract(packages: Sequence[str], rootfs: Path, work: Path) -> None:
     debs.mkdir(parents=True, exist_ok=True)
     _run(["apt-get", "download", *packages], "apt-get download", cwd=debs, timeout=900)
     for deb in sorted(debs.glob("*.deb")):
-        _run(["dpkg-deb", "-x", str(deb), str(rootfs)], f"dpkg-deb -x {deb.name}")
+        # not `dpkg-deb -x`: its tar replaces the merged-/usr symlinks (/lib, /bin) with directories when a
+        # package ships files under /lib, and then nothing finds ld.so ("exec …: no such file or directory")
+        _run(["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -x --keep-directory-symlink -C "$2"', "x", str(deb),
+              str(rootfs)], f"extract {deb.name}")
 
 
 def build_refstack() -> Path:
@@ -262,7 +265,7 @@ def build_refstack() -> Path:
 def build_postgres() -> Path:
     """A stand-in for ``postgres:16-alpine``: Debian's PostgreSQL 15 with the same entrypoint interface
     (``POSTGRES_USER``, ``POSTGRES_PASSWORD_FILE``, ``POSTGRES_DB``, ``PGDATA``; uid 70 like alpine's)."""
-    out = _cached("postgres", _key(_key(SUITE, *BASE_PACKAGES), "postgresql-15", POSTGRES_ENTRYPOINT))
+    out = _cached("postgres", _key(_key(SUITE, *BASE_PACKAGES), "postgresql-15", POSTGRES_ENTRYPOINT, "keep-dirlink"))
     if out.exists():
         return out
     base = base_rootfs()
@@ -286,7 +289,7 @@ def build_postgres() -> Path:
 
 def build_etcd() -> Path:
     """A stand-in for ``quay.io/coreos/etcd``: Debian's etcd at /usr/local/bin/etcd (the manifests' command)."""
-    out = _cached("etcd", _key(_key(SUITE, *BASE_PACKAGES), "etcd-server"))
+    out = _cached("etcd", _key(_key(SUITE, *BASE_PACKAGES), "etcd-server", "keep-dirlink"))
     if out.exists():
         return out
     base = base_rootfs()
