@@ -48,6 +48,8 @@ class KubernetesDeployment:
         self.ports = stackconfig.REFERENCE_PORTS if spec.stack == "reference" else stackconfig.GOVERSE_PORTS
         self._gate_slots: list[str | None] = []
         self._forwards: dict[str, PortForward] = {}
+        self._view: Any = None
+        self._direct_ok: bool | None = None
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -117,9 +119,34 @@ class KubernetesDeployment:
 
     # --- endpoints ---------------------------------------------------------------------------------
 
+    def _pod_ip(self, pod: str) -> str:
+        ip = self.core.read_namespaced_pod(pod, self.namespace).status.pod_ip
+        if not ip:
+            raise PlatformError(f"{pod} has no IP yet")
+        return str(ip)
+
+    def _direct(self) -> bool:
+        """Whether this machine reaches pod IPs itself (then forwards go straight to them)."""
+        if self._direct_ok is None:
+            import socket
+
+            self._direct_ok = False
+            for p in self._pods("etcd"):
+                ip = p.get("status", {}).get("podIP")
+                if ip and conditions.pod_ready(p):
+                    with contextlib.suppress(OSError), socket.create_connection((ip, 2379), timeout=2):
+                        self._direct_ok = True
+                    break
+            log.info("pod IPs %s from here: %s", "reachable" if self._direct_ok else "not reachable",
+                     "direct TCP forwards" if self._direct_ok else "API server port-forwards")
+        return self._direct_ok
+
+    def _new_forward(self, pod: Any, port: int) -> PortForward:
+        return PortForward(self.core, self.namespace, pod, port, ip_of=self._pod_ip if self._direct() else None)
+
     def _forward(self, key: str, instance: str, port: int) -> PortForward:
         if key not in self._forwards:
-            self._forwards[key] = PortForward(self.core, self.namespace, lambda: self.pod_name(instance), port)
+            self._forwards[key] = self._new_forward(lambda: self.pod_name(instance), port)
         return self._forwards[key]
 
     def _etcd_pod(self) -> str:
@@ -132,10 +159,19 @@ class KubernetesDeployment:
         inspector = (self._forward("inspector", "inspector", self.ports["inspector_http"]).url()
                      if self.spec.inspector else None)
         if "etcd" not in self._forwards:
-            self._forwards["etcd"] = PortForward(self.core, self.namespace, self._etcd_pod, 2379)
+            self._forwards["etcd"] = self._new_forward(self._etcd_pod, 2379)
         return Endpoints(gates=gates, inspector=inspector, etcd=[self._forwards["etcd"].address],
                          postgres_dsn_redacted=f"postgresql://goverse:***@goverse-postgres.{self.namespace}:5432/goverse",
                          prefix=self.spec.prefix, shards=self.spec.shards)
+
+    def gate_urls(self, only_running: bool = False) -> dict[str, str]:
+        """Gate instance -> client API base URL (a port-forward that follows the slot's current pod)."""
+        out = {}
+        for i, pod in enumerate(self._slot_table("gate")):
+            if only_running and pod is None:
+                continue
+            out[f"gate-{i}"] = self._forward(f"gate-{i}", f"gate-{i}", self.ports["gate_http"]).url()
+        return out
 
     def persisted_objects(self, object_ids: list[str]) -> dict[str, Any]:
         """What PostgreSQL holds for these objects (``goverse_objects.data`` by id) — the stored-state
@@ -151,8 +187,7 @@ class KubernetesDeployment:
         user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
         password = base64.b64decode(sec.get("postgres-password", "")).decode()
         if "postgres" not in self._forwards:
-            self._forwards["postgres"] = PortForward(self.core, self.namespace,
-                                                     lambda: naming.statefulset_pod("postgres", 0), 5432)
+            self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
         host, port = self._forwards["postgres"].address.rsplit(":", 1)
         try:
             with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname="goverse",
@@ -265,7 +300,15 @@ class KubernetesDeployment:
     def _etcd_view(self) -> Any:
         from harness.platforms.local.shardmap import EtcdView
 
-        return EtcdView(self.endpoints().etcd, self.spec.prefix, self.spec.shards)
+        if self._view is None:
+            if "etcd" not in self._forwards:
+                self._forwards["etcd"] = self._new_forward(self._etcd_pod, 2379)
+            self._view = EtcdView([self._forwards["etcd"].address], self.spec.prefix, self.spec.shards)
+        return self._view
+
+    def cluster_state(self) -> Any:
+        """The shard map and live nodes as etcd holds them (``shardmap.ClusterState``)."""
+        return self._etcd_view().state()
 
     def advertise_names(self) -> dict[str, str]:
         port = self.ports["node_api"]
@@ -336,11 +379,35 @@ class KubernetesDeployment:
                         (out / f"{pod.metadata.name}.{c}{suffix}.log").write_text(text)
         return out
 
+    def collect_evidence(self) -> Path:
+        """Pod logs, the namespace's events and every pod's full object (what ``kubectl describe`` shows)
+        into ``<run_dir>/logs``: called at every teardown, before the namespace goes."""
+        out = self.collect_logs()
+        import yaml
+
+        san = self.core.api_client.sanitize_for_serialization
+        with contextlib.suppress(Exception):
+            events = sorted(san(self.core.list_namespaced_event(self.namespace)).get("items", []),
+                            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            lines = [f"{e.get('lastTimestamp') or e.get('eventTime')} {e.get('type')} {e.get('reason')} "
+                     f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}: {e.get('message')}"
+                     for e in events]
+            (out / "events.txt").write_text("\n".join(lines) + "\n")
+        with contextlib.suppress(Exception):
+            pods = san(self.core.list_namespaced_pod(self.namespace)).get("items", [])
+            (out / "pods.yaml").write_text(yaml.safe_dump_all(pods))
+        return out
+
     def teardown(self) -> None:
-        """Close port-forwards, recover chaos, delete the namespace and wait until it is gone. Idempotent."""
+        """Save evidence, close port-forwards, recover chaos, delete the namespace and wait until it is
+        gone. Idempotent."""
         if self._torn_down:
             return
         self._torn_down = True
+        try:
+            self.collect_evidence()
+        except Exception as exc:  # noqa: BLE001 - evidence is best effort; teardown must go on
+            log.warning("saving pod logs/events of %s failed: %s", self.namespace, exc)
         for pf in self._forwards.values():
             pf.close()
         self._forwards.clear()

@@ -248,7 +248,8 @@ class BinariesCluster:
         for d in (*OUTSIDE_DIRS, str(L.root)):
             shutil.rmtree(d, ignore_errors=True)
         left = hostnet.leftovers()
-        self.echo(f"[cluster] down in {time.monotonic() - t0:.1f} s" + (f"; LEFT: {left}" if left else ", nothing left"))
+        tail = f"; LEFT: {left}" if left else ", nothing left"
+        self.echo(f"[cluster] down in {time.monotonic() - t0:.1f} s{tail}")
         return left
 
     def _drain_pods(self, timeout: float) -> None:

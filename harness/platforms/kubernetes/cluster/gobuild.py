@@ -44,7 +44,8 @@ import (
 )
 
 func init() {
-\tdnsserver.Directives = []string{"reload", "ready", "health", "errors", "loadbalance", "cache", "template", "kubernetes"}
+\tdnsserver.Directives = []string{"reload", "ready", "health", "errors", "loadbalance", "cache", "template",
+\t\t"kubernetes"}
 }
 
 func main() { coremain.Run() }

@@ -34,8 +34,8 @@ SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bri
 OUR_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1",
                "net.bridge.bridge-nf-call-ip6tables": "1"}
 EGRESS_CHAIN = "GVH-EGRESS"
-KUBELET_CHAINS = {"filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"), "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
-                  "nat": ("KUBE-KUBELET-CANARY",)}
+KUBELET_CHAINS = {"filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+                  "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"), "nat": ("KUBE-KUBELET-CANARY",)}
 
 
 def sh(args: Sequence[str], check: bool = False) -> subprocess.CompletedProcess[str]:
