@@ -108,6 +108,9 @@ def test_guard_accepts_our_own_context_exactly() -> None:
 
 
 def _real_cluster_or_skip() -> None:
+    if os.environ.get("GVH_TEST_BINARIES_CLUSTER") != "1":
+        pytest.skip("brings a whole cluster up and down (minutes cold): scripts/test-kubernetes sets "
+                    "GVH_TEST_BINARIES_CLUSTER=1")
     if os.geteuid() != 0:
         pytest.skip("the binaries cluster needs root (containerd, kubelet, host networking)")
     from harness.platforms.kubernetes.cluster.binaries import BinariesCluster

@@ -46,7 +46,10 @@ set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
 if [ "${1:-postgres}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   mkdir -p "$PGDATA" && chmod 700 "$PGDATA"
+  # UTF8 explicitly: with no locale in the image initdb picks SQL_ASCII, and psycopg then returns text
+  # columns as bytes (the stack saw object_type b'Counter' != 'Counter')
   initdb -D "$PGDATA" --username="${POSTGRES_USER:-postgres}" --pwfile="${POSTGRES_PASSWORD_FILE}" \
+    --encoding=UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 --no-sync >/dev/null
   printf "host all all all scram-sha-256\n" >> "$PGDATA/pg_hba.conf"
   if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != postgres ]; then
