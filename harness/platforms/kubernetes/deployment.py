@@ -50,6 +50,7 @@ class KubernetesDeployment:
         self._forwards: dict[str, PortForward] = {}
         self._view: Any = None
         self._direct_ok: bool | None = None
+        self._ip_cache: dict[str, tuple[str, float]] = {}
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -120,9 +121,15 @@ class KubernetesDeployment:
     # --- endpoints ---------------------------------------------------------------------------------
 
     def _pod_ip(self, pod: str) -> str:
+        """The pod's IP, cached for a second (every forwarded connection asks; a StatefulSet pod keeps
+        its name but not its IP across a restart, so the cache must be short)."""
+        hit = self._ip_cache.get(pod)
+        if hit is not None and time.monotonic() - hit[1] < 1.0:
+            return hit[0]
         ip = self.core.read_namespaced_pod(pod, self.namespace).status.pod_ip
         if not ip:
             raise PlatformError(f"{pod} has no IP yet")
+        self._ip_cache[pod] = (str(ip), time.monotonic())
         return str(ip)
 
     def _direct(self) -> bool:

@@ -189,7 +189,11 @@ def commands(layout: Layout, kube_bin: Path) -> dict[str, list[str]]:
             "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true", "--profiling=false", "--event-ttl=1h",
             # reach the kubelet by its IP: the node name is in no DNS (logs, exec, port-forward)
-            "--kubelet-preferred-address-types=InternalIP"],
+            "--kubelet-preferred-address-types=InternalIP",
+            # Debian's etcd 3.4.23 has no progress notifications: the watch cache of a 1.34 API server then
+            # lags behind etcd and a watch "from now" on a quiet resource times out (504 "Too large
+            # resource version"); without the cache every read and watch goes to etcd (one node: cheap)
+            "--watch-cache=false"],
         "kube-controller-manager": [
             str(kube_bin / "kube-controller-manager"), f"--kubeconfig={layout.kubeconfig('controller-manager')}",
             f"--authentication-kubeconfig={layout.kubeconfig('controller-manager')}",
