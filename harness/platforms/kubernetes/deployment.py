@@ -51,6 +51,9 @@ class KubernetesDeployment:
         self._view: Any = None
         self._direct_ok: bool | None = None
         self._ip_cache: dict[str, tuple[str, float]] = {}
+        self._node_access: bool | None = None
+        self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
+        self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -232,8 +235,38 @@ class KubernetesDeployment:
         self._wait_instance_ready(name, None, self.spec.timers.failover_budget(60))
 
     def restart(self, name: str, graceful: bool = True) -> None:
-        old_uid = self.delete_pod(self.pod_name(name), grace_period=None if graceful else 0)
+        pod = self.pod_name(name)
+        codes = self._watch_exit_code(pod)
+        old_uid = self.delete_pod(pod, grace_period=None if graceful else 0)
         self._wait_instance_ready(name, old_uid, self.spec.timers.shutdown_grace + 120)
+        codes["thread"].join(timeout=5)
+        self.exit_codes[name] = codes.get("code")
+
+    def _watch_exit_code(self, pod: str) -> dict[str, Any]:
+        """Watch ``pod`` (by name) in a thread until it is deleted; ``out["code"]`` is the exit code its
+        first container reported on the way out (None if it had to be killed or was never seen)."""
+        import threading
+
+        from kubernetes import watch as kwatch
+
+        out: dict[str, Any] = {"code": None}
+        rv = self.core.read_namespaced_pod(pod, self.namespace).metadata.resource_version
+
+        def run() -> None:
+            w = kwatch.Watch()
+            with contextlib.suppress(Exception):
+                for ev in w.stream(self.core.list_namespaced_pod, self.namespace, resource_version=rv,
+                                   field_selector=f"metadata.name={pod}", timeout_seconds=180):
+                    for st in ev["object"].status.container_statuses or []:
+                        term = st.state.terminated if st.state else None
+                        if term is not None and term.exit_code is not None:
+                            out["code"] = int(term.exit_code)
+                    if ev["type"] == "DELETED":
+                        w.stop()
+
+        out["thread"] = threading.Thread(target=run, daemon=True)
+        out["thread"].start()
+        return out
 
     def _wait_instance_ready(self, name: str, old_uid: str | None, timeout: float) -> None:
         component = naming.pod_for_instance(name)[0]
@@ -255,12 +288,40 @@ class KubernetesDeployment:
         sel = ",".join(f"{k}={v}" for k, v in naming.component_selector(component).items())
         watch.wait_list(self.dyn, pods_res, self.namespace, ready, timeout, f"{name} ready", label_selector=sel)
 
+    _NO_NODE = ("the harness does not run on this cluster's node (pod cgroups and network namespaces are "
+                "out of reach; the binaries provider's cluster has them)")
+
+    def node_access(self) -> bool:
+        """Whether the pods' processes run on this machine (then cgroups and netns are reachable)."""
+        if self._node_access is None:
+            from harness.platforms.kubernetes import nodeaccess
+
+            pods = self._pods("etcd") or self._pods("node")
+            self._node_access = bool(pods) and bool(nodeaccess.pod_pids(pods[0]["metadata"]["uid"]))
+        return self._node_access
+
+    def pod_uid(self, instance: str) -> str:
+        return str(self.core.read_namespaced_pod(self.pod_name(instance), self.namespace).metadata.uid)
+
     def pause(self, name: str) -> None:
-        raise Unsupported("SIGSTOP cannot reach a container's PID 1 from inside its PID namespace, and "
-                          "Kubernetes has no pause API; use a partition or pod-failure instead")
+        """Freeze every process of the instance's pod through its cgroup freezer (SIGSTOP's effect)."""
+        from harness.platforms.kubernetes import nodeaccess
+
+        if not self.node_access():
+            raise Unsupported(f"pause needs the pod's cgroup freezer: {self._NO_NODE}")
+        uid = self.pod_uid(name)
+        f = nodeaccess.freeze(uid, True)
+        self._frozen[name] = uid
+        wait_until(lambda: nodeaccess.is_frozen(f), 10, f"{name}'s pod frozen", interval=0.05)
 
     def resume(self, name: str) -> None:
-        raise Unsupported("pause is not supported on Kubernetes")
+        from harness.platforms.kubernetes import nodeaccess
+
+        uid = self._frozen.pop(name, None)
+        if uid is None:
+            raise PlatformError(f"{name} is not paused")
+        with contextlib.suppress(Unsupported):  # the pod is gone (deleted while frozen): nothing to thaw
+            nodeaccess.freeze(uid, False)
 
     def scale(self, component: str, n: int) -> list[str]:
         """Scale nodes (StatefulSet) or gates (Deployment) to ``n``; returns the instances added/removed."""
@@ -354,10 +415,10 @@ class KubernetesDeployment:
         return {
             "kill": None, "restart": None, "scale": None,
             "stop": "a deleted pod is recreated at once by its controller",
-            "pause": "no SIGSTOP for a container's PID 1 on Kubernetes",
+            "pause": None if self.node_access() else f"no SIGSTOP for a container's PID 1: {self._NO_NODE}",
             # without Chaos Mesh the NetworkPolicy fallback forms isolate-node, node-etcd, node-postgres and
             # gates-node (two-way); the injector raises Unsupported for the other shapes, so each skips alone
-            "partition": None,
+            "partition": None,  # Chaos Mesh, nft in pod netns from the node, or the NetworkPolicy fallback
             "latency": None if chaos_ok else no_cm,
             "timeout": None if chaos_ok else no_cm,
             "reset": "no TCP-reset fault in Chaos Mesh",
@@ -411,6 +472,9 @@ class KubernetesDeployment:
         if self._torn_down:
             return
         self._torn_down = True
+        for name in list(self._frozen):  # a frozen pod cannot even be killed: thaw before deleting
+            with contextlib.suppress(Exception):
+                self.resume(name)
         try:
             self.collect_evidence()
         except Exception as exc:  # noqa: BLE001 - evidence is best effort; teardown must go on
