@@ -22,6 +22,7 @@ from harness.faults.spec import (
     Latency,
     MemoryPressure,
     Partition,
+    Pause,
     Restart,
     ScaleTo,
     Timeout,
@@ -97,6 +98,25 @@ class KubernetesInjector:
             self.dep.restart(t, graceful=fault.graceful)
         codes = {t: self.dep.exit_codes.get(t) for t in targets}
         return Injected(targets, lambda: {"restarted": targets}, {"graceful": fault.graceful, "exit_codes": codes})
+
+    def _inject_pause(self, fault: Pause) -> Injected:
+        """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
+        targets = resolve_target(fault.target, self.topology())
+        paused: list[str] = []
+        try:
+            for t in targets:
+                self.dep.pause(t)
+                paused.append(t)
+        except BaseException:
+            for t in paused:
+                self.dep.resume(t)
+            raise
+
+        def heal() -> dict[str, Any]:
+            for t in paused:
+                self.dep.resume(t)
+            return {"resumed": paused}
+        return Injected(targets, heal, {"how": "pod cgroup freezer (node access)"})
 
     def _inject_scale(self, fault: ScaleTo) -> Injected:
         before = len(self.dep.instances(fault.component))

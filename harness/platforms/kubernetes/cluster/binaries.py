@@ -273,15 +273,21 @@ class BinariesCluster:
             with contextlib.suppress(Exception):
                 core.delete_namespaced_pod(p.metadata.name, p.metadata.namespace, grace_period_seconds=0)
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: not self._sandboxes(), timeout, "every pod sandbox removed", interval=0.5)
+            wait_until(lambda: not self._sandboxes(running_only=True), timeout, "every pod sandbox stopped",
+                       interval=0.5)
 
     def _ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ctr", "-a", str(self.layout.containerd_sock), "-n", "k8s.io", *args],
                               capture_output=True, text=True, check=False, timeout=60)
 
-    def _sandboxes(self) -> list[str]:
-        res = self._ctr("tasks", "ls", "-q")
-        return res.stdout.split() if res.returncode == 0 else []
+    def _sandboxes(self, running_only: bool = False) -> list[str]:
+        """containerd's task ids (``running_only``: those not yet STOPPED — the kubelet stops a deleted
+        pod's sandbox at once, with CNI DEL, but removes the stopped task only at its next GC)."""
+        res = self._ctr("tasks", "ls")
+        if res.returncode != 0:
+            return []
+        rows = [ln.split() for ln in res.stdout.splitlines()[1:] if ln.strip()]
+        return [r[0] for r in rows if not running_only or (len(r) > 2 and r[2] != "STOPPED")]
 
     def _remove_containers(self) -> None:
         if self._pid("containerd") is None:
