@@ -145,7 +145,8 @@ class KubernetesInjector:
         for inst, svc in (("postgres", "goverse-postgres"), ("etcd-0", "goverse-etcd")):
             if inst == "etcd-0" and self.dep.spec.etcd_members != 1:
                 continue
-            ip = self.dep.core.read_namespaced_service(svc, self.dep.namespace).spec.cluster_ip
+            obj: Any = self.dep.core.read_namespaced_service(svc, self.dep.namespace)
+            ip = obj.spec.cluster_ip
             if ip and ip != "None":
                 out[inst] = ip
         return out

@@ -184,13 +184,13 @@ class BinariesCluster:
     def _node_ready(self) -> bool:
         from kubernetes import client
 
-        node = client.CoreV1Api(self._api()).read_node(v.NODE_NAME)
+        node: Any = client.CoreV1Api(self._api()).read_node(v.NODE_NAME)
         return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
     def _dns_ready(self) -> bool:
         from kubernetes import client
 
-        dep = client.AppsV1Api(self._api()).read_namespaced_deployment("coredns", "kube-system")
+        dep: Any = client.AppsV1Api(self._api()).read_namespaced_deployment("coredns", "kube-system")
         return bool(dep.status.ready_replicas)
 
     # --- status --------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ class BinariesCluster:
         if self.kubeconfig.exists() and self._readyz():
             from kubernetes import client
 
-            core = client.CoreV1Api(self._api())
+            core: Any = client.CoreV1Api(self._api())
             out["api"] = "ready"
             out["nodes"] = {n.metadata.name: next((c.status for c in n.status.conditions or [] if c.type == "Ready"),
                                                   "Unknown") for n in core.list_node().items}
@@ -257,7 +257,8 @@ class BinariesCluster:
         from kubernetes import client
 
         api = self._api()
-        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        core: Any = client.CoreV1Api(api)
+        apps: Any = client.AppsV1Api(api)
         for ns in core.list_namespace().items:
             name = ns.metadata.name
             if name not in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -321,7 +322,7 @@ class BinariesCluster:
             with contextlib.suppress(Exception):
                 from kubernetes import client
 
-                core = client.CoreV1Api(self._api())
+                core: Any = client.CoreV1Api(self._api())
                 san = core.api_client.sanitize_for_serialization
                 (directory / "events.yaml").write_text(yaml.safe_dump(san(core.list_event_for_all_namespaces())))
                 (directory / "pods.yaml").write_text(yaml.safe_dump(san(core.list_pod_for_all_namespaces())))

@@ -53,7 +53,7 @@ class Provisioner:
     def __init__(self, api: Any, root: Path) -> None:
         from kubernetes import client
 
-        self.core = client.CoreV1Api(api)
+        self.core: Any = client.CoreV1Api(api)
         self.root = root
         self.stop = threading.Event()
 
