@@ -54,6 +54,7 @@ class KubernetesDeployment:
         self._node_access: bool | None = None
         self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
         self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
+        self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -218,7 +219,13 @@ class KubernetesDeployment:
         return uid
 
     def kill(self, name: str, sig: int = _signal.SIGKILL) -> None:
-        if sig == _signal.SIGKILL:
+        """SIGKILL: from the node when the harness runs on it (the container's processes get a real
+        SIGKILL and the kubelet restarts the container in place), else pod deletion with grace 0 —
+        which a kubelet still carries out as SIGTERM and SIGKILL 2 s later (its minimum grace), so a
+        process that flushes on SIGTERM is not really killed. SIGTERM: graceful pod deletion."""
+        if sig == _signal.SIGKILL and self.node_access():
+            self._sigkill_from_node(name)
+        elif sig == _signal.SIGKILL:
             self.delete_pod(self.pod_name(name), grace_period=0)
         elif sig == _signal.SIGTERM:
             self.delete_pod(self.pod_name(name))
@@ -230,8 +237,39 @@ class KubernetesDeployment:
         raise Unsupported("on Kubernetes a stopped pod is recreated at once by its controller; "
                           "use kill/restart, or scale the component down")
 
+    def _sigkill_from_node(self, name: str) -> None:
+        import os
+
+        from harness.platforms.kubernetes import nodeaccess
+
+        pod = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        uid = str(pod.metadata.uid)
+        restarts = sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
+        victims = [p for p in nodeaccess.pod_pids(uid) if not nodeaccess.is_sandbox(p)]
+        if not victims:
+            raise PlatformError(f"{name}: no container process of pod {pod.metadata.name} on this node")
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _signal.SIGKILL)
+        self._killed[name] = (uid, restarts)
+
+    def _wait_restarted_in_place(self, name: str, uid: str, restarts: int, timeout: float) -> None:
+        def back() -> bool:
+            pod = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+            if str(pod.metadata.uid) != uid:
+                return False  # replaced instead: the generic wait below handles it
+            now = sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
+            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+            return now > restarts and ready
+
+        wait_until(back, timeout, f"{name} restarted in place and ready", interval=0.2)
+
     def start(self, name: str) -> None:
-        """The controller restarts pods by itself: wait until the instance's pod is ready again."""
+        """The kubelet/controller restarts by itself: wait until the instance is ready again."""
+        killed = self._killed.pop(name, None)
+        if killed is not None:
+            self._wait_restarted_in_place(name, killed[0], killed[1], self.spec.timers.failover_budget(60))
+            return
         self._wait_instance_ready(name, None, self.spec.timers.failover_budget(60))
 
     def restart(self, name: str, graceful: bool = True) -> None:

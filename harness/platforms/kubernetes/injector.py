@@ -90,7 +90,8 @@ class KubernetesInjector:
             for t in targets:
                 self.dep.start(t)
             return {"replaced": targets}
-        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
+        how = "SIGKILL from the node" if fault.signum == _signal.SIGKILL and self.dep.node_access() else "pod deletion"
+        return Injected(targets, heal, {"signal": fault.signal, "how": how})
 
     def _inject_restart(self, fault: Restart) -> Injected:
         targets = resolve_target(fault.target, self.topology())

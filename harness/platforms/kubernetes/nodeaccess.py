@@ -37,6 +37,14 @@ def pod_pids(uid: str) -> list[int]:
     return sorted(out)
 
 
+def is_sandbox(pid: int) -> bool:
+    """The pod's pause process (it holds the namespaces; killing it would tear the sandbox down)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "pause"
+    except OSError:
+        return False
+
+
 def netns_pid(uid: str) -> int:
     pids = pod_pids(uid)
     if not pids:
