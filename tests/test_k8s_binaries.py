@@ -75,7 +75,8 @@ def test_sysctls_restored_unless_someone_else_changed_them() -> None:
 
 
 def test_provisioner_answers_pending_claims_of_our_class_only() -> None:
-    claim = {"metadata": {"name": "data-x", "namespace": "ns", "uid": "u1"},
+    claim = {"metadata": {"name": "data-x", "namespace": "ns", "uid": "u1",
+                          "annotations": {provisioner.SELECTED_NODE: v.NODE_NAME}},
              "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"],
                       "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}}
     assert provisioner.wants_volume(claim)
@@ -84,6 +85,7 @@ def test_provisioner_answers_pending_claims_of_our_class_only() -> None:
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
     assert not provisioner.wants_volume({**claim, "spec": {**claim["spec"], "storageClassName": "other"}})
     assert not provisioner.wants_volume({**claim, "spec": {**claim["spec"], "volumeName": "pv"}})
+    assert not provisioner.wants_volume({**claim, "metadata": {**claim["metadata"], "annotations": {}}})
 
 
 def test_pki_identities_follow_kubernetes_conventions(tmp_path: Path) -> None:

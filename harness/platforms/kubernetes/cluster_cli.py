@@ -85,3 +85,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"goverse-harness cluster {args.action}: interrupted", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        if type(exc).__name__ != "Interrupted":  # SIGTERM during binaries `up` (after its teardown)
+            raise
+        print(f"goverse-harness cluster {args.action}: {exc}; what had been started was taken down",
+              file=sys.stderr)
+        return 143

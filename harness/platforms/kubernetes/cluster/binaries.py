@@ -44,8 +44,9 @@ START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedu
 OUTSIDE_DIRS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/run/containerd")
 
 
-class Interrupted(Exception):
-    """SIGTERM arrived during ``up``."""
+class Interrupted(BaseException):
+    """SIGTERM arrived during ``up``. A BaseException like KeyboardInterrupt: the waits retry on
+    Exception (a starting server refuses connections), and must not swallow the signal."""
 
 
 class BinariesCluster:

@@ -277,7 +277,10 @@ def storage_class() -> dict[str, Any]:
     return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": {"name": v.STORAGE_CLASS,
                          "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": PROVISIONER_NAME, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}
+            # WaitForFirstConsumer: the scheduler picks the node first and then waits for the claim to be
+            # bound (with Immediate a pod scheduled before its claim was bound could sit Pending for the
+            # scheduler's 5-minute unschedulable retry)
+            "provisioner": PROVISIONER_NAME, "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}
 
 
 PROVISIONER_NAME = "goverse-harness.io/hostpath"

@@ -41,11 +41,16 @@ def pv_for(claim: dict[str, Any], root: Path) -> dict[str, Any]:
                      "hostPath": {"path": str(root / name), "type": "DirectoryOrCreate"}}}
 
 
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+
+
 def wants_volume(claim: dict[str, Any]) -> bool:
-    """A pending claim of our class (or of no class: ours is the default) that has no volume yet (pure)."""
+    """A pending claim of our class (or of no class: ours is the default) that has no volume yet and
+    for which the scheduler has picked a node (the class binds WaitForFirstConsumer) (pure)."""
     spec, status = claim.get("spec", {}), claim.get("status", {})
     cls = spec.get("storageClassName")
-    return (cls in (None, v.STORAGE_CLASS) and not spec.get("volumeName")
+    selected = (claim["metadata"].get("annotations") or {}).get(SELECTED_NODE)
+    return (cls in (None, v.STORAGE_CLASS) and bool(selected) and not spec.get("volumeName")
             and status.get("phase", "Pending") == "Pending" and not claim["metadata"].get("deletionTimestamp"))
 
 
