@@ -14,9 +14,10 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Runtime dependencies of harness.refstack (a subset of pyproject's [project].dependencies).
-RUN pip install "aiohttp>=3.9" "etcd3gw>=2.4" "psycopg[binary,pool]>=3.1" "protobuf>=4.25" "PyYAML>=6.0" \
-        "requests>=2.31" "tenacity>=8.2" "prometheus_client>=0.19"
+# Runtime dependencies of harness.refstack (a subset of pyproject's [project].dependencies): the same file
+# the Docker-free image build installs (tests/test_k8s_images.py keeps the two identical).
+COPY docker/refstack-requirements.txt /tmp/refstack-requirements.txt
+RUN pip install -r /tmp/refstack-requirements.txt
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY harness ./harness

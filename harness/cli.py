@@ -259,6 +259,13 @@ def _cmd_refstack(args: argparse.Namespace, rest: list[str]) -> int:
     return int(refstack_main(rest) or 0)
 
 
+def _cmd_cluster(args: argparse.Namespace, rest: list[str]) -> int:
+    """Kubernetes test clusters (kind/k3d/binaries): see harness/platforms/kubernetes/cluster_cli.py."""
+    from harness.platforms.kubernetes.cluster_cli import main as cluster_main
+
+    return cluster_main(rest)
+
+
 COMMANDS = {
     "run": (_cmd_run, "run scenarios (pytest options pass through, e.g. -m e2e -k sigkill --bug NAME)"),
     "up": (_cmd_up, "deploy a local stack (run's options), print its addresses, tear down on Ctrl-C/SIGTERM"),
@@ -269,11 +276,12 @@ COMMANDS = {
     "conformance": (_cmd_conformance, "run only the seed conformance checks and print the table"),
     "load-report": (_cmd_load_report, "standalone HTML load report of a run; --compare BASELINE flags regressions"),
     "refstack": (_cmd_refstack, "run a reference-stack process: refstack node|gate|inspector --config F"),
+    "cluster": (_cmd_cluster, "Kubernetes test cluster: cluster up|down|status|load-image [--provider ...]"),
 }
 
 
 # Subcommands whose arguments (including --help) belong to the program they front.
-PASSTHROUGH = ("run", "up", "report", "refstack", "conformance", "load-report")
+PASSTHROUGH = ("run", "up", "report", "refstack", "conformance", "load-report", "cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:

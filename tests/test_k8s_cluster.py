@@ -72,6 +72,30 @@ def test_sigkill_node_pod_is_replaced_and_shards_reconverge(deployment) -> None:
     deployment.wait_converged(deployment.spec.timers.failover_budget(60))
 
 
+def test_node_access_partition_cuts_and_heals(deployment) -> None:
+    from harness.faults.spec import Partition
+    from harness.platforms.kubernetes import nodeaccess
+    from harness.platforms.kubernetes.injector import KubernetesInjector
+
+    if deployment.chaos.available() or not deployment.node_access():
+        pytest.skip("partitions go through Chaos Mesh, or the harness does not run on the node")
+    inj = KubernetesInjector(deployment)
+    injected = inj.inject(Partition(shape="node-etcd", target="node-0"))
+    assert injected.detail["how"].startswith("nft in pod network namespaces")
+    uid = deployment.pod_uid("node-0")
+    pid = nodeaccess.netns_pid(uid)
+    import subprocess
+
+    def rules() -> str:
+        return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "nft", "list", "ruleset"],
+                              capture_output=True, text=True, check=True).stdout
+
+    assert nodeaccess.TABLE in rules()
+    injected.heal()
+    assert nodeaccess.TABLE not in rules()
+    deployment.wait_converged(deployment.spec.timers.failover_budget(60))
+
+
 def test_restart_gate_keeps_its_slot(deployment) -> None:
     before = deployment.pod_name("gate-0")
     deployment.restart("gate-0", graceful=True)
@@ -79,9 +103,21 @@ def test_restart_gate_keeps_its_slot(deployment) -> None:
     assert len(deployment.endpoints().gates) == 2
 
 
-def test_pause_is_unsupported_with_a_reason(deployment) -> None:
-    with pytest.raises(Unsupported, match="SIGSTOP"):
-        deployment.pause("node-0")
+def test_pause_freezes_with_node_access_else_is_unsupported_with_a_reason(deployment) -> None:
+    if not deployment.node_access():
+        with pytest.raises(Unsupported, match="SIGSTOP"):
+            deployment.pause("node-0")
+        return
+    from harness.platforms.kubernetes import nodeaccess
+
+    uid = deployment.pod_uid("node-0")
+    deployment.pause("node-0")
+    try:
+        assert nodeaccess.is_frozen(nodeaccess.freezer_files(uid)[0])
+    finally:
+        deployment.resume("node-0")
+    assert not nodeaccess.is_frozen(nodeaccess.freezer_files(uid)[0])
+    deployment.wait_converged(deployment.spec.timers.failover_budget(60))
 
 
 def test_chaos_mesh_experiment_injects_and_recovers(deployment) -> None:
@@ -101,7 +137,8 @@ def test_networkpolicy_partition_fallback_heals(deployment) -> None:
     inj = KubernetesInjector(deployment)
     if deployment.chaos.available():
         pytest.skip("Chaos Mesh present: partitions go through NetworkChaos")
-    injected = inj.inject(Partition(shape="node-etcd", target="node-0"))
+    # called directly: on a cluster whose node the harness runs on, inject() prefers nft in the pods
+    injected = inj._netpol_partition(Partition(shape="node-etcd", target="node-0"), inj.topology())
     pol = k8s.resource(deployment.dyn, "networking.k8s.io/v1", "NetworkPolicy")
     mine = pol.get(namespace=deployment.namespace, label_selector=naming.run_selector(deployment.run_id))
     assert any(p["metadata"]["name"].startswith("gvh-partition-") for p in mine.to_dict()["items"])

@@ -219,6 +219,12 @@ BREAKS: dict[str, tuple] = {
         "subjects": [{"kind": "ServiceAccount", "name": "goverse-node", "namespace": "goverse"}]})),
     "5.4-shared-service-account": (policy.check_5_4_service_accounts, lambda d: pod(
         d, "Deployment", "goverse-gate").update(serviceAccountName="goverse-node")),
+    "env-service-links-on": (policy.check_env_no_service_links, lambda d: pod(
+        d, "StatefulSet", "goverse-node").pop("enableServiceLinks"), ("kind", "reference")),
+    "env-reference-before-definition": (policy.check_env_references_defined_earlier, lambda d: _env(container(
+        d, "StatefulSet", "goverse-etcd")).insert(0, _env(container(d, "StatefulSet", "goverse-etcd")).pop(
+        next(i for i, e in enumerate(_env(container(d, "StatefulSet", "goverse-etcd")))
+             if e["name"] == "ETCD_INITIAL_CLUSTER"))), ("kind", "reference")),
     "5.4-token-mounted": (policy.check_5_4_service_accounts, lambda d: pod(
         d, "StatefulSet", "goverse-node").update(automountServiceAccountToken=True)),
 }

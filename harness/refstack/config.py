@@ -21,7 +21,7 @@ import yaml
 
 from harness.refstack.bugs import UnknownBug, parse_bugs
 
-ROLES = ("node", "gate", "inspector")
+ROLES = ("node", "gate", "inspector", "schema-init")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -390,8 +390,10 @@ def load_settings(role: str, flags: Flags, environ: Mapping[str, str]) -> Settin
             _set_dotted(doc, dotted, parser(env[name], name))
 
     cluster = _cluster(doc)
-    postgres = _postgres(doc, required=(role == "node"))
-    if role == "node":
+    postgres = _postgres(doc, required=(role in ("node", "schema-init")))
+    if role == "schema-init":  # creates the tables and exits: no identity, no listener
+        instance = InstanceSettings(id="schema-init", advertise_addr="")
+    elif role == "node":
         instance = _node_instance(doc, flags, env)
     elif role == "gate":
         instance = _gate_instance(doc, flags, env)

@@ -1,4 +1,7 @@
-"""Command line: ``python -m harness.refstack node|gate|inspector --config FILE [flags]``.
+"""Command line: ``python -m harness.refstack node|gate|inspector|schema-init --config FILE [flags]``.
+
+``schema-init`` creates the PostgreSQL tables (idempotently, as every node does at start) and exits:
+the Kubernetes schema Job runs it so nodes find the schema in place.
 
 Exit codes: 0 after a graceful shutdown, 2 for bad configuration or a failed start-up check (one line
 on stderr naming the setting; nothing registered in etcd), 1 for an unexpected crash.
@@ -23,7 +26,7 @@ log = logging.getLogger("harness.refstack")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="refstack", description="Goverse-contract reference stack process")
-    p.add_argument("role", choices=["node", "gate", "inspector"])
+    p.add_argument("role", choices=["node", "gate", "inspector", "schema-init"])
     p.add_argument("--config", help="Goverse YAML config file (optional when every value comes from GOVERSE_*)")
     p.add_argument("--node-id", help="this node's id in nodes[] (or GOVERSE_NODE_ID / POD_NAME)")
     p.add_argument("--gate-id", help="this gate's id in gates[] (or GOVERSE_GATE_ID / POD_NAME)")
@@ -50,7 +53,22 @@ def load(argv: Sequence[str]) -> Settings:
     return load_settings(args.role, flags, os.environ)
 
 
+async def _schema_init(settings: Settings) -> int:
+    from harness.refstack.store import Store
+
+    store = Store(settings.postgres, "refstack-schema-init", reload_secrets=False)
+    try:
+        await store.open()  # logs in and creates whatever of the schema is missing
+    except Exception as exc:  # noqa: BLE001 - one line naming what failed; the Job retries
+        raise StartupError("postgres", f"schema-init on {store.describe()}: {type(exc).__name__}: {exc}") from None
+    await store.close()
+    log.info("schema present on %s", store.describe())
+    return 0
+
+
 async def _run(settings: Settings) -> int:
+    if settings.role == "schema-init":
+        return await _schema_init(settings)
     if settings.role == "node":
         from harness.refstack.node import Node
 

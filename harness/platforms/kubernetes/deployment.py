@@ -49,6 +49,13 @@ class KubernetesDeployment:
         self.ports = stackconfig.REFERENCE_PORTS if spec.stack == "reference" else stackconfig.GOVERSE_PORTS
         self._gate_slots: list[str | None] = []
         self._forwards: dict[str, PortForward] = {}
+        self._view: Any = None
+        self._direct_ok: bool | None = None
+        self._ip_cache: dict[str, tuple[str, float]] = {}
+        self._node_access: bool | None = None
+        self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
+        self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
+        self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -112,9 +119,41 @@ class KubernetesDeployment:
 
     # --- endpoints ---------------------------------------------------------------------------------
 
+    def _pod_ip(self, pod: str) -> str:
+        """The pod's IP, cached for a second (every forwarded connection asks; a StatefulSet pod keeps
+        its name but not its IP across a restart, so the cache must be short)."""
+        hit = self._ip_cache.get(pod)
+        if hit is not None and time.monotonic() - hit[1] < 1.0:
+            return hit[0]
+        got: Any = self.core.read_namespaced_pod(pod, self.namespace)  # typed client: every field Optional
+        ip = got.status.pod_ip
+        if not ip:
+            raise PlatformError(f"{pod} has no IP yet")
+        self._ip_cache[pod] = (str(ip), time.monotonic())
+        return str(ip)
+
+    def _direct(self) -> bool:
+        """Whether this machine reaches pod IPs itself (then forwards go straight to them)."""
+        if self._direct_ok is None:
+            import socket
+
+            self._direct_ok = False
+            for p in self._pods("etcd"):
+                ip = p.get("status", {}).get("podIP")
+                if ip and conditions.pod_ready(p):
+                    with contextlib.suppress(OSError), socket.create_connection((ip, 2379), timeout=2):
+                        self._direct_ok = True
+                    break
+            log.info("pod IPs %s from here: %s", "reachable" if self._direct_ok else "not reachable",
+                     "direct TCP forwards" if self._direct_ok else "API server port-forwards")
+        return self._direct_ok
+
+    def _new_forward(self, pod: Any, port: int) -> PortForward:
+        return PortForward(self.core, self.namespace, pod, port, ip_of=self._pod_ip if self._direct() else None)
+
     def _forward(self, key: str, instance: str, port: int) -> PortForward:
         if key not in self._forwards:
-            self._forwards[key] = PortForward(self.core, self.namespace, lambda: self.pod_name(instance), port)
+            self._forwards[key] = self._new_forward(lambda: self.pod_name(instance), port)
         return self._forwards[key]
 
     def _etcd_pod(self) -> str:
@@ -127,18 +166,19 @@ class KubernetesDeployment:
         inspector = (self._forward("inspector", "inspector", self.ports["inspector_http"]).url()
                      if self.spec.inspector else None)
         if "etcd" not in self._forwards:
-            self._forwards["etcd"] = PortForward(self.core, self.namespace, self._etcd_pod, 2379)
+            self._forwards["etcd"] = self._new_forward(self._etcd_pod, 2379)
         return Endpoints(gates=gates, inspector=inspector, etcd=[self._forwards["etcd"].address],
                          postgres_dsn_redacted=f"postgresql://goverse:***@goverse-postgres.{self.namespace}:5432/goverse",
                          prefix=self.spec.prefix, shards=self.spec.shards)
 
     def gate_urls(self, only_running: bool = False) -> dict[str, str]:
-        """Gate name -> client API base URL (through its port-forward), as ``base.Deployment`` promises."""
-        urls = {f"gate-{i}": url for i, url in enumerate(self.endpoints().gates)}
-        if only_running:
-            running = {i.name for i in self.instances("gate") if i.running}
-            urls = {n: u for n, u in urls.items() if n in running}
-        return urls
+        """Gate instance -> client API base URL (a port-forward that follows the slot's current pod)."""
+        out = {}
+        for i, pod in enumerate(self._slot_table("gate")):
+            if only_running and pod is None:
+                continue
+            out[f"gate-{i}"] = self._forward(f"gate-{i}", f"gate-{i}", self.ports["gate_http"]).url()
+        return out
 
     def persisted_objects(self, object_ids: list[str]) -> dict[str, Any]:
         """What PostgreSQL holds for these objects (``goverse_objects.data`` by id) — the stored-state
@@ -154,8 +194,7 @@ class KubernetesDeployment:
         user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
         password = base64.b64decode(sec.get("postgres-password", "")).decode()
         if "postgres" not in self._forwards:
-            self._forwards["postgres"] = PortForward(self.core, self.namespace,
-                                                     lambda: naming.statefulset_pod("postgres", 0), 5432)
+            self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
         host, port = self._forwards["postgres"].address.rsplit(":", 1)
         try:
             with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname="goverse",
@@ -176,7 +215,13 @@ class KubernetesDeployment:
         return uid
 
     def kill(self, name: str, sig: int = _signal.SIGKILL) -> None:
-        if sig == _signal.SIGKILL:
+        """SIGKILL: from the node when the harness runs on it (the container's processes get a real
+        SIGKILL and the kubelet restarts the container in place), else pod deletion with grace 0 —
+        which a kubelet still carries out as SIGTERM and SIGKILL 2 s later (its minimum grace), so a
+        process that flushes on SIGTERM is not really killed. SIGTERM: graceful pod deletion."""
+        if sig == _signal.SIGKILL and self.node_access():
+            self._sigkill_from_node(name)
+        elif sig == _signal.SIGKILL:
             self.delete_pod(self.pod_name(name), grace_period=0)
         elif sig == _signal.SIGTERM:
             self.delete_pod(self.pod_name(name))
@@ -188,13 +233,75 @@ class KubernetesDeployment:
         raise Unsupported("on Kubernetes a stopped pod is recreated at once by its controller; "
                           "use kill/restart, or scale the component down")
 
+    def _sigkill_from_node(self, name: str) -> None:
+        import os
+
+        from harness.platforms.kubernetes import nodeaccess
+
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        uid = str(pod.metadata.uid)
+        restarts = sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
+        victims = [p for p in nodeaccess.pod_pids(uid) if not nodeaccess.is_sandbox(p)]
+        if not victims:
+            raise PlatformError(f"{name}: no container process of pod {pod.metadata.name} on this node")
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _signal.SIGKILL)
+        self._killed[name] = (uid, restarts)
+
+    def _wait_restarted_in_place(self, name: str, uid: str, restarts: int, timeout: float) -> None:
+        def back() -> bool:
+            pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+            if str(pod.metadata.uid) != uid:
+                return False  # replaced instead: the generic wait below handles it
+            now = sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
+            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+            return now > restarts and ready
+
+        wait_until(back, timeout, f"{name} restarted in place and ready", interval=0.2)
+
     def start(self, name: str) -> None:
-        """The controller restarts pods by itself: wait until the instance's pod is ready again."""
+        """The kubelet/controller restarts by itself: wait until the instance is ready again."""
+        killed = self._killed.pop(name, None)
+        if killed is not None:
+            self._wait_restarted_in_place(name, killed[0], killed[1], self.spec.timers.failover_budget(60))
+            return
         self._wait_instance_ready(name, None, self.spec.timers.failover_budget(60))
 
     def restart(self, name: str, graceful: bool = True) -> None:
-        old_uid = self.delete_pod(self.pod_name(name), grace_period=None if graceful else 0)
+        pod = self.pod_name(name)
+        codes = self._watch_exit_code(pod)
+        old_uid = self.delete_pod(pod, grace_period=None if graceful else 0)
         self._wait_instance_ready(name, old_uid, self.spec.timers.shutdown_grace + 120)
+        codes["thread"].join(timeout=5)
+        self.exit_codes[name] = codes.get("code")
+
+    def _watch_exit_code(self, pod: str) -> dict[str, Any]:
+        """Watch ``pod`` (by name) in a thread until it is deleted; ``out["code"]`` is the exit code its
+        first container reported on the way out (None if it had to be killed or was never seen)."""
+        import threading
+
+        from kubernetes import watch as kwatch
+
+        out: dict[str, Any] = {"code": None}
+        got: Any = self.core.read_namespaced_pod(pod, self.namespace)
+        rv = got.metadata.resource_version
+
+        def run() -> None:
+            w = kwatch.Watch()
+            with contextlib.suppress(Exception):
+                for ev in w.stream(self.core.list_namespaced_pod, self.namespace, resource_version=rv,
+                                   field_selector=f"metadata.name={pod}", timeout_seconds=180):
+                    for st in ev["object"].status.container_statuses or []:
+                        term = st.state.terminated if st.state else None
+                        if term is not None and term.exit_code is not None:
+                            out["code"] = int(term.exit_code)
+                    if ev["type"] == "DELETED":
+                        w.stop()
+
+        out["thread"] = threading.Thread(target=run, daemon=True)
+        out["thread"].start()
+        return out
 
     def _wait_instance_ready(self, name: str, old_uid: str | None, timeout: float) -> None:
         component = naming.pod_for_instance(name)[0]
@@ -216,12 +323,41 @@ class KubernetesDeployment:
         sel = ",".join(f"{k}={v}" for k, v in naming.component_selector(component).items())
         watch.wait_list(self.dyn, pods_res, self.namespace, ready, timeout, f"{name} ready", label_selector=sel)
 
+    _NO_NODE = ("the harness does not run on this cluster's node (pod cgroups and network namespaces are "
+                "out of reach; the binaries provider's cluster has them)")
+
+    def node_access(self) -> bool:
+        """Whether the pods' processes run on this machine (then cgroups and netns are reachable)."""
+        if self._node_access is None:
+            from harness.platforms.kubernetes import nodeaccess
+
+            pods = self._pods("etcd") or self._pods("node")
+            self._node_access = bool(pods) and bool(nodeaccess.pod_pids(pods[0]["metadata"]["uid"]))
+        return self._node_access
+
+    def pod_uid(self, instance: str) -> str:
+        got: Any = self.core.read_namespaced_pod(self.pod_name(instance), self.namespace)
+        return str(got.metadata.uid)
+
     def pause(self, name: str) -> None:
-        raise Unsupported("SIGSTOP cannot reach a container's PID 1 from inside its PID namespace, and "
-                          "Kubernetes has no pause API; use a partition or pod-failure instead")
+        """Freeze every process of the instance's pod through its cgroup freezer (SIGSTOP's effect)."""
+        from harness.platforms.kubernetes import nodeaccess
+
+        if not self.node_access():
+            raise Unsupported(f"pause needs the pod's cgroup freezer: {self._NO_NODE}")
+        uid = self.pod_uid(name)
+        f = nodeaccess.freeze(uid, True)
+        self._frozen[name] = uid
+        wait_until(lambda: nodeaccess.is_frozen(f), 10, f"{name}'s pod frozen", interval=0.05)
 
     def resume(self, name: str) -> None:
-        raise Unsupported("pause is not supported on Kubernetes")
+        from harness.platforms.kubernetes import nodeaccess
+
+        uid = self._frozen.pop(name, None)
+        if uid is None:
+            raise PlatformError(f"{name} is not paused")
+        with contextlib.suppress(Unsupported):  # the pod is gone (deleted while frozen): nothing to thaw
+            nodeaccess.freeze(uid, False)
 
     def scale(self, component: str, n: int) -> list[str]:
         """Scale nodes (StatefulSet) or gates (Deployment) to ``n``; returns the instances added/removed."""
@@ -266,7 +402,11 @@ class KubernetesDeployment:
     # --- cluster state oracles ---------------------------------------------------------------------
 
     def _etcd_view(self) -> EtcdView:
-        return EtcdView(self.endpoints().etcd, self.spec.prefix, self.spec.shards)
+        if self._view is None:
+            if "etcd" not in self._forwards:
+                self._forwards["etcd"] = self._new_forward(self._etcd_pod, 2379)
+            self._view = EtcdView([self._forwards["etcd"].address], self.spec.prefix, self.spec.shards)
+        return self._view
 
     def cluster_state(self) -> ClusterState:
         return self._etcd_view().state()
@@ -308,10 +448,10 @@ class KubernetesDeployment:
         return {
             "kill": None, "restart": None, "scale": None,
             "stop": "a deleted pod is recreated at once by its controller",
-            "pause": "no SIGSTOP for a container's PID 1 on Kubernetes",
+            "pause": None if self.node_access() else f"no SIGSTOP for a container's PID 1: {self._NO_NODE}",
             # without Chaos Mesh the NetworkPolicy fallback forms isolate-node, node-etcd, node-postgres and
             # gates-node (two-way); the injector raises Unsupported for the other shapes, so each skips alone
-            "partition": None,
+            "partition": None,  # Chaos Mesh, nft in pod netns from the node, or the NetworkPolicy fallback
             "latency": None if chaos_ok else no_cm,
             "timeout": None if chaos_ok else no_cm,
             "reset": "no TCP-reset fault in Chaos Mesh",
@@ -342,11 +482,38 @@ class KubernetesDeployment:
                         (out / f"{pod.metadata.name}.{c}{suffix}.log").write_text(text)
         return out
 
+    def collect_evidence(self) -> Path:
+        """Pod logs, the namespace's events and every pod's full object (what ``kubectl describe`` shows)
+        into ``<run_dir>/logs``: called at every teardown, before the namespace goes."""
+        out = self.collect_logs()
+        import yaml
+
+        san = self.core.api_client.sanitize_for_serialization
+        with contextlib.suppress(Exception):
+            events = sorted(san(self.core.list_namespaced_event(self.namespace)).get("items", []),
+                            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            lines = [f"{e.get('lastTimestamp') or e.get('eventTime')} {e.get('type')} {e.get('reason')} "
+                     f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}: {e.get('message')}"
+                     for e in events]
+            (out / "events.txt").write_text("\n".join(lines) + "\n")
+        with contextlib.suppress(Exception):
+            pods = san(self.core.list_namespaced_pod(self.namespace)).get("items", [])
+            (out / "pods.yaml").write_text(yaml.safe_dump_all(pods))
+        return out
+
     def teardown(self) -> None:
-        """Close port-forwards, recover chaos, delete the namespace and wait until it is gone. Idempotent."""
+        """Save evidence, close port-forwards, recover chaos, delete the namespace and wait until it is
+        gone. Idempotent."""
         if self._torn_down:
             return
         self._torn_down = True
+        for name in list(self._frozen):  # a frozen pod cannot even be killed: thaw before deleting
+            with contextlib.suppress(Exception):
+                self.resume(name)
+        try:
+            self.collect_evidence()
+        except Exception as exc:  # noqa: BLE001 - evidence is best effort; teardown must go on
+            log.warning("saving pod logs/events of %s failed: %s", self.namespace, exc)
         for pf in self._forwards.values():
             pf.close()
         self._forwards.clear()

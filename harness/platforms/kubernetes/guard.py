@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 TEST_CLUSTER_PREFIXES: tuple[str, ...] = ("kind-", "k3d-")
+# exact names of clusters the harness itself makes (the binaries provider's context)
+TEST_CLUSTER_NAMES: tuple[str, ...] = ("gvh-binaries",)
 
 
 class UnsafeContext(Exception):
@@ -18,7 +20,8 @@ class UnsafeContext(Exception):
 
 
 def looks_like_test_cluster(context: str) -> bool:
-    return any(context.startswith(p) and len(context) > len(p) for p in TEST_CLUSTER_PREFIXES)
+    return context in TEST_CLUSTER_NAMES or any(context.startswith(p) and len(context) > len(p)
+                                                for p in TEST_CLUSTER_PREFIXES)
 
 
 def check_context(context: str | None, allow: Iterable[str] = ()) -> str:

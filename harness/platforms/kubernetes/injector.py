@@ -22,6 +22,7 @@ from harness.faults.spec import (
     Latency,
     MemoryPressure,
     Partition,
+    Pause,
     Restart,
     ScaleTo,
     Timeout,
@@ -89,13 +90,34 @@ class KubernetesInjector:
             for t in targets:
                 self.dep.start(t)
             return {"replaced": targets}
-        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
+        how = "SIGKILL from the node" if fault.signum == _signal.SIGKILL and self.dep.node_access() else "pod deletion"
+        return Injected(targets, heal, {"signal": fault.signal, "how": how})
 
     def _inject_restart(self, fault: Restart) -> Injected:
         targets = resolve_target(fault.target, self.topology())
         for t in targets:
             self.dep.restart(t, graceful=fault.graceful)
-        return Injected(targets, lambda: {"restarted": targets}, {"graceful": fault.graceful})
+        codes = {t: self.dep.exit_codes.get(t) for t in targets}
+        return Injected(targets, lambda: {"restarted": targets}, {"graceful": fault.graceful, "exit_codes": codes})
+
+    def _inject_pause(self, fault: Pause) -> Injected:
+        """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
+        targets = resolve_target(fault.target, self.topology())
+        paused: list[str] = []
+        try:
+            for t in targets:
+                self.dep.pause(t)
+                paused.append(t)
+        except BaseException:
+            for t in paused:
+                self.dep.resume(t)
+            raise
+
+        def heal() -> dict[str, Any]:
+            for t in paused:
+                self.dep.resume(t)
+            return {"resumed": paused}
+        return Injected(targets, heal, {"how": "pod cgroup freezer (node access)"})
 
     def _inject_scale(self, fault: ScaleTo) -> Injected:
         before = len(self.dep.instances(fault.component))
@@ -114,7 +136,60 @@ class KubernetesInjector:
             crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
             return self._run_crs(crs, sorted(grudge), {"shape": fault.shape, "one_way": fault.one_way,
                                                        "how": "chaos-mesh", "grudge": _listed(grudge)})
+        if self.dep.node_access():
+            return self._node_partition(fault, topo)
         return self._netpol_partition(fault, topo)
+
+    def _service_ips(self) -> dict[str, str]:
+        """Single-instance components reached through a Service: replies come back from its ClusterIP."""
+        out = {}
+        for inst, svc in (("postgres", "goverse-postgres"), ("etcd-0", "goverse-etcd")):
+            if inst == "etcd-0" and self.dep.spec.etcd_members != 1:
+                continue
+            obj: Any = self.dep.core.read_namespaced_service(svc, self.dep.namespace)
+            ip = obj.spec.cluster_ip
+            if ip and ip != "None":
+                out[inst] = ip
+        return out
+
+    def _node_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
+        """The local platform's nft drops, inside each pod's network namespace (from the node)."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local import firewall
+
+        grudge = grudge_for(fault.shape, topo, fault.target, fault.one_way)
+        hosts = set(grudge) | {h for held in grudge.values() for h in held}
+        insts = {i.name: i for i in self.dep.instances()}
+        ips = {h: insts[h].host for h in hosts if h in insts and insts[h].host}
+        drops = firewall.plan(grudge, ips)
+        svc = self._service_ips()
+        for holder, held in grudge.items():
+            for peer in held:
+                if peer in svc and holder in drops:
+                    drops[holder].from_ips.add(svc[peer])
+        uids = {h: self.dep.pod_uid(h) for h in drops}
+        installed: list[str] = []
+        try:
+            for h, d in sorted(drops.items()):
+                nodeaccess.nft_in_pod(uids[h], firewall.render_nft(nodeaccess.TABLE, d))
+                installed.append(h)
+        except BaseException:
+            for h in installed:
+                nodeaccess.nft_in_pod(uids[h], nodeaccess.heal_script())
+            raise
+
+        def heal() -> dict[str, Any]:
+            gone = []
+            for h in installed:
+                try:
+                    nodeaccess.nft_in_pod(uids[h], nodeaccess.heal_script())
+                except Unsupported:
+                    gone.append(h)  # the pod was replaced: its namespace (and the rules) went with it
+            return {"healed": installed, "pods_gone": gone}
+
+        return Injected(sorted(grudge), heal, {"shape": fault.shape, "one_way": fault.one_way,
+                                               "how": "nft in pod network namespaces (node access)",
+                                               "grudge": _listed(grudge)})
 
     def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
         keep = netpol.FALLBACK_SHAPES.get(fault.shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -205,6 +206,14 @@ def options_from(platform: str, kube_context: str | None, allow_context: str | I
     else:
         allow = tuple(allow_context or ())
     provider = "kind" if platform == "kind" else "existing"
+    if provider == "existing" and not kubeconfig and not os.environ.get("KUBECONFIG"):
+        # the cluster `goverse-harness cluster up --provider binaries` made, when it is up
+        from harness.platforms.kubernetes.cluster import versions
+        from harness.platforms.kubernetes.cluster.configs import Layout
+
+        own = Layout(versions.state_root()).admin_kubeconfig
+        if own.exists():
+            kubeconfig = str(own)
     if overlay is None:
         ctx = kube_context or ""
         overlay = "k3s" if ctx.startswith("k3d-") else "kind"  # kind: small, default StorageClass

@@ -454,6 +454,33 @@ def check_5_4_service_accounts(docs: Iterable[Doc]) -> list[str]:
     return out
 
 
+_ENV_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def check_env_no_service_links(docs: Iterable[Doc]) -> list[str]:
+    """Every pod template turns service links off: the Service ``goverse-postgres`` would otherwise inject
+    ``GOVERSE_POSTGRES_PORT=tcp://…`` into every pod, which collides with the stack's own ``GOVERSE_*``
+    settings (found on a real cluster: every node, gate and inspector crash-looped)."""
+    return [f"{ident(d)}: enableServiceLinks is not false" for d in workloads(docs)
+            if pod_spec(d).get("enableServiceLinks") is not False]
+
+
+def check_env_references_defined_earlier(docs: Iterable[Doc]) -> list[str]:
+    """A ``$(VAR)`` in an env value names a variable defined *earlier* in the same container: Kubernetes
+    expands only earlier entries and leaves the text as is otherwise (etcd then refused its own name)."""
+    out = []
+    for d in workloads(docs):
+        for _kind, c in containers(d):
+            cname = c.get("name", "?")
+            seen: set[str] = set()
+            for e in c.get("env", []) or []:
+                for ref in _ENV_REF.findall(str(e.get("value", ""))):
+                    if ref not in seen:
+                        out.append(f"{ident(d)} container {cname}: env {e['name']} uses $({ref}) before it is defined")
+                seen.add(e["name"])
+    return out
+
+
 ALL_CHECKS = {
     "3.1 probes": check_3_1_probes,
     "3.1 resources": check_3_1_resources,
@@ -472,6 +499,8 @@ ALL_CHECKS = {
     "5.2 default deny": check_5_2_default_deny,
     "5.3 no literal credentials": check_5_3_no_literal_credentials,
     "5.4 service accounts": check_5_4_service_accounts,
+    "env: no service links": check_env_no_service_links,
+    "env: references defined earlier": check_env_references_defined_earlier,
 }
 
 

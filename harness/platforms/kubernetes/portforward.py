@@ -4,6 +4,11 @@ Why not ``kubectl port-forward``: no subprocess to babysit (pytest-kind-ng's loo
 needlessly), and the target pod is resolved *per connection*: when a gate pod is replaced, the next
 connection goes to the pod that now holds that gate's slot, so a client sees a restart as a dropped
 connection, not as a dead endpoint.
+
+Direct mode (``ip_of``): when this machine routes to pod IPs (the binaries cluster, where pods sit
+behind a local bridge), each connection goes straight to the pod's IP instead of through the API
+server's port-forward stream — which resets concurrent new connections under load and adds latency
+that the availability and latency checks would count against the stack.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ log = logging.getLogger(__name__)
 class PortForward:
     """``127.0.0.1:<local_port>`` -> ``<pod>:<remote_port>``; ``pod`` is asked on every connection."""
 
-    def __init__(self, core: Any, namespace: str, pod: Callable[[], str], remote_port: int) -> None:
+    def __init__(self, core: Any, namespace: str, pod: Callable[[], str], remote_port: int,
+                 ip_of: Callable[[str], str] | None = None) -> None:
         self.core = core
+        self.ip_of = ip_of
         self.namespace = namespace
         self.pod = pod
         self.remote_port = remote_port
@@ -56,6 +63,16 @@ class PortForward:
 
         try:
             name = self.pod()
+            if self.ip_of is not None:
+                remote: Any = socket.create_connection((self.ip_of(name), self.remote_port), timeout=5)
+                remote.settimeout(None)
+                try:
+                    _relay(conn, remote, self._closed)
+                finally:
+                    for s in (conn, remote):
+                        with contextlib.suppress(OSError):
+                            s.close()
+                return
             pf = portforward(self.core.connect_get_namespaced_pod_portforward, name, self.namespace,
                              ports=str(self.remote_port))
             remote = pf.socket(self.remote_port)

@@ -116,8 +116,12 @@ def _container_env_patch(kind: str, name: str, container: str, env: list[dict[st
 
 
 def etcd_members_patch(members: int) -> dict[str, Any]:
+    # POD_NAME/POD_NAMESPACE listed again (unchanged) so they stay before ETCD_INITIAL_CLUSTER, which
+    # uses $(POD_NAMESPACE): Kubernetes expands only variables defined earlier in the list
+    downward = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.{f}"}}}
+                for n, f in (("POD_NAME", "name"), ("POD_NAMESPACE", "namespace"))]
     patch = _container_env_patch("StatefulSet", "goverse-etcd", "etcd",
-                                 [{"name": "ETCD_INITIAL_CLUSTER", "value": etcd_initial_cluster(members)}])
+                                 [*downward, {"name": "ETCD_INITIAL_CLUSTER", "value": etcd_initial_cluster(members)}])
     patch["spec"]["replicas"] = members
     return patch
 
