@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
+from collections import deque
 from pathlib import Path
+
+# Ports this process handed out lately. A port is only *checked* free, not reserved, until its service
+# binds it; without this memory two calls in a row (a node's API and ops ports) could return the same
+# port, and the second listener fails with EADDRINUSE (CI met it: one in a few hundred stacks).
+_HANDED: deque[int] = deque(maxlen=4096)
+_HANDED_LOCK = threading.Lock()
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -45,7 +53,12 @@ def free_port(host: str = "127.0.0.1") -> int:
             continue
         for _ in range(200):
             port = rng.randrange(10000, max(10001, low))
+            with _HANDED_LOCK:
+                if port in _HANDED:
+                    continue
             if _bindable(candidate, port):
+                with _HANDED_LOCK:
+                    _HANDED.append(port)
                 return port
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((candidate, 0))
