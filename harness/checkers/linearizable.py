@@ -16,28 +16,33 @@ The model (a counter starting at 0):
   their invocation, or never (their completion is at infinity: Knossos/Porcupine semantics);
   indeterminate reads have no effect and are left out.
 
-The search walks configurations (the set of ops already linearized, the state), memoised, trying next
-only ops invoked before the earliest completion still pending. It is exponential in the worst case,
-so each key has a bound on explored configurations: hitting it is ``unknown`` (which key, the bound),
-never a pass.
+First a test by sums alone: every ok increment that completed before an op began must precede it and
+only increments invoked before it completed may, so an answer outside those sums is impossible (a
+history that lost writes fails here at once, where the search would first refute every subset of its
+indeterminate increments). Then the search walks configurations (the set of ops already linearized,
+the state), memoised, trying next only ops invoked before the earliest completion still pending. It
+is exponential in the worst case, so each key has a bound on explored configurations: hitting it is
+``unknown`` (which key, the bound), never a pass.
 
 Result shape (``Check.data``): ``{"keys": n, "ops": n, "states_explored": n, "max_states_per_key": n,
 "bound": n, "violations": [{key, op_id, f, t_invoke, t_complete, value, result, possible_states,
-window: [op rows]}], "unknown": [{key, states_explored, ops}], "skipped_ops": n}``.
+bounds, window: [op rows]}], "unknown": [{key, states_explored, ops}], "skipped_ops": n}``.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from harness.checkers.ops import COUNTER_READ_FS, INCREMENT_F, as_int
 from harness.checkers.verdict import Check, Checker, checker_factory, decide, examples, named
 from harness.history import History, Op
 
-DEFAULT_MAX_STATES = 200_000  # per key; a correct run's key needs about one configuration per op
+DEFAULT_MAX_STATES = 100_000  # per key; a correct run's key needs about one configuration per op
 MAX_STATES_SHOWN = 8  # possible states named in a violation
 
 
@@ -65,7 +70,8 @@ class KeyResult:
     states: int
     ok: bool | None  # None: the bound was hit
     blocking: _Entry | None = None
-    possible: tuple[int, ...] = ()
+    possible: tuple[int, ...] = ()  # the values the counter could hold just before the blocking op
+    bounds: tuple[int, int] | None = None  # or, from sums alone: it held between these two
 
 
 def _entries(ops: list[Op]) -> tuple[list[_Entry], int]:
@@ -96,8 +102,39 @@ def _entries(ops: list[Op]) -> tuple[list[_Entry], int]:
     return out, skipped
 
 
+def _outside_bounds(key: str, entries: list[_Entry]) -> KeyResult | None:
+    """The first op (by completion) whose answer no order can give, by sums alone: every ok increment
+    that completed before it began must precede it, and only increments invoked before it completed
+    may. Why before the search: a history that lost writes (every later answer impossible) makes the
+    search refute 2^k subsets of its k indeterminate increments before it can say fail; this finds
+    such an answer in O(n log n)."""
+    done = sorted((e.t_return, e.delta) for e in entries if e.required and e.delta is not None)
+    done_t = [t for t, _ in done]
+    done_sum = [0, *accumulate(d for _, d in done)]
+    began = sorted((e.t_invoke, e.delta) for e in entries if e.delta is not None)
+    began_t = [t for t, _ in began]
+    began_sum = [0, *accumulate(d for _, d in began)]
+    bad: list[tuple[float, _Entry, int, int]] = []
+    for e in entries:
+        if not e.required or e.want is None:
+            continue
+        lo = done_sum[bisect_left(done_t, e.t_invoke)]
+        hi = began_sum[bisect_right(began_t, e.t_return)] - (e.delta or 0)
+        before = e.want - (e.delta or 0)  # the value the op found
+        if not lo <= before <= hi:
+            bad.append((e.t_return, e, lo, hi))
+    if not bad:
+        return None
+    _, e, lo, hi = min(bad, key=lambda b: (b[0], b[1].op.op_id))
+    return KeyResult(key, len(entries), 0, False, e, (), (lo, hi))
+
+
 def check_key(key: str, entries: list[_Entry], max_states: int) -> KeyResult:
-    """WGL search over one key's entries: depth-first over (linearized set, state), memoised."""
+    """WGL search over one key's entries: depth-first over (linearized set, state), memoised, after
+    the sums-only test (:func:`_outside_bounds`)."""
+    quick = _outside_bounds(key, entries)
+    if quick is not None:
+        return quick
     n = len(entries)
     required_mask = 0
     for i, e in enumerate(entries):
@@ -168,12 +205,14 @@ def offending_window(entries: list[_Entry], blocking: _Entry) -> list[dict[str, 
     return [_row(e.op) for e in rows]
 
 
-def _describe(op: Op, possible: tuple[int, ...]) -> str:
+def _describe(op: Op, possible: list[int], bounds: list[int] | None) -> str:
     what = f"increment by {op.value} returned {op.result}" if op.f == INCREMENT_F else \
         f"{op.f} returned {op.result}"
-    states = ", ".join(str(s) for s in possible) or "none"
-    return (f"op {op.op_id} ({op.process}) {what} at {op.t_invoke:.3f}–{op.t_complete:.3f}s; the counter "
-            f"could only hold {{{states}}} then")
+    if bounds is not None:
+        held = f"held between {bounds[0]} and {bounds[1]} before it"
+    else:
+        held = "could only hold {" + (", ".join(str(s) for s in possible) or "nothing") + "} before it"
+    return f"op {op.op_id} ({op.process}) {what} at {op.t_invoke:.3f}–{op.t_complete:.3f}s; the counter {held}"
 
 
 @checker_factory
@@ -209,11 +248,12 @@ def linearizable_counters(max_states: int = DEFAULT_MAX_STATES) -> Checker:
                                    "t_invoke": round(b.t_invoke, 6), "t_complete": round(b.t_complete, 6),
                                    "value": b.value, "result": b.result,
                                    "possible_states": list(res.possible),
+                                   "bounds": list(res.bounds) if res.bounds else None,
                                    "window": offending_window(entries, res.blocking)})
         data: dict[str, Any] = {"keys": judged, "ops": total_ops, "states_explored": total_states,
                                 "max_states_per_key": max_key_states, "bound": max_states,
                                 "violations": violations, "unknown": unknown, "skipped_ops": skipped}
-        msgs = [f"key {v['key']}: {_describe(_op_of(v), tuple(v['possible_states']))} "
+        msgs = [f"key {v['key']}: {_describe(_op_of(v), v['possible_states'], v['bounds'])} "
                 f"(window of {len(v['window'])} ops)" for v in violations]
         unk = [f"key {u['key']} ({u['ops']} ops) hit the bound of {max_states} explored states"
                for u in unknown]
