@@ -138,8 +138,25 @@ def test_hitting_the_bound_is_unknown_naming_the_key_and_the_bound() -> None:
     c = linearizable_counters(max_states=500)(h.history())
     assert c.verdict is Verdict.UNKNOWN, c.detail
     assert "key hot" in c.detail and "500" in c.detail
-    assert c.data["unknown"] == [{"key": "hot", "states_explored": 500, "ops": 13}]
+    assert c.data["unknown"] == [{"key": "hot", "states_explored": 500, "ops": 13, "bound": "key"}]
     assert linearizable_counters(max_states=10_000)(h.history()).verdict is Verdict.FAIL
+
+
+def test_the_history_bound_leaves_the_remaining_keys_unknown() -> None:
+    h = H()
+    for key in ("a-hot", "b-hot"):
+        for i in range(12):
+            h.inc(f"client-{i}", 2, 0.0, 1.0, type_="info", key=key)
+        h.read("client-z", 5, 1.1, 1.2, key=key)
+    c = linearizable_counters(max_states=10_000, max_total_states=5_000)(h.history())
+    assert c.verdict is Verdict.FAIL, c.detail  # a-hot refuted within 4097 states, b-hot had the rest
+    assert [v["key"] for v in c.data["violations"]] == ["a-hot"]
+    assert [(u["key"], u["bound"]) for u in c.data["unknown"]] == [("b-hot", "total")]
+    assert c.data["states_explored"] == 5_000
+    c = linearizable_counters(max_states=10_000, max_total_states=4_000)(h.history())
+    assert c.verdict is Verdict.UNKNOWN and c.data["unknown"][1] == {"key": "b-hot", "states_explored": 0,
+                                                                      "ops": 13, "bound": "total"}
+    assert "the history's bound of 4000 explored states was spent" in c.detail
 
 
 def test_an_all_failed_history_does_not_pass() -> None:
@@ -154,6 +171,8 @@ def test_an_all_failed_history_does_not_pass() -> None:
 def test_a_bad_bound_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="max_states"):
         linearizable_counters(max_states=0)
+    with pytest.raises(ValueError, match="max_total_states"):
+        linearizable_counters(max_total_states=-1)
 
 
 @pytest.mark.parametrize("name", ["kill_node_recovers", "kill_node_no_epochs", "partial_dip",

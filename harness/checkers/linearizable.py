@@ -25,8 +25,8 @@ is exponential in the worst case, so each key has a bound on explored configurat
 ``unknown`` (which key, the bound), never a pass.
 
 Result shape (``Check.data``): ``{"keys": n, "ops": n, "states_explored": n, "max_states_per_key": n,
-"bound": n, "violations": [{key, op_id, f, t_invoke, t_complete, value, result, possible_states,
-bounds, window: [op rows]}], "unknown": [{key, states_explored, ops}], "skipped_ops": n}``.
+"bound": n, "total_bound": n, "violations": [{key, op_id, f, t_invoke, t_complete, value, result, possible_states,
+bounds, window: [op rows]}], "unknown": [{key, states_explored, ops, bound: key|total}], "skipped_ops": n}``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from harness.checkers.verdict import Check, Checker, checker_factory, decide, ex
 from harness.history import History, Op
 
 DEFAULT_MAX_STATES = 100_000  # per key; a correct run's key needs about one configuration per op
+DEFAULT_MAX_TOTAL_STATES = 1_000_000  # per history: 100k-300k configurations/s (benchmarks/), seconds
 MAX_STATES_SHOWN = 8  # possible states named in a violation
 
 
@@ -216,10 +217,14 @@ def _describe(op: Op, possible: list[int], bounds: list[int] | None) -> str:
 
 
 @checker_factory
-def linearizable_counters(max_states: int = DEFAULT_MAX_STATES) -> Checker:
-    """Each counter key is linearizable (increments return the new value, reads the value)."""
-    if max_states < 1:
-        raise ValueError(f"max_states must be a positive number of configurations, got {max_states}")
+def linearizable_counters(max_states: int = DEFAULT_MAX_STATES,
+                          max_total_states: int = DEFAULT_MAX_TOTAL_STATES) -> Checker:
+    """Each counter key is linearizable (increments return the new value, reads the value).
+    ``max_states`` bounds one key's search, ``max_total_states`` the whole history's (keys left when it
+    is spent are unknown), so a pathological run costs seconds, not minutes."""
+    for name, v in (("max_states", max_states), ("max_total_states", max_total_states)):
+        if v < 1:
+            raise ValueError(f"{name} must be a positive number of configurations, got {v}")
 
     def run(history: History) -> Check:
         by_key: dict[str, list[Op]] = defaultdict(list)
@@ -236,12 +241,17 @@ def linearizable_counters(max_states: int = DEFAULT_MAX_STATES) -> Checker:
             if not any(e.required for e in entries):
                 continue  # nothing acknowledged on this key: nothing to judge
             judged += 1
-            res = check_key(key, entries, max_states)
+            budget = min(max_states, max_total_states - total_states)
+            if budget < 1:
+                unknown.append({"key": key, "states_explored": 0, "ops": len(entries), "bound": "total"})
+                continue
+            res = check_key(key, entries, budget)
             total_ops += res.ops
             total_states += res.states
             max_key_states = max(max_key_states, res.states)
             if res.ok is None:
-                unknown.append({"key": key, "states_explored": res.states, "ops": res.ops})
+                unknown.append({"key": key, "states_explored": res.states, "ops": res.ops,
+                                "bound": "key" if budget == max_states else "total"})
             elif not res.ok and res.blocking is not None:
                 b = res.blocking.op
                 violations.append({"key": key, "op_id": b.op_id, "f": b.f, "process": b.process,
@@ -252,11 +262,14 @@ def linearizable_counters(max_states: int = DEFAULT_MAX_STATES) -> Checker:
                                    "window": offending_window(entries, res.blocking)})
         data: dict[str, Any] = {"keys": judged, "ops": total_ops, "states_explored": total_states,
                                 "max_states_per_key": max_key_states, "bound": max_states,
+                                "total_bound": max_total_states,
                                 "violations": violations, "unknown": unknown, "skipped_ops": skipped}
         msgs = [f"key {v['key']}: {_describe(_op_of(v), v['possible_states'], v['bounds'])} "
                 f"(window of {len(v['window'])} ops)" for v in violations]
         unk = [f"key {u['key']} ({u['ops']} ops) hit the bound of {max_states} explored states"
-               for u in unknown]
+               if u["bound"] == "key" else
+               f"key {u['key']} ({u['ops']} ops) not decided: the history's bound of {max_total_states} "
+               f"explored states was spent" for u in unknown]
         return decide("linearizable_counters", data,
                       failed=f"{len(violations)} of {judged} keys are not linearizable: {examples(msgs)}"
                       if violations else None,
