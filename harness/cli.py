@@ -253,6 +253,12 @@ def _cmd_load_report(args: argparse.Namespace, rest: list[str]) -> int:
     return int(load_report_main(rest))
 
 
+def _cmd_bugs(args: argparse.Namespace, rest: list[str]) -> int:
+    from harness.bugmatrix import bugs_main
+
+    return bugs_main(rest)
+
+
 def _cmd_refstack(args: argparse.Namespace, rest: list[str]) -> int:
     from harness.refstack.main import main as refstack_main
 
@@ -275,13 +281,15 @@ COMMANDS = {
     "report": (_cmd_report, "re-render a run directory's report; --compare BASELINE shows regressions"),
     "conformance": (_cmd_conformance, "run only the seed conformance checks and print the table"),
     "load-report": (_cmd_load_report, "standalone HTML load report of a run; --compare BASELINE flags regressions"),
+    "bugs": (_cmd_bugs, "run each seeded bug against the scenarios meant to catch it (and the correct build): "
+                        "caught k/N matrix; --repeat N, --only BUG"),
     "refstack": (_cmd_refstack, "run a reference-stack process: refstack node|gate|inspector --config F"),
     "cluster": (_cmd_cluster, "Kubernetes test cluster: cluster up|down|status|load-image [--provider ...]"),
 }
 
 
 # Subcommands whose arguments (including --help) belong to the program they front.
-PASSTHROUGH = ("run", "up", "report", "refstack", "conformance", "load-report", "cluster")
+PASSTHROUGH = ("run", "up", "report", "refstack", "conformance", "load-report", "cluster", "bugs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ from harness import budgets
 from harness.checkers import (
     availability_at_least,
     converged,
+    linearizable_counters,
     monotonic_reads,
     no_lost_writes,
     reads_see_acknowledged,
@@ -86,9 +87,10 @@ def pod_restart_after(t: Timers) -> float:
 
 
 def invariants(t: Timers) -> list[Any]:
-    """L (client view and stored state), M, O and C — what every chaos scenario must keep."""
+    """L (client view and stored state), M, linearizable counters, O and C — what every chaos scenario
+    must keep."""
     return [no_lost_writes(), persisted_not_behind, reads_see_acknowledged(), monotonic_reads(),
-            single_ownership(), converged(within_s=budgets.convergence(t))]
+            linearizable_counters(), single_ownership(), converged(within_s=budgets.convergence(t))]
 
 
 def run_fault(stack: Any, scenario: Any, fault: Any, hold: float, *, capability: str,

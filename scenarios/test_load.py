@@ -23,6 +23,7 @@ import pytest
 from harness import budgets
 from harness.checkers import (
     converged,
+    linearizable_counters,
     monotonic_reads,
     no_lost_writes,
     reads_see_acknowledged,
@@ -59,7 +60,8 @@ def sigkill_error_budget(nodes: int) -> float:
 
 def correctness(load: LoadDriver) -> list:
     """L, M, O over the load's counters; D whenever the mix deposits into wallets."""
-    checks = [no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), single_ownership()]
+    checks = [no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
+              single_ownership()]
     return checks + ([reliable_calls_once()] if load.profile.has_op("deposit") else [])
 
 

@@ -39,6 +39,7 @@ from harness import budgets
 from harness.checkers import (
     converged,
     failures_only_on,
+    linearizable_counters,
     monotonic_reads,
     no_lost_writes,
     reads_see_acknowledged,
@@ -167,7 +168,7 @@ def test_partition(stack, scenario, fault: Partition):
     final_reads_and_stored(stack, scenario, budgets.convergence(t), main, quiesced)
     checks: list[Any] = [
         partition_bit(expect.clients_notice), no_lost_writes(), persisted_not_behind, reads_see_acknowledged(),
-        monotonic_reads(), single_ownership(), converged(within_s=budgets.convergence(t)),
+        monotonic_reads(), linearizable_counters(), single_ownership(), converged(within_s=budgets.convergence(t)),
         recovery_after_heal(budget_s=expect.heal_budget(t)), writes_recover_after_heal(expect.writes_budget(t)),
     ]
     if expect.failover:

@@ -15,6 +15,7 @@ from harness import budgets
 from harness.checkers import (
     converged,
     error_window,
+    linearizable_counters,
     monotonic_reads,
     no_lost_writes,
     reads_see_acknowledged,
@@ -48,7 +49,8 @@ def test_restart_node_graceful(stack, scenario):
     wl.final_reads()
     codes = injected.detail.get("exit_codes", {})
     result = scenario.conclude(
-        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), single_ownership(), reliable_calls_once(),
+        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
+        single_ownership(), reliable_calls_once(),
         converged(within_s=budgets.convergence(t)), error_window(budget_s=2.0),
         exited_cleanly(codes, t.shutdown_grace),
     )
@@ -67,7 +69,8 @@ def test_restart_node_sigkill(stack, scenario):
         scenario.settle_clean(AFTER_S, "after", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
-        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), single_ownership(), reliable_calls_once(),
+        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
+        single_ownership(), reliable_calls_once(),
         converged(within_s=budgets.convergence(t)), rto(budget_s=budgets.failover(t)),
     )
     assert result.passed, result.explain()

@@ -26,6 +26,7 @@ from harness import budgets
 from harness.checkers import (
     converged,
     error_window,
+    linearizable_counters,
     monotonic_reads,
     no_lost_writes,
     reads_see_acknowledged,
@@ -73,7 +74,8 @@ def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
     moving = migrating_keys(wl.probe_keys + wl.counter_keys, stack.spec.shards, step.shard_map_before,
                             step.shard_map_after)
     result = scenario.conclude(
-        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), single_ownership(), reliable_calls_once(),
+        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
+        single_ownership(), reliable_calls_once(),
         steps_converged_within(step_budget(t)), converged(within_s=step_budget(t)),
         error_window(budget_s=MIGRATION_E_S, keys=set(moving)),
         extra={"scale": f"{start}->{to}", "step_converged_s": step.converged_s, "migrating_keys": len(moving),

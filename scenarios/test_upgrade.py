@@ -27,6 +27,7 @@ from harness.checkers import (
     availability_at_least,
     converged,
     error_window,
+    linearizable_counters,
     monotonic_reads,
     no_lost_writes,
     reads_see_acknowledged,
@@ -65,7 +66,8 @@ def test_upgrade_and_rollback(stack, scenario):
         scenario.settle_clean(AFTER_S, f"after: back on {a}", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
-        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), single_ownership(), reliable_calls_once(),
+        no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
+        single_ownership(), reliable_calls_once(),
         converged(within_s=budgets.convergence(t)), one_at_a_time(ROLL_KINDS), clean_exits(ROLL_KINDS),
         version_everywhere(), availability_at_least(ROLL_AVAILABILITY), error_window(budget_s=ROLL_E_S),
         extra={"from_version": a, "to_version": b, "upgrade_s": up.duration_s, "rollback_s": down.duration_s,

@@ -29,6 +29,7 @@ from harness.checkers.budgets import (
 from harness.checkers.cluster import converged
 from harness.checkers.counter import monotonic_reads, no_lost_writes, reads_see_acknowledged
 from harness.checkers.latency import latency_table, nearest_rank, phase_of, summarize
+from harness.checkers.linearizable import linearizable_counters
 from harness.checkers.measure import FaultMeasurement, Measurements, measure, measure_faults
 from harness.checkers.ownership import single_ownership
 from harness.checkers.verdict import (
@@ -64,6 +65,7 @@ __all__ = [
     "error_window",
     "failures_only_on",
     "latency_table",
+    "linearizable_counters",
     "measure",
     "measure_faults",
     "merge_verdicts",

@@ -1,0 +1,222 @@
+"""`goverse-harness bugs`: how often each seeded bug is caught by the scenarios meant to catch it, and
+how often the correct build raises a false alarm on the same selections.
+
+Why a matrix with rates: a bug shown caught once, by hand, says little — detection that depends on
+timing (a write in flight at the kill, a read in the stale window) is a rate, and a harness change can
+quietly lower it. Each bug runs against its selections N times, the correct build runs the same
+selections N times, and the command exits non-zero when a bug is caught less often than its stated
+rate or the correct build fails at all.
+
+Two parts: a pure one (:func:`build_matrix`, :func:`render_markdown`) that reads the ``run.json`` of
+each run, and a thin runner (:func:`bugs_main`) that calls ``goverse-harness run`` once per bug,
+selection and repeat, each in its own artifacts directory.
+
+Counting: a run *caught* the bug when one of its scenarios has verdict ``fail``; ``unknown`` is shown
+but is not a catch (it is not evidence of the bug). For the correct build, any verdict but ``pass``
+or ``skipped`` is a false alarm (``unknown`` fails a run too). A run that wrote no run.json (a crash
+before the report) counts as an error, never as a catch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.refstack.bugs import BUGS
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One `goverse-harness run` selection: a scenario file and a -k expression."""
+
+    file: str
+    k: str
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.file).stem}[{self.k}]"
+
+
+def _sel(file: str, k: str) -> Selection:
+    return Selection(f"scenarios/{file}", k)
+
+
+# bug -> the selections docs/seeded-bugs.md says catch it ("scenario expected to catch it")
+CATCHERS: dict[str, tuple[Selection, ...]] = {
+    "ack-before-persist": (_sel("test_restarts.py", "restart_node_sigkill"),),
+    "no-fencing": (_sel("test_chaos.py", "pause-one-node]"), _sel("test_partitions.py", "partition-isolate-node]")),
+    "stale-overwrite-on-rejoin": (_sel("test_chaos.py", "pause-one-node]"),
+                                  _sel("test_partitions.py", "partition-node-etcd]")),
+    "no-dedup": (_sel("test_restarts.py", "restart_node_graceful or restart_node_sigkill"),),
+    "ignore-sigterm": (_sel("test_restarts.py", "restart_node_graceful"),
+                       _sel("test_conformance.py", "sigterm_exit_within_grace")),
+    "ready-latched": (_sel("test_conformance.py", "ready_drops_on_sigterm or ready_drops_on_etcd_loss"),),
+    "slow-failover": (_sel("test_restarts.py", "restart_node_sigkill"),),
+    "lose-state-on-handover": (_sel("test_scaling.py", "scale_nodes_down"),),
+    "env-ignored": (_sel("test_conformance.py", "test_env_"),),
+    "no-secret-reload": (_sel("test_config_and_secrets.py", "secret_rotation"),),
+}
+
+# bug -> the share of runs that must catch it (issue 15: at least 9 of 10). A bug is caught in a run
+# when any of its selections fails; required catches = ceil(rate * N), so N = 1 requires 1 of 1.
+STATED_RATE: dict[str, float] = {bug: 0.9 for bug in BUGS}
+
+CORRECT = "(correct build)"
+
+
+@dataclass
+class Run:
+    """One `goverse-harness run` of one selection: ``bug`` None is the correct build."""
+
+    bug: str | None
+    selection: Selection
+    repeat: int
+    run_json: dict[str, Any] | None  # None: the run wrote no run.json
+    exit_code: int = 0
+    artifacts: str = ""
+
+
+@dataclass
+class Cell:
+    runs: int = 0
+    caught: int = 0  # verdict fail (for the correct build: a false alarm, fail or unknown)
+    unknown: int = 0
+    errors: int = 0
+    failed_checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "caught": self.caught, "unknown": self.unknown, "errors": self.errors,
+                "failed_checks": dict(sorted(self.failed_checks.items()))}
+
+
+def _scenarios(run: Run) -> list[dict[str, Any]]:
+    return list((run.run_json or {}).get("scenarios") or [])
+
+
+def build_matrix(runs: list[Run], rates: dict[str, float] | None = None) -> dict[str, Any]:
+    """The matrix from the runs' run.json: per bug and scenario id, caught k of N and which checks
+    failed; per bug, the runs (repeats) in which any selection caught it against the stated rate; for
+    the correct build, the false-alarm rate."""
+    rates = STATED_RATE if rates is None else rates
+    cells: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
+    caught_in: dict[str, set[int]] = defaultdict(set)
+    repeats: dict[str, set[int]] = defaultdict(set)
+    for run in runs:
+        row = run.bug or CORRECT
+        repeats[row].add(run.repeat)
+        scen = [s for s in _scenarios(run) if s.get("verdict") != "skipped"]
+        if not scen:
+            cells[row][run.selection.label].runs += 1
+            cells[row][run.selection.label].errors += 1
+            continue
+        for s in scen:
+            cell = cells[row][str(s.get("id"))]
+            cell.runs += 1
+            verdict = s.get("verdict")
+            bad = verdict == "fail" or (run.bug is None and verdict != "pass")
+            if verdict == "unknown":
+                cell.unknown += 1
+            if bad:
+                cell.caught += 1
+                caught_in[row].add(run.repeat)
+                for c in s.get("checks") or []:
+                    if c.get("verdict") in ("fail", "unknown"):
+                        cell.failed_checks[str(c.get("name"))] += 1
+    bugs: dict[str, Any] = {}
+    for row in sorted(r for r in cells if r != CORRECT):
+        n = len(repeats[row])
+        rate = rates.get(row, 1.0)
+        need = math.ceil(rate * n - 1e-9)
+        k = len(caught_in[row])
+        bugs[row] = {"repeats": n, "caught": k, "stated_rate": rate, "required": need, "ok": k >= need,
+                     "scenarios": {sid: c.to_dict() for sid, c in sorted(cells[row].items())}}
+    correct: dict[str, Any] | None = None
+    if CORRECT in cells:
+        total = sum(c.runs for c in cells[CORRECT].values())
+        alarms = sum(c.caught + c.errors for c in cells[CORRECT].values())
+        correct = {"runs": total, "false_alarms": alarms,
+                   "false_alarm_rate": round(alarms / total, 4) if total else None,
+                   "scenarios": {sid: c.to_dict() for sid, c in sorted(cells[CORRECT].items())}}
+    ok = all(b["ok"] for b in bugs.values()) and (correct is None or correct["false_alarms"] == 0)
+    return {"bugs": bugs, "correct_build": correct, "ok": ok}
+
+
+def render_markdown(matrix: dict[str, Any]) -> str:
+    """The matrix as a Markdown table (bug × scenario → caught k/N, failed checks)."""
+    lines = ["| bug | scenario | caught | failed checks |", "|---|---|---|---|"]
+    for bug, b in matrix["bugs"].items():
+        for sid, c in b["scenarios"].items():
+            extra = f" ({c['unknown']} unknown)" if c["unknown"] else ""
+            extra += f" ({c['errors']} errors)" if c["errors"] else ""
+            checks = ", ".join(f"{n} {k}/{c['runs']}" for n, k in c["failed_checks"].items()) or "—"
+            lines.append(f"| `{bug}` | {sid} | {c['caught']}/{c['runs']}{extra} | {checks} |")
+    lines.append("")
+    lines.append("| bug | caught in runs | stated rate | verdict |")
+    lines.append("|---|---|---|---|")
+    for bug, b in matrix["bugs"].items():
+        verdict = "ok" if b["ok"] else f"BELOW RATE (needs {b['required']})"
+        lines.append(f"| `{bug}` | {b['caught']}/{b['repeats']} | {b['stated_rate']:.0%} | {verdict} |")
+    cb = matrix["correct_build"]
+    if cb is not None:
+        lines.append("")
+        lines.append(f"Correct build: {cb['false_alarms']} false alarms in {cb['runs']} scenario runs "
+                     f"(rate {cb['false_alarm_rate']}).")
+        for sid, c in cb["scenarios"].items():
+            if c["caught"] or c["errors"]:
+                checks = ", ".join(f"{n} {k}/{c['runs']}" for n, k in c["failed_checks"].items()) or "—"
+                lines.append(f"- {sid}: {c['caught'] + c['errors']}/{c['runs']} ({checks})")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the runner ---------------------------------------------------------------------------------------
+def _run_once(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str]) -> Run:
+    art = out / "runs" / (bug or "correct") / sel.label.replace("/", "_").replace(" ", "_") / str(repeat)
+    cmd = [sys.executable, "-m", "harness.cli", "run", sel.file, "-k", sel.k, "-q", "--artifacts", str(art),
+           *(["--bug", bug] if bug else []), *extra]
+    print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: {' '.join(cmd[2:])}", flush=True)
+    proc = subprocess.run(cmd, check=False)  # output goes to the terminal: the run's own progress
+    found = sorted(art.glob("runs/*/run.json"))
+    data = json.loads(found[-1].read_text(encoding="utf-8")) if found else None
+    return Run(bug, sel, repeat, data, proc.returncode, str(art))
+
+
+def bugs_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="goverse-harness bugs", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=1, help="runs of each selection per bug and for the correct build")
+    p.add_argument("--only", action="append", default=[], metavar="BUG",
+                   help=f"only this seeded bug (repeatable): {', '.join(CATCHERS)}")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifacts directory")
+    p.add_argument("--no-correct", action="store_true", help="skip the correct build's runs")
+    args, extra = p.parse_known_args(argv)
+    if args.repeat < 1:
+        p.error(f"--repeat: must be a positive number of runs, got {args.repeat}")
+    unknown = [b for b in args.only if b not in CATCHERS]
+    if unknown:
+        p.error(f"--only: unknown seeded bug {unknown[0]!r}; known: {', '.join(CATCHERS)}")
+    bugs = args.only or list(CATCHERS)
+    out = args.artifacts / "bugs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[Run] = []
+    for i in range(args.repeat):
+        for bug in bugs:
+            runs += [_run_once(bug, sel, i, out, extra) for sel in CATCHERS[bug]]
+        if not args.no_correct:
+            sels = list(dict.fromkeys(s for b in bugs for s in CATCHERS[b]))
+            runs += [_run_once(None, sel, i, out, extra) for sel in sels]
+    matrix = build_matrix(runs)
+    matrix["runs"] = [{"bug": r.bug, "selection": r.selection.label, "repeat": r.repeat, "exit_code": r.exit_code,
+                       "artifacts": r.artifacts, "run_id": (r.run_json or {}).get("run_id")} for r in runs]
+    (out / "matrix.json").write_text(json.dumps(matrix, indent=2) + "\n", encoding="utf-8")
+    md = render_markdown(matrix)
+    (out / "matrix.md").write_text(md, encoding="utf-8")
+    print(md)
+    print(f"matrix: {out / 'matrix.json'}, {out / 'matrix.md'}")
+    return 0 if matrix["ok"] else 1

@@ -1,0 +1,90 @@
+"""The detection matrix built from real run.json files (tests/data/runs: a slow-failover run caught by
+its RTO check, a no-fencing pause run caught by L/M, correct restart and chaos runs), and the catcher
+table checked against the seeded bugs and the scenarios that exist."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.bugmatrix import CATCHERS, CORRECT, STATED_RATE, Run, Selection, build_matrix, render_markdown
+from harness.refstack.bugs import BUGS
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = Path(__file__).parent / "data" / "runs"
+RESTART = Selection("scenarios/test_restarts.py", "restart_node_sigkill")
+PAUSE = Selection("scenarios/test_chaos.py", "pause-one-node]")
+
+
+@cache
+def run_json(name: str) -> dict[str, Any]:
+    return json.loads((RUNS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_a_caught_bug_and_a_clean_correct_build() -> None:
+    m = build_matrix([Run("slow-failover", RESTART, 0, run_json("restart_sigkill_slow_failover")),
+                      Run(None, RESTART, 0, run_json("restarts_correct"))])
+    b = m["bugs"]["slow-failover"]
+    assert (b["caught"], b["repeats"], b["required"], b["ok"]) == (1, 1, 1, True)
+    cell = b["scenarios"]["restarts.test_restart_node_sigkill"]
+    assert cell["caught"] == 1 and cell["failed_checks"] == {"rto": 1}
+    cb = m["correct_build"]
+    assert cb["runs"] == 3 and cb["false_alarms"] == 0 and cb["false_alarm_rate"] == 0.0
+    assert m["ok"] is True
+    md = render_markdown(m)
+    assert "| `slow-failover` | restarts.test_restart_node_sigkill | 1/1 | rto 1/1 |" in md
+    assert "0 false alarms in 3 scenario runs" in md
+
+
+def test_the_checks_that_failed_are_named() -> None:
+    m = build_matrix([Run("no-fencing", PAUSE, 0, run_json("pause_no_fencing"))])
+    cell = m["bugs"]["no-fencing"]["scenarios"]["chaos.test_pause_node-pause-one-node"]
+    assert {"no_lost_writes", "monotonic_reads", "reads_see_acknowledged"} <= set(cell["failed_checks"])
+    assert "single_ownership" not in cell["failed_checks"]  # O passed in this run: the matrix says so
+    assert m["correct_build"] is None
+
+
+def test_caught_less_often_than_the_stated_rate_is_not_ok() -> None:
+    runs = [Run("no-fencing", PAUSE, 0, run_json("pause_no_fencing")),
+            Run("no-fencing", PAUSE, 1, run_json("chaos_kill_pause_correct"))]  # a repeat that missed it
+    m = build_matrix(runs)
+    b = m["bugs"]["no-fencing"]
+    assert (b["caught"], b["repeats"], b["required"], b["ok"], m["ok"]) == (1, 2, 2, False, False)
+    assert "BELOW RATE (needs 2)" in render_markdown(m)
+    assert build_matrix(runs, rates={"no-fencing": 0.5})["ok"] is True
+
+
+def test_a_run_without_run_json_is_an_error_never_a_catch() -> None:
+    m = build_matrix([Run("no-fencing", PAUSE, 0, None, exit_code=4)])
+    b = m["bugs"]["no-fencing"]
+    assert b["caught"] == 0 and b["ok"] is False
+    assert b["scenarios"][PAUSE.label]["errors"] == 1
+
+
+def test_a_failing_correct_build_is_a_false_alarm() -> None:
+    m = build_matrix([Run(None, PAUSE, 0, run_json("pause_no_fencing")),
+                      Run(None, PAUSE, 0, run_json("chaos_kill_pause_correct"))])
+    cb = m["correct_build"]
+    assert cb["false_alarms"] == 1 and cb["runs"] == 3 and m["ok"] is False
+    assert "chaos.test_pause_node-pause-one-node: 1/2" in render_markdown(m)
+    assert CORRECT not in m["bugs"]
+
+
+def test_every_seeded_bug_has_catchers_and_a_rate() -> None:
+    assert set(CATCHERS) == set(BUGS) == set(STATED_RATE)
+    for sels in CATCHERS.values():
+        assert sels and all((ROOT / s.file).is_file() for s in sels)
+
+
+@pytest.mark.parametrize("sel", sorted({s for sels in CATCHERS.values() for s in sels}, key=lambda s: s.label),
+                         ids=lambda s: s.label)
+def test_every_catcher_selects_a_scenario(sel: Selection) -> None:
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          sel.file, "-k", sel.k], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "::" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
