@@ -30,7 +30,9 @@ from harness.platforms.local.services import EtcdCluster, PostgresServer, find_e
 from tests.need import in_ci
 
 CI_MAY_SKIP = re.compile(r"Kubernetes|kubectl|kube context|Chaos Mesh (is not installed|present)|GVH_CHECKOV|"
-                         r"go is not on PATH|actionlint|not in harness/cli.py yet")
+                         r"go is not on PATH|actionlint|not in harness/cli.py yet|"
+                         # the binaries cluster's up/down tests run in the Kubernetes tier (scripts/test-kubernetes)
+                         r"scripts/test-kubernetes sets GVH_TEST_BINARIES_CLUSTER")
 
 
 @pytest.hookimpl(wrapper=True)
