@@ -226,7 +226,7 @@ def test_chart_rendered_rules_pass_the_promtool_unit_tests(helm: str, tmp_path: 
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_chart_copies_of_rules_and_dashboards_equal_the_kustomize_ones() -> None:
+def test_chart_copies_of_rules_dashboards_and_scripts_equal_the_kustomize_ones() -> None:
     rule = next(d for d in yaml.safe_load_all(
         (ROOT / "manifests/components/monitoring/prometheusrule.yaml").read_text()) if d)
     assert yaml.safe_load((CHART / "files/prometheusrule-groups.yaml").read_text()) == rule["spec"]
@@ -236,6 +236,9 @@ def test_chart_copies_of_rules_and_dashboards_equal_the_kustomize_ones() -> None
     for name in mine:
         assert json.loads((CHART / "files/dashboards" / name).read_text()) == json.loads(
             (ROOT / "manifests/components/dashboards" / name).read_text()), name
+    # Helm reads no file outside the chart, so the Goverse config renderer is a copy: the same bytes
+    script = "render-config.sh"
+    assert (CHART / "files" / script).read_bytes() == (ROOT / "manifests/stacks/goverse" / script).read_bytes()
 
 
 # --- the same workloads as kustomize ------------------------------------------------------------------------
