@@ -53,10 +53,12 @@ class Scenario:
         # the SLO and what the stack exposes travel with the history, so an offline rebuild judges
         # with the same SLO and says not-applicable for the same reasons
         slo_ms = float(getattr(settings, "slo_ms", None) or MeasureParams().slo_ms)
-        self.capabilities = capabilities.for_spec(deployment.spec)
-        self.recorder = Recorder(self.dir / "history.jsonl",
-                                 meta={"scenario": scenario_id, "slo_ms": slo_ms,
-                                       capabilities.META_KEY: self.capabilities.to_meta()})
+        spec = getattr(deployment, "spec", None)  # None: a scenario built without a stack (unit tests)
+        self.capabilities = capabilities.for_spec(spec) if spec is not None else None
+        meta: dict[str, Any] = {"scenario": scenario_id, "slo_ms": slo_ms}
+        if self.capabilities is not None:
+            meta[capabilities.META_KEY] = self.capabilities.to_meta()
+        self.recorder = Recorder(self.dir / "history.jsonl", meta=meta)
         self.nemesis = Nemesis(injector, self.recorder)
         self.workloads: list[Workload] = []
         self.extra: dict[str, Any] = {}

@@ -78,6 +78,9 @@ def test_a_scenario_records_the_declaration_in_its_history(tmp_path: Path) -> No
     sc.recorder.close()
     h = History.load(tmp_path / "history.jsonl")
     assert caps.Capabilities.from_meta(h.meta) == GOVERSE_FAST and h.meta["slo_ms"] == 1000.0
+    bare = Scenario("b", tmp_path / "b", deployment=None, injector=None, settings=None, seed_tag="t")  # type: ignore[arg-type]
+    bare.recorder.close()
+    assert caps.META_KEY not in History.load(tmp_path / "b" / "history.jsonl").meta  # no stack, no declaration
 
 
 # ---- O: single ownership -----------------------------------------------------------------------------------
@@ -168,3 +171,30 @@ def test_report_run_json_and_junit_show_not_applicable_with_the_reason(tmp_path:
     html = run.report_html.read_text()
     assert 'class="v v-not-applicable">not-applicable</span>' in html
     assert "stack goverse exposes no ownership epochs on call answers" in html
+
+
+def test_the_stored_state_is_not_read_on_a_stack_that_saves_every_five_minutes(tmp_path: Path) -> None:
+    import sys
+
+    from harness.history import Recorder
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scenarios"))
+    try:
+        import chaos_checks
+    finally:
+        sys.path.pop(0)
+
+    class Stack:  # a StoredState whose reads would fail loudly: the rule must stop before reading
+        spec = StackSpec(stack="goverse")
+
+        def persisted_objects(self, keys: list[str]) -> dict[str, object]:
+            raise AssertionError("read the stored state of a stack that saves every 5 min")
+
+    class Sc:
+        recorder = Recorder(tmp_path / "h.jsonl", meta={caps.META_KEY: GOVERSE_DEFAULT.to_meta()})
+
+    chaos_checks.record_persisted(Stack(), Sc(), ["a"])
+    h = Sc.recorder.history()
+    assert [s.value for s in h.samples("persisted")] == [{"not_applicable": caps.stored_state_reason(GOVERSE_DEFAULT)}]
+    assert persisted_not_behind(h).verdict is Verdict.NOT_APPLICABLE
+    Sc.recorder.close()
