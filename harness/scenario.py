@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness import capabilities
 from harness.checkers.availability import MeasureParams
 from harness.checkers.measure import lag_by_phase, measure, starvation
 from harness.checkers.verdict import Check, Checker, CheckResult, Verdict, check
@@ -49,9 +50,15 @@ class Scenario:
         self.deployment = deployment
         self.settings = settings
         self.platform = platform
-        # the SLO travels with the history, so an offline rebuild judges with the same one
+        # the SLO and what the stack exposes travel with the history, so an offline rebuild judges
+        # with the same SLO and says not-applicable for the same reasons
         slo_ms = float(getattr(settings, "slo_ms", None) or MeasureParams().slo_ms)
-        self.recorder = Recorder(self.dir / "history.jsonl", meta={"scenario": scenario_id, "slo_ms": slo_ms})
+        spec = getattr(deployment, "spec", None)  # None: a scenario built without a stack (unit tests)
+        self.capabilities = capabilities.for_spec(spec) if spec is not None else None
+        meta: dict[str, Any] = {"scenario": scenario_id, "slo_ms": slo_ms}
+        if self.capabilities is not None:
+            meta[capabilities.META_KEY] = self.capabilities.to_meta()
+        self.recorder = Recorder(self.dir / "history.jsonl", meta=meta)
         self.nemesis = Nemesis(injector, self.recorder)
         self.workloads: list[Workload] = []
         self.extra: dict[str, Any] = {}

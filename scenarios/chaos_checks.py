@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.capabilities import for_spec, stored_state_reason, stored_state_wait
 from harness.checkers.chaos import PERSISTED_F
 from harness.checkers.verdict import Check
 from harness.history import History
@@ -92,26 +93,24 @@ def final_reads_and_stored(stack: Any, scenario: Any, timeout: float, *workloads
 
 
 # ---- the stored state oracle ----------------------------------------------------------------------------
-SETTLE_STORED_S = 5.0  # how long a stack that persists behind its acks gets to catch up
-
-
 def stored_settle(stack: Any) -> tuple[float, float]:
     """(interval between two reads that must agree, deadline) for the stored state, from what the stack
-    promises: the reference stack persists before acknowledging; real Goverse saves every persistence
-    interval (``goverse_persistence_interval``), so two reads must be one interval apart to prove it
-    has nothing left to save, and it gets a few intervals to catch up."""
-    every = getattr(stack.spec, "goverse_persistence_interval", None) or 0.0
-    if getattr(stack.spec, "stack", "reference") != "goverse" or not every:
-        return 0.5, SETTLE_STORED_S
-    gap = every + 0.5
-    return gap, max(SETTLE_STORED_S, 3 * gap)
+    declares (harness.capabilities.stored_state_wait): the reference stack persists before
+    acknowledging; real Goverse saves every persistence interval, so two reads must be one interval
+    apart to prove it has nothing left to save, and it gets a few intervals (capped) to catch up."""
+    return stored_state_wait(for_spec(stack.spec))
 
 
 def record_persisted(stack: Any, scenario: Any, keys: list[str]) -> None:
     """Sample what PostgreSQL holds for ``keys`` into the history (for :func:`persisted_not_behind`),
-    once it has settled: two reads 0.5 s apart agree (bounded by ``SETTLE_STORED_S``), so a stack that
+    once it has settled: two reads 0.5 s apart agree (bounded by ``stored_settle``), so a stack that
     legitimately persists a moment after acknowledging is judged on what it stores, not on its lag.
-    Call it after the load stopped."""
+    Call it after the load stopped. A stack whose periodic save is longer than a scenario waits
+    (harness.capabilities.stored_state_reason) is not read at all: the checker says not-applicable."""
+    skip = stored_state_reason(for_spec(stack.spec))
+    if skip is not None:
+        scenario.recorder.sample(PERSISTED_F, {"not_applicable": skip})
+        return
     if not isinstance(stack, StoredState):
         scenario.recorder.sample(PERSISTED_F, {"error": "the platform gives no access to the stored state"})
         return

@@ -248,6 +248,39 @@ def test_log_level() -> None:
     assert jo.judge_log_level("", "warn", jline("warning"), "info").verdict == "unknown"
 
 
+GOVERSE_LOG = """--- node-0: /tmp/goverse-build/goverse-app --config c.yaml
+goverse-app: Counter and Wallet registered, persistence interval 1s
+[2026-12-03 12:31:30.159] [WARN] [ConsensusManager] ConsensusManager not ready: No nodes available
+[2026-12-03 12:31:35.162] [ERROR] [Cluster] Failed to claim shard ownership
+"""
+
+
+def test_log_levels_of_text_lines_are_counted() -> None:
+    assert jo.level_counts(GOVERSE_LOG) == {"unparsed": 1, "warn": 1, "error": 1}
+    assert jo.line_level('ts=1 level=info msg="m"') == "info" and jo.line_level("plain text") is None
+    assert jo.judge_json_logs({"n": GOVERSE_LOG}).verdict == "fail"  # text lines are still not JSON
+
+
+def test_log_level_fails_when_a_busy_verbose_run_logged_nothing_below_the_quiet_level() -> None:
+    busy = GOVERSE_LOG * 10  # 20 leveled records at LOG_LEVEL=info, all warn or error (Goverse ignores it)
+    j = jo.judge_log_level(GOVERSE_LOG, "warn", busy, "info")
+    assert j.verdict == "fail" and "LOG_LEVEL=info logged 20 records, none below warn" in j.evidence
+    assert jo.judge_log_level(GOVERSE_LOG, "warn", GOVERSE_LOG * 9, "info").verdict == "unknown"  # too few
+    info = "[2026-12-03 12:31:30.159] [INFO] [Node] started\n"
+    assert jo.judge_log_level(GOVERSE_LOG, "warn", busy + info, "info").verdict == "pass"
+    assert jo.judge_log_level(GOVERSE_LOG + info, "warn", busy + info, "info").verdict == "fail"
+
+
+def test_pod_info_judged_on_the_stacks_own_nodes_when_the_pod_node_did_not_run() -> None:
+    why = "the POD_NAME node did not run"
+    plain: jo.Samples = [("goverse_shards_total", {"node": "a"}, 3.0)]
+    j = jo.judge_pod_info_elsewhere({"node-0": plain, "node-1": plain, "node-2": None}, why)
+    assert j.verdict == "fail" and "none of the 2 running nodes (node-0, node-1) exposes goverse_pod_info" in j.evidence
+    with_info: jo.Samples = [*plain, ("goverse_pod_info", {"pod_name": "node-0"}, 1.0)]
+    assert jo.judge_pod_info_elsewhere({"node-0": with_info, "node-1": plain}, why).verdict == "unknown"
+    assert jo.judge_pod_info_elsewhere({"node-0": None}, why).verdict == "unknown"
+
+
 def test_no_secret() -> None:
     assert jo.judge_no_secret([], 12).verdict == "pass"
     j = jo.judge_no_secret(["logs/node-0.log"], 12)

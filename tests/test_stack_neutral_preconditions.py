@@ -111,3 +111,5 @@ def test_stored_state_settles_over_the_stacks_persistence_interval() -> None:
     assert checks.stored_settle(Stack("reference")) == (0.5, 5.0)  # persisted before the ack
     assert checks.stored_settle(Stack("goverse", 1.0)) == (1.5, 5.0)  # reads a save apart
     assert checks.stored_settle(Stack("goverse", 4.0)) == (4.5, 13.5)
+    assert checks.stored_settle(Stack("goverse", 9.0)) == (9.5, 28.5)  # the longest interval still judged
+    assert checks.stored_settle(Stack("goverse")) == (300.5, 30.0)  # Goverse's 5 min default: capped

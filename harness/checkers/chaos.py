@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.capabilities import Capabilities, stored_state_reason
 from harness.checkers.bounds import increment_bounds
 from harness.checkers.latency import nearest_rank, phase_of
 from harness.checkers.ops import FINAL_FS, as_int
@@ -25,11 +26,21 @@ PERSISTED_F = "persisted"  # the sample scenarios/chaos_checks.record_persisted 
 def persisted_not_behind(history: History) -> Check:
     """L on the stored state: after the run, PostgreSQL holds, per key, at least the acknowledged sum of
     increments and at most that plus the indeterminate ones. Less means acknowledged writes live only
-    in a node's memory — or were overwritten by a stale node — and the next reload loses them."""
+    in a node's memory — or were overwritten by a stale node — and the next reload loses them.
+
+    Not applicable when the stack declares (history meta, harness.capabilities) a periodic save longer
+    than a scenario waits (the rule: ``capabilities.stored_state_reason``): its stored state lags by
+    design. A stack that persists before acknowledging, or often enough, with no sample is unknown."""
     name = "persisted_not_behind"
+    caps = Capabilities.from_meta(history.meta)
+    skip = stored_state_reason(caps) if caps is not None else None
+    if caps is not None and skip is not None:
+        return Check(name, Verdict.NOT_APPLICABLE, skip,
+                     {"capability": "persistence_interval_s", "persistence_interval_s": caps.persistence_interval_s})
     samples = [s.value for s in history.samples(PERSISTED_F) if isinstance(s.value, dict)]
     if not samples or "values" not in samples[-1]:
-        why = samples[-1].get("error") if samples else "no sample of the stored state"
+        why = (samples[-1].get("error") or samples[-1].get("not_applicable") or "a sample without values"
+               if samples else "no sample of the stored state")
         return Check(name, Verdict.UNKNOWN, f"stored state unknown: {why}", {})
     keys, stored = samples[-1]["keys"], samples[-1]["values"]
     every = increment_bounds(history, keys=keys)

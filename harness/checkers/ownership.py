@@ -9,8 +9,11 @@ violations:
    fencing; a paused node that came back).
 2. *split brain*: two different nodes served the same key under the same epoch.
 
-Ops without an epoch are ignored; if no op carries one the verdict is ``unknown`` ("stack exposes no
-ownership epochs"), because silence about ownership is not evidence of single ownership.
+Ops without an epoch are ignored. If no op carries one, what the stack declared decides (the history's
+meta, harness.capabilities): a stack that declares no epochs (Goverse v0.1.1 has none) makes the check
+``not-applicable`` with that reason — there is nothing to observe; a stack that declares them, or a
+history with no declaration, makes it ``unknown``: epochs were promised and are missing, a harness or
+stack defect that must show, because silence about ownership is not evidence of single ownership.
 
 ``Check.data``: ``{"ops_with_epoch": n, "keys": n, "stale": [{key, op_id, t, node, epoch, newer_epoch,
 newer_node, newer_op_id, newer_done_t}], "split": [{key, epoch, nodes}]}``
@@ -22,6 +25,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from typing import Any
 
+from harness.capabilities import Capabilities
 from harness.checkers.ops import epoch_of, served_by
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
 from harness.history import History, Op
@@ -40,8 +44,17 @@ def single_ownership() -> Checker:
                 by_key[op.key].append(op)
         n_ops = sum(len(v) for v in by_key.values())
         if not n_ops:
-            return Check(NAME, Verdict.UNKNOWN, "stack exposes no ownership epochs: no ok op carried one",
-                         {"ops_with_epoch": 0})
+            caps = Capabilities.from_meta(history.meta)
+            if caps is not None and not caps.epochs:
+                return Check(NAME, Verdict.NOT_APPLICABLE,
+                             f"stack {caps.stack} exposes no ownership epochs on call answers (X-Goverse-Node/"
+                             "X-Goverse-Epoch headers): which owner served a call cannot be observed",
+                             {"ops_with_epoch": 0, "capability": "epochs", "declared": False})
+            why = ("no ownership epochs: no ok op carried one (the history declares no capabilities)"
+                   if caps is None else f"stack {caps.stack} declares ownership epochs, but no ok op carried one")
+            return Check(NAME, Verdict.UNKNOWN, why,
+                         {"ops_with_epoch": 0, "capability": "epochs",
+                          "declared": None if caps is None else True})
         stale: list[dict[str, Any]] = []
         split: list[dict[str, Any]] = []
         for key, ops in sorted(by_key.items()):

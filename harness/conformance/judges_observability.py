@@ -109,6 +109,22 @@ def judge_pod_info(samples: Samples | None, pod_name: str, instance: str) -> Jud
     return passed(f"{instance}: goverse_pod_info{labels} = 1", labels=labels)
 
 
+def judge_pod_info_elsewhere(per_node: Mapping[str, Samples | None], why: str) -> Judgement:
+    """2.5-pod-info-metric when the POD_NAME node could not run (``why``): the metric may still be
+    judged absent. If none of the stack's own nodes exposes any ``goverse_pod_info`` series, the
+    requirement fails whatever POD_NAME would have done (the metric family does not exist); if some
+    do, their pod_name cannot be tied to POD_NAME, so it stays unknown."""
+    read = {n: s for n, s in per_node.items() if s}
+    if not read:
+        return unknown(f"{why}, and no node's metrics could be read either")
+    having = sorted(n for n, samples in read.items() if any(name == "goverse_pod_info" for name, _, _ in samples))
+    if having:
+        return unknown(f"{why}; {', '.join(having)} expose goverse_pod_info, but were not started from POD_NAME, "
+                       "so its pod_name cannot be checked", nodes=having)
+    return failed(f"none of the {len(read)} running nodes ({', '.join(sorted(read))}) exposes goverse_pod_info at "
+                  f"all ({why})", nodes=sorted(read))
+
+
 def judge_readiness_metrics(per_instance: Mapping[str, Samples], ready: Mapping[str, bool]) -> Judgement:
     """goverse_k8s_ready agrees with /ready, goverse_k8s_startup_time_seconds is a positive number."""
     if not per_instance:
@@ -186,13 +202,32 @@ def judge_json_logs(logs: Mapping[str, str]) -> Judgement:
                   "time and message", **data)
 
 
+#: a level in a text log line: ``[2026-12-03 12:31:30.159] [WARN] [Cluster] …`` (Goverse's logger) or
+#: logfmt ``level=info``; only for counting levels (2.6-log-level), never for 2.6-json-logs
+TEXT_LEVEL = re.compile(r"^(?:\[[^\]]*\]\s*)?\[(?P<b>[A-Za-z]+)\]|\blevel=(?P<k>[A-Za-z]+)\b")
+
+
+def line_level(line: str) -> str | None:
+    """The level of one log line, JSON or text; None when it names none that LEVELS knows."""
+    rec = parse_line(line)
+    level = rec.level
+    if level is None:
+        m = TEXT_LEVEL.search(line)
+        level = (m.group("b") or m.group("k")).lower() if m else None
+    return level if level in LEVELS else None
+
+
 def level_counts(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in process_lines(text):
-        rec = parse_line(line)
-        key = rec.level if rec.level in LEVELS else "unparsed"
+        key = line_level(line) or "unparsed"
         out[key] = out.get(key, 0) + 1
     return out
+
+
+#: a verbose run that logged at least this many records, none below the quiet level, shows the variable
+#: changed nothing (a process that logs this much at warn+ and never at info was not set to info)
+LOG_LEVEL_MIN_RECORDS = 20
 
 
 def judge_log_level(quiet: str, quiet_level: str, verbose: str, verbose_level: str) -> Judgement:
@@ -206,8 +241,13 @@ def judge_log_level(quiet: str, quiet_level: str, verbose: str, verbose_level: s
     if below_q:
         return failed(f"LOG_LEVEL={quiet_level} still logged {below_q}", **data)
     if not below_v:
-        return unknown(f"LOG_LEVEL={verbose_level} logged nothing below {quiet_level} either ({v}); cannot tell "
-                       "whether LOG_LEVEL changes anything", **data)
+        leveled = sum(n for k, n in v.items() if k in LEVELS)
+        if leveled >= LOG_LEVEL_MIN_RECORDS:
+            return failed(f"LOG_LEVEL={verbose_level} logged {leveled} records, none below {quiet_level} ({v}), "
+                          f"like LOG_LEVEL={quiet_level} ({q or 'nothing'}): the variable changed nothing that "
+                          "was logged", **data)
+        return unknown(f"LOG_LEVEL={verbose_level} logged nothing below {quiet_level} either ({v}) and too few "
+                       f"records (< {LOG_LEVEL_MIN_RECORDS}) to tell whether LOG_LEVEL changes anything", **data)
     return passed(f"LOG_LEVEL={verbose_level}: {v}; LOG_LEVEL={quiet_level}: {q or 'nothing'} — nothing below "
                   f"{quiet_level}", **data)
 

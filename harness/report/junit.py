@@ -1,7 +1,10 @@
 """junit.xml for CI: one ``<testcase>`` per scenario.
 
 Mapping (what CI systems display): ``fail`` → ``<failure message=reason>``, ``unknown`` → ``<error
-message=reason>`` (the harness could not decide; still red), ``skipped`` → ``<skipped message=reason>``.
+message=reason>`` (the harness could not decide; still red), ``skipped`` → ``<skipped message=reason>``,
+``not-applicable`` (every check said the requirement does not apply) → ``<skipped message="not applicable:
+reason">`` — never shown as a pass. A passing scenario with some not-applicable checks keeps them, with
+their reasons, in ``<system-out>`` and counts them in its ``not_applicable_checks`` property.
 The checks go into the element text and the headline numbers into ``<properties>``, so the CI page
 alone says which invariant broke and by how much (Sonobuoy's e2e.log + junit_01.xml idea).
 """
@@ -30,13 +33,15 @@ def _checks_text(s: dict[str, Any]) -> str:
 
 def junit_xml(run: dict[str, Any]) -> str:
     scenarios = run.get("scenarios", [])
-    count = {v: sum(1 for s in scenarios if s.get("verdict") == v) for v in ("fail", "unknown", "skipped")}
+    count = {v: sum(1 for s in scenarios if s.get("verdict") == v)
+             for v in ("fail", "unknown", "skipped", "not-applicable")}
     total_time = sum(s.get("duration_s") or 0.0 for s in scenarios)
     suites = ET.Element("testsuites", name="goverse-harness")
     suite = ET.SubElement(
         suites, "testsuite", name=f"goverse-harness {run.get('run_id', '')}".strip(),
         tests=str(len(scenarios)), failures=str(count["fail"]), errors=str(count["unknown"]),
-        skipped=str(count["skipped"]), time=f"{total_time:.3f}", timestamp=str(run.get("started_at") or ""),
+        skipped=str(count["skipped"] + count["not-applicable"]), time=f"{total_time:.3f}",
+        timestamp=str(run.get("started_at") or ""),
     )
     props = ET.SubElement(suite, "properties")
     for key in ("run_id", "platform", "stack"):
@@ -61,6 +66,11 @@ def junit_xml(run: dict[str, Any]) -> str:
             ET.SubElement(case, "error", message=reason, type="unknown").text = _checks_text(s)
         elif verdict == "skipped":
             ET.SubElement(case, "skipped", message=reason)
+        elif verdict == "not-applicable":
+            ET.SubElement(case, "skipped", message=f"not applicable: {reason}", type="not-applicable")
+        na = sum(1 for c in s.get("checks", []) if c.get("verdict") == "not-applicable")
+        if na:
+            ET.SubElement(cprops, "property", name="not_applicable_checks", value=str(na))
         if s.get("checks"):
             ET.SubElement(case, "system-out").text = _checks_text(s)
     ET.indent(suites)
