@@ -10,6 +10,7 @@ from __future__ import annotations
 # Window kinds (``nemesis`` events) written by the operations below.
 SCALE_KINDS = ("scale-node", "scale-gate")
 ROLL_KINDS = ("config-update", "rolling-upgrade", "rollback")
+RESTART_ROLL_KIND = "restart-rollout"  # per-instance windows of a rolling restart
 BACKUP_KIND, WIPE_KIND, RESTORE_KIND, VOLUME_LOSS_KIND, ROTATE_KIND = (
     "backup", "wipe", "restore", "volume-loss", "rotate-secret")
 # Sample names (``sample`` events) the operation checkers read.

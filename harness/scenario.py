@@ -25,6 +25,7 @@ from harness.checkers.measure import lag_by_phase, measure, starvation
 from harness.checkers.verdict import Check, Checker, CheckResult, Verdict, check
 from harness.faults.nemesis import Injector, Nemesis
 from harness.history import NO_COMPLETION, History, Recorder
+from harness.platforms.actions import BindsOperations
 from harness.platforms.base import Deployment, Platform, Unsupported
 from harness.waiting import WaitTimeout, wait_until
 from harness.workload.runner import Workload, WorkloadSpec
@@ -60,6 +61,9 @@ class Scenario:
             meta[capabilities.META_KEY] = self.capabilities.to_meta()
         self.recorder = Recorder(self.dir / "history.jsonl", meta=meta)
         self.nemesis = Nemesis(injector, self.recorder)
+        if platform is not None and isinstance(injector, BindsOperations):
+            # operator-action faults record their inner windows and samples into this history
+            injector.use_operations(lambda: platform.operations(deployment, self.recorder))
         self.workloads: list[Workload] = []
         self.extra: dict[str, Any] = {}
         self.result: CheckResult | None = None
@@ -84,10 +88,16 @@ class Scenario:
                    record: bool = True) -> Operations:
         """The platform's operator actions on this stack, recording their windows into this history
         (``record=False``: set-up steps outside the experiment; ``on_endpoints``: e.g. the workload's
-        ``set_gates``, so clients follow a roll). A platform without them raises ``Unsupported``."""
+        ``set_gates``, so clients follow a roll). A platform without them raises ``Unsupported``.
+
+        Recorded ones are also handed to the nemesis, so operator-action faults (``ScaleTo``,
+        ``UpdateConfig``…, applied with ``scenario.nemesis``) publish gates to the same workload."""
         if self.platform is None:
             raise Unsupported("this scenario was made without a platform: no operator actions")
-        return self.platform.operations(self.deployment, self.recorder if record else None, on_endpoints)
+        ops = self.platform.operations(self.deployment, self.recorder if record else None, on_endpoints)
+        if record and isinstance(self.nemesis.injector, BindsOperations):
+            self.nemesis.injector.use_operations(ops)  # the nemesis's operator actions use these from now on
+        return ops
 
     @contextlib.contextmanager
     def observing(self, interval: float = 0.25) -> Iterator[None]:

@@ -20,6 +20,11 @@ nodes are stopped they keep serving reads of active objects from memory (writes 
 (reads) dips only when the recovery stops them: the probe RTO is measured from the restore window,
 ``fault_to_ready_s`` from the loss.
 
+Every step is an operator-action fault applied by the nemesis (``TakeBackup``, ``Wipe``, ``VolumeLoss``):
+each gets a window in the history, and the loss's guaranteed undo is the recovery — its heal restores
+from the backup — so the window runs from the loss to "restored and ready" and a scenario that failed
+in between still gets its data back. A backup has no undo (its heal verifies its files are there).
+
 The backup files live in the stack's run directory (``stacks/test_backup_restore/backups/``): they
 hold counters and the shard map, no secret (pg_dump does not dump role passwords).
 """
@@ -35,7 +40,7 @@ import pytest
 from harness import budgets
 from harness.checkers import converged, no_lost_writes, reads_see_acknowledged, rto
 from harness.checkers.operations import no_lost_writes_after_restore, restored_matches_backup
-from harness.faults.spec import Restart
+from harness.faults.spec import Restart, TakeBackup, VolumeLoss, Wipe
 from harness.platforms.operations import rpo_s
 from harness.scenario import unsupported_is_skip
 
@@ -56,15 +61,15 @@ def test_backup_and_restore(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = scenario.operations(on_endpoints=wl.set_gates)
+        scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: restarts publish gates to wl
     dest = Path(stack.run_dir) / "backups" / scenario.id
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")
-        backup = ops.backup(dest)
+        with unsupported_is_skip():
+            backup = scenario.nemesis.apply(TakeBackup(str(dest)), hold=0).outcome
         scenario.settle(AFTER_BACKUP_S, "load after the backup point")
-        t_fault = scenario.recorder.now()
-        ops.wipe()
-        restored = ops.restore(backup, wl.counter_keys, etcd=True, postgres=True, t_fault=t_fault)
+        wiped = scenario.nemesis.apply(Wipe(str(dest), tuple(wl.counter_keys)), hold=0)  # heal: the restore
+        t_fault, restored = wiped.began_at, wiped.undone
         t_ready = scenario.recorder.now()
         scenario.settle_clean(AFTER_S, "after the restore", budgets.convergence(t))
     wl.final_reads()
@@ -87,18 +92,18 @@ def lose_volume(stack: Any, scenario: Any, component: str,
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = scenario.operations(on_endpoints=wl.set_gates)
+        scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: restarts publish gates to wl
     dest = Path(stack.run_dir) / "backups" / scenario.id
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")
-        backup = ops.backup(dest)
+        with unsupported_is_skip():
+            backup = scenario.nemesis.apply(TakeBackup(str(dest)), hold=0).outcome
         if after_backup is not None:
             after_backup()
         scenario.settle(AFTER_BACKUP_S, "load after the last backup")
-        t_fault = scenario.recorder.now()
-        ops.lose_data_dir(component)
-        restored = ops.restore(backup, wl.counter_keys, etcd=component == "etcd", postgres=component == "postgres",
-                               t_fault=t_fault)
+        # heal: the recovery from the backup (nodes stopped, the component restored, everything started)
+        lost = scenario.nemesis.apply(VolumeLoss(component, str(dest), tuple(wl.counter_keys)), hold=0)
+        t_fault, restored = lost.began_at, lost.undone
         t_ready = scenario.recorder.now()
         scenario.settle_clean(AFTER_S, "after the recovery", budgets.convergence(t))
     wl.final_reads()

@@ -17,6 +17,12 @@ with the new password, L and C hold, and neither password appears in any artifac
 ``--bug no-secret-reload`` must fail it (the nodes keep the old password: once its sessions are
 revoked they cannot reconnect).
 
+Both are operator-action faults applied by the nemesis (``UpdateConfig``, ``RotateSecret``): a window in
+the history and a guaranteed undo. The config update's undo rolls ``LOG_LEVEL=info`` back out the same
+way, under the same load, and is judged with the rest (one at a time, clean exits, availability);
+``config_in_effect`` judges the ``warn`` roll. A rotation has no undo (a revoked secret stays revoked):
+its heal only verifies the rotation completed.
+
 Availability budget of a roll: SCENARIOS.md asks A(99 %). The reference stack's gates fail a call at
 once when its shard is between owners (contract §2.6 routing errors: "no current node", "in
 migration", a refused connection to the leaving node) instead of waiting for the new owner, so each
@@ -51,6 +57,7 @@ from harness.checkers.operations import (
     one_at_a_time,
     secret_rotated,
 )
+from harness.faults.spec import RotateSecret, UpdateConfig
 from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
@@ -66,18 +73,23 @@ def test_config_update(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = scenario.operations(on_endpoints=wl.set_gates)
+        scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: LOG_LEVEL=info")
-        roll = ops.update_config("LOG_LEVEL", "warn")
+        with unsupported_is_skip():
+            fid, updated = scenario.nemesis.inject(UpdateConfig("LOG_LEVEL", "warn"))
+        roll = updated.outcome
         scenario.settle_clean(AFTER_S, "after: LOG_LEVEL=warn everywhere", budgets.convergence(t))
+        scenario.nemesis.heal(fid)  # the undo: LOG_LEVEL=info rolled back out, one instance at a time
+        scenario.settle_clean(AFTER_S, "after the undo: LOG_LEVEL=info everywhere", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
-        one_at_a_time(("config-update",)), clean_exits(("config-update",)), config_in_effect(),
+        one_at_a_time(("config-update",)), clean_exits(("config-update",)), config_in_effect(value="warn"),
         availability_at_least(ROLL_AVAILABILITY), error_window(budget_s=ROLL_E_S),
         extra={"config": "LOG_LEVEL=warn", "roll_s": roll.duration_s,
-               "instance_s": {s.name: round(s.t_ready - s.t_down, 3) for s in roll.steps}},
+               "instance_s": {s.name: round(s.t_ready - s.t_down, 3) for s in roll.steps},
+               "undo_roll_s": updated.undone.duration_s if updated.undone is not None else None},
     )
     assert result.passed, result.explain()
 
@@ -86,12 +98,13 @@ def test_secret_rotation(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        ops = scenario.operations(on_endpoints=wl.set_gates)
+        scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
     pw_file = Path(stack.topology.pg_password_file)
     old = pw_file.read_text(encoding="utf-8").strip()  # held in memory only, for the leak scan
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: old password")
-        rot = ops.rotate_postgres_password()
+        with unsupported_is_skip():
+            rot = scenario.nemesis.apply(RotateSecret(), hold=0).outcome  # no undo: the heal verifies
         scenario.settle_clean(AFTER_S, "after: new password", budgets.convergence(t))
     new = pw_file.read_text(encoding="utf-8").strip()
     wl.final_reads(timeout=10.0)

@@ -12,6 +12,10 @@ twice (D) — load is no excuse for wrong answers.
 Durations come from the load profile: ``GVH_LOAD_PROFILE=short`` (default, CI: a few seconds per
 phase) or ``release`` (minutes per phase for release load reports), ``GVH_LOAD_SCALE`` to stretch them.
 docs/load-testing.md explains every number.
+
+Every operation is a fault applied by the nemesis, so each has its window in the history and a
+guaranteed undo: the rolling restart (``RollingRestart``: one node at a time, each ready and the shard
+map converged before the next) and the scale step (``ScaleTo``, whose heal is the scale-down back).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from harness.checkers.load import (
     p99_at_most,
     samples_complete,
 )
-from harness.faults.spec import Kill, Restart, ScaleTo
+from harness.faults.spec import Kill, RollingRestart, ScaleTo
 from harness.load.driver import LoadDriver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.load]
@@ -122,20 +126,14 @@ def test_load_rolling_restart(stack, scenario, load):
     """Every node restarted gracefully in turn (waiting for convergence between nodes, as a rollout
     gated on readiness does) at a constant offered rate."""
     t, p = stack.spec.timers, load.profile
-    nodes = sorted(i.name for i in stack.instances("node") if i.running)
     wl = scenario.workload()
     with scenario.observing(), wl.running(load=False), load.running(f"steady:rate={p.rate:g}"):
         scenario.settle(p.warmup_s, "load warm-up")
         with load.phase("before"):
             scenario.settle(p.before_s, "baseline under load")
         with load.phase("rolling-restart"):
-            op = scenario.recorder.nemesis_start("rolling-restart", target=nodes, params={"graceful": True})
-            try:
-                for n in nodes:
-                    scenario.nemesis.apply(Restart(n, graceful=True), hold=p.hold_s)
-                    wait_healthy(scenario, t)
-            finally:
-                scenario.recorder.nemesis_stop(op, "rolling-restart", target=nodes)
+            scenario.nemesis.apply(RollingRestart(("node",)), hold=0)  # no undo: the heal verifies all are up
+            wait_healthy(scenario, t)
         with load.phase("after"):
             scenario.settle(p.after_s, "after the rollout")
     load.final_reads()
@@ -159,21 +157,15 @@ def test_load_rebalancing_scale_nodes(stack, scenario, load):
         scenario.settle(p.warmup_s, "load warm-up")
         with load.phase("before"):
             scenario.settle(p.before_s, "baseline under load")
-        with load.phase("rebalancing"):
-            fid, _ = scenario.nemesis.inject(ScaleTo("node", n + 2))
-            try:
-                with load.phase("scale-up"):
-                    wait_healthy(scenario, t)
-                with load.phase("scaled-up"):
-                    scenario.settle(p.hold_s, f"{n + 2} nodes")
-            finally:
-                with load.phase("scale-down"):
-                    op = scenario.recorder.nemesis_start("scale-down", target="node", params={"to": n})
-                    try:
-                        scenario.nemesis.heal(fid)
-                        wait_healthy(scenario, t)
-                    finally:
-                        scenario.recorder.nemesis_stop(op, "scale-down", target="node")
+        with load.phase("rebalancing"):  # on a failure the nemesis's final heal scales back all the same
+            with load.phase("scale-up"):
+                fid, _ = scenario.nemesis.inject(ScaleTo("node", n + 2))
+                wait_healthy(scenario, t)
+            with load.phase("scaled-up"):
+                scenario.settle(p.hold_s, f"{n + 2} nodes")
+            with load.phase("scale-down"):
+                scenario.nemesis.heal(fid)  # the undo: back to n nodes
+                wait_healthy(scenario, t)
         with load.phase("after"):
             scenario.settle(p.after_s, f"back to {n} nodes")
     load.final_reads()

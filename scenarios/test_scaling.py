@@ -6,6 +6,11 @@ acknowledged write is lost (L), reads never go backwards (M), no key is served b
 reliable calls apply once (D), and the keys whose shard moved see errors for at most E(3 s).
 When gates are added (2 → 3) and removed (3 → 1), the clients of a removed gate move on within E(3 s).
 
+Every step is an operator-action fault (``ScaleTo``) applied by the nemesis: a window in the history
+and a guaranteed undo. The scenario heals it itself under the same load (the undo scales back to the
+shape before: 5 → 3 after the scale-up, 3 → 5 after the scale-down), and the checks judge the undo
+step too; had the scenario failed first, the final heal would still put the shape back.
+
 How clients learn about gates: the workload's gate list is fixed at creation, so the operations
 publish the serving gates to ``Workload.set_gates`` (the local stand-in for a Service's endpoints):
 an added gate gets traffic once ready; a removed gate is dropped from the list only *after* it has
@@ -35,6 +40,7 @@ from harness.checkers import (
 )
 from harness.checkers.lifecycle import every_gate_served
 from harness.checkers.operations import steps_converged_within
+from harness.faults.spec import ScaleTo
 from harness.platforms.base import Timers
 from harness.scenario import Scenario, unsupported_is_skip
 from harness.sharding import migrating_keys
@@ -68,8 +74,11 @@ def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
     wl.set_gates(ops.serving_gates())
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, f"baseline: {start} nodes")
-        step = ops.scale("node", to)
+        fid, scaled = scenario.nemesis.inject(ScaleTo("node", to))
+        step = scaled.outcome
         scenario.settle_clean(AFTER_S, f"after: {to} nodes", budgets.convergence(t))
+        scenario.nemesis.heal(fid)  # the undo: back to `start` nodes, judged under the same load
+        scenario.settle_clean(AFTER_S, f"after the undo: {start} nodes", budgets.convergence(t))
     wl.final_reads()
     moving = migrating_keys(wl.probe_keys + wl.counter_keys, stack.spec.shards, step.shard_map_before,
                             step.shard_map_after)
@@ -79,7 +88,8 @@ def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
         steps_converged_within(step_budget(t)), converged(within_s=step_budget(t)),
         error_window(budget_s=MIGRATION_E_S, keys=set(moving)),
         extra={"scale": f"{start}->{to}", "step_converged_s": step.converged_s, "migrating_keys": len(moving),
-               "changed": step.changed},
+               "changed": step.changed,
+               "undo_converged_s": scaled.undone.converged_s if scaled.undone is not None else None},
     )
     assert result.passed, result.explain()
 
@@ -103,17 +113,21 @@ def test_scale_gates(stack, scenario):
     wl.set_gates(ops.serving_gates())
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: 2 gates")
-        up = ops.scale("gate", 3)
+        up_fid, up = scenario.nemesis.inject(ScaleTo("gate", 3))
         scenario.settle(BASELINE_S, "3 gates")
-        down = ops.scale("gate", 1, drain_endpoints=False)
+        down_fid, down = scenario.nemesis.inject(ScaleTo("gate", 1, drain_endpoints=False))
         scenario.settle_clean(AFTER_S, "after: 1 gate", budgets.convergence(t))
+        scenario.nemesis.heal(down_fid)  # the undos, newest first: 1 → 3, then 3 → 2 gates
+        scenario.nemesis.heal(up_fid)
+        scenario.settle_clean(AFTER_S, "after the undo: 2 gates", budgets.convergence(t))
     wl.final_reads()
     served = {g for g, n in gate_use(scenario.recorder.history()).items() if n}
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
         error_window(budget_s=MIGRATION_E_S),
-        every_gate_served(served, set(up.changed) | {"gate-0", "gate-1"}),
-        extra={"gates_added": up.changed, "gates_removed": down.changed, "gates_that_served": sorted(served)},
+        every_gate_served(served, set(up.outcome.changed) | {"gate-0", "gate-1"}),
+        extra={"gates_added": up.outcome.changed, "gates_removed": down.outcome.changed,
+               "gates_that_served": sorted(served)},
     )
     assert result.passed, result.explain()
 

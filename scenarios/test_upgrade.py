@@ -11,6 +11,10 @@ must not overlap), every stopped instance exited 0 on SIGTERM (a graceful restar
 after each roll, every instance reports the version it was rolled to in
 ``goverse_build_info`` on ``/metrics``.
 
+The upgrade is an operator-action fault (``Upgrade``) applied by the nemesis: its window in the history
+runs from "B everywhere" to "back on A everywhere", and its heal — the guaranteed undo — is the
+rollback, so a scenario that failed half-way still leaves the stack on A.
+
 The reference stack's version is its ``--version-tag``: the binary is the same, which is what a
 rolling-procedure test needs (wire compatibility between real versions is Goverse's to test).
 Availability budget: see test_config_and_secrets.py — SCENARIOS.md's A(99 %) is not met by the
@@ -35,6 +39,7 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.checkers.operations import clean_exits, one_at_a_time, version_everywhere
+from harness.faults.spec import Upgrade
 from harness.operation_kinds import ROLL_KINDS
 from harness.platforms.base import Unsupported
 from harness.scenario import unsupported_is_skip
@@ -53,16 +58,18 @@ def test_upgrade_and_rollback(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload(wallet_rate=WALLET_RATE)
     with unsupported_is_skip():
-        ops = scenario.operations(on_endpoints=wl.set_gates)
+        scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
         if stack.spec.stack != "reference":
             raise Unsupported("per-instance versions exist for the reference stack only")
     a = str(stack.spec.version)
     b = "B" if a != "B" else "C"  # the version rolled to (the stack runs spec.version, "A" by default)
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, f"baseline: version {a}")
-        up = ops.rolling_upgrade(b)
+        fid, upgraded = scenario.nemesis.inject(Upgrade(b))
+        up = upgraded.outcome
         scenario.settle(BETWEEN_S, f"version {b} everywhere")
-        down = ops.rollback()
+        scenario.nemesis.heal(fid)  # the undo: roll back to A, one instance at a time
+        down = upgraded.undone
         scenario.settle_clean(AFTER_S, f"after: back on {a}", budgets.convergence(t))
     wl.final_reads()
     result = scenario.conclude(

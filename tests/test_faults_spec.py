@@ -10,6 +10,7 @@ import pytest
 
 from harness.faults.spec import (
     FAULT_KINDS,
+    OPERATOR_ACTIONS,
     CpuStress,
     DiskFault,
     Fault,
@@ -20,9 +21,18 @@ from harness.faults.spec import (
     Pause,
     Reset,
     Restart,
+    Restore,
+    Rollback,
+    RollingRestart,
+    RotateSecret,
     ScaleTo,
+    TakeBackup,
     TargetError,
     Timeout,
+    UpdateConfig,
+    Upgrade,
+    VolumeLoss,
+    Wipe,
     is_target_spec,
     resolve_link,
     resolve_target,
@@ -38,6 +48,10 @@ ALL = [
     Latency(("node-0", "postgres"), 200, 20), Timeout(("gates", "node-1")), Reset(("one-node", "postgres")),
     CpuStress("node-0", 0.1), MemoryPressure("one-node", 64), DiskFault("postgres", "full"),
     DiskFault("postgres", "latency", latency_ms=30), ScaleTo("node", 5),
+    # operator actions
+    ScaleTo("gate", 1, drain_endpoints=False), RollingRestart(("node",)), UpdateConfig("LOG_LEVEL", "warn"),
+    RotateSecret(), Upgrade("B"), Rollback(), TakeBackup("/tmp/b"), Restore("/tmp/b", ("k1", "k2"), etcd=False),
+    Wipe("/tmp/b", ("k1",)), VolumeLoss("etcd", "/tmp/b"),
 ]
 
 
@@ -51,6 +65,8 @@ def test_ids_are_short_and_distinct() -> None:
     assert "restart-node0-sigkill" in ids and "restart-gate0-graceful" in ids
     assert "cpu-stress-node0-10pct" in ids and "memory-pressure-one-node-64mb" in ids
     assert "disk-full-postgres" in ids and "scale-nodes-to-5" in ids
+    assert "update-config-log-level-warn" in ids and "upgrade-to-b" in ids and "volume-loss-etcd" in ids
+    assert "rolling-restart-nodes" in ids and "restore-postgres" in ids and "rotate-secret-postgres-password" in ids
     assert len(set(ids)) == len(ids)
     assert all(" " not in i and i == i.lower() for i in ids)
 
@@ -66,9 +82,37 @@ def test_round_trips_through_json(fault: Fault) -> None:
 
 def test_every_kind_is_registered() -> None:
     assert set(FAULT_KINDS) == {"kill", "pause", "restart", "partition", "latency", "timeout", "reset",
-                                "cpu-stress", "memory-pressure", "disk", "scale"}
+                                "cpu-stress", "memory-pressure", "disk", "scale", "rolling-restart", "update-config",
+                                "rotate-password", "upgrade", "roll-back", "take-backup", "restore-backup",
+                                "wipe-state", "lose-volume"}
     with pytest.raises(ValueError, match="unknown fault kind"):
         Fault.from_dict({"kind": "meteor"})
+
+
+def test_operator_action_kinds_never_name_the_windows_their_operations_record() -> None:
+    """The outer nemesis window and the per-instance windows inside it must differ in kind, or a
+    one-at-a-time check would see the outer window overlap every instance's."""
+    from harness import operation_kinds as ok
+
+    inner = {*ok.SCALE_KINDS, *ok.ROLL_KINDS, ok.BACKUP_KIND, ok.WIPE_KIND, ok.RESTORE_KIND, ok.VOLUME_LOSS_KIND,
+             ok.ROTATE_KIND, ok.RESTART_ROLL_KIND, "secret-rollout"}
+    assert not {c.kind for c in OPERATOR_ACTIONS} & inner
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda: UpdateConfig("log level", "warn"), "environment setting"),
+    (lambda: UpdateConfig("LOG_LEVEL", "warn", components=("database",)), "components: unknown"),
+    (lambda: RollingRestart(()), "non-empty tuple"),
+    (lambda: Upgrade("B; rm -rf /"), "plain tag"),
+    (lambda: RotateSecret("tls-key"), "postgres-password"),
+    (lambda: TakeBackup(""), "backup's directory"),
+    (lambda: Restore("/b", etcd=False, postgres=False), "etcd, PostgreSQL or both"),
+    (lambda: VolumeLoss("node", "/b"), "postgres or etcd"),
+    (lambda: ScaleTo("inspector", 2), "only nodes and gates"),
+])
+def test_operator_actions_refuse_bad_input_naming_the_setting(bad, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        bad()
 
 
 def test_frozen() -> None:

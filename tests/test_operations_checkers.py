@@ -130,6 +130,16 @@ def test_config_in_effect() -> None:
     assert config_in_effect()(hist([])).verdict is Verdict.UNKNOWN
 
 
+def test_config_in_effect_judges_the_roll_to_the_value_asked_for() -> None:
+    """An update then its undo: ``value=`` picks the update's roll, whatever the undo's said."""
+    bad_warn = {"key": "LOG_LEVEL", "value": "warn", "instances": {"node-0": {"ok": False, "why": "info lines"}}}
+    ok_info = {"key": "LOG_LEVEL", "value": "info", "instances": {"node-0": {"ok": True, "why": "-"}}}
+    h = hist([sample(3, CONFIG_F, bad_warn), sample(9, CONFIG_F, ok_info)])
+    assert config_in_effect()(h).verdict is Verdict.PASS  # the last roll (the undo) is in effect
+    assert config_in_effect(value="warn")(h).verdict is Verdict.FAIL
+    assert config_in_effect(value="debug")(h).verdict is Verdict.UNKNOWN
+
+
 # ---- secret rotation -------------------------------------------------------------------------------------
 GOOD_ROTATION = {"reload_s": 0.3, "revoked": 0, "old_rejected": True, "old_login": "password authentication failed",
                  "new_accepted": True, "new_login": "login succeeded", "nodes_on_new": {"node-0": True, "node-1": True}}

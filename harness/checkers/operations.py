@@ -161,14 +161,19 @@ def version_everywhere() -> Checker:
 
 
 @checker_factory
-def config_in_effect() -> Checker:
-    """After a config roll the new value is in effect on every instance (sample ``config-in-effect``)."""
+def config_in_effect(value: str | None = None) -> Checker:
+    """After a config roll the new value is in effect on every instance (sample ``config-in-effect``).
+    ``value``: judge the last roll to that value (e.g. the update, when its undo rolled back after
+    it); default the last roll."""
     name = "config_in_effect"
 
     def run(history: History) -> Check:
-        v = _latest(history, CONFIG_F)
+        samples = [dict(s.value) for s in _last_sample(history, CONFIG_F)
+                   if value is None or s.value.get("value") == value]
+        v = samples[-1] if samples else None
         if v is None:
-            return Check(name, Verdict.UNKNOWN, "no config-in-effect sample recorded")
+            return Check(name, Verdict.UNKNOWN, "no config-in-effect sample recorded"
+                         + (f" for value {value!r}" if value is not None else ""))
         insts: dict[str, Any] = v.get("instances") or {}
         bad = [f"{n}: {r.get('why')}" for n, r in sorted(insts.items()) if not r.get("ok")]
         data = dict(v)

@@ -32,12 +32,24 @@ log = logging.getLogger(__name__)
 @dataclass
 class Injected:
     """What an injector did: the instances actually hit, how to undo it, and optionally how to show
-    that it bites (``verify``, run by the nemesis while the fault holds; it must not change the fault)."""
+    that it bites (``verify``, run by the nemesis while the fault holds; it must not change the fault).
+
+    ``outcome`` is the typed result of the action where it has one (an operator action's
+    ``ScaleStep``, ``RollResult``, ``Backup``…; the scenario reads it), ``undone`` the typed result of
+    its heal (e.g. the rollback that undid an upgrade; set by the heal). The nemesis fills the rest
+    on the history clock: ``began_at`` (the application began), ``t_inject``, ``t_heal`` and
+    ``healed`` (the heal result as recorded in the stop event, also when the heal raised)."""
 
     targets: list[str]
     heal: Callable[[], dict[str, Any] | None]
     detail: dict[str, Any] = field(default_factory=dict)
     verify: Callable[[], dict[str, Any]] | None = None
+    outcome: Any = None
+    undone: Any = None
+    began_at: float | None = None
+    t_inject: float | None = None
+    t_heal: float | None = None
+    healed: dict[str, Any] | None = None
 
 
 class _Verification:
@@ -112,6 +124,7 @@ class Nemesis:
         began = self.recorder.now()
         injected = self.injector.inject(fault)
         t_inject = self.recorder.now()
+        injected.began_at, injected.t_inject = began, t_inject
         rec = fault.record()
         params = {**rec["params"], "fault": str(fault), **injected.detail, "apply_began_at": round(began, 6)}
         if hold_s is not None:
@@ -136,6 +149,9 @@ class Nemesis:
         result: dict[str, Any] | None = None
         try:
             result = entry.injected.heal()
+        except BaseException as exc:
+            result = {"heal_error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            raise
         finally:
             t_heal = self.recorder.now()
             out: dict[str, Any] = dict(result or {})
@@ -145,6 +161,7 @@ class Nemesis:
                 out["requested_hold_s"] = entry.requested_hold_s
             if entry.verification is not None:
                 out["verification"] = entry.verification.finish(t_heal)
+            entry.injected.t_heal, entry.injected.healed = t_heal, out
             self.recorder.nemesis_stop(fid, entry.fault.kind, target=entry.injected.targets, result=out, t=t_heal)
             log.info("nemesis: healed %s", entry.fault)
 

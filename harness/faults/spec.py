@@ -391,13 +391,46 @@ class DiskFault(Fault):
         return f"disk-{self.disk}-{_short(self.target)}"
 
 
+# --- operator actions ------------------------------------------------------------------------------
+# What an operator does on purpose (seed §6, §7.1), as faults: the nemesis gives each a window in the
+# history and a guaranteed undo (its heal), and every platform's interpreter carries them out through
+# that platform's ``Operations`` contract (harness/platforms/actions.py). Their kinds differ from the
+# windows the operations record inside them (``harness.operation_kinds``: ``scale-node``,
+# ``config-update``, ``rolling-upgrade``…), so the per-instance windows the checkers judge never
+# overlap an outer window of the same kind.
+
+OPERATOR_COMPONENTS: tuple[str, ...] = ("node", "gate", "inspector")
+
+
+def _check_components(components: tuple[str, ...]) -> None:
+    if not isinstance(components, tuple) or not components:
+        raise ValueError(f"components must be a non-empty tuple of {OPERATOR_COMPONENTS}, got {components!r}")
+    bad = [c for c in components if c not in OPERATOR_COMPONENTS]
+    if bad:
+        raise ValueError(f"components: unknown {bad}; allowed: {', '.join(OPERATOR_COMPONENTS)}")
+
+
+def _components_id(components: tuple[str, ...]) -> str:
+    return "all" if tuple(sorted(components)) == tuple(sorted(OPERATOR_COMPONENTS)) else "-".join(
+        f"{c}s" for c in components)
+
+
+def _check_backup_dir(backup: str) -> None:
+    if not isinstance(backup, str) or not backup:
+        raise ValueError(f"backup must be the backup's directory (a TakeBackup's dest), got {backup!r}")
+
+
 @dataclass(frozen=True)
 class ScaleTo(Fault):
-    """Scale ``component`` (``node`` or ``gate``) to ``n`` instances; "heal" scales back."""
+    """Scale ``component`` (``node`` or ``gate``) to ``n`` instances and wait until the new shape is
+    ready (nodes: the shard map converged and balanced); heal scales back to the count before.
+    ``drain_endpoints``: removed gates leave the client endpoint list before they stop (a
+    readiness-gated load balancer) rather than after (an endpoint controller that lags)."""
 
     kind: ClassVar[str] = "scale"
     component: str = "node"
     n: int = 3
+    drain_endpoints: bool = True
 
     def __post_init__(self) -> None:
         if self.component not in ("node", "gate"):
@@ -409,7 +442,176 @@ class ScaleTo(Fault):
         return f"scale-{self.component}s-to-{self.n}"
 
 
-FAULT_KINDS: tuple[str, ...] = tuple(
-    c.kind for c in (Kill, Pause, Restart, Partition, Latency, Timeout, Reset, CpuStress, MemoryPressure,
-                     DiskFault, ScaleTo)
-)
+@dataclass(frozen=True)
+class RollingRestart(Fault):
+    """Restart every running instance of ``components`` gracefully, one at a time, each ready (nodes:
+    shard map converged and balanced) before the next goes down — a ``kubectl rollout restart``.
+    No undo: a restarted instance has nothing to give back; the heal verifies every instance it
+    restarted is running again."""
+
+    kind: ClassVar[str] = "rolling-restart"
+    components: tuple[str, ...] = ("node",)
+
+    def __post_init__(self) -> None:
+        _check_components(self.components)
+
+    def __str__(self) -> str:
+        return f"rolling-restart-{_components_id(self.components)}"
+
+
+@dataclass(frozen=True)
+class UpdateConfig(Fault):
+    """Set the environment setting ``key`` (what a ConfigMap delivers as env vars: ``LOG_LEVEL``,
+    ``GOVERSE_*``) to ``value`` and roll it out one instance at a time; heal rolls the value each
+    instance had before back out the same way. Refused before anything changes when that previous
+    value is not one value set everywhere (an unset or diverging setting has no undo to guarantee)."""
+
+    kind: ClassVar[str] = "update-config"
+    key: str = "LOG_LEVEL"
+    value: str = "warn"
+    components: tuple[str, ...] = OPERATOR_COMPONENTS
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.key or ""):
+            raise ValueError(f"config key must be an environment setting name (LOG_LEVEL, GOVERSE_*), "
+                             f"got {self.key!r}")
+        if not isinstance(self.value, str):
+            raise ValueError(f"config value must be a string, got {self.value!r}")
+        _check_components(self.components)
+
+    def __str__(self) -> str:
+        return f"update-config-{self.key.lower().replace('_', '-')}-{self.value.lower()}"
+
+
+@dataclass(frozen=True)
+class RotateSecret(Fault):
+    """Rotate the PostgreSQL application password under load (new secret, ``ALTER ROLE``, reload,
+    sessions opened with the old secret revoked). No undo, on purpose: a revoked secret must stay
+    revoked, so putting the old password back would undo the very thing rotation is for. The heal
+    is a verified no-op: it checks the rotation completed (old secret rejected, new one accepted)."""
+
+    kind: ClassVar[str] = "rotate-password"
+    secret: str = "postgres-password"
+
+    def __post_init__(self) -> None:
+        if self.secret != "postgres-password":
+            raise ValueError(f"only the PostgreSQL password rotates (secret='postgres-password'), got {self.secret!r}")
+
+    def __str__(self) -> str:
+        return "rotate-secret-postgres-password"
+
+
+@dataclass(frozen=True)
+class Upgrade(Fault):
+    """Roll every instance of ``components`` to ``version``, one at a time, each ready before the next;
+    heal rolls back to the version each ran before, the same way."""
+
+    kind: ClassVar[str] = "upgrade"
+    version: str = "B"
+    components: tuple[str, ...] = OPERATOR_COMPONENTS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, str) or not re.fullmatch(r"[\w.+-]+", self.version):
+            raise ValueError(f"version must be a plain tag, got {self.version!r}")
+        _check_components(self.components)
+
+    def __str__(self) -> str:
+        return f"upgrade-to-{self.version.lower()}"
+
+
+@dataclass(frozen=True)
+class Rollback(Fault):
+    """Roll every instance back to the version it ran before the last upgrade; heal rolls forward
+    again to the version the rollback left."""
+
+    kind: ClassVar[str] = "roll-back"
+    components: tuple[str, ...] = OPERATOR_COMPONENTS
+
+    def __post_init__(self) -> None:
+        _check_components(self.components)
+
+    def __str__(self) -> str:
+        return "rollback-to-previous"
+
+
+@dataclass(frozen=True)
+class TakeBackup(Fault):
+    """An etcd snapshot and a ``pg_dump`` under load, into the directory ``dest`` (also written:
+    ``backup.json``, what :class:`Restore`, :class:`Wipe` and :class:`VolumeLoss` read back). No undo: a
+    backup is kept, not taken back; the heal is a verified no-op (the backup's files still exist)."""
+
+    kind: ClassVar[str] = "take-backup"
+    dest: str = "backup"
+
+    def __post_init__(self) -> None:
+        _check_backup_dir(self.dest)
+
+    def __str__(self) -> str:
+        return "backup-etcd-postgres"
+
+
+@dataclass(frozen=True)
+class Restore(Fault):
+    """Recover from the backup in ``backup`` (a :class:`TakeBackup` dest): stop the nodes, restore
+    etcd and/or PostgreSQL, read back ``keys`` (counters) for the restore checkers, start everything
+    and wait until ready. No undo: a completed restore replaced the state it recovered from, which
+    is gone; the heal is a verified no-op (the restore reported its duration)."""
+
+    kind: ClassVar[str] = "restore-backup"
+    backup: str = "backup"
+    keys: tuple[str, ...] = ()
+    etcd: bool = True
+    postgres: bool = True
+
+    def __post_init__(self) -> None:
+        _check_backup_dir(self.backup)
+        if not (self.etcd or self.postgres):
+            raise ValueError("a restore restores etcd, PostgreSQL or both")
+
+    def __str__(self) -> str:
+        return "restore-" + "-".join(c for c, on in (("etcd", self.etcd), ("postgres", self.postgres)) if on)
+
+
+@dataclass(frozen=True)
+class Wipe(Fault):
+    """Disaster: every stack process killed, etcd's and PostgreSQL's data directories removed. The
+    undo is the operator's: heal restores both from the backup in ``backup`` (reading back ``keys``),
+    so the window is wipe → restored and ready."""
+
+    kind: ClassVar[str] = "wipe-state"
+    backup: str = "backup"
+    keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_backup_dir(self.backup)
+
+    def __str__(self) -> str:
+        return "wipe-etcd-postgres"
+
+
+@dataclass(frozen=True)
+class VolumeLoss(Fault):
+    """``component``'s data directory (``postgres``, or every ``etcd`` member's) disappears under the
+    running server. Heal restores that component from the backup in ``backup`` (reading back ``keys``);
+    a volume lost with no backup to recover from has no undo, so a backup is required."""
+
+    kind: ClassVar[str] = "lose-volume"
+    component: str = "postgres"
+    backup: str = "backup"
+    keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.component not in ("postgres", "etcd"):
+            raise ValueError(f"volume loss: component must be postgres or etcd, got {self.component!r}")
+        _check_backup_dir(self.backup)
+
+    def __str__(self) -> str:
+        return f"volume-loss-{self.component}"
+
+
+OPERATOR_ACTIONS: tuple[type[Fault], ...] = (ScaleTo, RollingRestart, UpdateConfig, RotateSecret, Upgrade, Rollback,
+                                             TakeBackup, Restore, Wipe, VolumeLoss)
+
+_ALL: tuple[type[Fault], ...] = (Kill, Pause, Restart, Partition, Latency, Timeout, Reset, CpuStress, MemoryPressure,
+                                 DiskFault, *OPERATOR_ACTIONS)
+FAULT_KINDS: tuple[str, ...] = tuple(c.kind for c in _ALL)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 COMPONENT_ORDER = ("node", "gate", "inspector")
 _LEVEL_RANK = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "critical": 50}
@@ -155,6 +155,37 @@ class Backup:
     t_end: float
     sizes: dict[str, int] = field(default_factory=dict)
 
+    MANIFEST: ClassVar[str] = "backup.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dir": str(self.dir), "etcd_snapshot": None if self.etcd_snapshot is None else str(self.etcd_snapshot),
+                "pg_dump": str(self.pg_dump), "t_start": self.t_start, "t_point": self.t_point, "t_end": self.t_end,
+                "sizes": dict(self.sizes)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Backup:
+        snap = d.get("etcd_snapshot")
+        sizes = {k: int(v) for k, v in dict(d.get("sizes") or {}).items()}
+        return Backup(Path(d["dir"]), None if snap is None else Path(snap), Path(d["pg_dump"]), float(d["t_start"]),
+                      float(d["t_point"]), float(d["t_end"]), sizes)
+
+    def save(self) -> Path:
+        """Write ``backup.json`` beside the files, so a restore named by its directory finds the backup
+        point (a fault is data: it names the directory, not this object)."""
+        path = self.dir / self.MANIFEST
+        path.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        return path
+
+    @staticmethod
+    def load(directory: str | Path) -> Backup:
+        """The backup whose ``backup.json`` is in ``directory``; a clear error when there is none."""
+        path = Path(directory) / Backup.MANIFEST
+        try:
+            return Backup.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no backup in {directory}: {Backup.MANIFEST} is missing (take one with "
+                                    "TakeBackup(dest) first)") from None
+
 
 @dataclass
 class RotationResult:
@@ -180,6 +211,14 @@ class Operations(Protocol):
     def rolling_upgrade(self, version: str, components: Sequence[str] = COMPONENT_ORDER,
                         timeout: float | None = None) -> RollResult: ...
     def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult: ...
+    def rolling_restart(self, components: Sequence[str] = ("node",), timeout: float | None = None) -> RollResult:
+        """Restart every running instance of ``components`` gracefully, one at a time, each ready before
+        the next (per-instance windows ``restart-rollout``)."""
+        ...
+    def config_value(self, key: str, components: Sequence[str] = COMPONENT_ORDER) -> dict[str, str | None]:
+        """The value of the environment setting ``key`` each running instance of ``components`` was
+        started with (``None``: unset) — what an undo of :meth:`update_config` rolls back to."""
+        ...
     def rotate_postgres_password(self, reload_timeout: float | None = None,
                                  reconnect_timeout: float | None = None) -> RotationResult: ...
     def backup(self, dest: Path) -> Backup: ...

@@ -37,16 +37,25 @@ from harness.faults.spec import (
     Pause,
     Reset,
     Restart,
-    ScaleTo,
     TargetError,
     Timeout,
     resolve_link,
     resolve_target,
 )
+from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import PlatformError, Unsupported
 
 if TYPE_CHECKING:
     from harness.platforms.local.deploy import LocalDeployment
+    from harness.platforms.operations import Operations
+
+
+def _local_operations(dep: LocalDeployment) -> OperationsSource:
+    def make() -> Operations:
+        from harness.platforms.local.operations import LocalOperations
+
+        return LocalOperations(dep)
+    return make
 
 
 class LocalInjector:
@@ -55,6 +64,17 @@ class LocalInjector:
     def __init__(self, deployment: LocalDeployment) -> None:
         self.dep = deployment
         self._links: Any = None  # firewall.LinkFilter, made on the first nft link fault
+        # operator actions (scale, roll-outs, rotation, backup/restore) go through LocalOperations;
+        # unbound ones record no inner windows — a scenario binds its own (use_operations)
+        self.actions = OperatorActions(_local_operations(deployment))
+
+    def use_operations(self, ops: Operations | OperationsSource) -> None:
+        """Carry out operator actions with ``ops`` (or a factory of them): the scenario's, recording
+        into its history and publishing gates to its workload."""
+        if callable(ops):
+            self.actions.use_source(ops)
+        else:
+            self.actions.use(ops)
 
     def topology(self, running_only: bool = True) -> dict[str, str]:
         return {i.name: i.component for i in self.dep.instances() if i.running or not running_only}
@@ -68,7 +88,6 @@ class LocalInjector:
             Kill: self._inject_kill,
             Restart: self._inject_restart,
             Pause: self._inject_pause,
-            ScaleTo: self._inject_scale,
             Partition: self._inject_partition,
             Latency: self._inject_latency,
             Timeout: self._inject_timeout,
@@ -76,6 +95,7 @@ class LocalInjector:
             CpuStress: self._inject_cpu_stress,
             MemoryPressure: self._inject_memory_pressure,
             DiskFault: self._inject_disk,
+            **self.actions.handlers(),
         }
 
     def inject(self, fault: Fault) -> Injected:
@@ -114,14 +134,6 @@ class LocalInjector:
             for t in targets:
                 self.dep.resume(t)
         return Injected(targets, heal)
-
-    def _inject_scale(self, fault: ScaleTo) -> Injected:
-        before = len([i for i in self.dep.instances(fault.component) if i.running])
-        changed = self.dep.scale(fault.component, fault.n)
-
-        def heal() -> dict[str, Any]:
-            return {"changed": self.dep.scale(fault.component, before)}
-        return Injected(changed, heal, {"from": before, "to": fault.n})
 
     # ---- network: partitions (nft/iptables in the namespaces) --------------------------------------
     def _inject_partition(self, fault: Partition) -> Injected:

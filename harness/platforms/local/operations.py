@@ -38,6 +38,7 @@ import requests
 
 from harness.operation_kinds import (
     CONFIG_F,
+    RESTART_ROLL_KIND,
     ROTATE_KIND,
     SECRET_F,
     VERSIONS_F,
@@ -184,6 +185,17 @@ class LocalOperations(BackupOperations):
                         for n in names}
         self._sample(CONFIG_F, {"key": key, "value": value, "instances": verified})
         return RollResult("config-update", steps, verified)
+
+    def config_value(self, key: str, components: Sequence[str] = COMPONENT_ORDER) -> dict[str, str | None]:
+        """The value of ``key`` in each running instance's environment (``None``: not set)."""
+        return {n: self._proc(n).env.get(key) for n in self.running()
+                if self._proc(n).instance.component in components}
+
+    def rolling_restart(self, components: Sequence[str] = ("node",), timeout: float | None = None) -> RollResult:
+        """Restart every running instance of ``components`` with the roll's procedure and nothing
+        changed in between (a ``kubectl rollout restart``)."""
+        steps = self._roll(RESTART_ROLL_KIND, lambda p: None, {}, components, timeout)
+        return RollResult(RESTART_ROLL_KIND, steps, {n.name: {"exit_code": n.exit_code} for n in steps})
 
     # ------------------------------------------------------------------------------- versions
     def versions(self) -> dict[str, list[str]]:
