@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.faults.nemesis import Injected
-from harness.faults.shapes import grudge_for
+from harness.faults.plan import PartitionPlan, plan_link, plan_partition, plan_targets
 from harness.faults.spec import (
     CpuStress,
     DiskFault,
@@ -26,8 +26,6 @@ from harness.faults.spec import (
     Pause,
     Restart,
     Timeout,
-    resolve_link,
-    resolve_target,
 )
 from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import Unsupported
@@ -112,27 +110,29 @@ class KubernetesInjector:
     def _inject_kill(self, fault: Kill) -> Injected:
         if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
             raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
-        targets = resolve_target(fault.target, self.topology())
+        targets = plan_targets(fault.target, self.topology())
         for t in targets:
             self.dep.kill(t, fault.signum)
 
         def heal() -> dict[str, Any]:
             for t in targets:
                 self.dep.start(t)
-            return {"replaced": targets}
+            return {"restarted": targets}
         how = "SIGKILL from the node" if fault.signum == _signal.SIGKILL and self.dep.node_access() else "pod deletion"
         return Injected(targets, heal, {"signal": fault.signal, "how": how})
 
     def _inject_restart(self, fault: Restart) -> Injected:
-        targets = resolve_target(fault.target, self.topology())
+        targets = plan_targets(fault.target, self.topology())
         for t in targets:
             self.dep.restart(t, graceful=fault.graceful)
         codes = {t: self.dep.exit_codes.get(t) for t in targets}
-        return Injected(targets, lambda: {"restarted": targets}, {"graceful": fault.graceful, "exit_codes": codes})
+        return Injected(targets, lambda: {"restarted": targets},
+                        {"graceful": fault.graceful, "exit_codes": codes,
+                         "how": "graceful pod delete" if fault.graceful else "pod delete with grace 0"})
 
     def _inject_pause(self, fault: Pause) -> Injected:
         """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
-        targets = resolve_target(fault.target, self.topology())
+        targets = plan_targets(fault.target, self.topology())
         paused: list[str] = []
         try:
             for t in targets:
@@ -154,12 +154,17 @@ class KubernetesInjector:
     def _inject_partition(self, fault: Partition) -> Injected:
         topo = self.topology()
         if self.dep.chaos.available():
-            grudge = grudge_for(fault.shape, topo, fault.target, fault.one_way)
-            pods = {h: self.dep.pod_name(h) for h in grudge}
-            pods.update({h: self.dep.pod_name(h) for held in grudge.values() for h in held})
+            part = plan_partition(fault, topo)
+            grudge = part.as_sets()
+            pods = {h: self.dep.pod_name(h) for h in part.hosts}
             crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
-            return self._run_crs(crs, sorted(grudge), {"shape": fault.shape, "one_way": fault.one_way,
-                                                       "how": "chaos-mesh", "grudge": _listed(grudge)})
+            injected = self._run_crs(crs, part.targets, {**part.detail(), "how": "chaos-mesh"})
+            recover = injected.heal
+
+            def heal() -> dict[str, Any]:
+                return {**(recover() or {}), "healed": sorted(grudge)}
+            injected.heal = heal
+            return injected
         if self.dep.node_access():
             return self._node_partition(fault, topo)
         return self._netpol_partition(fault, topo)
@@ -181,8 +186,9 @@ class KubernetesInjector:
         from harness.platforms.kubernetes import nodeaccess
         from harness.platforms.local import firewall
 
-        grudge = grudge_for(fault.shape, topo, fault.target, fault.one_way)
-        hosts = set(grudge) | {h for held in grudge.values() for h in held}
+        part = plan_partition(fault, topo)
+        grudge = part.as_sets()
+        hosts = part.hosts
         insts = {i.name: i for i in self.dep.instances()}
         ips = {h: insts[h].host for h in hosts if h in insts and insts[h].host}
         drops = firewall.plan(grudge, ips)
@@ -209,21 +215,22 @@ class KubernetesInjector:
                     nodeaccess.nft_in_pod(uids[h], nodeaccess.heal_script())
                 except Unsupported:
                     gone.append(h)  # the pod was replaced: its namespace (and the rules) went with it
-            return {"healed": installed, "pods_gone": gone}
+            return {"healed": sorted(grudge), "pods_gone": gone}
 
-        return Injected(sorted(grudge), heal, {"shape": fault.shape, "one_way": fault.one_way,
-                                               "how": "nft in pod network namespaces (node access)",
-                                               "grudge": _listed(grudge)})
+        return Injected(part.targets, heal, {**part.detail(), "how": "nft in pod network namespaces (node access)"})
 
     def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
         keep = netpol.FALLBACK_SHAPES.get(fault.shape)
         if keep is None or fault.one_way:
             raise Unsupported(f"partition {fault.shape}{' one-way' if fault.one_way else ''} needs Chaos Mesh; "
                               "the NetworkPolicy fallback cuts one node from whole components only")
-        victim = resolve_target(fault.target or "one-node", topo)[0]
+        victim = plan_partition(fault, topo).victim
+        assert victim is not None  # every fallback shape is targeted: the plan resolved its victim
         pod = self.dep.pod_name(victim)
         pid = f"{self.dep.run_id}-{next(_counter)}"
-        grudge = {victim: {h for h, c in topo.items() if c not in keep and h != victim}}
+        # what the policies enforce: the victim reaches only the kept components
+        grudge = {victim: frozenset(h for h, c in topo.items() if c not in keep and h != victim)}
+        enforced = PartitionPlan(fault.shape, False, victim, grudge)
         policies = netpol.quarantine_policies(self.dep.run_id, pid, "node", keep)
         for p in policies:
             k8s.apply(self.dep.dyn, p)
@@ -240,12 +247,11 @@ class KubernetesInjector:
             for p in policies:
                 k8s.delete(self.dep.dyn, "networking.k8s.io/v1", "NetworkPolicy", p["metadata"]["name"],
                            self.dep.namespace)
-            return {"policies_deleted": len(policies)}
-        return Injected([victim], heal, {"shape": fault.shape, "one_way": False, "how": "networkpolicy",
-                                         "partition": pid, "grudge": _listed(grudge)})
+            return {"policies_deleted": len(policies), "healed": [victim]}
+        return Injected([victim], heal, {**enforced.detail(), "how": "networkpolicy", "partition": pid})
 
     def _link_pods(self, link: tuple[str, str]) -> tuple[list[str], list[str], list[str]]:
-        pairs = resolve_link(link, self.topology())
+        pairs = plan_link(link, self.topology())
         srcs = sorted({s for s, _ in pairs})
         dsts = sorted({d for _, d in pairs})
         return [self.dep.pod_name(s) for s in srcs], [self.dep.pod_name(d) for d in dsts], srcs + dsts
@@ -266,21 +272,21 @@ class KubernetesInjector:
 
     def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
         self._need_chaos_mesh("CPU stress")
-        targets = resolve_target(fault.target, self.topology())
+        targets = plan_targets(fault.target, self.topology())
         crs = [plan.cpu_stress_cr(self._name("cpu"), self.dep.pod_name(t), self.dep.namespace, fault.quota)
                for t in targets]
         return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
 
     def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
         self._need_chaos_mesh("memory pressure")
-        targets = resolve_target(fault.target, self.topology())
+        targets = plan_targets(fault.target, self.topology())
         crs = [plan.memory_pressure_cr(self._name("mem"), self.dep.pod_name(t), self.dep.namespace,
                                        fault.limit_mb, container_limit_mb=512) for t in targets]
         return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"})
 
     def _inject_disk(self, fault: DiskFault) -> Injected:
         self._need_chaos_mesh("disk faults")
-        targets = resolve_target(fault.target, self.topology())
+        targets = plan_targets(fault.target, self.topology())
         crs = []
         for t in targets:
             component = naming.pod_for_instance(t)[0]
@@ -290,8 +296,3 @@ class KubernetesInjector:
             crs.append(plan.disk_fault_cr(self._name("io"), self.dep.pod_name(t), self.dep.namespace, volume,
                                           fault.disk, fault.latency_ms, container))
         return self._run_crs(crs, targets, {"disk": fault.disk})
-
-
-def _listed(grudge: dict[str, Any]) -> dict[str, list[str]]:
-    """A grudge as the history records it (the same shape as the local injector's): host -> sorted drops."""
-    return {h: sorted(d) for h, d in sorted(grudge.items())}

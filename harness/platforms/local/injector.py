@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from harness import random as hrand
-from harness.faults import shapes
 from harness.faults.nemesis import Injected
+from harness.faults.plan import plan_link, plan_partition, plan_targets
 from harness.faults.spec import (
     CpuStress,
     DiskFault,
@@ -37,10 +36,7 @@ from harness.faults.spec import (
     Pause,
     Reset,
     Restart,
-    TargetError,
     Timeout,
-    resolve_link,
-    resolve_target,
 )
 from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import PlatformError, Unsupported
@@ -80,7 +76,7 @@ class LocalInjector:
         return {i.name: i.component for i in self.dep.instances() if i.running or not running_only}
 
     def _one(self, spec: str) -> list[str]:
-        return resolve_target(spec, self.topology())
+        return plan_targets(spec, self.topology())
 
     def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
         """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
@@ -113,7 +109,7 @@ class LocalInjector:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
-        return Injected(targets, heal, {"signal": fault.signal})
+        return Injected(targets, heal, {"signal": fault.signal, "how": f"{fault.signal} to the process"})
 
     def _inject_restart(self, fault: Restart) -> Injected:
         targets = self._one(fault.target)
@@ -123,17 +119,20 @@ class LocalInjector:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
-        return Injected(targets, heal, {"exit_codes": codes})
+        return Injected(targets, heal, {"graceful": fault.graceful, "exit_codes": codes,
+                                        "how": "SIGTERM, SIGKILL after the grace period" if fault.graceful
+                                        else "SIGKILL"})
 
     def _inject_pause(self, fault: Pause) -> Injected:
         targets = self._one(fault.target)
         for t in targets:
             self.dep.pause(t)
 
-        def heal() -> None:
+        def heal() -> dict[str, Any]:
             for t in targets:
                 self.dep.resume(t)
-        return Injected(targets, heal)
+            return {"resumed": targets}
+        return Injected(targets, heal, {"how": "SIGSTOP, SIGCONT at the heal"})
 
     # ---- network: partitions (nft/iptables in the namespaces) --------------------------------------
     def _inject_partition(self, fault: Partition) -> Injected:
@@ -145,23 +144,10 @@ class LocalInjector:
         if part is None:
             raise Unsupported("partitions need network namespaces: "
                               + self.dep.fault_unwired.get("partition", "no partitioner wired"))
-        topo = self.topology()
-        target = fault.target
-        if fault.shape in shapes.TARGETED_SHAPES:
-            # resolve the victim here (not inside grudge_for) so the history names it
-            hit = resolve_target("one-node" if target in (None, "random") else target, topo)
-            if len(hit) != 1 or topo[hit[0]] != "node":
-                raise TargetError(f"partition {fault.shape} cuts one node; {target!r} resolved to {hit}")
-            target = hit[0]
-        try:
-            grudge = shapes.grudge_for(fault.shape, topo, target=target, one_way_=fault.one_way,
-                                       rng=hrand.fork(f"partition-{fault.shape}"))
-        except shapes.ShapeError as exc:
-            raise Unsupported(f"partition {fault.shape} cannot be formed over {sorted(topo)}: {exc}") from None
+        plan = plan_partition(fault, self.topology())
+        grudge = plan.as_sets()
         part.apply(grudge)
-        victims = [target] if fault.shape in shapes.TARGETED_SHAPES and target else sorted(grudge)
-        detail = {"shape": fault.shape, "one_way": fault.one_way, "backend": part.backend,
-                  "grudge": {h: sorted(d) for h, d in sorted(grudge.items())}}
+        detail = {**plan.detail(), "how": f"{part.backend} drops in the hosts' network namespaces"}
 
         def heal() -> dict[str, Any]:
             part.heal()
@@ -169,7 +155,7 @@ class LocalInjector:
 
         def verify() -> dict[str, Any]:
             return {"verified_cut": self._verify_cut(grudge)}
-        return Injected(victims, heal, detail, verify=verify)
+        return Injected(plan.targets, heal, detail, verify=verify)
 
     def _listen_addr(self, name: str) -> tuple[str, int] | None:
         """An address ``name`` listens on (its API, etcd client or PostgreSQL port), to test a cut."""
@@ -220,7 +206,7 @@ class LocalInjector:
 
         topo = self.topology()
         names = []
-        for src, dst in resolve_link(link, topo):
+        for src, dst in plan_link(link, topo):
             if dst != "postgres" or topo.get(src) != "node":
                 raise Unsupported(f"latency is injected only on node -> postgres links (their fault proxies; "
                                   f"this kernel has no netem); {src} -> {dst} is a direct connection")
@@ -253,7 +239,8 @@ class LocalInjector:
                 proxy.clear(name)
             moved = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down - before[n] for n in names}
             return {"cleared": names, "bytes_during": moved}
-        return Injected([n.split("->")[0] for n in names], heal, {**detail, "links": names, "via": "faultproxy"})
+        return Injected([n.split("->")[0] for n in names], heal, {**detail, "links": names, "via": "faultproxy",
+                                                                      "how": "TCP fault proxy toxic"})
 
     def _inject_latency(self, fault: Latency) -> Injected:
         from harness.platforms.local import faultproxy
@@ -279,7 +266,7 @@ class LocalInjector:
     def _all_pg_links(self, link: Link) -> bool:
         """Whether every pair of ``link`` is node → PostgreSQL (the links wired through the proxy)."""
         topo = self.topology()
-        return all(dst == "postgres" and topo.get(src) == "node" for src, dst in resolve_link(link, topo))
+        return all(dst == "postgres" and topo.get(src) == "node" for src, dst in plan_link(link, topo))
 
     def _inject_nft_link(self, link: Link, action: str) -> Injected:
         """Black hole (``drop``) or reset on links not wired through a fault proxy — gate → node,
@@ -293,7 +280,7 @@ class LocalInjector:
             raise Unsupported("link faults outside node -> postgres need network namespaces: "
                               + self.dep.fault_unwired.get("partition", "the stack runs without them"))
         topo = self.topology()
-        pairs = resolve_link(link, topo)
+        pairs = plan_link(link, topo)
         if any(dst == "postgres" and topo.get(src) == "node" for src, dst in pairs):
             raise Unsupported(f"link {link!r} mixes node -> postgres links (fault proxy) with others (nft); "
                               "ask for them as separate faults")
@@ -302,7 +289,8 @@ class LocalInjector:
         links = self._links
         links.apply(pairs, action)  # type: ignore[arg-type]
         sources = sorted({src for src, _ in pairs})
-        detail = {"links": [f"{s}->{d}" for s, d in pairs], "via": "nft", "action": action}
+        detail = {"links": [f"{s}->{d}" for s, d in pairs], "via": "nft", "action": action,
+                  "how": f"nft {action} in the sources' network namespaces"}
 
         def heal() -> dict[str, Any]:
             links.heal(sources)
@@ -337,7 +325,7 @@ class LocalInjector:
                     throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
             self._heal_limits("cpu", limits)
             return {"throttled": throttled}
-        return Injected(targets, heal, {"quota": fault.quota})
+        return Injected(targets, heal, {"quota": fault.quota, "how": "cgroup CPU quota"})
 
     def _heal_limits(self, kind: str, limits: dict[str, Any]) -> None:
         errors = []
@@ -417,7 +405,8 @@ class LocalInjector:
             if disk is None:
                 raise Unsupported("disk full: " + self.dep.fault_unwired.get("disk-full", "not wired"))
             ballast = disk.fill()
-            detail = {"disk": "full", "ballast_bytes": ballast, "free_bytes": disk.free_bytes(),
+            detail = {"disk": "full", "how": "ballast in a small filesystem", "ballast_bytes": ballast,
+                      "free_bytes": disk.free_bytes(),
                       "filesystem_mb": disk.size_mb}
 
             def heal_full() -> dict[str, Any]:
@@ -434,7 +423,8 @@ class LocalInjector:
 
         def heal() -> None:
             layer.heal()
-        return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse"})
+        return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse",
+                                        "how": "FUSE fault layer"})
 
 
 def _set_oom_score_adj(pid: int, value: str) -> tuple[int, str]:

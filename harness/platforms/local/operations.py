@@ -187,8 +187,10 @@ class LocalOperations(BackupOperations):
         return RollResult("config-update", steps, verified)
 
     def config_value(self, key: str, components: Sequence[str] = COMPONENT_ORDER) -> dict[str, str | None]:
-        """The value of ``key`` in each running instance's environment (``None``: not set)."""
-        return {n: self._proc(n).env.get(key) for n in self.running()
+        """The value of ``key`` in each running instance's environment as it was started: its own
+        override, else the stack-wide environment every instance gets (``None``: not set)."""
+        stack_env = self.dep._stack_env()
+        return {n: self._proc(n).env.get(key, stack_env.get(key)) for n in self.running()
                 if self._proc(n).instance.component in components}
 
     def rolling_restart(self, components: Sequence[str] = ("node",), timeout: float | None = None) -> RollResult:
