@@ -190,13 +190,16 @@ def test_partition_cuts_exactly_the_shape_and_heals_with_evidence(rig: Rig) -> N
             injected = LocalInjector(rig).inject(Partition("node-postgres", target="node-0"))
             assert injected.targets == ["node-0"]
             assert injected.detail["grudge"] == {"node-0": ["postgres"], "postgres": ["node-0"]}
+            # the outcome vocabulary both platforms share (docs/faults.md "One planning step")
+            assert injected.detail["victim"] == "node-0" and injected.detail["shape"] == "node-postgres"
+            assert "drops in the hosts' network namespaces" in injected.detail["how"]
             assert not connects(net, "postgres", "node-0") and not connects(net, "node-0", "postgres")
             assert connects(net, "node-1", "node-0") and connects(net, "node-1", "postgres")
             assert injected.verify is not None
             evidence = injected.verify()  # the nemesis runs this on its own thread while the cut holds
             assert evidence["verified_cut"]["dropped"] is True, evidence
             assert evidence["verified_cut"]["outcome"] == "timeout"
-            injected.heal()
+            assert injected.heal() == {"healed": ["node-0", "postgres"]}
             assert connects(net, "postgres", "node-0") and connects(net, "node-0", "postgres")
         finally:
             for p in listeners:
@@ -429,14 +432,17 @@ def assert_held_as_asked(w: FaultWindow, hold: float = HOLD_S) -> None:
 
 def test_kill_window_is_the_hold(rig: Rig) -> None:
     rig.add("node-0", "node", argv=["sleep", "300"])
-    assert_held_as_asked(held(rig, Kill("node-0", "SIGKILL")))
+    w = held(rig, Kill("node-0", "SIGKILL"))
+    assert_held_as_asked(w)
     assert rig.process("node-0").is_running()  # healed: started again
+    assert w.result is not None and w.result["restarted"] == ["node-0"] and w.params["how"]
 
 
 def test_pause_window_is_the_hold(rig: Rig) -> None:
     rig.add("node-0", "node", argv=["sleep", "300"])
     w = held(rig, Pause("node-0"))
     assert_held_as_asked(w)
+    assert w.result is not None and w.result["resumed"] == ["node-0"] and w.params["how"].startswith("SIGSTOP")
     assert psutil.Process(rig.process("node-0").pid).status() != psutil.STATUS_STOPPED
 
 
