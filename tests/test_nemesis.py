@@ -134,6 +134,7 @@ class RecordingOperations:
     def __init__(self, fail: str | None = None) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.fail = fail
+        self.fail_once = False  # True: only the first matching call fails (the undo then succeeds)
         self.count = {"node": 2, "gate": 2}
         names = ("node-0", "node-1", "gate-0", "gate-1")
         self.env: dict[str, dict[str, str]] = {n: {"LOG_LEVEL": "info"} for n in names}
@@ -143,6 +144,8 @@ class RecordingOperations:
     def _call(self, *what: Any) -> None:
         self.calls.append(what)
         if self.fail == what[0]:
+            if self.fail_once:
+                self.fail = None
             raise PlatformError(f"{what[0]} failed")
 
     def running(self, component: str | None = None) -> list[str]:
@@ -346,3 +349,20 @@ def test_previous_config_and_version_are_pure_and_name_what_blocks_the_undo() ->
     assert previous_version({"node-0": "B", "gate-0": "B"}) == "B"
     with pytest.raises(Unsupported, match="no single version"):
         previous_version({"node-0": "A", "gate-0": "B"})
+
+
+@pytest.mark.parametrize("fault, fail, undo", [
+    (ScaleTo("node", 5), "scale", ("scale", "node", 2)),
+    (UpdateConfig("LOG_LEVEL", "warn"), "update_config", ("update_config", "LOG_LEVEL", "info")),
+    (Upgrade("B"), "rolling_upgrade", ("rolling_upgrade", "A")),
+], ids=str)
+def test_an_action_that_fails_part_way_is_undone_before_the_error_surfaces(fault, fail, undo) -> None:
+    """No window was recorded (the nemesis never saw the action in effect), so no heal would run: the
+    handler undoes it itself, then re-raises the action's error."""
+    ops = RecordingOperations(fail=fail)
+    ops.fail_once = True
+    rec = Recorder()
+    with pytest.raises(PlatformError, match=f"{fail} failed"):
+        Nemesis(ActionsInjector(ops), rec).inject(fault)
+    assert ops.calls[-1] == undo and len(ops.calls) == 2
+    assert rec.history().faults() == []

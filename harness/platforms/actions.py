@@ -19,6 +19,7 @@ leave what it should have.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -41,6 +42,7 @@ from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.operations import Backup, Operations, RollResult
 
 OperationsSource = Callable[[], Operations]
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -71,6 +73,19 @@ def previous_version(versions: dict[str, str]) -> str:
     if len(distinct) != 1:
         raise Unsupported(f"instances run {distinct or 'nothing'}: no single version to roll forward to")
     return distinct[0]
+
+
+def _undo_on_failure(action: Callable[[], Any], undo: Callable[[], Any], what: str) -> Any:
+    """Run ``action``; if it fails part-way, run its undo (best effort) before re-raising: a half-done
+    action never reached the nemesis, so no heal would undo it otherwise."""
+    try:
+        return action()
+    except BaseException:
+        try:
+            undo()
+        except Exception:  # noqa: BLE001 - the action's own error is the one to report
+            log.exception("undoing the failed %s failed too", what)
+        raise
 
 
 def _roll_summary(roll: RollResult) -> dict[str, Any]:
@@ -121,7 +136,8 @@ class OperatorActions:
     def scale(self, fault: ScaleTo) -> Injected:
         ops = self.operations()
         before = len(ops.running(fault.component))
-        step = ops.scale(fault.component, fault.n, drain_endpoints=fault.drain_endpoints)
+        step = _undo_on_failure(lambda: ops.scale(fault.component, fault.n, drain_endpoints=fault.drain_endpoints),
+                                lambda: ops.scale(fault.component, before), str(fault))
         inj = Injected(list(step.changed), lambda: {}, {"how": "operations.scale", "from": before, "to": fault.n,
                                                        "converged_s": step.converged_s}, outcome=step)
 
@@ -148,7 +164,8 @@ class OperatorActions:
     def update_config(self, fault: UpdateConfig) -> Injected:
         ops = self.operations()
         previous = previous_config(ops.config_value(fault.key, fault.components), fault.key)
-        roll = ops.update_config(fault.key, fault.value, fault.components)
+        roll = _undo_on_failure(lambda: ops.update_config(fault.key, fault.value, fault.components),
+                                lambda: ops.update_config(fault.key, previous, fault.components), str(fault))
         inj = Injected([s.name for s in roll.steps], lambda: {},
                        {"how": "operations.update_config", "previous": previous, **_roll_summary(roll)}, outcome=roll)
 
@@ -161,7 +178,9 @@ class OperatorActions:
 
     def upgrade(self, fault: Upgrade) -> Injected:
         ops = self.operations()
-        roll = ops.rolling_upgrade(fault.version, fault.components)
+        before = previous_version({n: ops.version_of(n) for c in fault.components for n in ops.running(c)})
+        roll = _undo_on_failure(lambda: ops.rolling_upgrade(fault.version, fault.components),
+                                lambda: ops.rolling_upgrade(before, fault.components), str(fault))
         inj = Injected([s.name for s in roll.steps], lambda: {},
                        {"how": "operations.rolling_upgrade", "previous": roll.verified.get("previous"),
                         **_roll_summary(roll)}, outcome=roll)
@@ -176,7 +195,8 @@ class OperatorActions:
     def rollback(self, fault: Rollback) -> Injected:
         ops = self.operations()
         left = previous_version({n: ops.version_of(n) for c in fault.components for n in ops.running(c)})
-        roll = ops.rollback(fault.components)
+        roll = _undo_on_failure(lambda: ops.rollback(fault.components),
+                                lambda: ops.rolling_upgrade(left, fault.components), str(fault))
         inj = Injected([s.name for s in roll.steps], lambda: {},
                        {"how": "operations.rollback", "left": left, **_roll_summary(roll)}, outcome=roll)
 
