@@ -1,0 +1,67 @@
+"""Ad-hoc instances beside a local stack (conformance checks, seed §2.1-§2.4)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.local.deployment.bringup import BringUp
+from harness.platforms.local.process import ManagedProcess
+
+
+class AdhocProcesses(BringUp):
+    """Start and stop extra node/gate/inspector processes outside the stack's process table."""
+
+    def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
+                    extra_args: list[str] | tuple[str, ...] = ()) -> ManagedProcess:
+        """Start one extra node/gate/inspector process outside the stack's process table.
+
+        Why: the conformance checks must start an instance with a chosen environment (GOVERSE_*,
+        POD_NAME, POD_IP, LOG_LEVEL) and a chosen config (``extra_args``, e.g. ``--config F``) and
+        watch it start, serve and stop, without disturbing the shared stack. The process runs in the
+        root network namespace (it reaches every host through the bridge), inherits the stack's
+        environment and seeded bugs, logs to ``logs/<name>.log`` and is stopped by
+        :meth:`stop_adhoc` (the caller's duty; ManagedProcess's atexit hook is the last resort).
+        """
+        if component not in ("node", "gate", "inspector"):
+            raise Unsupported(f"spawn_adhoc: component must be node, gate or inspector, got {component!r}")
+        adhoc: dict[str, ManagedProcess] = self.__dict__.setdefault("_adhoc", {})
+        if name in adhoc and adhoc[name].is_running():
+            raise PlatformError(f"ad-hoc instance {name!r} is already running")
+        if self.spec.stack == "reference":
+            argv = [sys.executable, "-m", "harness.refstack", component, *extra_args]
+        else:
+            binary = {"node": self.spec.goverse_node_bin, "gate": self.spec.goverse_gate_bin,
+                      "inspector": self.spec.goverse_inspector_bin}[component]
+            if not binary:
+                raise Unsupported(f"goverse_{component}_bin is not set")
+            argv = [binary, *extra_args]
+        full: dict[str, str | None] = dict(self._stack_env())
+        for key in os.environ:  # the stack's env drops the harness's own GOVERSE_*/POD_* variables
+            if key.startswith(("GOVERSE_", "POD_")):
+                full[key] = None
+        full.update(env or {})
+        proc = ManagedProcess(name, argv, self.run_dir / "logs" / f"{name}.log", env=full)
+        proc.start()
+        adhoc[name] = proc
+        return proc
+
+    def stop_adhoc(self, name: str, grace: float | None = None) -> int | None:
+        """SIGTERM an ad-hoc instance, SIGKILL after ``grace`` (default: the stack's shutdown grace
+        + 2 s); returns its exit code (negative if killed), ``None`` if it was never started."""
+        proc = self.__dict__.get("_adhoc", {}).get(name)
+        if proc is None:
+            return None
+        return proc.stop(self.spec.timers.shutdown_grace + 2 if grace is None else grace)
+
+    def stop_all_adhoc(self, grace: float = 2.0) -> None:
+        """Stop every ad-hoc instance still running (fixture finalizers); never raises."""
+        for proc in list(self.__dict__.get("_adhoc", {}).values()):
+            with contextlib.suppress(Exception):
+                proc.signal_group(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+            with contextlib.suppress(Exception):
+                proc.stop(grace)
+
