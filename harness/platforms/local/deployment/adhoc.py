@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.base import GateAddr, InspectorAddr, NodeAddr, PlatformError, Unsupported
+from harness.platforms.local.config_render import Topology, redacted, render_config
 from harness.platforms.local.deployment.bringup import BringUp
 from harness.platforms.local.process import ManagedProcess
 
 
 class AdhocProcesses(BringUp):
-    """Start and stop extra node/gate/inspector processes outside the stack's process table."""
+    """Start and stop extra node/gate/inspector processes outside the stack's process table, and render
+    the config of an ad-hoc cluster of them."""
 
     def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
                     extra_args: list[str] | tuple[str, ...] = ()) -> ManagedProcess:
@@ -65,3 +70,22 @@ class AdhocProcesses(BringUp):
             with contextlib.suppress(Exception):
                 proc.stop(grace)
 
+
+    def adhoc_config(self, prefix: str, database: str, nodes: Sequence[NodeAddr] = (),
+                     gates: Sequence[GateAddr] = (), inspector: InspectorAddr | None = None,
+                     etcd: list[str] | None = None, pg: tuple[str, int] | None = None,
+                     pg_password: str = "") -> dict[str, Any]:
+        """The YAML (as a dict) of an ad-hoc cluster under etcd ``prefix`` and PostgreSQL ``database`` on
+        this stack's etcd and PostgreSQL; ``etcd``/``pg`` reroute the links (e.g. through a fault proxy),
+        ``pg_password`` goes into the document (real Goverse reads it only from there)."""
+        assert self.topology is not None
+        topo = self.topology
+        pg_host, pg_port = pg or (topo.pg_host, topo.pg_port)
+        t = Topology(etcd_endpoints=list(etcd or topo.etcd_endpoints), pg_host=pg_host, pg_port=pg_port,
+                     pg_user=topo.pg_user, pg_database=database, pg_password_file=topo.pg_password_file,
+                     pg_password=pg_password, nodes=list(nodes), gates=list(gates), inspector=inspector)
+        return render_config(dataclasses.replace(self.spec, prefix=prefix), t)
+
+    def redacted_config(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` without its secrets (for the run directory's copy)."""
+        return redacted(doc)

@@ -8,7 +8,9 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 
+from harness.platforms.base import Unsupported
 from harness.platforms.local.deployment.state import PG_DISK_MB, DeploymentState, etcd_link_name, pg_link_name
 
 log = logging.getLogger(__name__)
@@ -211,3 +213,29 @@ class FaultWiring(DeploymentState):
 
             with contextlib.suppress(Exception):
                 cgroups.cleanup_leftovers(self.fault_prefix)
+
+    def delay_postgres_links(self, ms: float) -> tuple[list[str], Callable[[], None]]:
+        """``ms`` of latency, both directions, on every node -> PostgreSQL fault-proxy link for the rest of
+        the run (``PostgresLinkDelay``: the load scenarios' injected regression). Returns the links and
+        the undo, which clears them and never raises; Unsupported without fault proxies."""
+        from harness.platforms.local.faultproxy import Latency
+
+        proxy = self.proxy
+        if proxy is None:
+            raise Unsupported("no node -> PostgreSQL fault proxy wired: " + (self.capabilities().get("latency") or ""))
+        links = sorted(n for n in proxy.links() if n.endswith("->postgres"))
+        done: list[str] = []
+
+        def undo() -> None:
+            for link in done:
+                with contextlib.suppress(Exception):
+                    proxy.clear(link)
+
+        try:
+            for link in links:
+                proxy.set_toxic(link, Latency(ms=float(ms), direction="both"))
+                done.append(link)
+        except BaseException:
+            undo()
+            raise
+        return links, undo
