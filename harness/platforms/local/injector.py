@@ -308,15 +308,8 @@ class LocalInjector:
         from harness.platforms.local.cgroups import CpuLimit
 
         targets = self._one(fault.target)
-        limits: dict[str, Any] = {}
-        try:
-            for t in targets:
-                lim = CpuLimit(self.dep.fault_prefix, f"cpu-{t}", self._pid(t), quota=fault.quota)
-                self.dep.fault_limits[f"cpu-{t}"] = lim
-                limits[t] = lim.apply()
-        except BaseException:
-            self._heal_limits("cpu", limits)
-            raise
+        limits = self._apply_limits("cpu", targets, lambda key, pid: CpuLimit(self.dep.fault_prefix, key, pid,
+                                                                              quota=fault.quota))
 
         def heal() -> dict[str, Any]:
             throttled = {}
@@ -326,6 +319,20 @@ class LocalInjector:
             self._heal_limits("cpu", limits)
             return {"throttled": throttled}
         return Injected(targets, heal, {"quota": fault.quota})
+
+    def _apply_limits(self, kind: str, targets: list[str], make: Callable[[str, int], Any]) -> dict[str, Any]:
+        """One cgroup limit per target (``make(key, pid)``), applied and registered with the deployment
+        (its teardown heals them if the run is interrupted); if one fails, those applied are healed."""
+        limits: dict[str, Any] = {}
+        try:
+            for t in targets:
+                lim = make(f"{kind}-{t}", self._pid(t))
+                self.dep.fault_limits[f"{kind}-{t}"] = lim
+                limits[t] = lim.apply()
+        except BaseException:
+            self._heal_limits(kind, limits)
+            raise
+        return limits
 
     def _heal_limits(self, kind: str, limits: dict[str, Any]) -> None:
         errors = []
@@ -346,15 +353,8 @@ class LocalInjector:
         from harness.platforms.local.cgroups import MemoryLimit
 
         targets = self._one(fault.target)
-        limits: dict[str, Any] = {}
-        try:
-            for t in targets:
-                lim = MemoryLimit(self.dep.fault_prefix, f"memory-{t}", self._pid(t), limit_mb=fault.limit_mb)
-                self.dep.fault_limits[f"memory-{t}"] = lim
-                limits[t] = lim.apply()
-        except BaseException:
-            self._heal_limits("memory", limits)
-            raise
+        limits = self._apply_limits("memory", targets, lambda key, pid: MemoryLimit(self.dep.fault_prefix, key, pid,
+                                                                                    limit_mb=fault.limit_mb))
         supervisor = Supervisor(self.dep, limits)
         stressors: dict[str, MemoryStressor] = {}
         scores: dict[str, tuple[int, str]] = {}

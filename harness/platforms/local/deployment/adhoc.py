@@ -39,11 +39,7 @@ class AdhocProcesses(BringUp):
         if self.spec.stack == "reference":
             argv = [sys.executable, "-m", "harness.refstack", component, *extra_args]
         else:
-            binary = {"node": self.spec.goverse_node_bin, "gate": self.spec.goverse_gate_bin,
-                      "inspector": self.spec.goverse_inspector_bin}[component]
-            if not binary:
-                raise Unsupported(f"goverse_{component}_bin is not set")
-            argv = [binary, *extra_args]
+            argv = [self._goverse_bin(component), *extra_args]
         full: dict[str, str | None] = dict(self._stack_env())
         for key in os.environ:  # the stack's env drops the harness's own GOVERSE_*/POD_* variables
             if key.startswith(("GOVERSE_", "POD_")):

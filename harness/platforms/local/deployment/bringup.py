@@ -103,11 +103,7 @@ class BringUp(FaultWiring, Observation):
             if self.spec.version:
                 argv += ["--version-tag", self.spec.version]
         else:
-            binary = {"node": self.spec.goverse_node_bin, "gate": self.spec.goverse_gate_bin,
-                      "inspector": self.spec.goverse_inspector_bin}[component]
-            if not binary:
-                raise Unsupported(f"goverse_{component}_bin is not set")
-            argv = [binary, "--config", str(config or self.config_path)]
+            argv = [self._goverse_bin(component), "--config", str(config or self.config_path)]
             if component == "node" and self.spec.goverse_persistence_interval:
                 argv.append(f"--persistence-interval={round(self.spec.goverse_persistence_interval * 1000)}ms")
         if component == "node" and ident:
@@ -115,6 +111,14 @@ class BringUp(FaultWiring, Observation):
         elif component == "gate" and ident:
             argv += ["--gate-id", ident]
         return argv
+
+    def _goverse_bin(self, component: str) -> str:
+        """Real Goverse: the binary of ``component`` (node, gate, inspector); Unsupported when not set."""
+        binary = {"node": self.spec.goverse_node_bin, "gate": self.spec.goverse_gate_bin,
+                  "inspector": self.spec.goverse_inspector_bin}[component]
+        if not binary:
+            raise Unsupported(f"goverse_{component}_bin is not set")
+        return binary
 
     def _stack_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVERSE_", "POD_", "REFSTACK_"))}
