@@ -36,7 +36,8 @@ LOOPBACK = "127.0.0.1"
 
 def unsupported_reason(dep: Any) -> str | None:
     """Why ad-hoc instances cannot be started on this deployment (None: they can)."""
-    for attr in ("spawn_adhoc", "stop_adhoc", "adhoc_config", "redacted_config", "topology", "postgres"):
+    for attr in ("spawn_adhoc", "stop_adhoc", "adhoc_config", "redacted_config", "link_proxy", "topology",
+                 "postgres"):
         if getattr(dep, attr, None) is None:
             return f"the {type(dep).__name__} platform cannot start ad-hoc instances (no {attr})"
     if getattr(dep.spec, "stack", "reference") != "reference" and getattr(dep, "init_goverse_schema", None) is None:

@@ -203,11 +203,24 @@ class Signals(Protocol):
     def process(self, name: str) -> Process: ...
 
 
+class LinkProxy(Protocol):
+    """A TCP proxy in the harness's process whose links can be held or slowed: the conformance
+    experiments put an ad-hoc cluster's etcd and PostgreSQL behind one (``AdhocInstances.link_proxy``)."""
+
+    def add_link(self, name: str, upstream: tuple[str, int]) -> tuple[str, int]: ...
+    def hold(self, link: str) -> None: ...  # a black hole: accepted, nothing forwarded, data kept for the clear
+    def delay(self, link: str, ms: float, direction: Literal["upstream", "downstream", "both"]) -> None: ...
+    def clear(self, link: str) -> None: ...
+    def bytes_up(self, link: str) -> int: ...  # bytes forwarded client -> upstream so far
+    def stop(self) -> None: ...
+
+
 @runtime_checkable
 class AdhocInstances(Protocol):
     """The platform can start extra stack processes beside the deployed ones (conformance experiments),
     and render the config of an ad-hoc cluster of them (its own etcd prefix and database) on the
-    deployment's etcd and PostgreSQL; ``redacted_config`` is that config without secrets."""
+    deployment's etcd and PostgreSQL; ``redacted_config`` is that config without secrets; ``link_proxy``
+    a fresh :class:`LinkProxy` to put between such a cluster and its etcd or PostgreSQL."""
 
     def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
                     extra_args: list[str] | tuple[str, ...] = ()) -> Process: ...
@@ -218,6 +231,7 @@ class AdhocInstances(Protocol):
                      etcd: list[str] | None = None, pg: tuple[str, int] | None = None,
                      pg_password: str = "") -> dict[str, Any]: ...
     def redacted_config(self, doc: dict[str, Any]) -> dict[str, Any]: ...
+    def link_proxy(self) -> LinkProxy: ...
 
 
 @runtime_checkable

@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from harness.platforms.base import GateAddr, InspectorAddr, NodeAddr, PlatformError, Unsupported
+from harness.platforms.base import GateAddr, InspectorAddr, LinkProxy, NodeAddr, PlatformError, Unsupported
 from harness.platforms.local.config_render import Topology, redacted, render_config
 from harness.platforms.local.deployment.bringup import BringUp
+from harness.platforms.local.faultproxy import FaultProxy, Latency, Timeout
 from harness.platforms.local.process import ManagedProcess
 
 
@@ -85,3 +86,32 @@ class AdhocProcesses(BringUp):
     def redacted_config(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``doc`` without its secrets (for the run directory's copy)."""
         return redacted(doc)
+
+    def link_proxy(self) -> LinkProxy:
+        """A fresh TCP fault proxy on 127.0.0.1 (``LinkProxy``); the caller stops it."""
+        return ProxyLinks(FaultProxy())
+
+
+class ProxyLinks:
+    """:class:`~harness.platforms.base.LinkProxy` over the local TCP fault proxy."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        self.proxy = proxy
+
+    def add_link(self, name: str, upstream: tuple[str, int]) -> tuple[str, int]:
+        return self.proxy.add_link(name, upstream)
+
+    def hold(self, link: str) -> None:
+        self.proxy.set_toxic(link, Timeout())
+
+    def delay(self, link: str, ms: float, direction: Literal["upstream", "downstream", "both"]) -> None:
+        self.proxy.set_toxic(link, Latency(ms, direction=direction))
+
+    def clear(self, link: str) -> None:
+        self.proxy.clear(link)
+
+    def bytes_up(self, link: str) -> int:
+        return self.proxy.stats(link).bytes_up
+
+    def stop(self) -> None:
+        self.proxy.stop()
