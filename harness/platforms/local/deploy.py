@@ -8,7 +8,6 @@ partitions are real packet drops; without it everything runs on 127.0.0.1 and ne
 handlers and finalizers.
 """
 
-
 from __future__ import annotations
 
 import shutil
