@@ -115,6 +115,13 @@ class FaultWindow:
         return None if self.t_stop is None else round(self.t_stop - self.t_start, 6)
 
 
+def _op(inv: Event, **completion: Any) -> Op:
+    """The op of invocation ``inv``, completed as ``completion`` says (result, type, t_complete, error,
+    node and, when there is one, extra)."""
+    return Op(op_id=inv.op_id or 0, process=inv.process, f=inv.f, key=inv.key, value=inv.value, t_invoke=inv.t,
+              **completion)
+
+
 @dataclass
 class History:
     """An immutable-by-convention list of events plus the run-clock origin."""
@@ -152,38 +159,10 @@ class History:
             inv = pending.pop(ev.op_id, None)
             if inv is None:
                 continue
-            out.append(
-                Op(
-                    op_id=inv.op_id or 0,
-                    process=inv.process,
-                    f=inv.f,
-                    key=inv.key,
-                    value=inv.value,
-                    result=ev.value,
-                    type=ev.type,
-                    t_invoke=inv.t,
-                    t_complete=ev.t,
-                    error=ev.error,
-                    node=ev.node or inv.node,
-                    extra=ev.extra,
-                )
-            )
+            out.append(_op(inv, result=ev.value, type=ev.type, t_complete=ev.t, error=ev.error,
+                           node=ev.node or inv.node, extra=ev.extra))
         for inv in pending.values():
-            out.append(
-                Op(
-                    op_id=inv.op_id or 0,
-                    process=inv.process,
-                    f=inv.f,
-                    key=inv.key,
-                    value=inv.value,
-                    result=None,
-                    type="info",
-                    t_invoke=inv.t,
-                    t_complete=self.end,
-                    error=NO_COMPLETION,
-                    node=inv.node,
-                )
-            )
+            out.append(_op(inv, result=None, type="info", t_complete=self.end, error=NO_COMPLETION, node=inv.node))
         out.sort(key=lambda o: (o.t_invoke, o.op_id))
         return out
 

@@ -3,27 +3,17 @@ conventions the workload uses (so checker tests exercise the shapes real runs pr
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.history import COMPLETION_TYPES, History
+from tests.histories import make_histories
 
 DATA = Path(__file__).parent / "data"
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_histories", DATA / "make_histories.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_histories", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-GEN = _generator()
+GEN = make_histories()
 
 
 @pytest.mark.parametrize("name", sorted(GEN.HISTORIES))

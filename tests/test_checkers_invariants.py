@@ -3,11 +3,8 @@ hand-built ones for the edges. Each checker is shown passing, failing, and unkno
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -20,6 +17,7 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.history import History
+from tests.histories import make_histories as gen
 
 DATA = Path(__file__).parent / "data"
 VICTIM_KEYS = {"ctr-01", "ctr-04", "ctr-07"}  # node-1's counter keys in the 9-key histories
@@ -28,17 +26,6 @@ VICTIM_KEYS = {"ctr-01", "ctr-04", "ctr-07"}  # node-1's counter keys in the 9-k
 @cache
 def recorded(name: str) -> History:
     return History.load(DATA / "histories" / f"{name}.jsonl")
-
-
-@cache
-def gen() -> ModuleType:
-    """tests/data/make_histories.py, for its Builder (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_histories", DATA / "make_histories.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_histories", mod)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def builder():

@@ -4,11 +4,7 @@ cluster model pass, the three drawn from a buggy one fail on the victim's keys o
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,20 +12,10 @@ import pytest
 from harness.checkers import Verdict, monotonic_reads, no_lost_writes, reads_see_acknowledged
 from harness.checkers.linearizable import linearizable_counters
 from harness.history import History
+from tests.histories import make_histories as gen
 
 DATA = Path(__file__).parent / "data"
 VICTIM_KEYS = {"ctr-01", "ctr-04", "ctr-07"}  # node-1's counter keys in the recorded histories
-
-
-@cache
-def gen() -> ModuleType:
-    """tests/data/make_histories.py, for its Builder (tests/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_histories", DATA / "make_histories.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_histories", mod)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class H:

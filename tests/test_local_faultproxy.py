@@ -12,35 +12,7 @@ import pytest
 
 from harness.platforms.local.faultproxy import Bandwidth, FaultProxy, Latency, ResetPeer, Timeout
 from harness.waiting import wait_until
-
-
-class EchoServer:
-    """A threaded echo server on 127.0.0.1 (the proxy's upstream)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.addr: tuple[str, int] = self.sock.getsockname()[:2]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _echo(c: socket.socket) -> None:
-        with c:
-            try:
-                while d := c.recv(65536):
-                    c.sendall(d)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
+from tests.echo import EchoServer
 
 
 @pytest.fixture
@@ -97,17 +69,22 @@ def test_latency_is_added_per_direction(proxy: FaultProxy, echo: EchoServer) -> 
         assert sorted(rtt_ms(s))[2] < 30
 
 
-def test_latency_is_pipelined_not_a_throughput_cap(proxy: FaultProxy, echo: EchoServer) -> None:
-    addr = proxy.add_link("l", echo.addr)
-    proxy.set_toxic("l", Latency(50, direction="upstream"))
-    data = b"z" * (2 << 20)  # 2 MiB: 32+ chunks; one delay per chunk in series would take > 1.6 s
+def echo_seconds(addr: tuple[str, int], data: bytes) -> float:
+    """Seconds from starting to send ``data`` through ``addr`` (sending on a thread) until all of it is back."""
     with socket.create_connection(addr, timeout=10) as s:
         t = time.monotonic()
         threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
         got = 0
         while got < len(data):
             got += len(s.recv(1 << 16))
-        took = time.monotonic() - t
+        return time.monotonic() - t
+
+
+def test_latency_is_pipelined_not_a_throughput_cap(proxy: FaultProxy, echo: EchoServer) -> None:
+    addr = proxy.add_link("l", echo.addr)
+    proxy.set_toxic("l", Latency(50, direction="upstream"))
+    data = b"z" * (2 << 20)  # 2 MiB: 32+ chunks; one delay per chunk in series would take > 1.6 s
+    took = echo_seconds(addr, data)
     assert 0.05 <= took < 1.0, took
 
 
@@ -163,13 +140,7 @@ def test_bandwidth_caps_throughput(proxy: FaultProxy, echo: EchoServer) -> None:
     addr = proxy.add_link("l", echo.addr)
     proxy.set_toxic("l", Bandwidth(rate_kbps=1024))  # 1 MiB/s downstream
     data = b"y" * (512 * 1024)
-    with socket.create_connection(addr, timeout=10) as s:
-        t = time.monotonic()
-        threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
-        got = 0
-        while got < len(data):
-            got += len(s.recv(1 << 16))
-        took = time.monotonic() - t
+    took = echo_seconds(addr, data)
     assert took >= 0.4, took  # 512 KiB at 1 MiB/s, first chunk free
 
 

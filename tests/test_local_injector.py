@@ -10,15 +10,15 @@ against a real one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from harness.platforms.local.injector import LocalInjector
 from harness.platforms.local.netns import Network
 from harness.platforms.local.process import ManagedProcess
 from harness.waiting import wait_until
+from tests.echo import EchoServer
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces, cgroups and mounts need root")
 CAPS = detect()
@@ -172,13 +173,14 @@ def connects(net: Network, src: str, dst: str) -> bool:
     return net.host(src).can_connect(net.host(dst).ip, ECHO_PORT, 0.6)
 
 
-@pytest.mark.integration
-@root_only
-@pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
-def test_partition_cuts_exactly_the_shape_and_heals_with_evidence(rig: Rig) -> None:
+@contextlib.contextmanager
+def listening_hosts(rig: Rig, hosts: Iterable[tuple[str, str]]) -> Iterator[Network]:
+    """Hosts (name, role) in namespaces of their own, each with a TCP listener on ECHO_PORT, wired into
+    ``rig`` as its network and partitioner; afterwards the listeners end, the namespaces go, and
+    nothing of the run's prefix is left."""
     listeners = []
     with Network(rig.fault_prefix) as net:
-        for name, role in (("node-0", "node"), ("node-1", "node"), ("postgres", "postgres")):
+        for name, role in hosts:
             h = net.add_host(name)
             rig.add(name, role, h.ip, ECHO_PORT)
             listeners.append(h.popen([sys.executable, "-c", LISTEN, h.ip, str(ECHO_PORT)],
@@ -187,25 +189,33 @@ def test_partition_cuts_exactly_the_shape_and_heals_with_evidence(rig: Rig) -> N
             for p in listeners:
                 assert p.stdout is not None and p.stdout.readline().strip() == "ready"
             rig.network, rig.partitioner = net, Partitioner(net)
-            injected = LocalInjector(rig).inject(Partition("node-postgres", target="node-0"))
-            assert injected.targets == ["node-0"]
-            assert injected.detail["grudge"] == {"node-0": ["postgres"], "postgres": ["node-0"]}
-            # the outcome vocabulary both platforms share (docs/faults.md "One planning step")
-            assert injected.detail["victim"] == "node-0" and injected.detail["shape"] == "node-postgres"
-            assert "drops in the hosts' network namespaces" in injected.detail["how"]
-            assert not connects(net, "postgres", "node-0") and not connects(net, "node-0", "postgres")
-            assert connects(net, "node-1", "node-0") and connects(net, "node-1", "postgres")
-            assert injected.verify is not None
-            evidence = injected.verify()  # the nemesis runs this on its own thread while the cut holds
-            assert evidence["verified_cut"]["dropped"] is True, evidence
-            assert evidence["verified_cut"]["outcome"] == "timeout"
-            assert injected.heal() == {"healed": ["node-0", "postgres"]}
-            assert connects(net, "postgres", "node-0") and connects(net, "node-0", "postgres")
+            yield net
         finally:
             for p in listeners:
                 p.kill()
                 p.wait()
     assert netns.leftovers(rig.fault_prefix) == []
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
+def test_partition_cuts_exactly_the_shape_and_heals_with_evidence(rig: Rig) -> None:
+    with listening_hosts(rig, (("node-0", "node"), ("node-1", "node"), ("postgres", "postgres"))) as net:
+        injected = LocalInjector(rig).inject(Partition("node-postgres", target="node-0"))
+        assert injected.targets == ["node-0"]
+        assert injected.detail["grudge"] == {"node-0": ["postgres"], "postgres": ["node-0"]}
+        # the outcome vocabulary both platforms share (docs/faults.md "One planning step")
+        assert injected.detail["victim"] == "node-0" and injected.detail["shape"] == "node-postgres"
+        assert "drops in the hosts' network namespaces" in injected.detail["how"]
+        assert not connects(net, "postgres", "node-0") and not connects(net, "node-0", "postgres")
+        assert connects(net, "node-1", "node-0") and connects(net, "node-1", "postgres")
+        assert injected.verify is not None
+        evidence = injected.verify()  # the nemesis runs this on its own thread while the cut holds
+        assert evidence["verified_cut"]["dropped"] is True, evidence
+        assert evidence["verified_cut"]["outcome"] == "timeout"
+        assert injected.heal() == {"healed": ["node-0", "postgres"]}
+        assert connects(net, "postgres", "node-0") and connects(net, "node-0", "postgres")
 
 
 def outcome(net: Network, src: str, dst: str) -> str:
@@ -218,38 +228,23 @@ def outcome(net: Network, src: str, dst: str) -> str:
 @root_only
 @pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
 def test_timeout_and_reset_on_gate_node_and_node_etcd_links_via_nft(rig: Rig) -> None:
-    listeners = []
     hosts = (("gate-0", "gate"), ("gate-1", "gate"), ("node-0", "node"), ("node-1", "node"), ("etcd-0", "etcd"))
-    with Network(rig.fault_prefix) as net:
-        for name, role in hosts:
-            h = net.add_host(name)
-            rig.add(name, role, h.ip, ECHO_PORT)
-            listeners.append(h.popen([sys.executable, "-c", LISTEN, h.ip, str(ECHO_PORT)],
-                                     stdout=subprocess.PIPE, text=True))
-        try:
-            for p in listeners:
-                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-            rig.network, rig.partitioner = net, Partitioner(net)
-            inj = LocalInjector(rig).inject(Timeout(("all-gates", "node-0")))
-            assert inj.targets == ["gate-0", "gate-1"] and inj.detail["via"] == "nft"
-            assert outcome(net, "gate-0", "node-0") == "timeout" and outcome(net, "gate-1", "node-0") == "timeout"
-            assert outcome(net, "gate-0", "node-1") == "connected"  # only the asked-for link
-            assert outcome(net, "node-0", "gate-0") == "connected"  # and only that direction
-            inj.heal()
-            assert outcome(net, "gate-0", "node-0") == "connected"
+    with listening_hosts(rig, hosts) as net:
+        inj = LocalInjector(rig).inject(Timeout(("all-gates", "node-0")))
+        assert inj.targets == ["gate-0", "gate-1"] and inj.detail["via"] == "nft"
+        assert outcome(net, "gate-0", "node-0") == "timeout" and outcome(net, "gate-1", "node-0") == "timeout"
+        assert outcome(net, "gate-0", "node-1") == "connected"  # only the asked-for link
+        assert outcome(net, "node-0", "gate-0") == "connected"  # and only that direction
+        inj.heal()
+        assert outcome(net, "gate-0", "node-0") == "connected"
 
-            inj = LocalInjector(rig).inject(Reset(("node-1", "etcd-0")))
-            assert outcome(net, "node-1", "etcd-0").startswith("refused")  # an RST, at once
-            assert outcome(net, "node-0", "etcd-0") == "connected"
-            inj.heal()
-            assert outcome(net, "node-1", "etcd-0") == "connected"
-            assert_held_as_asked(held(rig, Reset(("all-gates", "node-0"))))
-            assert outcome(net, "gate-1", "node-0") == "connected"
-        finally:
-            for p in listeners:
-                p.kill()
-                p.wait()
-    assert netns.leftovers(rig.fault_prefix) == []
+        inj = LocalInjector(rig).inject(Reset(("node-1", "etcd-0")))
+        assert outcome(net, "node-1", "etcd-0").startswith("refused")  # an RST, at once
+        assert outcome(net, "node-0", "etcd-0") == "connected"
+        inj.heal()
+        assert outcome(net, "node-1", "etcd-0") == "connected"
+        assert_held_as_asked(held(rig, Reset(("all-gates", "node-0"))))
+        assert outcome(net, "gate-1", "node-0") == "connected"
 
 
 def test_targeted_partition_must_name_one_node(rig: Rig) -> None:
@@ -261,30 +256,6 @@ def test_targeted_partition_must_name_one_node(rig: Rig) -> None:
 
 
 # ---- link faults through the proxy -----------------------------------------------------------------------
-class Echo:
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.addr = self.sock.getsockname()[:2]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _echo(c: socket.socket) -> None:
-        with c:
-            try:
-                while d := c.recv(4096):
-                    c.sendall(d)
-            except OSError:
-                pass
-
-
 def round_trip(conn: socket.socket) -> float:
     t0 = time.monotonic()
     conn.sendall(b"ping")
@@ -292,13 +263,23 @@ def round_trip(conn: socket.socket) -> float:
     return time.monotonic() - t0
 
 
-def test_latency_timeout_and_reset_on_the_node_postgres_link(rig: Rig) -> None:
-    echo = Echo()
+@contextlib.contextmanager
+def proxied_node_postgres(rig: Rig) -> Iterator[tuple[FaultProxy, tuple[str, int]]]:
+    """node-0 -> postgres through a fault proxy (an echo server as PostgreSQL), wired into ``rig``;
+    yields the proxy and the address the node would connect to."""
+    echo = EchoServer()
     rig.add("node-0", "node")
     rig.add("postgres", "postgres")
-    with FaultProxy() as fp:
-        rig.proxy = fp
-        listen = fp.add_link("node-0->postgres", echo.addr)
+    try:
+        with FaultProxy() as fp:
+            rig.proxy = fp
+            yield fp, fp.add_link("node-0->postgres", echo.addr)
+    finally:
+        echo.close()
+
+
+def test_latency_timeout_and_reset_on_the_node_postgres_link(rig: Rig) -> None:
+    with proxied_node_postgres(rig) as (fp, listen):
         conn = socket.create_connection(listen, timeout=5)
         try:
             assert round_trip(conn) < 0.1
@@ -330,7 +311,6 @@ def test_latency_timeout_and_reset_on_the_node_postgres_link(rig: Rig) -> None:
             fresh.close()
         finally:
             conn.close()
-            echo.sock.close()
 
 
 # ---- cgroups -------------------------------------------------------------------------------------------
@@ -449,45 +429,25 @@ def test_pause_window_is_the_hold(rig: Rig) -> None:
 @pytest.mark.parametrize("fault", [Latency(("node-0", "postgres"), ms=100), Timeout(("node-0", "postgres")),
                                    Reset(("node-0", "postgres"))], ids=str)
 def test_link_fault_window_is_the_hold(rig: Rig, fault: Fault) -> None:
-    echo = Echo()
-    rig.add("node-0", "node")
-    rig.add("postgres", "postgres")
-    with FaultProxy() as fp:
-        rig.proxy = fp
-        listen = fp.add_link("node-0->postgres", echo.addr)
+    with proxied_node_postgres(rig) as (fp, listen):
         socket.create_connection(listen, timeout=5).close()  # the link carries the node's traffic
         wait_until(lambda: fp.stats("node-0->postgres").accepted > 0, 5, "the proxy to count the connection")
         assert_held_as_asked(held(rig, fault))
         assert fp.toxics("node-0->postgres") == []
-    echo.sock.close()
 
 
 @pytest.mark.integration
 @root_only
 @pytest.mark.skipif(not CAPS["fault:partition"][0], reason=CAPS["fault:partition"][1])
 def test_partition_window_is_the_hold_and_the_cut_is_verified_outside_it(rig: Rig) -> None:
-    listeners = []
-    with Network(rig.fault_prefix) as net:
-        for name, role in (("node-0", "node"), ("gate-0", "gate"), ("gate-1", "gate"), ("postgres", "postgres")):
-            h = net.add_host(name)
-            rig.add(name, role, h.ip, ECHO_PORT)
-            listeners.append(h.popen([sys.executable, "-c", LISTEN, h.ip, str(ECHO_PORT)],
-                                     stdout=subprocess.PIPE, text=True))
-        try:
-            for p in listeners:
-                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-            rig.network, rig.partitioner = net, Partitioner(net)
-            w = held(rig, Partition("gates-node", target="node-0"))
-            assert_held_as_asked(w)
-            v = w.result["verification"]
-            assert v["verified_cut"]["dropped"] is True and v["conclusive"] is True, v
-            assert w.t_start <= v["started_at"] <= v["ended_at"] <= w.t_stop
-            assert connects(net, "gate-0", "node-0")  # healed
-        finally:
-            for p in listeners:
-                p.kill()
-                p.wait()
-    assert netns.leftovers(rig.fault_prefix) == []
+    hosts = (("node-0", "node"), ("gate-0", "gate"), ("gate-1", "gate"), ("postgres", "postgres"))
+    with listening_hosts(rig, hosts) as net:
+        w = held(rig, Partition("gates-node", target="node-0"))
+        assert_held_as_asked(w)
+        v = w.result["verification"]
+        assert v["verified_cut"]["dropped"] is True and v["conclusive"] is True, v
+        assert w.t_start <= v["started_at"] <= v["ended_at"] <= w.t_stop
+        assert connects(net, "gate-0", "node-0")  # healed
 
 
 @pytest.mark.integration

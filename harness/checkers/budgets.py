@@ -20,7 +20,7 @@ from typing import Any
 from harness.checkers.availability import MeasureParams, availability_series, min_availability, probe_samples
 from harness.checkers.measure import FaultMeasurement, measure_faults
 from harness.checkers.ops import FINAL_FS, fmt_t
-from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
+from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, decide, examples, named
 from harness.history import History, Op
 
 KeySelector = Collection[str] | Callable[[str], bool]
@@ -86,11 +86,7 @@ def rto(budget_s: float, params: MeasureParams | None = None) -> Checker:
                              f"(first dip {fmt_t(f.t_dip)}, recovered {fmt_t(f.t_recovered)})")
             else:
                 oks.append(f"RTO {f.rto_s:.2f}s ≤ {budget_s:g}s after {_fault_label(f)}")
-        if fails:
-            return Check(name, Verdict.FAIL, examples(fails), data)
-        if unknown:
-            return Check(name, Verdict.UNKNOWN, examples(unknown), data)
-        return Check(name, Verdict.PASS, examples(oks), data)
+        return _per_fault(name, data, fails, unknown, oks)
 
     return named(name, run)
 
@@ -118,13 +114,15 @@ def recovery_after_heal(budget_s: float, params: MeasureParams | None = None) ->
             else:
                 clamp = " (recovered before the heal; clamped to 0)" if f.recovered_before_heal else ""
                 oks.append(f"recovered {value:.2f}s after the heal ≤ {budget_s:g}s{clamp} ({label})")
-        if fails:
-            return Check(name, Verdict.FAIL, examples(fails), data)
-        if unknown:
-            return Check(name, Verdict.UNKNOWN, examples(unknown), data)
-        return Check(name, Verdict.PASS, examples(oks), data)
+        return _per_fault(name, data, fails, unknown, oks)
 
     return named(name, run)
+
+
+def _per_fault(name: str, data: dict[str, Any], fails: list[str], unknown: list[str], oks: list[str]) -> Check:
+    """The per-fault budgets' tail: any fault over budget fails, else any unmeasured one is unknown, else pass."""
+    return decide(name, data, failed=examples(fails) if fails else None,
+                  unknown=examples(unknown) if unknown else None, passed=examples(oks))
 
 
 def _selector(keys: KeySelector | None) -> Callable[[str], bool]:

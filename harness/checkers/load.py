@@ -13,7 +13,7 @@ check whose detail starts with ``WARNING``), because it questions the measuremen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.checkers.load_analysis import LoadAnalysis, analyze
@@ -37,15 +37,30 @@ def _measured(history: History, phases: Sequence[str], name: str) -> tuple[LoadA
     return a, got, None
 
 
+def _over_phases(name: str, phases: Sequence[str], judge: Callable[[LoadAnalysis, list[Any]], Check]) -> Checker:
+    """A budget checker over the named phases: ``unknown`` when any has no load ops, else
+    ``judge(analysis, phases with ops)`` (the skeleton every per-phase budget shares)."""
+
+    def run(history: History) -> Check:
+        a, got, unmeasured = _measured(history, phases, name)
+        return unmeasured if unmeasured is not None else judge(a, got)
+
+    return named(name, run)
+
+
+def _each_within(name: str, data: dict[str, Any], got: list[Any], bad: list[Any], row: Callable[[Any], str],
+                 passed: str, failed: str) -> Check:
+    """Fail naming the phases over the budget (``bad``), else pass naming every phase; ``row`` says one."""
+    text = ", ".join(row(p) for p in (bad or got))
+    return decide(name, data, unknown=None, passed=f"{passed}: {text}", failed=f"{failed}: {text}" if bad else None)
+
+
 @checker_factory
 def achieved_at_least(ratio: float, phases: Sequence[str]) -> Checker:
     """Achieved rate ≥ ``ratio`` × offered in each named phase (the generator could offer what it meant)."""
     name = f"load_achieved_at_least_{ratio:g}x"
 
-    def run(history: History) -> Check:
-        a, got, unmeasured = _measured(history, phases, name)
-        if unmeasured is not None:
-            return unmeasured
+    def judge(a: LoadAnalysis, got: list[Any]) -> Check:
         bad = [p for p in got if p.offered_rps and p.achieved_rps < ratio * p.offered_rps]
         rows = ", ".join(f"{p.name}: {p.achieved_rps:.0f}/{p.offered_rps or 0:.0f} req/s" for p in got)
         data = {"ratio": ratio, "phases": {p.name: {"offered_rps": p.offered_rps, "achieved_rps": p.achieved_rps}
@@ -59,7 +74,7 @@ def achieved_at_least(ratio: float, phases: Sequence[str]) -> Checker:
             return Check(name, Verdict.FAIL, msg, data)
         return Check(name, Verdict.PASS, f"achieved/offered ≥ {ratio:g} ({rows})", data)
 
-    return named(name, run)
+    return _over_phases(name, phases, judge)
 
 
 @checker_factory
@@ -67,18 +82,14 @@ def error_rate_at_most(max_rate: float, phases: Sequence[str]) -> Checker:
     """(fail + info) / completed ≤ ``max_rate`` in each named phase."""
     name = f"load_error_rate_at_most_{max_rate:g}"
 
-    def run(history: History) -> Check:
-        a, got, unmeasured = _measured(history, phases, name)
-        if unmeasured is not None:
-            return unmeasured
+    def judge(a: LoadAnalysis, got: list[Any]) -> Check:
         rows = {p.name: {"error_rate": p.error_rate, "fail": p.fail, "info": p.info, "count": p.count} for p in got}
         bad = [p for p in got if (p.error_rate or 0.0) > max_rate]
-        text = ", ".join(f"{p.name} {p.error_rate or 0:.2%} ({p.fail} fail, {p.info} info of {p.count})"
-                         for p in (bad or got))
-        return decide(name, {"max": max_rate, **rows}, unknown=None, passed=f"error rate ≤ {max_rate:.2%}: {text}",
-                      failed=f"error rate over {max_rate:.2%}: {text}" if bad else None)
+        return _each_within(name, {"max": max_rate, **rows}, got, bad,
+                            lambda p: f"{p.name} {p.error_rate or 0:.2%} ({p.fail} fail, {p.info} info of {p.count})",
+                            passed=f"error rate ≤ {max_rate:.2%}", failed=f"error rate over {max_rate:.2%}")
 
-    return named(name, run)
+    return _over_phases(name, phases, judge)
 
 
 @checker_factory
@@ -86,20 +97,17 @@ def p99_at_most(budget_ms: float, phases: Sequence[str]) -> Checker:
     """p99 of the ok load ops (exact, nearest rank) ≤ ``budget_ms`` in each named phase."""
     name = f"load_p99_at_most_{budget_ms:g}ms"
 
-    def run(history: History) -> Check:
-        a, got, unmeasured = _measured(history, phases, name)
-        if unmeasured is not None:
-            return unmeasured
+    def judge(a: LoadAnalysis, got: list[Any]) -> Check:
         no_ok = [p.name for p in got if p.p99 is None]
         if no_ok:
             return Check(name, Verdict.FAIL, f"no successful op at all in phase(s) {no_ok}")
         rows = {p.name: {"p99": p.p99, "max": p.max} for p in got}
         bad = [p for p in got if p.p99 is not None and p.p99 > budget_ms]
-        text = ", ".join(f"{p.name} p99 {p.p99:.1f} ms (max {p.max:.1f})" for p in (bad or got))
-        return decide(name, {"budget_ms": budget_ms, **rows}, unknown=None, passed=f"p99 ≤ {budget_ms:g} ms: {text}",
-                      failed=f"p99 over {budget_ms:g} ms: {text}" if bad else None)
+        return _each_within(name, {"budget_ms": budget_ms, **rows}, got, bad,
+                            lambda p: f"{p.name} p99 {p.p99:.1f} ms (max {p.max:.1f})",
+                            passed=f"p99 ≤ {budget_ms:g} ms", failed=f"p99 over {budget_ms:g} ms")
 
-    return named(name, run)
+    return _over_phases(name, phases, judge)
 
 
 @checker_factory

@@ -27,14 +27,7 @@ import yaml
 from harness.cluster_state import EtcdView
 from harness.conformance.judges_config import InstanceObservation
 from harness.conformance.results import redact
-from harness.platforms.local.config_render import (
-    GateAddr,
-    InspectorAddr,
-    NodeAddr,
-    Topology,
-    redacted,
-    render_config,
-)
+from harness.platforms.base import GateAddr, InspectorAddr, NodeAddr
 from harness.ports import free_port
 from harness.waiting import wait_until
 
@@ -43,7 +36,8 @@ LOOPBACK = "127.0.0.1"
 
 def unsupported_reason(dep: Any) -> str | None:
     """Why ad-hoc instances cannot be started on this deployment (None: they can)."""
-    for attr in ("spawn_adhoc", "stop_adhoc", "topology", "postgres"):
+    for attr in ("spawn_adhoc", "stop_adhoc", "adhoc_config", "redacted_config", "link_proxy", "topology",
+                 "postgres"):
         if getattr(dep, attr, None) is None:
             return f"the {type(dep).__name__} platform cannot start ad-hoc instances (no {attr})"
     if getattr(dep.spec, "stack", "reference") != "reference" and getattr(dep, "init_goverse_schema", None) is None:
@@ -123,21 +117,17 @@ class AdhocCluster:
                pg: tuple[str, int] | None = None) -> dict[str, Any]:
         """The cluster's YAML (as a dict) with this prefix and database; ``etcd``/``pg`` reroute the
         links (e.g. through a fault proxy)."""
-        topo = self.dep.topology
-        pg_host, pg_port = pg or (topo.pg_host, topo.pg_port)
-        t = Topology(etcd_endpoints=list(etcd or topo.etcd_endpoints), pg_host=pg_host, pg_port=pg_port,
-                     pg_user=topo.pg_user, pg_database=self.database, pg_password_file=topo.pg_password_file,
-                     pg_password=pg_password(self.dep) if is_goverse(self.dep) else "",
-                     nodes=list(nodes), gates=list(gates), inspector=inspector)
-        return render_config(dataclasses.replace(self.dep.spec, prefix=self.prefix), t)
+        return dict(self.dep.adhoc_config(self.prefix, self.database, nodes, gates, inspector, etcd=etcd, pg=pg,
+                                          pg_password=pg_password(self.dep) if is_goverse(self.dep) else ""))
 
     def write(self, name: str, doc: dict[str, Any]) -> Path:
         """Write a config and return the path to give the process. The run directory gets a copy
         without the password; a config holding one (real Goverse) is given from the deployment's
         private directory instead."""
         path = self.config_dir / f"{self.tag}-{name}.yaml"
-        path.write_text(yaml.safe_dump(redacted(doc), sort_keys=False), encoding="utf-8")
-        if redacted(doc) != doc:
+        safe = self.dep.redacted_config(doc)
+        path.write_text(yaml.safe_dump(safe, sort_keys=False), encoding="utf-8")
+        if safe != doc:
             return Path(self.dep.private_config(f"adhoc-{self.tag}-{name}", doc))
         return path
 

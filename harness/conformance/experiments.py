@@ -25,7 +25,7 @@ from harness.conformance.judges_lifecycle import CallObservation, OwnershipSampl
 from harness.conformance.judges_observability import Samples
 from harness.conformance.live import BackgroundCall, ReadyPoller, call_counter, read_metrics, sampling
 from harness.history import Recorder
-from harness.platforms.local.faultproxy import FaultProxy, Latency, Timeout
+from harness.platforms.base import LinkProxy
 from harness.ports import free_port
 from harness.waiting import wait_until
 
@@ -66,7 +66,7 @@ def lifecycle_experiment(dep: Any) -> LifecycleRun:
     t = dep.spec.timers
     run = LifecycleRun(ttl=t.lease_ttl, tick=t.tick, grace=t.shutdown_grace, failover_budget=t.failover_budget())
     cluster = AdhocCluster.create(dep, "life")
-    proxy = FaultProxy()
+    proxy = dep.link_proxy()
     try:
         etcd = proxy.add_link("etcd", _host_port(cluster.etcd_endpoints()[0]))
         pg = proxy.add_link("pg", (dep.topology.pg_host, dep.topology.pg_port))
@@ -106,7 +106,7 @@ def lifecycle_experiment(dep: Any) -> LifecycleRun:
     return run
 
 
-def _etcd_loss(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poller: ReadyPoller, pid: int,
+def _etcd_loss(run: LifecycleRun, cluster: AdhocCluster, proxy: LinkProxy, poller: ReadyPoller, pid: int,
                configured_advertise: str) -> None:
     """Black-hole the node's etcd link until its lease expired in etcd, then heal. The node's etcd key
     is found by its pid in the reference stack's info record, else by the advertise address its
@@ -116,7 +116,7 @@ def _etcd_loss(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poll
     if advertise is None and configured_advertise in cluster.registered_nodes():
         advertise = configured_advertise
     run.t_etcd_cut = time.monotonic()
-    proxy.set_toxic("etcd", Timeout())
+    proxy.hold("etcd")
     try:
         wait_for("node /ready not 200 after etcd loss",
                  lambda: poller.not_ready_after("node", run.t_etcd_cut or 0.0), run.ttl + 2.0)
@@ -162,16 +162,16 @@ def _serving_again(cluster: AdhocCluster, gate_api: str, timeout: float) -> bool
 PG_HOLD_MS = 2500.0
 
 
-def _sigterm_mid_call(run: LifecycleRun, cluster: AdhocCluster, proxy: FaultProxy, poller: ReadyPoller,
+def _sigterm_mid_call(run: LifecycleRun, cluster: AdhocCluster, proxy: LinkProxy, poller: ReadyPoller,
                       proc: Any, gate_api: str) -> None:
     """Slow the node's PostgreSQL replies so a call is in flight, SIGTERM, probe, then let it finish."""
     tag = secrets.token_hex(3)
-    before = proxy.stats("pg").bytes_up
-    proxy.set_toxic("pg", Latency(PG_HOLD_MS, direction="downstream"))
+    before = proxy.bytes_up("pg")
+    proxy.delay("pg", PG_HOLD_MS, "downstream")
     try:
         call = BackgroundCall(gate_api, f"cf-life-inflight-{tag}", timeout=run.grace + 10.0)
         run.inflight_at_term = wait_for("the call reached PostgreSQL (in flight in the node)",
-                                        lambda: proxy.stats("pg").bytes_up > before and not call.done(), 5.0)
+                                        lambda: proxy.bytes_up("pg") > before and not call.done(), 5.0)
         run.t_term = time.monotonic()
         proc.signal(signal.SIGTERM)
         wait_for("node /ready not 200 after SIGTERM", lambda: poller.not_ready_after("node", run.t_term or 0.0),

@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from harness.checkers.load_analysis import CPU_SAMPLE, PHASE_LOG, RUN_LOG, SAMPL
 from harness.history import Event
 from harness.load.generator import GeneratorSpec, LocustGenerator, shapes_module
 from harness.load.samples import SampleMerger, SampleStats, completeness, read_samples, read_usage
+from harness.platforms.base import PostgresLinkDelay, Unsupported
 from harness.workload.gate_client import GateClient
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class LoadDriver:
         self.merger = SampleMerger(self.recorder)
         self.active: LoadRun | None = None
         self._n = 0
-        self._injected: list[tuple[Any, str]] = []
+        self._injected: list[Callable[[], None]] = []
         self.injected: dict[str, Any] = {}
         self.plots: list[str] = []
 
@@ -314,25 +315,25 @@ class LoadDriver:
         ms = os.environ.get(INJECT_PG_LATENCY_ENV)
         if not ms:
             return
-        from harness.platforms.local.faultproxy import Latency
-
-        proxy = getattr(self.sc.deployment, "proxy", None)
-        if proxy is None:
-            raise RuntimeError(f"{INJECT_PG_LATENCY_ENV} needs the stack's node → PostgreSQL fault proxy "
-                               "(local platform, fault_proxies on)")
-        links = sorted(n for n in proxy.links() if n.endswith("->postgres"))
-        for link in links:
-            proxy.set_toxic(link, Latency(ms=float(ms), direction="both"))
-            self._injected.append((proxy, link))
+        dep = self.sc.deployment
+        why = (f"{INJECT_PG_LATENCY_ENV} needs the stack's node → PostgreSQL fault proxy "
+               "(local platform, fault_proxies on)")
+        if not isinstance(dep, PostgresLinkDelay):
+            raise RuntimeError(why)
+        try:
+            links, undo = dep.delay_postgres_links(float(ms))
+        except Unsupported as exc:
+            raise RuntimeError(f"{why}: {exc}") from exc
+        self._injected.append(undo)
         self.injected = {"kind": "latency", "links": links, "ms": float(ms), "env": INJECT_PG_LATENCY_ENV}
         self.recorder.log("load-injected", **self.injected)
         log.warning("load: injected %s ms on %s (%s)", ms, links, INJECT_PG_LATENCY_ENV)
 
     def close(self) -> None:
         """Heal the injected latency (the generator is stopped by ``running()`` itself)."""
-        for proxy, link in self._injected:
+        for undo in self._injected:
             with contextlib.suppress(Exception):
-                proxy.clear(link)
+                undo()
         self._injected.clear()
 
 

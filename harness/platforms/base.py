@@ -9,7 +9,7 @@ reason in the report), never a silent pass.
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -111,6 +111,32 @@ class Endpoints:
     shards: int
 
 
+# Where one stack instance listens: what a rendered config and a deployment agree on, and what a
+# caller of ``AdhocInstances.adhoc_config`` names its extra instances with.
+@dataclass(frozen=True)
+class NodeAddr:
+    id: str
+    host: str
+    api_port: int
+    ops_port: int
+
+
+@dataclass(frozen=True)
+class GateAddr:
+    id: str
+    host: str
+    http_port: int
+    ops_port: int
+    grpc_port: int
+
+
+@dataclass(frozen=True)
+class InspectorAddr:
+    host: str
+    http_port: int
+    grpc_port: int
+
+
 @runtime_checkable
 class Deployment(Protocol):
     """A deployed stack and the controls scenarios use. All waits take a deadline in seconds and raise
@@ -177,14 +203,44 @@ class Signals(Protocol):
     def process(self, name: str) -> Process: ...
 
 
+class LinkProxy(Protocol):
+    """A TCP proxy in the harness's process whose links can be held or slowed: the conformance
+    experiments put an ad-hoc cluster's etcd and PostgreSQL behind one (``AdhocInstances.link_proxy``)."""
+
+    def add_link(self, name: str, upstream: tuple[str, int]) -> tuple[str, int]: ...
+    def hold(self, link: str) -> None: ...  # a black hole: accepted, nothing forwarded, data kept for the clear
+    def delay(self, link: str, ms: float, direction: Literal["upstream", "downstream", "both"]) -> None: ...
+    def clear(self, link: str) -> None: ...
+    def bytes_up(self, link: str) -> int: ...  # bytes forwarded client -> upstream so far
+    def stop(self) -> None: ...
+
+
 @runtime_checkable
 class AdhocInstances(Protocol):
-    """The platform can start extra stack processes beside the deployed ones (conformance experiments)."""
+    """The platform can start extra stack processes beside the deployed ones (conformance experiments),
+    and render the config of an ad-hoc cluster of them (its own etcd prefix and database) on the
+    deployment's etcd and PostgreSQL; ``redacted_config`` is that config without secrets; ``link_proxy``
+    a fresh :class:`LinkProxy` to put between such a cluster and its etcd or PostgreSQL."""
 
     def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
                     extra_args: list[str] | tuple[str, ...] = ()) -> Process: ...
     def stop_adhoc(self, name: str, grace: float | None = None) -> int | None: ...
     def stop_all_adhoc(self, grace: float = 2.0) -> None: ...
+    def adhoc_config(self, prefix: str, database: str, nodes: Sequence[NodeAddr] = (),
+                     gates: Sequence[GateAddr] = (), inspector: InspectorAddr | None = None,
+                     etcd: list[str] | None = None, pg: tuple[str, int] | None = None,
+                     pg_password: str = "") -> dict[str, Any]: ...
+    def redacted_config(self, doc: dict[str, Any]) -> dict[str, Any]: ...
+    def link_proxy(self) -> LinkProxy: ...
+
+
+@runtime_checkable
+class PostgresLinkDelay(Protocol):
+    """The platform can slow every node -> PostgreSQL link for a whole run (the load scenarios' injected
+    regression, a stand-in for "a slower release"); ``Unsupported`` where those links are not wired.
+    Returns the links slowed and the callable that takes the delay off again (it never raises)."""
+
+    def delay_postgres_links(self, ms: float) -> tuple[list[str], Callable[[], None]]: ...
 
 
 class Platform(Protocol):

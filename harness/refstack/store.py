@@ -135,6 +135,15 @@ LOCK_FENCE = "SELECT epoch FROM refstack_shard_fences WHERE shard = %s FOR SHARE
 RETRYABLE_SQLSTATES = {"57P01", "57P02", "57P03"}  # backend terminated while idle: nothing ran
 
 
+async def _hold_fence(conn: psycopg.AsyncConnection[Any], shard: int, epoch: int) -> None:
+    """Inside a transaction: share-lock ``shard``'s fence row and raise StaleEpoch unless it is still at
+    ``epoch`` (ownership moved on), so the rest of the transaction writes as the shard's owner."""
+    cur = await conn.execute(LOCK_FENCE, (shard,))
+    row = await cur.fetchone()
+    if row is None or int(row[0]) != epoch:
+        raise StaleEpoch(f"shard {shard}: fenced out (ownership moved past epoch {epoch}), not serving")
+
+
 class StoreError(Exception):
     """The operation definitely did not take effect."""
 
@@ -391,10 +400,7 @@ class Store:
         async def go(conn: psycopg.AsyncConnection[Any]) -> bool:
             async with conn.transaction():
                 if fenced:
-                    cur = await conn.execute(LOCK_FENCE, (shard,))
-                    row = await cur.fetchone()
-                    if row is None or int(row[0]) != epoch:
-                        raise StaleEpoch(f"shard {shard}: fenced out (ownership moved past epoch {epoch}), not serving")
+                    await _hold_fence(conn, shard, epoch)
                 cur = await conn.execute("DELETE FROM goverse_objects WHERE object_id = %s", (object_id,))
                 return cur.rowcount > 0
         return await self._run(f"failed to delete object {object_id}", go, write=True)
@@ -414,10 +420,7 @@ class Store:
         async def go(conn: psycopg.AsyncConnection[Any]) -> ReliableOutcome:
             async with conn.transaction():
                 if fenced:
-                    cur = await conn.execute(LOCK_FENCE, (shard,))
-                    row = await cur.fetchone()
-                    if row is None or int(row[0]) != epoch:
-                        raise StaleEpoch(f"shard {shard}: fenced out (ownership moved past epoch {epoch}), not serving")
+                    await _hold_fence(conn, shard, epoch)
                 if dedup:
                     cur = await conn.execute(
                         "INSERT INTO goverse_reliable_calls (call_id, object_id, object_type, method_name, "

@@ -15,31 +15,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.platforms.base import StackSpec
+from harness.platforms.base import GateAddr, InspectorAddr, NodeAddr, StackSpec
 
-
-@dataclass(frozen=True)
-class NodeAddr:
-    id: str
-    host: str
-    api_port: int
-    ops_port: int
-
-
-@dataclass(frozen=True)
-class GateAddr:
-    id: str
-    host: str
-    http_port: int
-    ops_port: int
-    grpc_port: int
-
-
-@dataclass(frozen=True)
-class InspectorAddr:
-    host: str
-    http_port: int
-    grpc_port: int
+__all__ = ["GateAddr", "InspectorAddr", "NodeAddr", "REDACTED", "Topology", "redacted", "render_config", "with_links"]
 
 
 @dataclass

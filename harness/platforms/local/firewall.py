@@ -238,6 +238,21 @@ class Partitioner:
 
 
 _CLONE_NEWNET = 0x40000000
+
+
+def _join_netns(ns: str) -> int:
+    """Move the calling thread into network namespace ``ns`` (setns(2)); 0, or the errno of a refusal
+    (a missing namespace raises FileNotFoundError). Callers run it on a fresh thread: it stays there."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"{NETNS_DIR}/{ns}", os.O_RDONLY)
+    try:
+        return 0 if libc.setns(fd, _CLONE_NEWNET) == 0 else int(ctypes.get_errno())
+    finally:
+        os.close(fd)
+
+
 NETNS_DIR = "/run/netns"  # where `ip netns add` pins named namespaces
 
 
@@ -249,7 +264,6 @@ def connect_from(ns: str, ip: str, port: int, timeout: float) -> str:
     process to start, so the evidence that a cut bites costs milliseconds plus ``timeout`` and can run
     while the fault holds (the nemesis records its own timestamps) instead of stretching the fault's
     window. The namespace is per thread; the thread ends with the probe."""
-    import ctypes
     import socket
     import threading
 
@@ -257,14 +271,9 @@ def connect_from(ns: str, ip: str, port: int, timeout: float) -> str:
 
     def probe() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"{NETNS_DIR}/{ns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({ns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            err = _join_netns(ns)
+            if err:
+                raise OSError(err, f"setns({ns}): {os.strerror(err)}")
             socket.create_connection((ip, port), timeout=timeout).close()
             out.append("connected")
         except TimeoutError:
@@ -283,7 +292,6 @@ def run_in_netns(ns: str, argv: list[str], input: str | None = None, timeout: fl
     setns(2) — one exec fewer than ``ip netns exec`` (which execs ``ip``, joins, then execs the tool),
     so a partition's rules go in and out faster. Raises :class:`PlatformError` with stderr on failure.
     A fresh thread every time: a thread that joined a namespace stays in it."""
-    import ctypes
     import subprocess
     import threading
 
@@ -291,14 +299,9 @@ def run_in_netns(ns: str, argv: list[str], input: str | None = None, timeout: fl
 
     def work() -> None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"{NETNS_DIR}/{ns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise PlatformError(f"setns({ns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            err = _join_netns(ns)
+            if err:
+                raise PlatformError(f"setns({ns}): {os.strerror(err)}")
             done.append(subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             done.append(exc)
