@@ -63,6 +63,9 @@ CATCHERS: dict[str, tuple[Selection, ...]] = {
     "lose-state-on-handover": (_sel("test_scaling.py", "scale_nodes_down"),),
     "env-ignored": (_sel("test_conformance.py", "test_env_"),),
     "no-secret-reload": (_sel("test_config_and_secrets.py", "secret_rotation"),),
+    # stale-view bugs (issue 15): a node or a gate acting on an old view of etcd
+    "no-lease-deadline": (_sel("test_stale_view.py", "partition-node-gate-etcd"),),
+    "gate-watch-not-resumed": (_sel("test_stale_view.py", "partition_gate_etcd_during_kill"),),
 }
 
 # bug -> the share of runs that must catch it (issue 15: at least 9 of 10). A bug is caught in a run

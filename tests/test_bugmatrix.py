@@ -15,6 +15,7 @@ import pytest
 
 from harness.bugmatrix import CATCHERS, CORRECT, STATED_RATE, Run, Selection, build_matrix, render_markdown
 from harness.refstack.bugs import BUGS
+from harness.settings import KNOWN_BUGS
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "data" / "runs"
@@ -77,7 +78,7 @@ def test_a_failing_correct_build_is_a_false_alarm() -> None:
 
 
 def test_every_seeded_bug_has_catchers_and_a_rate() -> None:
-    assert set(CATCHERS) == set(BUGS) == set(STATED_RATE)
+    assert set(CATCHERS) == set(BUGS) == set(STATED_RATE) == set(KNOWN_BUGS)
     for sels in CATCHERS.values():
         assert sels and all((ROOT / s.file).is_file() for s in sels)
 

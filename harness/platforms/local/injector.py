@@ -137,9 +137,10 @@ class LocalInjector:
         target = fault.target
         if fault.shape in shapes.TARGETED_SHAPES:
             # resolve the victim here (not inside grudge_for) so the history names it
-            hit = resolve_target("one-node" if target in (None, "random") else target, topo)
-            if len(hit) != 1 or topo[hit[0]] != "node":
-                raise TargetError(f"partition {fault.shape} cuts one node; {target!r} resolved to {hit}")
+            role = shapes.VICTIM_ROLE.get(fault.shape, "node")
+            hit = resolve_target(f"one-{role}" if target in (None, "random") else target, topo)
+            if len(hit) != 1 or topo[hit[0]] != role:
+                raise TargetError(f"partition {fault.shape} cuts one {role}; {target!r} resolved to {hit}")
             target = hit[0]
         try:
             grudge = shapes.grudge_for(fault.shape, topo, target=target, one_way_=fault.one_way,
@@ -148,6 +149,8 @@ class LocalInjector:
             raise Unsupported(f"partition {fault.shape} cannot be formed over {sorted(topo)}: {exc}") from None
         part.apply(grudge)
         victims = [target] if fault.shape in shapes.TARGETED_SHAPES and target else sorted(grudge)
+        if fault.shape == "node-gate-etcd":
+            victims = sorted(h for h in grudge if topo.get(h) != "etcd")
         detail = {"shape": fault.shape, "one_way": fault.one_way, "backend": part.backend,
                   "grudge": {h: sorted(d) for h, d in sorted(grudge.items())}}
 
