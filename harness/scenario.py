@@ -78,6 +78,8 @@ class Scenario:
                       grpc_gates=grpc_gates if grpc_gates is not None and self.deployment.spec.stack == "goverse"
                       else None)
         self.workloads.append(wl)
+        if spec.burst_at_inject > 0:
+            self.nemesis.before_inject.append(wl.burst)
         return wl
 
     def operations(self, on_endpoints: Callable[[dict[str, str]], None] | None = None,

@@ -59,7 +59,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 BASELINE_S = 2.0
 AFTER_S = 2.5  # ≥ the 2 s window in which recovered availability must hold (H)
 STALE_WINDOW_S = 3.0  # after the failover, the stale side keeps being asked this long
-HOT = {"counter_keys": 16, "counter_rate": 60.0, "read_ratio": 0.5}  # reads and writes interleave per key
+# hot keys, half reads: reads and writes of one key interleave across both gates; the rate is the
+# default one, so the harness itself is not starved on a loaded 2-core machine
+HOT = {"counter_keys": 12, "counter_rate": 40.0, "read_ratio": 0.5}
 
 
 def invariants(t: Timers) -> list[Any]:
@@ -110,7 +112,7 @@ def test_partition_gate_etcd_during_kill(stack, scenario):
     t = stack.spec.timers
     require_capability(stack, "partition")
     require_capability(stack, "kill")
-    wl = scenario.workload(**HOT)
+    wl = scenario.workload()
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         live = stack.live_nodes()
