@@ -20,10 +20,11 @@ component that routes (a gate) or serves (a node) is the one cut from etcd:
   from etcd, then a node SIGKILLed; the node's shards move while the gate cannot see it; the cut is
   healed, then the node restarts and shards rebalance. A correct gate reads the new map within a tick
   of the heal; a gate whose view never resumes after an etcd error (seeded bug
-  ``gate-watch-not-resumed``) keeps routing to the old owners and its clients never recover (H).
+  ``gate-watch-not-resumed``) keeps routing to the old owners: its clients never recover (H), and
+  reading every key through each gate after convergence shows which gate and keys (every_gate_routes).
 
-Then: L (client view and stored state), M, linearizable counters, O, C, and recovery after every heal
-within budgets derived from the stack's timers.
+Then: L (client view and stored state), M, linearizable counters, O, C, every gate routing by the
+current map, and recovery after every heal within budgets derived from the stack's timers.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.checkers.chaos import persisted_not_behind
+from harness.checkers.routing import every_gate_routes
 from harness.faults.spec import Fault, Kill, Partition, Pause
 from harness.platforms.base import Timers
 from harness.scenario import unsupported_is_skip
@@ -65,8 +67,11 @@ HOT = {"counter_keys": 12, "counter_rate": 40.0, "read_ratio": 0.5}
 
 
 def invariants(t: Timers) -> list[Any]:
+    """L (client view and stored state), M, linearizable counters, O, C, and every gate routing by the
+    current map once converged (a plain yes/no per gate and key, judged even on a starved run)."""
     return [no_lost_writes(), persisted_not_behind, reads_see_acknowledged(), monotonic_reads(),
-            linearizable_counters(), single_ownership(), converged(within_s=budgets.convergence(t))]
+            linearizable_counters(), single_ownership(), converged(within_s=budgets.convergence(t)),
+            every_gate_routes()]
 
 
 def lease_hold(t: Timers) -> float:
@@ -99,6 +104,7 @@ def test_stale_view(stack, scenario, fault: Fault, failover: bool):
                 scenario.settle(STALE_WINDOW_S, "the new owners serve; the stale side is still asked")
             scenario.settle(max(0.0, lease_hold(t) - (scenario.recorder.now() - t_inject)), "the cut holds")
         after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
+    wl.reads_through_each_gate()
     final_reads_and_stored(stack, scenario, budgets.convergence(t), wl)
     budget = budgets.failover(t) if failover else heal_fast(t)
     result = scenario.conclude(*invariants(t), recovery_after_heal(budget_s=budget),
@@ -130,6 +136,7 @@ def test_partition_gate_etcd_during_kill(stack, scenario):
         finally:
             scenario.nemesis.heal(kill)  # the node restarts: shards rebalance onto it
         after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
+    wl.reads_through_each_gate()
     final_reads_and_stored(stack, scenario, budgets.convergence(t), wl)
     result = scenario.conclude(*invariants(t), recovery_after_heal(budget_s=budgets.failover(t)),
                                extra={"killed": killed.targets, "failover_seen": moved})

@@ -381,6 +381,29 @@ class Workload:
         return op
 
     # ---- after the scenario --------------------------------------------------------------------
+    def reads_through_each_gate(self, keys: list[str] | None = None, deadline_s: float = 3.0) -> None:
+        """Read every key (default: the probe keys, one per shard) through *each* gate, retrying each
+        (gate, key) until it answers or ``deadline_s`` passes; records ``gate-read`` ops with the gate
+        as ``node``. Why per gate: clients spread over gates hide one gate that routes with a stale
+        map (every_gate_routes judges it). Call after the cluster converged, with load stopped."""
+        asyncio.run(self._reads_through_each_gate(list(keys or self.probe_keys), deadline_s))
+
+    async def _reads_through_each_gate(self, keys: list[str], deadline_s: float) -> None:
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
+            async def one(gate: str, key: str) -> None:
+                end = time.monotonic() + deadline_s
+                while True:
+                    op_id = self.recorder.invoke("route-check", "gate-read", key=key, node=gate)
+                    out = await client.call(gate, "Counter", key, "Get", wire.new("counter.GetRequest"))
+                    value = wire.to_dict(out.message).get("value") if out.type == "ok" and out.message else None
+                    self.recorder.complete(op_id, out.type, "route-check", "gate-read", key=key, value=value,
+                                           error=None if out.type == "ok" else f"{out.code}: {out.error}",
+                                           node=gate, extra=out.extra or None)
+                    if out.type == "ok" or time.monotonic() >= end:
+                        return
+                    await asyncio.sleep(0.25)  # sleep-ok: retry interval inside the deadline
+            await asyncio.gather(*(one(g, k) for g in sorted(self.gate_urls) for k in keys))
+
     def final_reads(self, timeout: float = 30.0) -> dict[str, int | None]:
         """Read every counter key (and wallet balance) until it answers or ``timeout`` passes; records
         ``final-read`` / ``final-balance`` ops. Call after faults are healed and load has stopped."""
