@@ -66,6 +66,7 @@ CATCHERS: dict[str, tuple[Selection, ...]] = {
     # stale-view bugs (issue 15): a node or a gate acting on an old view of etcd
     "no-lease-deadline": (_sel("test_stale_view.py", "partition-node-gate-etcd"),),
     "gate-watch-not-resumed": (_sel("test_stale_view.py", "partition_gate_etcd_during_kill"),),
+    "drain-gives-up-early": (_sel("test_restarts.py", "sigterm_drain_near_grace"),),
 }
 
 # bug -> the share of runs that must catch it (issue 15: at least 9 of 10). A bug is caught in a run

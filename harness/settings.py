@@ -33,6 +33,7 @@ KNOWN_BUGS: tuple[str, ...] = (
     "no-secret-reload",
     "no-lease-deadline",
     "gate-watch-not-resumed",
+    "drain-gives-up-early",
 )
 
 

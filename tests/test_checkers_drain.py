@@ -46,7 +46,7 @@ def test_a_drain_that_gives_up_early_fails_naming_the_call() -> None:
 
 
 def test_calls_refused_after_sigterm_or_timed_out_are_not_judged() -> None:
-    calls = [("a", 9.9, 10.01, "fail"),  # reached the node after the SIGTERM: refused, correctly
+    calls = [("a", 9.9, 10.01, "fail"),  # may have reached the node after the SIGTERM: refused, correctly
              ("b", 8.0, 13.0, "info"),  # waited the whole call timeout (queued behind another call)
              ("a", 9.0, 13.4, "ok")]
     c = CHECK(history(calls))
@@ -59,3 +59,8 @@ def test_nothing_held_near_the_grace_period_is_unknown() -> None:
     assert c.verdict is Verdict.UNKNOWN and "not exercised" in c.detail
     assert CHECK(history([("a", 9.0, 13.5, "ok")], graceful=False)).verdict is Verdict.UNKNOWN
     assert drained_in_flight(set(), 5.0, 3.0)(history([])).verdict is Verdict.UNKNOWN
+
+
+def test_a_call_sent_just_before_sigterm_and_cut_fails() -> None:
+    c = CHECK(history([("a", 9.0, 13.5, "ok"), ("b", 9.95, 13.1, "info")]))
+    assert c.verdict is Verdict.FAIL and "op 1 on b" in c.detail

@@ -4,9 +4,10 @@ Why a checker over the history (and not only conformance 2.2): conformance holds
 below a 10-30 s grace period, so a drain that gives up after a few seconds passes it. A scenario holds
 the victim's calls close to the time the stack can let a call live (min(grace − margin, call timeout −
 margin), see scenarios/test_restarts.py) and this checker judges every call that was in flight at the
-SIGTERM: it must end ``ok``. Calls are only judged when they were surely *inside* the node (invoked at
-least ``reached_s`` before the SIGTERM; a call that arrives after it is refused, which is correct) and
-only when they ended before the gate's call timeout (a call that waited for the timeout timed out on
+SIGTERM: it must end ``ok``. Calls are judged when they were surely *inside* the node (invoked at
+least ``reached_s`` before the SIGTERM; a call that arrives after it is refused — a definite ``fail``,
+which is correct) or ended with an unknown outcome (``info``: cut after it was forwarded), and only
+when they ended before the gate's call timeout (a call that waited for the timeout timed out on
 its own, e.g. queued behind others on one object; it says nothing about the drain).
 
 The SIGTERM moment is the graceful restart window's ``apply_began_at`` (the nemesis stamps t_inject
@@ -37,8 +38,9 @@ def _sigterm_times(history: History) -> list[tuple[float, Any]]:
 
 def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
                       reached_s: float = 0.25) -> Checker:
-    """Every call on ``keys`` (the victim's keys) in flight at a graceful restart's SIGTERM, invoked
-    ≥ ``reached_s`` before it and ended before 0.9 × ``call_timeout_s``, completed ``ok``; and at
+    """Every call on ``keys`` (the victim's keys) in flight at a graceful restart's SIGTERM (invoked
+    ≥ ``reached_s`` before it, or cut: ``info``) that ended before 0.9 × ``call_timeout_s`` completed
+    ``ok``; and at
     least one such call completed ≥ ``held_s`` after the SIGTERM (else the drain near the grace period
     was not exercised: unknown)."""
     victim_keys = set(keys)
@@ -55,8 +57,10 @@ def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
         judged = 0
         for t_term, target in terms:
             for op in history.ops(CALL_FS):
-                if op.key not in victim_keys or not (op.t_invoke <= t_term - reached_s and op.t_complete > t_term):
+                if op.key not in victim_keys or not op.t_invoke <= t_term < op.t_complete:
                     continue
+                if op.t_invoke > t_term - reached_s and op.type != "info":
+                    continue  # may have reached the node after the SIGTERM: refusing it is correct
                 if op.type != "ok" and op.latency_s >= 0.9 * call_timeout_s:
                     continue  # waited for the call timeout: not the drain's doing
                 judged += 1

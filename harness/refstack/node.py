@@ -33,7 +33,7 @@ from aiohttp import web
 
 from harness import wire
 from harness.refstack import metrics
-from harness.refstack.bugs import ACK_BEFORE_PERSIST_FLUSH_SECONDS, SLOW_FAILOVER_SECONDS
+from harness.refstack.bugs import ACK_BEFORE_PERSIST_FLUSH_SECONDS, DRAIN_GIVES_UP_SECONDS, SLOW_FAILOVER_SECONDS
 from harness.refstack.config import Settings
 from harness.refstack.coordination import ClusterState, Registration
 from harness.refstack.etcd import EtcdError
@@ -171,8 +171,17 @@ class Node(Service):
         self.stopping = True
         t0 = time.monotonic()
         log.info("shutting down: draining %d in-flight calls", self.inflight)
+        drain = max(0.1, grace.remaining() - 3.0)  # 3 s of the grace are kept for flush, handover, revoke
+        if "drain-gives-up-early" in self.bugs:
+            drain = DRAIN_GIVES_UP_SECONDS
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=max(0.1, grace.remaining() - 3.0))
+            await asyncio.wait_for(self._idle.wait(), timeout=drain)
+        if "drain-gives-up-early" in self.bugs and self.inflight:
+            # seeded bug: the drain timer fired; like log.Fatal after http.Server.Shutdown(ctx) returned
+            # "context deadline exceeded", the process exits with the calls still running
+            log.error("drain deadline (%gs) exceeded with %d calls in flight; exiting", drain, self.inflight)
+            logging.shutdown()
+            os._exit(1)
         for task in self._tasks:
             if task.get_name() != "keepalive":
                 task.cancel()
