@@ -4,11 +4,11 @@ Why a checker over the history (and not only conformance 2.2): conformance holds
 below a 10-30 s grace period, so a drain that gives up after a few seconds passes it. A scenario holds
 the victim's calls close to the time the stack can let a call live (min(grace − margin, call timeout −
 margin), see scenarios/test_restarts.py) and this checker judges every call that was in flight at the
-SIGTERM: it must end ``ok``. Calls are judged when they were surely *inside* the node (invoked at
-least ``reached_s`` before the SIGTERM; a call that arrives after it is refused — a definite ``fail``,
-which is correct) or ended with an unknown outcome (``info``: cut after it was forwarded), and only
-when they ended before the gate's call timeout (a call that waited for the timeout timed out on
-its own, e.g. queued behind others on one object; it says nothing about the drain).
+SIGTERM: it must not end with an unknown outcome (``info``: forwarded, then the connection broke — the
+call was cut). A definite refusal (``fail``: the call did not run, e.g. it reached the node after the
+SIGTERM) is allowed. Only calls that ended before the gate's call timeout are judged (a call that
+waited for the timeout timed out on its own, e.g. queued behind others on one object; it says nothing
+about the drain).
 
 The SIGTERM moment is the graceful restart window's ``apply_began_at`` (the nemesis stamps t_inject
 when the stop returned, i.e. after the process exited).
@@ -38,11 +38,11 @@ def _sigterm_times(history: History) -> list[tuple[float, Any]]:
 
 def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
                       reached_s: float = 0.25) -> Checker:
-    """Every call on ``keys`` (the victim's keys) in flight at a graceful restart's SIGTERM (invoked
-    ≥ ``reached_s`` before it, or cut: ``info``) that ended before 0.9 × ``call_timeout_s`` completed
-    ``ok``; and at
-    least one such call completed ≥ ``held_s`` after the SIGTERM (else the drain near the grace period
-    was not exercised: unknown)."""
+    """No call on ``keys`` (the victim's keys) in flight at a graceful restart's SIGTERM ended ``info``
+    (cut) before 0.9 × ``call_timeout_s``; and at
+    least one call invoked ≥ ``reached_s`` before the SIGTERM completed ok ≥ ``held_s`` after it
+    (else the drain near the grace period was not exercised: unknown). Timing-free for a fail: a
+    starved harness widens intervals and lengthens latencies, which can only exclude a cut call."""
     victim_keys = set(keys)
 
     def run(history: History) -> Check:
@@ -54,13 +54,16 @@ def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
             return Check(NAME, Verdict.UNKNOWN, "the victim owned none of the workload's keys", data)
         cut: list[str] = []
         held: list[Op] = []
-        judged = 0
+        judged = refused = 0
         for t_term, target in terms:
             for op in history.ops(CALL_FS):
                 if op.key not in victim_keys or not op.t_invoke <= t_term < op.t_complete:
                     continue
+                if op.type == "fail":
+                    refused += 1  # a definite refusal: the call did not run, the client may retry it
+                    continue
                 if op.t_invoke > t_term - reached_s and op.type != "info":
-                    continue  # may have reached the node after the SIGTERM: refusing it is correct
+                    continue
                 if op.type != "ok" and op.latency_s >= 0.9 * call_timeout_s:
                     continue  # waited for the call timeout: not the drain's doing
                 judged += 1
@@ -71,7 +74,7 @@ def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
                 cut.append(f"{op.f} op {op.op_id} on {op.key} (in flight since {op.t_invoke:.2f}s) ended "
                            f"{op.type} {op.t_complete - t_term:.2f}s after the SIGTERM of {target} at "
                            f"{t_term:.2f}s: {op.error or 'no answer'}"[:300])
-        data.update(judged=judged, cut=len(cut), held=len(held),
+        data.update(judged=judged, cut=len(cut), held=len(held), refused=refused,
                     longest_held_s=round(max((o.t_complete - t for o in held for t, _ in terms
                                               if o.t_complete > t), default=0.0), 3))
         if cut:

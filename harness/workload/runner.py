@@ -343,9 +343,15 @@ class Workload:
 
     def _probe_op(self, client: GateClient, picker: GatePicker) -> Any:
         keys = itertools.cycle(self.probe_keys)
+        count = itertools.count()
 
         def make() -> Any:
             key = next(keys)
+            if next(count) % len(self.probe_keys) == 0:
+                # shift the gate rotation once per cycle: with an even key count and strict round-robin,
+                # each probe key would always go through the same gate, and a gate with a stale view
+                # would never be compared with another on the same key (O, M)
+                picker.pick()
             return self._record(client, picker, "probe-0", "probe", key, None, "Get",
                                 wire.new("counter.GetRequest"))
         return make
