@@ -40,7 +40,7 @@ def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
                       reached_s: float = 0.25) -> Checker:
     """No call on ``keys`` (the victim's keys) in flight at a graceful restart's SIGTERM ended ``info``
     (cut) before 0.9 × ``call_timeout_s``; and at
-    least one call invoked ≥ ``reached_s`` before the SIGTERM completed ok ≥ ``held_s`` after it
+    least one call in flight at the SIGTERM completed ok ≥ ``held_s`` after it (it was held in the node)
     (else the drain near the grace period was not exercised: unknown). Timing-free for a fail: a
     starved harness widens intervals and lengthens latencies, which can only exclude a cut call."""
     victim_keys = set(keys)
@@ -62,8 +62,8 @@ def drained_in_flight(keys: Iterable[str], call_timeout_s: float, held_s: float,
                 if op.type == "fail":
                     refused += 1  # a definite refusal: the call did not run, the client may retry it
                     continue
-                if op.t_invoke > t_term - reached_s and op.type != "info":
-                    continue
+                if op.t_invoke > t_term - reached_s and op.type == "ok" and op.t_complete - t_term < held_s:
+                    continue  # sent just before the SIGTERM and answered soon: says nothing either way
                 if op.type != "ok" and op.latency_s >= 0.9 * call_timeout_s:
                     continue  # waited for the call timeout: not the drain's doing
                 judged += 1
