@@ -63,6 +63,10 @@ CATCHERS: dict[str, tuple[Selection, ...]] = {
     "lose-state-on-handover": (_sel("test_scaling.py", "scale_nodes_down"),),
     "env-ignored": (_sel("test_conformance.py", "test_env_"),),
     "no-secret-reload": (_sel("test_config_and_secrets.py", "secret_rotation"),),
+    # stale-view bugs (issue 15): a node or a gate acting on an old view of etcd
+    "no-lease-deadline": (_sel("test_stale_view.py", "partition-node-gate-etcd"),),
+    "gate-watch-not-resumed": (_sel("test_stale_view.py", "partition_gate_etcd_during_kill"),),
+    "drain-gives-up-early": (_sel("test_restarts.py", "sigterm_drain_near_grace"),),
 }
 
 # bug -> the share of runs that must catch it (issue 15: at least 9 of 10). A bug is caught in a run
@@ -176,6 +180,22 @@ def render_markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_html(matrix: dict[str, Any], out: Path | None = None) -> str:
+    """The matrix as an HTML page (``matrix.html``): per bug, bug × scenario, the correct build, and
+    each run linked to its own report.html (relative to ``out``, the matrix's directory)."""
+    from harness.report.html import template
+
+    runs = []
+    for r in matrix.get("runs") or []:
+        report = None
+        art = Path(str(r.get("artifacts") or ""))
+        if r.get("run_id") and art.parts:
+            page = art / "runs" / str(r["run_id"]) / "report.html"
+            report = str(page.relative_to(out)) if out is not None and page.is_relative_to(out) else str(page)
+        runs.append({**r, "report": report})
+    return template("bugs.html.j2").render(matrix=matrix, runs=runs)
+
+
 # ---- the runner ---------------------------------------------------------------------------------------
 def _run_once(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str]) -> Run:
     art = out / "runs" / (bug or "correct") / sel.label.replace("/", "_").replace(" ", "_") / str(repeat)
@@ -217,6 +237,7 @@ def bugs_main(argv: list[str]) -> int:
     (out / "matrix.json").write_text(json.dumps(matrix, indent=2) + "\n", encoding="utf-8")
     md = render_markdown(matrix)
     (out / "matrix.md").write_text(md, encoding="utf-8")
+    (out / "matrix.html").write_text(render_html(matrix, out), encoding="utf-8")
     print(md)
-    print(f"matrix: {out / 'matrix.json'}, {out / 'matrix.md'}")
+    print(f"matrix: {out / 'matrix.json'}, {out / 'matrix.md'}, {out / 'matrix.html'}")
     return 0 if matrix["ok"] else 1

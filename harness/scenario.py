@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 
 
 IN_FLIGHT_GRACE_S = 1.0  # an op in flight longer than this is judged as not (yet) successful
+# Checks whose failure a starved harness cannot cause: they judge values and the order of intervals,
+# and starvation only widens an op's interval (invoke is stamped before the call is sent, completion
+# after the answer arrived), which can hide a violation but never invent one. A starved run in which
+# one of them failed is still a fail (a caught bug counts); timing checks (R, H, A, E, latency) are
+# not in this set.
+TIMING_FREE_CHECKS = frozenset({
+    "no_lost_writes", "reads_see_acknowledged", "monotonic_reads", "linearizable_counters",
+    "single_ownership", "reliable_calls_once", "persisted_not_behind", "every_gate_routes",
+    # a cut call (unknown outcome) is a cut call; starvation can only push one past the timeout filter
+    "drained_in_flight",
+})
 
 
 class Scenario:
@@ -82,6 +93,8 @@ class Scenario:
                       grpc_gates=grpc_gates if grpc_gates is not None and self.deployment.spec.stack == "goverse"
                       else None)
         self.workloads.append(wl)
+        if spec.burst_at_inject > 0:
+            self.nemesis.before_inject.append(wl.burst)
         return wl
 
     def operations(self, on_endpoints: Callable[[dict[str, str]], None] | None = None,
@@ -175,7 +188,9 @@ class Scenario:
 
         A run whose harness was starved (its own scheduling lag over ``starved_lag_ms`` while it
         measured) cannot be judged on timing: its verdict is ``unknown`` with the reason, whatever the
-        checks said (their details stay in the reason and checks.json)."""
+        checks said (their details stay in the reason and checks.json) — unless a check that
+        starvation cannot fail (``TIMING_FREE_CHECKS``) failed: then it is a fail, the starvation named
+        in the reason."""
         self.nemesis.heal_all()
         if extra:
             self.extra.update(extra)
@@ -183,7 +198,16 @@ class Scenario:
         result = check(history, *checkers)
         self.extra["harness_lag"] = lag_by_phase(history)
         starved = starvation(history)
-        if starved is not None:
+        timing_free_fails = [c.name for c in result.checks
+                             if c.verdict is Verdict.FAIL and c.name in TIMING_FREE_CHECKS]
+        if starved is not None and timing_free_fails:
+            self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
+                                     "threshold_ms": starved.threshold_ms,
+                                     "kept_fail_of": timing_free_fails}
+            self.result = result
+            self._write(history, result, reason=f"{result.explain()} (harness starved: {starved.reason}; "
+                        f"{', '.join(timing_free_fails)} cannot be failed by starvation)")
+        elif starved is not None:
             self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
                                      "threshold_ms": starved.threshold_ms}
             checks_said = ("; the checks passed" if result.passed

@@ -15,6 +15,7 @@ import pytest
 
 from harness.bugmatrix import CATCHERS, CORRECT, STATED_RATE, Run, Selection, build_matrix, render_markdown
 from harness.refstack.bugs import BUGS
+from harness.settings import KNOWN_BUGS
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "data" / "runs"
@@ -77,7 +78,7 @@ def test_a_failing_correct_build_is_a_false_alarm() -> None:
 
 
 def test_every_seeded_bug_has_catchers_and_a_rate() -> None:
-    assert set(CATCHERS) == set(BUGS) == set(STATED_RATE)
+    assert set(CATCHERS) == set(BUGS) == set(STATED_RATE) == set(KNOWN_BUGS)
     for sels in CATCHERS.values():
         assert sels and all((ROOT / s.file).is_file() for s in sels)
 
@@ -88,3 +89,19 @@ def test_every_catcher_selects_a_scenario(sel: Selection) -> None:
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                           sel.file, "-k", sel.k], cwd=ROOT, capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "::" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_the_html_page_shows_rates_checks_false_alarms_and_links_each_run(tmp_path: Path) -> None:
+    from harness.bugmatrix import render_html
+
+    runs = [Run("no-fencing", PAUSE, 0, run_json("pause_no_fencing")),
+            Run("no-fencing", PAUSE, 1, run_json("chaos_kill_pause_correct")),
+            Run(None, PAUSE, 0, run_json("pause_no_fencing"))]
+    m = build_matrix(runs)
+    m["runs"] = [{"bug": "no-fencing", "selection": PAUSE.label, "repeat": 0, "exit_code": 1,
+                  "artifacts": str(tmp_path / "runs" / "no-fencing" / "0"), "run_id": "20261203T1200Z-abc"}]
+    page = render_html(m, tmp_path)
+    assert "BELOW RATE (needs 2)" in page and "<code>no-fencing</code>" in page
+    assert "no_lost_writes 1/2" in page
+    assert "1 false alarms in 1 scenario runs" in page
+    assert 'href="runs/no-fencing/0/runs/20261203T1200Z-abc/report.html"' in page

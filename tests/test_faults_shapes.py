@@ -128,3 +128,33 @@ def test_links_cut_and_normalise() -> None:
 def test_natural_order() -> None:
     topo = {f"node-{i}": "node" for i in (10, 2, 1)}
     assert sh.hosts_with_role(topo, "node") == ["node-1", "node-2", "node-10"]
+
+
+# ---- stale-view shapes: gates and nodes cut from etcd ------------------------------------------------
+ETCD = {"etcd-0", "etcd-1", "etcd-2"}
+
+
+def test_gate_etcd_cuts_one_gate_from_etcd_only() -> None:
+    g = sh.grudge_for("gate-etcd", TOPO, target="gate-1")
+    assert g == {"gate-1": ETCD, **{e: {"gate-1"} for e in ETCD}}
+    assert sh.can_reach(g, "gate-1", "node-0") and sh.can_reach(g, "node-0", "gate-1")
+    one = sh.grudge_for("gate-etcd", TOPO, target="gate-0", one_way_=True)
+    assert one == {"gate-0": ETCD}  # the gate hears nothing from etcd; etcd still hears the gate
+    picked = sh.grudge_for("gate-etcd", TOPO, rng=random.Random(3))
+    assert [h for h in picked if h.startswith("gate")][0] in ("gate-0", "gate-1")
+
+
+def test_gate_etcd_refuses_a_node_victim() -> None:
+    with pytest.raises(sh.ShapeError, match="cuts a gate"):
+        sh.grudge_for("gate-etcd", TOPO, target="node-0")
+    with pytest.raises(sh.ShapeError, match="cuts a node"):
+        sh.grudge_for("node-etcd", TOPO, target="gate-0")
+
+
+def test_node_gate_etcd_keeps_the_stale_pair_talking() -> None:
+    g = sh.grudge_for("node-gate-etcd", TOPO, target="node-2")
+    assert g == {"node-2": ETCD, "gate-0": ETCD, **{e: {"node-2", "gate-0"} for e in ETCD}}
+    assert sh.can_reach(g, "gate-0", "node-2") and sh.can_reach(g, "node-2", "postgres")
+    assert sh.can_reach(g, "gate-1", "etcd-0")  # the other gate sees the moves
+    one = sh.grudge_for("node-gate-etcd", TOPO, target="node-2", one_way_=True)
+    assert one == {"node-2": ETCD, "gate-0": ETCD}

@@ -253,6 +253,8 @@ def test_targeted_partition_must_name_one_node(rig: Rig) -> None:
     rig.partitioner = object()  # never reached: the target is refused first
     with pytest.raises(ValueError, match="cuts one node"):
         LocalInjector(rig).inject(Partition("isolate-node", target="gate-0"))
+    with pytest.raises(ValueError, match="cuts one gate"):
+        LocalInjector(rig).inject(Partition("gate-etcd", target="node-0"))
 
 
 # ---- link faults through the proxy -----------------------------------------------------------------------

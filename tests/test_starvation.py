@@ -78,3 +78,20 @@ def test_the_workload_measures_a_real_stall_of_its_loop() -> None:
             wait_until(lambda: starvation(rec.history()) is not None, 10, "the stall to be recorded")
     s = starvation(rec.history())
     assert s is not None and s.lag_ms >= 500
+
+
+def test_a_starved_scenario_with_a_timing_free_failure_still_fails(tmp_path: Path) -> None:
+    """Starvation widens op intervals; it cannot make a read stale or lose a write. A caught bug
+    counts even on a starved run; a starved timing failure stays unknown (above)."""
+    sc = Scenario("starved-stale", tmp_path, deployment=None, injector=None, settings=None, seed_tag="t")
+    for e in lag_samples([5.0, 900.0]):
+        sc.recorder.add(e)
+
+    def stale(history: History) -> Check:
+        return Check("monotonic_reads", Verdict.FAIL, "key k read 3 after 5")
+
+    sc.conclude(stale, failing)
+    data = json.loads((tmp_path / "result.json").read_text())
+    assert data["verdict"] == "fail"
+    assert "harness starved" in data["reason"] and "monotonic_reads cannot be failed" in data["reason"]
+    assert data["extra"]["starved"]["kept_fail_of"] == ["monotonic_reads"]

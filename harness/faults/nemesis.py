@@ -108,6 +108,10 @@ class Nemesis:
         self.recorder = recorder
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
+        # Called with each fault right before it is applied (workload aimed at the fault: a burst of
+        # writes in flight at every t_inject, see Workload.burst). A hook that raises is logged and
+        # skipped: the fault is what the scenario asked for, the burst only sharpens it.
+        self.before_inject: list[Callable[[Fault], Any]] = []
 
     @contextlib.contextmanager
     def fault(self, fault: Fault) -> Iterator[Injected]:
@@ -121,6 +125,11 @@ class Nemesis:
 
     def inject(self, fault: Fault, hold_s: float | None = None) -> tuple[str, Injected]:
         """Apply ``fault``; t_inject is stamped when the injector returns (the fault is in effect)."""
+        for hook in list(self.before_inject):
+            try:
+                hook(fault)
+            except Exception:  # noqa: BLE001 - see before_inject
+                log.exception("nemesis: before-inject hook %r failed", hook)
         began = self.recorder.now()
         injected = self.injector.inject(fault)
         t_inject = self.recorder.now()

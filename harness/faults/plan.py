@@ -36,10 +36,17 @@ class PartitionPlan:
     victim: str | None  # the node a targeted shape cuts; None for halves / bridge / majorities-ring
     grudge: dict[str, frozenset[str]]
 
+    roles: Mapping[str, str] | None = None  # the topology the plan was made over (for ``targets``)
+
     @property
     def targets(self) -> list[str]:
-        """What the history names as hit: the victim, or every host that drops something."""
-        return [self.victim] if self.victim is not None else sorted(self.grudge)
+        """What the history names as hit: the victim, or every host that drops something — for
+        ``node-gate-etcd`` the node and gate cut together (not the etcd members that drop them)."""
+        if self.victim is not None:
+            return [self.victim]
+        if self.shape == "node-gate-etcd" and self.roles is not None:
+            return sorted(h for h in self.grudge if self.roles.get(h) != "etcd")
+        return sorted(self.grudge)
 
     @property
     def hosts(self) -> set[str]:
@@ -77,13 +84,15 @@ def plan_partition(fault: Partition, topology: Topology, rng: _stdrandom.Random 
     victim: str | None = None
     target = fault.target
     if fault.shape in shapes.TARGETED_SHAPES:
-        hit = resolve_target("one-node" if target in (None, "random") else target, topology, rng)
-        if len(hit) != 1 or topology[hit[0]] != "node":
-            raise TargetError(f"partition {fault.shape} cuts one node; {target!r} resolved to {hit}")
+        role = shapes.VICTIM_ROLE.get(fault.shape, "node")  # gate-etcd cuts a gate, the others a node
+        hit = resolve_target(f"one-{role}" if target in (None, "random") else target, topology, rng)
+        if len(hit) != 1 or topology[hit[0]] != role:
+            raise TargetError(f"partition {fault.shape} cuts one {role}; {target!r} resolved to {hit}")
         victim = target = hit[0]
     try:
         grudge = shapes.grudge_for(fault.shape, topology, target=target, one_way_=fault.one_way,
                                    rng=rng or hrand.fork(f"partition-{fault.shape}"))
     except shapes.ShapeError as exc:
         raise Unsupported(f"partition {fault.shape} cannot be formed over {sorted(topology)}: {exc}") from None
-    return PartitionPlan(fault.shape, fault.one_way, victim, {h: frozenset(d) for h, d in grudge.items()})
+    return PartitionPlan(fault.shape, fault.one_way, victim, {h: frozenset(d) for h, d in grudge.items()},
+                         dict(topology))

@@ -14,6 +14,11 @@ Shapes (``SHAPES``) and who takes part:
 - ``isolate-node``: one node cut from every other host.
 - ``node-etcd`` / ``node-postgres``: one node cut from every etcd member / from PostgreSQL only.
 - ``gates-node``: every gate cut from one node (the node still sees etcd and PostgreSQL).
+- ``gate-etcd``: one gate cut from every etcd member (stale-view faults): it keeps routing with the
+  shard map it last read, while nodes and the other gates move on.
+- ``node-gate-etcd``: one node *and* the first gate cut from every etcd member, still talking to each
+  other, the other nodes and PostgreSQL — the one cut in which a stale gate keeps sending calls to a
+  node whose lease has expired, so a node that serves past its lease is reached at all.
 - ``halves``: the *cluster hosts* (nodes and etcd members, interleaved so both sides get some of each)
   bisected; gates, PostgreSQL and the inspector still see everyone.
 - ``majorities-ring``: every cluster host sees a majority of the cluster hosts, no two the same one.
@@ -38,12 +43,17 @@ SHAPES: tuple[str, ...] = (
     "node-etcd",
     "node-postgres",
     "gates-node",
+    "gate-etcd",
+    "node-gate-etcd",
     "halves",
     "majorities-ring",
     "bridge",
 )
-#: shapes that cut one chosen node from something; their ``target`` picks that node
-TARGETED_SHAPES = frozenset({"isolate-node", "node-etcd", "node-postgres", "gates-node"})
+#: shapes that cut one chosen host from something; their ``target`` picks that host
+TARGETED_SHAPES = frozenset({"isolate-node", "node-etcd", "node-postgres", "gates-node", "gate-etcd",
+                             "node-gate-etcd"})
+#: the role of a targeted shape's victim (default ``node``)
+VICTIM_ROLE: dict[str, str] = {"gate-etcd": "gate"}
 CLUSTER_ROLES = ("node", "etcd")
 
 
@@ -180,7 +190,7 @@ def grudge_for(
     if shape not in SHAPES:
         raise ShapeError(f"unknown partition shape {shape!r}; known: {', '.join(SHAPES)}")
     if shape in TARGETED_SHAPES:
-        victim = _pick_node(topology, target, rng)
+        victim = _pick_victim(topology, target, rng, VICTIM_ROLE.get(shape, "node"))
         if shape == "isolate-node":
             others = [h for h in topology if h != victim]
             grudge = cut([victim], others)
@@ -188,6 +198,12 @@ def grudge_for(
             grudge = cut([victim], _need(topology, "etcd", shape))
         elif shape == "node-postgres":
             grudge = cut([victim], _need(topology, "postgres", shape))
+        elif shape == "gate-etcd":
+            grudge = cut([victim], _need(topology, "etcd", shape))
+        elif shape == "node-gate-etcd":
+            side = [victim, _need(topology, "gate", shape)[0]]
+            grudge = cut(side, _need(topology, "etcd", shape))
+            return normalise(one_way(grudge, side) if one_way_ else grudge)
         else:  # gates-node
             grudge = cut(_need(topology, "gate", shape), [victim])
         return normalise(one_way(grudge, [victim]) if one_way_ else grudge)
@@ -212,14 +228,17 @@ def grudge_for(
     return normalise(one_way(grudge, holders) if one_way_ else grudge)
 
 
-def _pick_node(topology: Topology, target: str | None, rng: _stdrandom.Random | None) -> str:
-    nodes = hosts_with_role(topology, "node")
-    if not nodes:
-        raise ShapeError("topology has no node to cut")
-    if target in (None, "one-node", "random"):
-        return (rng or hrand.rng()).choice(nodes)
+def _pick_victim(topology: Topology, target: str | None, rng: _stdrandom.Random | None,
+                 role: str = "node") -> str:
+    hosts = hosts_with_role(topology, role)
+    if not hosts:
+        raise ShapeError(f"topology has no {role} to cut")
+    if target in (None, f"one-{role}", "random"):
+        return (rng or hrand.rng()).choice(hosts)
     if target not in topology:
         raise ShapeError(f"target {target!r} is not in the topology {sorted(topology)}")
+    if topology[target] != role:
+        raise ShapeError(f"target {target!r} is a {topology[target]}; this shape cuts a {role}")
     return target
 
 

@@ -262,9 +262,10 @@ class Restart(Fault):
 class Partition(Fault):
     """Packet drops shaped by :mod:`harness.faults.shapes`; heal removes every drop.
 
-    ``target`` picks the victim node of a targeted shape (``isolate-node``, ``node-etcd``,
-    ``node-postgres``, ``gates-node``; default a random node) or is ``"random"`` for a shuffled
-    ``halves``/``bridge``. ``one_way`` keeps only the victim side's drops."""
+    ``target`` picks the victim of a targeted shape (a node for ``isolate-node``, ``node-etcd``,
+    ``node-postgres``, ``gates-node``, ``node-gate-etcd``; a gate for ``gate-etcd``; default a random
+    one) or is ``"random"`` for a shuffled ``halves``/``bridge``. ``one_way`` keeps only the victim
+    side's drops (the victim stops hearing; the others still hear it)."""
 
     kind: ClassVar[str] = "partition"
     shape: str = "isolate-node"

@@ -21,10 +21,15 @@ BUGS: dict[str, str] = {
     "lose-state-on-handover": "a shard received by handover activates objects fresh instead of loading them",
     "env-ignored": "GOVERSE_* and POD_* environment variables are not read",
     "no-secret-reload": "password file changes and SIGHUP are ignored",
+    # stale-view bugs: they bite only while a component acts on an old view of etcd
+    "no-lease-deadline": "a node cut from etcd keeps serving until etcd itself says its lease expired",
+    "gate-watch-not-resumed": "a gate stops refreshing its shard map after its first etcd error",
+    "drain-gives-up-early": "SIGTERM drains in-flight calls for a fixed 3 s, then the process exits under them",
 }
 
 SLOW_FAILOVER_SECONDS = 30.0
 ACK_BEFORE_PERSIST_FLUSH_SECONDS = 1.0
+DRAIN_GIVES_UP_SECONDS = 3.0
 
 
 class UnknownBug(ValueError):

@@ -208,8 +208,12 @@ class Registration:
 
     def __init__(self, client: EtcdClient, keys: dict[str, str], ttl: float,
                  on_lost: Callable[[str], Awaitable[None]] | None = None,
-                 on_registered: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_registered: Callable[[], Awaitable[None]] | None = None,
+                 trust_until_told: bool = False) -> None:
         self.client = client
+        # seeded bug no-lease-deadline: alive() ignores the local deadline and trusts the lease until
+        # etcd answers that it expired (an unreachable etcd is taken for an election in progress)
+        self.trust_until_told = trust_until_told
         self.keys = keys
         self.ttl = ttl
         self.on_lost = on_lost
@@ -221,6 +225,8 @@ class Registration:
         self._past_deadline = False
 
     def alive(self) -> bool:
+        if self.trust_until_told:
+            return self.lease_id != 0
         return self.lease_id != 0 and time.monotonic() < self.deadline
 
     async def register(self) -> None:

@@ -114,6 +114,8 @@ class Gate(Service):
             raise StartupError("gates[].http_addr/ops_addr", f"cannot listen: {exc.strerror or exc}") from None
 
     async def tick(self) -> None:
+        if "gate-watch-not-resumed" in self.settings.bugs and self._view_failing:
+            return  # seeded bug: the view's 'watch' died with its connection and nothing restarts it
         if await self.refresh_view():
             metrics.update_shard_gauges(self.view.state.shards, set(self.view.state.nodes))
 

@@ -46,6 +46,13 @@ class WorkloadSpec:
     max_amount: int = 5
     timeout: float = 8.0
     key_prefix: str = "gvh"
+    # Workload aimed at the fault: right before every fault the nemesis applies, ``burst_at_inject``
+    # increments at once over the first ``burst_keys`` counter keys (hot keys: per-object locks queue
+    # them inside the owner), plus a quarter as many deposits when wallets run; the fault lands
+    # ``burst_lead_ms`` later, with the burst in flight. 0 disables it.
+    burst_at_inject: int = 0
+    burst_keys: int = 4
+    burst_lead_ms: float = 20.0
 
 
 class GatePicker:
@@ -106,6 +113,7 @@ class Workload:
         self._picker: GatePicker | None = None
         self._client: GateClient | None = None
         self._lag: dict[str, float] = {}  # worst lateness (s) per source since the last lag sample
+        self._burst_tasks: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -201,6 +209,8 @@ class Workload:
                 schedules.append(self._watch_lag())
             self._started.set()
             await asyncio.gather(*schedules)
+            self._client = None  # no burst starts once the schedules ended
+            tasks |= self._burst_tasks
             if tasks:
                 await asyncio.wait(tasks, timeout=self.spec.timeout + 2)
 
@@ -258,6 +268,54 @@ class Workload:
                 value["load1"] = round(os.getloadavg()[0], 2)
                 self.recorder.sample("harness-lag", value, process="harness")
 
+    # ---- a burst aimed at the fault ------------------------------------------------------------
+    def burst(self, fault: Any = None) -> int:
+        """Fire the configured burst and return once every call of it was invoked, plus the lead time
+        (so the fault lands while they are in flight). Thread-safe (the nemesis calls it from the
+        scenario's thread); a no-op returning 0 when disabled or the workload is not running."""
+        n = self.spec.burst_at_inject
+        loop, stop = self._loop, self._stop
+        if n <= 0 or self._thread is None or loop is None or stop is None or stop.is_set():
+            return 0
+        fut = asyncio.run_coroutine_threadsafe(self._burst(n), loop)
+        try:
+            fired = fut.result(timeout=2.0)
+        except Exception:  # noqa: BLE001 - a burst that could not start must not block the fault
+            fut.cancel()
+            return 0
+        self.recorder.log("burst of writes before the fault", fault=str(fault) if fault is not None else None,
+                          calls=fired, lead_ms=self.spec.burst_lead_ms)
+        if self.spec.burst_lead_ms > 0:
+            threading.Event().wait(self.spec.burst_lead_ms / 1000)  # sleep-ok: the lead is the subject
+        return fired
+
+    async def _burst(self, n: int) -> int:
+        client, picker = self._client, self._picker
+        if client is None or picker is None:
+            return 0
+        keys = self.counter_keys[:max(1, self.spec.burst_keys)]
+        deposits = n // 4 if self.spec.wallet_rate > 0 else 0
+        invoked = asyncio.Event()
+        count = 0
+
+        async def one(i: int) -> None:
+            nonlocal count
+            count += 1
+            if count == n + deposits:
+                invoked.set()
+            if i >= n:
+                await self._wallet_op(client, picker)()
+                return
+            amount = self.rng.randint(1, self.spec.max_amount)
+            await self._record(client, picker, f"burst-{i}", "increment", keys[i % len(keys)], amount,
+                               "Increment", wire.new("counter.IncrementRequest", amount=amount))
+        for i in range(n + deposits):
+            task = asyncio.ensure_future(one(i))
+            self._burst_tasks.add(task)
+            task.add_done_callback(self._burst_tasks.discard)
+        await invoked.wait()
+        return n + deposits
+
     # ---- operations --------------------------------------------------------------------------
     async def _record(self, client: GateClient, picker: GatePicker, process: str, f: str, key: str,
                       value: Any, method: str, request: Any, obj_type: str = "Counter",
@@ -285,9 +343,15 @@ class Workload:
 
     def _probe_op(self, client: GateClient, picker: GatePicker) -> Any:
         keys = itertools.cycle(self.probe_keys)
+        count = itertools.count()
 
         def make() -> Any:
             key = next(keys)
+            if next(count) % len(self.probe_keys) == 0:
+                # shift the gate rotation once per cycle: with an even key count and strict round-robin,
+                # each probe key would always go through the same gate, and a gate with a stale view
+                # would never be compared with another on the same key (O, M)
+                picker.pick()
             return self._record(client, picker, "probe-0", "probe", key, None, "Get",
                                 wire.new("counter.GetRequest"))
         return make
@@ -323,6 +387,29 @@ class Workload:
         return op
 
     # ---- after the scenario --------------------------------------------------------------------
+    def reads_through_each_gate(self, keys: list[str] | None = None, deadline_s: float = 3.0) -> None:
+        """Read every key (default: the probe keys, one per shard) through *each* gate, retrying each
+        (gate, key) until it answers or ``deadline_s`` passes; records ``gate-read`` ops with the gate
+        as ``node``. Why per gate: clients spread over gates hide one gate that routes with a stale
+        map (every_gate_routes judges it). Call after the cluster converged, with load stopped."""
+        asyncio.run(self._reads_through_each_gate(list(keys or self.probe_keys), deadline_s))
+
+    async def _reads_through_each_gate(self, keys: list[str], deadline_s: float) -> None:
+        async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
+            async def one(gate: str, key: str) -> None:
+                end = time.monotonic() + deadline_s
+                while True:
+                    op_id = self.recorder.invoke("route-check", "gate-read", key=key, node=gate)
+                    out = await client.call(gate, "Counter", key, "Get", wire.new("counter.GetRequest"))
+                    value = wire.to_dict(out.message).get("value") if out.type == "ok" and out.message else None
+                    self.recorder.complete(op_id, out.type, "route-check", "gate-read", key=key, value=value,
+                                           error=None if out.type == "ok" else f"{out.code}: {out.error}",
+                                           node=gate, extra=out.extra or None)
+                    if out.type == "ok" or time.monotonic() >= end:
+                        return
+                    await asyncio.sleep(0.25)  # sleep-ok: retry interval inside the deadline
+            await asyncio.gather(*(one(g, k) for g in sorted(self.gate_urls) for k in keys))
+
     def final_reads(self, timeout: float = 30.0) -> dict[str, int | None]:
         """Read every counter key (and wallet balance) until it answers or ``timeout`` passes; records
         ``final-read`` / ``final-balance`` ops. Call after faults are healed and load has stopped."""
