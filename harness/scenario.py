@@ -67,10 +67,16 @@ class Scenario:
         self._tag = seed_tag
 
     # ---- building blocks -------------------------------------------------------------------------
+    @property
+    def counter_type(self) -> str:
+        """The object type the counter workloads call (setting ``object_type``, default Counter)."""
+        return str(getattr(self.settings, "object_type", None) or "Counter")
+
     def workload(self, **overrides: Any) -> Workload:
         """A counter (and optionally wallet) workload plus the 20 Hz probe, over every gate."""
         spec = dataclasses.replace(WorkloadSpec(shards=self.deployment.spec.shards,
-                                                timeout=self.deployment.spec.timers.call_timeout + 3),
+                                                timeout=self.deployment.spec.timers.call_timeout + 3,
+                                                counter_type=self.counter_type),
                                    **overrides)
         # real Goverse takes reliable calls only on its gates' gRPC listeners (reference: HTTP extension)
         grpc_gates = getattr(self.deployment, "gate_grpc_addrs", None)
