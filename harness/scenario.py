@@ -21,7 +21,7 @@ import pytest
 
 from harness import capabilities
 from harness.checkers.availability import MeasureParams
-from harness.checkers.measure import lag_by_phase, measure, starvation
+from harness.checkers.measure import LAG_INDEPENDENT, lag_by_phase, measure, starvation
 from harness.checkers.verdict import Check, Checker, CheckResult, Verdict, check
 from harness.faults.nemesis import Injector, Nemesis
 from harness.history import NO_COMPLETION, History, Recorder
@@ -170,8 +170,10 @@ class Scenario:
         """Heal anything left, run the checkers over the history and write the scenario's result.
 
         A run whose harness was starved (its own scheduling lag over ``starved_lag_ms`` while it
-        measured) cannot be judged on timing: its verdict is ``unknown`` with the reason, whatever the
-        checks said (their details stay in the reason and checks.json)."""
+        measured) cannot be judged on timing: its verdict is ``unknown`` with the reason (the checks'
+        details stay in the reason and checks.json) — unless a check judged on values and real-time
+        order alone (``LAG_INDEPENDENT``: lost writes, stale reads, ...) failed: lag cannot fake that
+        evidence, so the verdict is ``fail``, and the reason says the timing was not judged."""
         self.nemesis.heal_all()
         if extra:
             self.extra.update(extra)
@@ -182,12 +184,19 @@ class Scenario:
         if starved is not None:
             self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
                                      "threshold_ms": starved.threshold_ms}
+            evidence = [c for c in result.checks if c.verdict is Verdict.FAIL and c.name in LAG_INDEPENDENT]
             checks_said = ("; the checks passed" if result.passed
                            else f"; the checks said: {result.explain()}")
             result = CheckResult((*result.checks, Check("measurement_valid", Verdict.UNKNOWN, starved.reason,
                                                         self.extra["starved"])))
             self.result = result
-            self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
+            if evidence:  # a lost write is lost however late the harness was: fail, timing not judged
+                names = ", ".join(c.name for c in evidence)
+                self._write(history, result, verdict="fail",
+                            reason=f"{names} failed (judged on values and order, valid under lag); timing "
+                                   f"checks not judged: {starved.reason}{checks_said}")
+            else:
+                self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
         else:
             self.result = result
             self._write(history, result, reason=None if result.passed else result.explain())
