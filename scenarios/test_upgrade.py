@@ -12,7 +12,9 @@ after each roll, every instance reports the version it was rolled to in
 ``goverse_build_info`` on ``/metrics``.
 
 The reference stack's version is its ``--version-tag``: the binary is the same, which is what a
-rolling-procedure test needs (wire compatibility between real versions is Goverse's to test).
+rolling-procedure test needs (wire compatibility between real versions is Goverse's to test). Real
+Goverse is rolled onto the same binaries (one build per component is what the harness takes), and as
+Goverse v0.1.1 exports no version, ``version_everywhere`` is not applicable on it, with that reason.
 Availability budget: see test_config_and_secrets.py — SCENARIOS.md's A(99 %) is not met by the
 reference gate, which fails calls to shards between owners at once (≈ 6 failed probes per node
 restart; 94–96.5 % measured over this scenario); the roll budget is 90 %.
@@ -36,7 +38,6 @@ from harness.checkers import (
 )
 from harness.checkers.operations import clean_exits, one_at_a_time, version_everywhere
 from harness.operation_kinds import ROLL_KINDS
-from harness.platforms.base import Unsupported
 from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
@@ -54,8 +55,6 @@ def test_upgrade_and_rollback(stack, scenario):
     wl = scenario.workload(wallet_rate=WALLET_RATE)
     with unsupported_is_skip():
         ops = scenario.operations(on_endpoints=wl.set_gates)
-        if stack.spec.stack != "reference":
-            raise Unsupported("per-instance versions exist for the reference stack only")
     a = str(stack.spec.version)
     b = "B" if a != "B" else "C"  # the version rolled to (the stack runs spec.version, "A" by default)
     with scenario.observing(), wl.running():

@@ -121,6 +121,22 @@ def test_version_everywhere() -> None:
     assert version_everywhere()(hist([])).verdict is Verdict.UNKNOWN
 
 
+def test_version_everywhere_is_not_applicable_on_a_stack_that_exports_no_version() -> None:
+    """Goverse v0.1.1 has no goverse_build_info: what the scrape found cannot be judged, even nothing."""
+    import dataclasses
+
+    from harness import capabilities
+
+    empty = [sample(5, VERSIONS_F, {"expected": "B", "instances": {"node-0": [], "gate-0": []}})]
+    def declared(stack: str) -> History:
+        return dataclasses.replace(hist(empty), meta={capabilities.META_KEY: capabilities.for_stack(stack).to_meta()})
+
+    goverse = declared("goverse")
+    c = version_everywhere()(goverse)
+    assert c.verdict is Verdict.NOT_APPLICABLE and "exports no build version" in c.detail
+    assert version_everywhere()(declared("reference")).verdict is Verdict.FAIL  # declared, none reported
+
+
 def test_config_in_effect() -> None:
     ok = {"key": "LOG_LEVEL", "value": "warn", "instances": {"node-0": {"ok": True, "why": "-"}}}
     assert config_in_effect()(hist([sample(3, CONFIG_F, ok)])).verdict is Verdict.PASS

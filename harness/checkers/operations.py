@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.capabilities import Capabilities
 from harness.checkers.bounds import KeyBounds, final_reads, increment_bounds, violations
 from harness.checkers.ops import FINAL_FS, as_int, completed_op_ids
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
@@ -139,6 +140,12 @@ def version_everywhere() -> Checker:
     name = "version_everywhere"
 
     def run(history: History) -> Check:
+        caps = Capabilities.from_meta(history.meta)
+        if caps is not None and not caps.build_version:
+            return Check(name, Verdict.NOT_APPLICABLE,
+                         f"stack {caps.stack} exports no build version (no goverse_build_info on /metrics): "
+                         "which version an instance runs cannot be observed",
+                         {"capability": "build_version", "declared": False})
         samples = _last_sample(history, VERSIONS_F)
         if not samples:
             return Check(name, Verdict.UNKNOWN, "no version sample recorded")
