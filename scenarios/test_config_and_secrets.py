@@ -8,7 +8,10 @@ down at once, every stopped instance exited 0 on SIGTERM, availability stays abo
 and the new value is in effect everywhere: since its restart every instance logged (its start-up
 warnings) but not one info line, although every start logs info lines at ``info``. ``warn`` rather
 than ``debug``: the reference stack emits no debug line of its own (with uvloop not even asyncio's),
-so only the disappearance of the start-up info lines is a proof that can fail.
+so only the disappearance of the start-up info lines is a proof that can fail. Levels are read from
+JSON and text lines (Goverse: ``[time] [WARN] …``); an instance that logged 20 or more records at
+``info`` before the roll, none below ``warn`` (Goverse v0.1.1: loggers fixed at WARN, no LOG_LEVEL),
+shows the setting changes nothing it logs: not in effect, a fail with those counts.
 
 Secret rotation — when the PostgreSQL password is rotated under load (new password file, ALTER ROLE,
 SIGHUP, sessions opened with the old password revoked), then at most 0.5 % of calls fail, a login with

@@ -50,6 +50,7 @@ from harness.platforms.operations import (
     RollStep,
     RotationResult,
     ScaleStep,
+    last_run,
     level_in_effect,
     log_levels,
     parse_build_versions,
@@ -167,16 +168,22 @@ class LocalOperations(BackupOperations):
                               "file settings are rendered from the StackSpec at deploy time")
         names = [n for n in self.running() if self._proc(n).instance.component in components]
         offsets: dict[str, int] = {}
+        before: dict[str, tuple[str | None, str]] = {}  # name -> (old value, what its last run logged)
 
         def apply(p: Any) -> None:  # between stop and start: the old process's shutdown lines are before
-            offsets.update(self._log_offsets([p.instance.name]))
+            name = p.instance.name
+            offsets.update(self._log_offsets([name]))
+            old = p.env.get(key, self.dep._stack_env().get(key))  # the stack's own default (LOG_LEVEL=info)
+            before[name] = (old, last_run(self._log_since(name, 0)))
             p.env[key] = value
 
         steps = self._roll("config-update", apply, {"key": key, "value": value}, components, timeout)
         verified: dict[str, Any] = {}
         if key == "LOG_LEVEL":
             for n in names:
-                ok, why = level_in_effect(log_levels(self._log_since(n, offsets.get(n, 0))), value)
+                old, old_text = before.get(n, (None, ""))
+                ok, why = level_in_effect(log_levels(self._log_since(n, offsets.get(n, 0))), value,
+                                          before=log_levels(old_text), before_value=old)
                 verified[n] = {"ok": ok, "why": why}
         else:
             verified = {n: {"ok": self._proc(n).env.get(key) == value and self._proc(n).instance.running,
