@@ -217,6 +217,29 @@ def test_restore_missing_acknowledged_data_fails() -> None:
     assert c.verdict is Verdict.FAIL and "restored 0 not in [3, 7]" in c.detail
 
 
+def test_a_periodic_save_moves_the_lower_bound_back_by_its_interval() -> None:
+    """Goverse saves every N s: its database — and a backup of it — holds what was acknowledged N s
+    (plus the read gap) before the point. Judged as on the reference stack, the 3 acknowledged at 1.1 s
+    must be in a 5.0 s backup; with a 4 s interval only what was acknowledged before 0.5 s must."""
+    import dataclasses
+
+    from harness import capabilities
+
+    def on(stack: str, interval: float | None) -> History:
+        caps = capabilities.for_stack(stack, interval)
+        return dataclasses.replace(restore_history({"k": 0}, {"k": 6}), meta={capabilities.META_KEY: caps.to_meta()})
+
+    assert restored_matches_backup()(on("reference", None)).verdict is Verdict.FAIL
+    c = restored_matches_backup()(on("goverse", 4.0))
+    assert c.data["save_lag_s"] == 4.5 and "restored 0" not in c.detail
+    assert c.verdict is Verdict.UNKNOWN  # nothing acknowledged before 0.5 s: no evidence either way
+    c = restored_matches_backup()(dataclasses.replace(restore_history({"k": 12}, {"k": 18}),
+                                                      meta=on("goverse", 1.0).meta))
+    assert c.verdict is Verdict.FAIL and "phantom" in c.detail and "saves every 1 s" in c.detail
+    c = restored_matches_backup()(on("goverse", None))  # Goverse's default 5 min: cannot be judged
+    assert c.verdict is Verdict.NOT_APPLICABLE and "persists objects only every 300 s" in c.detail
+
+
 def test_restore_holding_writes_after_the_backup_fails() -> None:
     c = restored_matches_backup()(restore_history({"k": 12}, {"k": 18}))
     assert c.verdict is Verdict.FAIL and "phantom" in c.detail
