@@ -117,6 +117,8 @@ def test_a_setting_that_changes_nothing_logged_is_not_in_effect() -> None:
     """At info, 25 records and none below warn: warn afterwards proves nothing (Goverse, config update)."""
     ok, why = level_in_effect({"warn": 4}, "warn", before={"warn": 24, "error": 1}, before_value="info")
     assert ok is False and "at LOG_LEVEL=info before the roll it logged 25 records, none below warn" in why
+    ok, why = level_in_effect({}, "warn", before={"warn": 24, "error": 1}, before_value="info")
+    assert ok is False and "changes nothing it logs" in why  # the evidence, even with nothing logged since
     # the reference stack logs info lines at info: the change is visible and warn is in effect
     assert level_in_effect({"warning": 4}, "warn", before={"info": 30, "warning": 2}, before_value="info")[0]
     # too few records before to tell: judged on the lines since the restart alone

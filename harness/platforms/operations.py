@@ -118,8 +118,6 @@ def level_in_effect(levels: Mapping[str, int], configured: str, before: Mapping[
     below = {lv: n for lv, n in levels.items() if _LEVEL_RANK.get(lv, 100) < _LEVEL_RANK[want] and n}
     if below:
         return False, f"lines below {want} were logged: {dict(sorted(below.items()))}"
-    if not sum(levels.values()):
-        return False, "no log line with a level since the restart: the level in effect is unknown"
     old = (before_value or "").lower()
     if before is not None and old in _LEVEL_RANK and _LEVEL_RANK[old] < _LEVEL_RANK[want]:
         n_before = sum(before.values())
@@ -127,6 +125,8 @@ def level_in_effect(levels: Mapping[str, int], configured: str, before: Mapping[
                 n for lv, n in before.items() if _LEVEL_RANK.get(lv, 100) < _LEVEL_RANK[want]):
             return False, (f"at LOG_LEVEL={old} before the roll it logged {n_before} records, none below {want} "
                            f"({dict(sorted(before.items()))}): the setting changes nothing it logs")
+    if not sum(levels.values()):
+        return False, "no log line with a level since the restart: the level in effect is unknown"
     if want == "debug" and not levels.get("debug"):
         return False, f"no debug line since the restart (levels seen: {dict(sorted(levels.items()))})"
     return True, f"levels seen since the restart: {dict(sorted(levels.items()))}"
