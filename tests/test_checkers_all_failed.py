@@ -184,3 +184,13 @@ def test_checkers_of_captured_facts_fail_or_say_unknown() -> None:
 def test_the_history_really_is_all_failed() -> None:
     h = all_failed_history()
     assert h.ops() and all(o.type == "fail" for o in h.ops())
+
+
+def test_every_lag_independent_name_is_a_real_check() -> None:
+    """``LAG_INDEPENDENT`` lists check names (harness/checkers/measure.py): a typo would silently let a
+    starved run hide that check's failure."""
+    from harness.checkers.measure import LAG_INDEPENDENT
+
+    h = all_failed_history()
+    names = {run_safely(c, h).name for c in CHECKERS.values()}
+    assert names >= LAG_INDEPENDENT, sorted(LAG_INDEPENDENT - names)

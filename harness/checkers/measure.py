@@ -241,7 +241,7 @@ LAG_INDEPENDENT: frozenset[str] = frozenset({
     "persisted_not_behind", "reliable_calls_once", "single_ownership", "no_lost_writes_after_restore",
     "restored_matches_backup",
     # facts read after the operation (log levels, exit codes, logins, reported versions, leaked secrets)
-    "config_in_effect", "clean_exits", "secret_rotated", "version_everywhere", "no_secret_in",
+    "config_in_effect", "clean_exits", "secret_rotated", "version_everywhere", "no_secret_in_artifacts",
 })
 
 
