@@ -144,6 +144,10 @@ def test_config_in_effect() -> None:
     c = config_in_effect()(hist([sample(3, CONFIG_F, bad)]))
     assert c.verdict is Verdict.FAIL and "gate-1" in c.detail
     assert config_in_effect()(hist([])).verdict is Verdict.UNKNOWN
+    silent = {**ok, "instances": {"node-0": {"ok": True}, "gate-0": {"ok": None, "why": "no log line"}}}
+    assert config_in_effect()(hist([sample(3, CONFIG_F, silent)])).verdict is Verdict.UNKNOWN
+    both = {**ok, "instances": {"node-0": {"ok": False, "why": "changes nothing"}, "gate-0": {"ok": None}}}
+    assert config_in_effect()(hist([sample(3, CONFIG_F, both)])).verdict is Verdict.FAIL
 
 
 # ---- secret rotation -------------------------------------------------------------------------------------

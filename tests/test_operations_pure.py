@@ -139,7 +139,7 @@ def test_debug_needs_a_debug_line() -> None:
 
 def test_no_line_at_all_proves_nothing() -> None:
     ok, why = level_in_effect({}, "warn")
-    assert ok is False and "unknown" in why
+    assert ok is None and "unknown" in why
 
 
 def test_unknown_level_is_an_error() -> None:

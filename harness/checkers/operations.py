@@ -177,14 +177,19 @@ def config_in_effect() -> Checker:
         if v is None:
             return Check(name, Verdict.UNKNOWN, "no config-in-effect sample recorded")
         insts: dict[str, Any] = v.get("instances") or {}
-        bad = [f"{n}: {r.get('why')}" for n, r in sorted(insts.items()) if not r.get("ok")]
+        # ok None: the instance's lines cannot tell (it logged nothing with a level since its restart)
+        bad = [f"{n}: {r.get('why')}" for n, r in sorted(insts.items()) if r.get("ok") is False]
+        undecided = [f"{n}: {r.get('why')}" for n, r in sorted(insts.items()) if r.get("ok") is None]
         data = dict(v)
         label = f"{v.get('key')}={v.get('value')}"
         if not insts:
             return Check(name, Verdict.UNKNOWN, f"{label}: no instance was verified", data)
         if bad:
             return Check(name, Verdict.FAIL, f"{label} not in effect on {len(bad)} of {len(insts)} instances: "
-                         f"{examples(bad)}", data)
+                         f"{examples(bad + undecided)}", data)
+        if undecided:
+            return Check(name, Verdict.UNKNOWN, f"{label}: {len(undecided)} of {len(insts)} instances cannot "
+                         f"tell: {examples(undecided)}", data)
         return Check(name, Verdict.PASS, f"{label} in effect on all {len(insts)} instances", data)
 
     return named(name, run)

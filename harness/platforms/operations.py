@@ -104,7 +104,7 @@ def last_run(text: str) -> str:
 
 
 def level_in_effect(levels: Mapping[str, int], configured: str, before: Mapping[str, int] | None = None,
-                    before_value: str | None = None) -> tuple[bool, str]:
+                    before_value: str | None = None) -> tuple[bool | None, str]:
     """Is ``LOG_LEVEL=configured`` what the process logs at? No line below the level may appear, and for
     ``debug`` at least one debug line must (a positive proof; absence alone proves nothing).
 
@@ -125,8 +125,8 @@ def level_in_effect(levels: Mapping[str, int], configured: str, before: Mapping[
                 n for lv, n in before.items() if _LEVEL_RANK.get(lv, 100) < _LEVEL_RANK[want]):
             return False, (f"at LOG_LEVEL={old} before the roll it logged {n_before} records, none below {want} "
                            f"({dict(sorted(before.items()))}): the setting changes nothing it logs")
-    if not sum(levels.values()):
-        return False, "no log line with a level since the restart: the level in effect is unknown"
+    if not sum(levels.values()):  # None: cannot tell (config_in_effect: unknown unless another fails)
+        return None, "no log line with a level since the restart: the level in effect is unknown"
     if want == "debug" and not levels.get("debug"):
         return False, f"no debug line since the restart (levels seen: {dict(sorted(levels.items()))})"
     return True, f"levels seen since the restart: {dict(sorted(levels.items()))}"

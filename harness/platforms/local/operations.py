@@ -173,7 +173,8 @@ class LocalOperations(BackupOperations):
         def apply(p: Any) -> None:  # between stop and start: the old process's shutdown lines are before
             name = p.instance.name
             offsets.update(self._log_offsets([name]))
-            old = p.env.get(key, self.dep._stack_env().get(key))  # the stack's own default (LOG_LEVEL=info)
+            stack_env = getattr(self.dep, "_stack_env", None)  # the stack's own default (LOG_LEVEL=info)
+            old = p.env.get(key, stack_env().get(key) if stack_env is not None else None)
             before[name] = (old, last_run(self._log_since(name, 0)))
             p.env[key] = value
 
