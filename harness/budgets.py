@@ -22,6 +22,13 @@ def handover(t: Timers, allowance: float = 1.0) -> float:
     return round(t.stability + 4 * t.tick + allowance, 2)
 
 
+def migration_errors(t: Timers) -> float:
+    """E for a key whose shard changes owner gracefully (a node added, removed or rolled): the new owner
+    claims it after the stability window and a few ticks — :func:`handover`, 3 s on the fast timers
+    (SCENARIOS.md's E(3 s)), 31 s on Goverse v0.1.1's, which waits 10 s of stable membership."""
+    return handover(t)
+
+
 def gate_restart(t: Timers, allowance: float = 4.0) -> float:
     """A gate restart: clients fail over to another gate; the restarted gate needs its shard map."""
     return round(4 * t.tick + allowance, 2)

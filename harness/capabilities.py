@@ -19,6 +19,8 @@ Only what a check needs is declared:
   ``--persistence-interval``). :func:`stored_state_wait` turns it into how long a scenario waits for
   the stored state, and :func:`stored_state_reason` into the rule that makes the stored-state check
   not applicable.
+- ``build_version``: every instance reports the version it runs (``goverse_build_info`` on ``/metrics``)
+  — what ``version_everywhere`` reads after a rolling upgrade. Goverse v0.1.1 exports no version at all.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Capabilities:
     stack: str
     epochs: bool
     persistence_interval_s: float
+    build_version: bool = True
 
     def to_meta(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +59,8 @@ class Capabilities:
             return None
         try:
             return Capabilities(stack=str(raw["stack"]), epochs=bool(raw["epochs"]),
-                                persistence_interval_s=float(raw["persistence_interval_s"]))
+                                persistence_interval_s=float(raw["persistence_interval_s"]),
+                                build_version=bool(raw.get("build_version", True)))  # older histories: not declared
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"history meta {META_KEY!r} is malformed ({exc!r}); want "
                              "{stack: str, epochs: bool, persistence_interval_s: float ≥ 0}") from exc
@@ -70,7 +74,7 @@ def for_stack(stack: str, persistence_interval_s: float | None = None) -> Capabi
         return Capabilities(stack="reference", epochs=True, persistence_interval_s=0.0)
     if stack == "goverse":
         every = persistence_interval_s or GOVERSE_DEFAULT_PERSISTENCE_INTERVAL_S
-        return Capabilities(stack="goverse", epochs=False, persistence_interval_s=float(every))
+        return Capabilities(stack="goverse", epochs=False, persistence_interval_s=float(every), build_version=False)
     raise ValueError(f"stack must be 'reference' or 'goverse', got {stack!r}")
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from harness import capabilities
 from harness.checkers.availability import MeasureParams
-from harness.checkers.measure import lag_by_phase, measure, starvation
+from harness.checkers.measure import LAG_INDEPENDENT, lag_by_phase, measure, starvation
 from harness.checkers.verdict import Check, Checker, CheckResult, Verdict, check
 from harness.faults.nemesis import Injector, Nemesis
 from harness.history import NO_COMPLETION, History, Recorder
@@ -38,17 +38,6 @@ log = logging.getLogger(__name__)
 
 
 IN_FLIGHT_GRACE_S = 1.0  # an op in flight longer than this is judged as not (yet) successful
-# Checks whose failure a starved harness cannot cause: they judge values and the order of intervals,
-# and starvation only widens an op's interval (invoke is stamped before the call is sent, completion
-# after the answer arrived), which can hide a violation but never invent one. A starved run in which
-# one of them failed is still a fail (a caught bug counts); timing checks (R, H, A, E, latency) are
-# not in this set.
-TIMING_FREE_CHECKS = frozenset({
-    "no_lost_writes", "reads_see_acknowledged", "monotonic_reads", "linearizable_counters",
-    "single_ownership", "reliable_calls_once", "persisted_not_behind", "every_gate_routes",
-    # a cut call (unknown outcome) is a cut call; starvation can only push one past the timeout filter
-    "drained_in_flight",
-})
 
 
 class Scenario:
@@ -82,10 +71,16 @@ class Scenario:
         self._tag = seed_tag
 
     # ---- building blocks -------------------------------------------------------------------------
+    @property
+    def counter_type(self) -> str:
+        """The object type the counter workloads call (setting ``object_type``, default Counter)."""
+        return str(getattr(self.settings, "object_type", None) or "Counter")
+
     def workload(self, **overrides: Any) -> Workload:
         """A counter (and optionally wallet) workload plus the 20 Hz probe, over every gate."""
         spec = dataclasses.replace(WorkloadSpec(shards=self.deployment.spec.shards,
-                                                timeout=self.deployment.spec.timers.call_timeout + 3),
+                                                timeout=self.deployment.spec.timers.call_timeout + 3,
+                                                counter_type=self.counter_type),
                                    **overrides)
         # real Goverse takes reliable calls only on its gates' gRPC listeners (reference: HTTP extension)
         grpc_gates = getattr(self.deployment, "gate_grpc_addrs", None)
@@ -187,10 +182,10 @@ class Scenario:
         """Heal anything left, run the checkers over the history and write the scenario's result.
 
         A run whose harness was starved (its own scheduling lag over ``starved_lag_ms`` while it
-        measured) cannot be judged on timing: its verdict is ``unknown`` with the reason, whatever the
-        checks said (their details stay in the reason and checks.json) — unless a check that
-        starvation cannot fail (``TIMING_FREE_CHECKS``) failed: then it is a fail, the starvation named
-        in the reason."""
+        measured) cannot be judged on timing: its verdict is ``unknown`` with the reason (the checks'
+        details stay in the reason and checks.json) — unless a check judged on values and real-time
+        order alone (``LAG_INDEPENDENT``: lost writes, stale reads, ...) failed: lag cannot fake that
+        evidence, so the verdict is ``fail``, and the reason says the timing was not judged."""
         self.nemesis.heal_all()
         if extra:
             self.extra.update(extra)
@@ -198,24 +193,23 @@ class Scenario:
         result = check(history, *checkers)
         self.extra["harness_lag"] = lag_by_phase(history)
         starved = starvation(history)
-        timing_free_fails = [c.name for c in result.checks
-                             if c.verdict is Verdict.FAIL and c.name in TIMING_FREE_CHECKS]
-        if starved is not None and timing_free_fails:
-            self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
-                                     "threshold_ms": starved.threshold_ms,
-                                     "kept_fail_of": timing_free_fails}
-            self.result = result
-            self._write(history, result, reason=f"{result.explain()} (harness starved: {starved.reason}; "
-                        f"{', '.join(timing_free_fails)} cannot be failed by starvation)")
-        elif starved is not None:
+        if starved is not None:
             self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,
                                      "threshold_ms": starved.threshold_ms}
+            evidence = [c for c in result.checks if c.verdict is Verdict.FAIL and c.name in LAG_INDEPENDENT]
             checks_said = ("; the checks passed" if result.passed
                            else f"; the checks said: {result.explain()}")
             result = CheckResult((*result.checks, Check("measurement_valid", Verdict.UNKNOWN, starved.reason,
                                                         self.extra["starved"])))
             self.result = result
-            self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
+            if evidence:  # a lost write is lost however late the harness was: fail, timing not judged
+                self.extra["starved"]["kept_fail_of"] = [c.name for c in evidence]
+                names = ", ".join(c.name for c in evidence)
+                self._write(history, result, verdict="fail",
+                            reason=f"{names} failed (judged on values and order, valid under lag); timing "
+                                   f"checks not judged: {starved.reason}{checks_said}")
+            else:
+                self._write(history, result, reason=starved.reason + checks_said, verdict="unknown")
         else:
             self.result = result
             self._write(history, result, reason=None if result.passed else result.explain())

@@ -9,6 +9,7 @@ is allowed (never a half-deployed stack).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,9 @@ KNOWN_BUGS: tuple[str, ...] = (
     "gate-watch-not-resumed",
     "drain-gives-up-early",
 )
+
+
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SettingsError(ValueError):
@@ -71,6 +75,8 @@ class Settings(BaseModel):
     goverse_inspector_bin: Path | None = None
     goverse_pgadmin_bin: Path | None = None  # Goverse's cmd/pgadmin: `init` runs once per database
     goverse_persistence_interval: float | None = Field(None, gt=0, le=3600)  # node flag, seconds
+    # the type name the counter workload (probe, increments, reads, final reads) calls; its methods and
+    # messages are Counter's (Increment/Get, counter.*). Wallet stays "Wallet" (its own methods).
     object_type: str = "Counter"
     # kubernetes
     kube_context: str | None = None
@@ -150,8 +156,24 @@ class Settings(BaseModel):
                 data.setdefault(name, getattr(g, name))
         return data
 
+    @field_validator("object_type")
+    @classmethod
+    def _type_name(cls, v: str) -> str:
+        """A Goverse object type is registered under its Go type name, so the name is an identifier."""
+        if not _TYPE_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not an object type name (letters, digits and _, not starting "
+                             "with a digit, as Goverse registers a Go type: Counter, PersistentCounter)")
+        if v == "Wallet":
+            raise ValueError("'Wallet' has no counter methods (Increment/Get); allowed: a type with "
+                             "Counter's methods and messages, e.g. Counter")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.stack == "reference" and self.object_type != "Counter":
+            raise ValueError(f"object_type: the reference stack serves the counter methods only on type "
+                             f"Counter, not {self.object_type!r}; allowed with stack=reference: Counter "
+                             "(another name needs stack=goverse and a node that registers it)")
         if self.bugs and self.stack != "reference":
             raise ValueError("bugs: seeded bugs exist only in the reference stack (stack=reference)")
         if self.stack == "goverse" and self.platform == "local":
@@ -253,6 +275,10 @@ def load_settings(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] |
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
         msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        named, sep, rest = msg.partition(": ")
+        if loc == "settings" and sep and named in Settings.model_fields:  # a cross-field check names its setting
+            loc, msg = named, rest
+            err = {**err, "input": merged.get(named)}
         src = sources.get(loc.split(".")[0], "default")
         if err.get("type") == "extra_forbidden":
             allowed = ", ".join(sorted(Settings.model_fields))

@@ -8,7 +8,10 @@ down at once, every stopped instance exited 0 on SIGTERM, availability stays abo
 and the new value is in effect everywhere: since its restart every instance logged (its start-up
 warnings) but not one info line, although every start logs info lines at ``info``. ``warn`` rather
 than ``debug``: the reference stack emits no debug line of its own (with uvloop not even asyncio's),
-so only the disappearance of the start-up info lines is a proof that can fail.
+so only the disappearance of the start-up info lines is a proof that can fail. Levels are read from
+JSON and text lines (Goverse: ``[time] [WARN] …``); an instance that logged 20 or more records at
+``info`` before the roll, none below ``warn`` (Goverse v0.1.1: loggers fixed at WARN, no LOG_LEVEL),
+shows the setting changes nothing it logs: not in effect, a fail with those counts.
 
 Secret rotation — when the PostgreSQL password is rotated under load (new password file, ALTER ROLE,
 SIGHUP, sessions opened with the old password revoked), then at most 0.5 % of calls fail, a login with
@@ -31,7 +34,8 @@ loaded 2-core machine). Until the reference gate holds such calls for up to the 
 as a reference-stack finding, docs/operations.md), the roll budget here is 90 %. The procedure itself
 is judged by ``one_at_a_time`` and ``clean_exits`` (``--bug ignore-sigterm`` fails the latter: every
 instance is killed after its grace period). Each instance's RTO is in run.json (``faults``).
-E(3 s) bounds each key's longest error burst: a node's keys fail once when it leaves and once when its
+E (budgets.migration_errors: 3 s on the fast timers, 31 s on Goverse's) bounds each key's longest error
+burst: a node's keys fail once when it leaves and once when its
 shards come back, seconds apart, and E judges each stretch of failures, not the served time between.
 """
 
@@ -65,7 +69,6 @@ pytestmark = [pytest.mark.e2e]
 BASELINE_S = 2.0
 AFTER_S = 3.0
 ROLL_AVAILABILITY = 0.90  # see the module docstring: SCENARIOS.md's 99 % is not met by the reference gate
-ROLL_E_S = 3.0  # E: no key fails for longer than this at a stretch while an instance leaves or returns
 SECRET_FAILED_CALLS = 0.005  # SCENARIOS.md: ≤ 0.5 % failed calls during a secret rotation
 
 
@@ -86,7 +89,7 @@ def test_config_update(stack, scenario):
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
         one_at_a_time(("config-update",)), clean_exits(("config-update",)), config_in_effect(value="warn"),
-        availability_at_least(ROLL_AVAILABILITY), error_window(budget_s=ROLL_E_S),
+        availability_at_least(ROLL_AVAILABILITY), error_window(budget_s=budgets.migration_errors(t)),
         extra={"config": "LOG_LEVEL=warn", "roll_s": roll.duration_s,
                "instance_s": {s.name: round(s.t_ready - s.t_down, 3) for s in roll.steps},
                "undo_roll_s": updated.undone.duration_s if updated.undone is not None else None},

@@ -16,7 +16,9 @@ runs from "B everywhere" to "back on A everywhere", and its heal — the guarant
 rollback, so a scenario that failed half-way still leaves the stack on A.
 
 The reference stack's version is its ``--version-tag``: the binary is the same, which is what a
-rolling-procedure test needs (wire compatibility between real versions is Goverse's to test).
+rolling-procedure test needs (wire compatibility between real versions is Goverse's to test). Real
+Goverse is rolled onto the same binaries (one build per component is what the harness takes), and as
+Goverse v0.1.1 exports no version, ``version_everywhere`` is not applicable on it, with that reason.
 Availability budget: see test_config_and_secrets.py — SCENARIOS.md's A(99 %) is not met by the
 reference gate, which fails calls to shards between owners at once (≈ 6 failed probes per node
 restart; 94–96.5 % measured over this scenario); the roll budget is 90 %.
@@ -41,7 +43,6 @@ from harness.checkers import (
 from harness.checkers.operations import clean_exits, one_at_a_time, version_everywhere
 from harness.faults.spec import Upgrade
 from harness.operation_kinds import ROLL_KINDS
-from harness.platforms.base import Unsupported
 from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
@@ -50,7 +51,6 @@ BASELINE_S = 2.0
 BETWEEN_S = 2.0
 AFTER_S = 3.0
 ROLL_AVAILABILITY = 0.90  # SCENARIOS.md asks 99 %; see the module docstring
-ROLL_E_S = 3.0  # E: the longest error burst of any key while instances leave and return
 WALLET_RATE = 4.0
 
 
@@ -59,8 +59,6 @@ def test_upgrade_and_rollback(stack, scenario):
     wl = scenario.workload(wallet_rate=WALLET_RATE)
     with unsupported_is_skip():
         scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
-        if stack.spec.stack != "reference":
-            raise Unsupported("per-instance versions exist for the reference stack only")
     a = str(stack.spec.version)
     b = "B" if a != "B" else "C"  # the version rolled to (the stack runs spec.version, "A" by default)
     with scenario.observing(), wl.running():
@@ -76,7 +74,8 @@ def test_upgrade_and_rollback(stack, scenario):
         no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
         single_ownership(), reliable_calls_once(),
         converged(within_s=budgets.convergence(t)), one_at_a_time(ROLL_KINDS), clean_exits(ROLL_KINDS),
-        version_everywhere(), availability_at_least(ROLL_AVAILABILITY), error_window(budget_s=ROLL_E_S),
+        version_everywhere(), availability_at_least(ROLL_AVAILABILITY),
+        error_window(budget_s=budgets.migration_errors(t)),  # E(3 s) on the fast timers
         extra={"from_version": a, "to_version": b, "upgrade_s": up.duration_s, "rollback_s": down.duration_s,
                "order": [s.name for s in up.steps]},
     )

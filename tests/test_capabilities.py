@@ -45,7 +45,12 @@ def recorded(name: str, c: caps.Capabilities | None = None) -> History:
 # ---- the declaration ---------------------------------------------------------------------------------------
 def test_each_stack_kind_declares_what_it_exposes() -> None:
     assert caps.Capabilities("reference", epochs=True, persistence_interval_s=0.0) == REFERENCE
-    assert caps.Capabilities("goverse", epochs=False, persistence_interval_s=300.0) == GOVERSE_DEFAULT
+    assert caps.Capabilities("goverse", epochs=False, persistence_interval_s=300.0,
+                             build_version=False) == GOVERSE_DEFAULT
+    assert REFERENCE.build_version and not GOVERSE_DEFAULT.build_version
+    # a history recorded before build_version was declared reads as declaring it (judged as before)
+    assert caps.Capabilities.from_meta({caps.META_KEY: {"stack": "goverse", "epochs": False,
+                                                        "persistence_interval_s": 1.0}}).build_version
     assert caps.for_spec(StackSpec(stack="goverse", goverse_persistence_interval=2.0)).persistence_interval_s == 2.0
     assert caps.for_spec(StackSpec()) == REFERENCE
     with pytest.raises(ValueError, match="stack must be 'reference' or 'goverse'"):

@@ -1,16 +1,34 @@
-"""Every checker that moved into harness/checkers/ (chaos, load, operations), run on a history in which
-every call failed: none may pass. Why: a checker that passes when nothing worked proves nothing — this
-pins down that each one either fails or says it could not decide (unknown), with the samples and fault
-windows its scenario records present, so the verdict is not just "nothing to look at"."""
+"""Every checker in harness/checkers/, run on a history in which every call failed: none may pass
+(``test_every_checker_in_the_package_is_covered`` finds them all, so a new one cannot be left out).
+Why: a checker that passes when nothing worked proves nothing — this pins down that each one either
+fails or says it could not decide (unknown), with the samples and fault windows its scenario records
+present, so the verdict is not just "nothing to look at"."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
+import pkgutil
 from pathlib import Path
 
 import pytest
 
-from harness.checkers import chaos, lifecycle, load, operations
+import harness.checkers
+from harness.checkers import (
+    budgets,
+    chaos,
+    cluster,
+    counter,
+    drain,
+    lifecycle,
+    linearizable,
+    load,
+    operations,
+    ownership,
+    routing,
+    wallet,
+)
 from harness.checkers.load_analysis import CPU_SAMPLE, PHASE_LOG, SAMPLES_LOG
 from harness.checkers.verdict import Checker, Verdict, run_safely
 from harness.history import Event, History
@@ -44,10 +62,11 @@ def all_failed_history() -> History:
         evs += failed_op(t, "probe", key, "probe-0", None)
         evs += failed_op(t, "increment", key, "client-0")
         evs += failed_op(t, "read", key, "client-1", None)
-        evs += failed_op(t, "deposit", f"w{n % 3}", "client-2")
+        evs += failed_op(t, "deposit", f"w{n % 3}", "wallet-0", {"amount": 1, "call_id": f"c{n}"})
         evs += failed_op(t, "increment", key, f"load-1-{n % 4}")
     for k in KEYS:
         evs += failed_op(30.0, "final-read", k, "client-0", None)
+        evs += failed_op(29.5, "gate-read", k, "client-0", None)  # every gate's read of every key
     evs += [Event(10.0, "log", "harness", PHASE_LOG,
                   value={"name": "steady", "t_start": 0.0, "t_end": 10.0, "offered_rps": 40.0, "kind": "stage"}),
             Event(20.0, "log", "harness", PHASE_LOG,
@@ -63,6 +82,7 @@ def all_failed_history() -> History:
     evs += window("f5", "pause", "node-1", 11.0, 14.0, {}, {})
     evs += window("f6", "disk", "postgres", 15.0, 17.0, {"free_bytes": 0}, {})
     evs += window("f7", "partition", "node-2", 18.0, 21.0, {"grudge": {}}, {"verified_cut": {"dropped": False}})
+    evs += window("f8", "restart", "node-0", 22.0, 24.0, {"graceful": True}, {})
     evs += [Event(9.5, "sample", "operations", VERSIONS_F, value={"expected": "B", "instances": {"node-0": ["A"]}}),
             Event(9.6, "sample", "operations", CONFIG_F,
                   value={"key": "LOG_LEVEL", "value": "warn", "instances": {"node-0": {"ok": False, "why": "info"}}}),
@@ -76,6 +96,21 @@ def all_failed_history() -> History:
 
 
 CHECKERS: dict[str, Checker] = {
+    # budgets (A, R, E), cluster (C), counters (L, M, linearizable), ownership (O), wallet (D)
+    "availability_at_least": budgets.availability_at_least(0.99),
+    "rto": budgets.rto(5.0),
+    "recovery_after_heal": budgets.recovery_after_heal(5.0),
+    "error_window": budgets.error_window(5.0),
+    "failures_only_on": budgets.failures_only_on({"a"}),
+    "converged": cluster.converged(10.0),
+    "no_lost_writes": counter.no_lost_writes(),
+    "reads_see_acknowledged": counter.reads_see_acknowledged(),
+    "monotonic_reads": counter.monotonic_reads(),
+    "linearizable_counters": linearizable.linearizable_counters(),
+    "single_ownership": ownership.single_ownership(),
+    "every_gate_routes": routing.every_gate_routes(),
+    "drained_in_flight": drain.drained_in_flight(KEYS, call_timeout_s=8.0, held_s=5.0),
+    "reliable_calls_once": wallet.reliable_calls_once(),
     # chaos
     "persisted_not_behind": chaos.persisted_not_behind,
     "writes_recover_after_heal": chaos.writes_recover_after_heal(2.0),
@@ -104,8 +139,32 @@ CHECKERS: dict[str, Checker] = {
 }
 
 
+# judged by the tests below instead of on the history alone
+SEPARATE = {"generator_not_saturated", "ready_within", "exited_cleanly", "every_gate_served"}
+CHECKER_RETURNS = {"Checker", "Check", "Callable[[History], Check]"}
+
+
+def package_checkers() -> set[str]:
+    """Every public function of harness/checkers/ that is a checker or makes one (by its annotation)."""
+    found: set[str] = set()
+    for info in pkgutil.iter_modules(harness.checkers.__path__):
+        mod = importlib.import_module(f"harness.checkers.{info.name}")
+        for name, fn in inspect.getmembers(mod, inspect.isfunction):
+            if fn.__module__ == mod.__name__ and not name.startswith("_") \
+                    and str(inspect.signature(fn).return_annotation) in CHECKER_RETURNS:
+                found.add(name)
+    return found
+
+
+def test_every_checker_in_the_package_is_covered() -> None:
+    found = package_checkers()
+    assert {"no_lost_writes", "rto", "persisted_not_behind", "single_ownership"} <= found  # the finder works
+    missing = found - set(CHECKERS) - SEPARATE - {"decide", "run_safely", "named"}
+    assert not missing, f"checkers without an all-failed test: {sorted(missing)}"
+
+
 @pytest.mark.parametrize("name", sorted(CHECKERS))
-def test_no_moved_checker_passes_when_every_call_failed(name: str) -> None:
+def test_no_checker_passes_when_every_call_failed(name: str) -> None:
     c = run_safely(CHECKERS[name], all_failed_history())
     assert c.verdict is not Verdict.PASS, f"{name} passed on an all-failed history: {c.detail}"
     assert not c.detail.startswith("checker raised"), c.detail  # a crash is unknown, but not what we test
@@ -131,3 +190,13 @@ def test_checkers_of_captured_facts_fail_or_say_unknown() -> None:
 def test_the_history_really_is_all_failed() -> None:
     h = all_failed_history()
     assert h.ops() and all(o.type == "fail" for o in h.ops())
+
+
+def test_every_lag_independent_name_is_a_real_check() -> None:
+    """``LAG_INDEPENDENT`` lists check names (harness/checkers/measure.py): a typo would silently let a
+    starved run hide that check's failure."""
+    from harness.checkers.measure import LAG_INDEPENDENT
+
+    h = all_failed_history()
+    names = {run_safely(c, h).name for c in CHECKERS.values()}
+    assert names >= LAG_INDEPENDENT, sorted(LAG_INDEPENDENT - names)

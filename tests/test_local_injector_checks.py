@@ -106,6 +106,18 @@ def test_latency_shift_compares_medians_before_and_during_the_fault() -> None:
     assert chaos.latency_shift("increment", {"b"}, 150)(h).verdict is Verdict.UNKNOWN  # no ops on the judged keys
 
 
+def test_latency_shift_leaves_out_the_calls_that_activated_each_key() -> None:
+    """Goverse's first deposits to a wallet took 650-1300 ms (activation), later ones 70-400 ms: the
+    activations, all in the short baseline, hid a +50 ms disk latency. Left out, the shift shows."""
+    # six calls invoked before the first answer: counted, they would make the baseline median 1000 ms
+    activation = [e for i in range(6) for e in op(0.01 * i, "deposit", "w", 1, dt=1.0)]
+    before = [e for i in range(5) for e in op(1.1 + 0.1 * i, "deposit", "w", 1, dt=0.100)]
+    during = [e for i in range(5) for e in op(2 + 0.1 * i, "deposit", "w", 1, dt=0.160)]
+    h = history(fault(1.9, 3.5, "disk-latency"), activation, before, during)
+    c = chaos.latency_shift("deposit", None, 50)(h)
+    assert c.verdict is Verdict.PASS and c.data["before"] == 5 and c.data["p50_before_ms"] < 110, c.detail
+
+
 def test_owned_keys_reads_the_current_owner() -> None:
     from harness.sharding import shard_of
 

@@ -121,6 +121,22 @@ def test_version_everywhere() -> None:
     assert version_everywhere()(hist([])).verdict is Verdict.UNKNOWN
 
 
+def test_version_everywhere_is_not_applicable_on_a_stack_that_exports_no_version() -> None:
+    """Goverse v0.1.1 has no goverse_build_info: what the scrape found cannot be judged, even nothing."""
+    import dataclasses
+
+    from harness import capabilities
+
+    empty = [sample(5, VERSIONS_F, {"expected": "B", "instances": {"node-0": [], "gate-0": []}})]
+    def declared(stack: str) -> History:
+        return dataclasses.replace(hist(empty), meta={capabilities.META_KEY: capabilities.for_stack(stack).to_meta()})
+
+    goverse = declared("goverse")
+    c = version_everywhere()(goverse)
+    assert c.verdict is Verdict.NOT_APPLICABLE and "exports no build version" in c.detail
+    assert version_everywhere()(declared("reference")).verdict is Verdict.FAIL  # declared, none reported
+
+
 def test_config_in_effect() -> None:
     ok = {"key": "LOG_LEVEL", "value": "warn", "instances": {"node-0": {"ok": True, "why": "-"}}}
     assert config_in_effect()(hist([sample(3, CONFIG_F, ok)])).verdict is Verdict.PASS
@@ -128,6 +144,10 @@ def test_config_in_effect() -> None:
     c = config_in_effect()(hist([sample(3, CONFIG_F, bad)]))
     assert c.verdict is Verdict.FAIL and "gate-1" in c.detail
     assert config_in_effect()(hist([])).verdict is Verdict.UNKNOWN
+    silent = {**ok, "instances": {"node-0": {"ok": True}, "gate-0": {"ok": None, "why": "no log line"}}}
+    assert config_in_effect()(hist([sample(3, CONFIG_F, silent)])).verdict is Verdict.UNKNOWN
+    both = {**ok, "instances": {"node-0": {"ok": False, "why": "changes nothing"}, "gate-0": {"ok": None}}}
+    assert config_in_effect()(hist([sample(3, CONFIG_F, both)])).verdict is Verdict.FAIL
 
 
 def test_config_in_effect_judges_the_roll_to_the_value_asked_for() -> None:
@@ -209,6 +229,29 @@ def test_restored_matches_backup() -> None:
 def test_restore_missing_acknowledged_data_fails() -> None:
     c = restored_matches_backup()(restore_history({"k": 0}, {"k": 6}))
     assert c.verdict is Verdict.FAIL and "restored 0 not in [3, 7]" in c.detail
+
+
+def test_a_periodic_save_moves_the_lower_bound_back_by_its_interval() -> None:
+    """Goverse saves every N s: its database — and a backup of it — holds what was acknowledged N s
+    (plus the read gap) before the point. Judged as on the reference stack, the 3 acknowledged at 1.1 s
+    must be in a 5.0 s backup; with a 4 s interval only what was acknowledged before 0.5 s must."""
+    import dataclasses
+
+    from harness import capabilities
+
+    def on(stack: str, interval: float | None) -> History:
+        caps = capabilities.for_stack(stack, interval)
+        return dataclasses.replace(restore_history({"k": 0}, {"k": 6}), meta={capabilities.META_KEY: caps.to_meta()})
+
+    assert restored_matches_backup()(on("reference", None)).verdict is Verdict.FAIL
+    c = restored_matches_backup()(on("goverse", 4.0))
+    assert c.data["save_lag_s"] == 4.5 and "restored 0" not in c.detail
+    assert c.verdict is Verdict.UNKNOWN  # nothing acknowledged before 0.5 s: no evidence either way
+    c = restored_matches_backup()(dataclasses.replace(restore_history({"k": 12}, {"k": 18}),
+                                                      meta=on("goverse", 1.0).meta))
+    assert c.verdict is Verdict.FAIL and "phantom" in c.detail and "saves every 1 s" in c.detail
+    c = restored_matches_backup()(on("goverse", None))  # Goverse's default 5 min: cannot be judged
+    assert c.verdict is Verdict.NOT_APPLICABLE and "persists objects only every 300 s" in c.detail
 
 
 def test_restore_holding_writes_after_the_backup_fails() -> None:

@@ -18,7 +18,14 @@ from harness.checkers.operations import (
     secret_leaks,
 )
 from harness.history import Event, FaultWindow, History
-from harness.platforms.operations import level_in_effect, log_levels, parse_build_versions, rolling_order, rpo_s
+from harness.platforms.operations import (
+    last_run,
+    level_in_effect,
+    log_levels,
+    parse_build_versions,
+    rolling_order,
+    rpo_s,
+)
 from harness.sharding import migrating_keys, shard_of
 
 
@@ -92,6 +99,32 @@ def test_log_levels_counts_json_lines_only() -> None:
     assert log_levels(text) == {"info": 2, "warning": 1}
 
 
+# Goverse v0.1.1's own lines (its loggers start at WARN and read no LOG_LEVEL)
+GOVERSE_LOG = """--- node-0: ip netns exec gvh-node-0 /bin/goverse-app --config /tmp/n.yaml --node-id node-0
+goverse-app: Counter and Wallet registered, persistence interval 1s
+[2026-12-03 15:09:24.867] [WARN] [ConsensusManager] ConsensusManager not ready: No nodes available
+[2026-12-03 15:09:29.871] [ERROR] [Cluster] Failed to claim shard ownership
+"""
+
+
+def test_log_levels_reads_text_lines_too() -> None:
+    assert log_levels(GOVERSE_LOG) == {"warn": 1, "error": 1}
+    assert log_levels("ts=1 level=INFO msg=x\nts=2 level=debug msg=y") == {"info": 1, "debug": 1}
+    assert last_run(GOVERSE_LOG + "--- node-0: again\n[x] [INFO] up\n") == "--- node-0: again\n[x] [INFO] up\n"
+
+
+def test_a_setting_that_changes_nothing_logged_is_not_in_effect() -> None:
+    """At info, 25 records and none below warn: warn afterwards proves nothing (Goverse, config update)."""
+    ok, why = level_in_effect({"warn": 4}, "warn", before={"warn": 24, "error": 1}, before_value="info")
+    assert ok is False and "at LOG_LEVEL=info before the roll it logged 25 records, none below warn" in why
+    ok, why = level_in_effect({}, "warn", before={"warn": 24, "error": 1}, before_value="info")
+    assert ok is False and "changes nothing it logs" in why  # the evidence, even with nothing logged since
+    # the reference stack logs info lines at info: the change is visible and warn is in effect
+    assert level_in_effect({"warning": 4}, "warn", before={"info": 30, "warning": 2}, before_value="info")[0]
+    # too few records before to tell: judged on the lines since the restart alone
+    assert level_in_effect({"warn": 4}, "warn", before={"warn": 3}, before_value="info")[0]
+
+
 def test_warn_in_effect_only_without_info_lines() -> None:
     assert level_in_effect({"warning": 2}, "warn")[0] is True
     ok, why = level_in_effect({"warning": 2, "info": 5}, "warn")
@@ -106,7 +139,7 @@ def test_debug_needs_a_debug_line() -> None:
 
 def test_no_line_at_all_proves_nothing() -> None:
     ok, why = level_in_effect({}, "warn")
-    assert ok is False and "unknown" in why
+    assert ok is None and "unknown" in why
 
 
 def test_unknown_level_is_an_error() -> None:

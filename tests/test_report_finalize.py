@@ -62,7 +62,8 @@ def test_run_json_has_the_v1_schema(run_dir: RunDir) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["finished_at"])
     assert (run["platform"], run["stack"], run["seed"]) == ("local", "reference", 7)
     assert run["tool_versions"]["etcd"] == "3.4.23" and "python" in run["tool_versions"]
-    assert run["summary"] == {"verdict": "fail", "total": 5, "pass": 1, "fail": 2, "unknown": 1, "skipped": 1}
+    assert run["summary"] == {"verdict": "fail", "total": 5, "pass": 1, "fail": 2, "unknown": 1, "skipped": 1,
+                              "conformance": {"fail": 1, "pass": 1, "unknown": 1}}
     by_id = {s["id"]: s for s in run["scenarios"]}
     ok = by_id["scenarios/test_restarts.py::test_recovers_from[sigkill-node]"]
     for key in ("id", "verdict", "reason", "faults", "rto_s", "unavailability_s", "recovery_after_heal_s",
@@ -143,3 +144,23 @@ def test_report_without_conformance_has_no_conformance_section(tmp_path: Path) -
 def test_an_empty_run_is_unknown(tmp_path: Path) -> None:
     out = finalize(RunStore(tmp_path).create(short_id="e"))
     assert out["summary"]["verdict"] == "unknown" and out["scenarios"] == []
+
+
+def test_a_conformance_only_run_is_decided_by_its_checks(tmp_path: Path) -> None:
+    """`run scenarios/test_conformance.py` on Goverse: 25 decided checks, no scenario rows; the run said
+    'unknown' with '0 pass, 0 fail'. Its verdict and summary line now count the conformance checks."""
+    from harness.report.summary import summary_table
+
+    run = RunStore(tmp_path).create(short_id="k")
+    (run.path / "conformance").mkdir()
+    rows = (("2.1-health-endpoints", "pass"), ("2.6-json-logs", "fail"), ("4.1-dockerfile", "not-applicable"))
+    for cid, verdict in rows:
+        (run.path / "conformance" / f"{cid}.json").write_text(json.dumps({"id": cid, "verdict": verdict}))
+    out = finalize(run, {"platform": "local"})
+    assert out["summary"]["verdict"] == "fail" and out["summary"]["total"] == 0
+    assert out["summary"]["conformance"] == {"fail": 1, "not-applicable": 1, "pass": 1}
+    line = summary_table(out).splitlines()[-1]
+    assert line == "0 pass, 0 fail, 0 unknown, 0 skipped; conformance: 1 fail, 1 not-applicable, 1 pass — run FAIL"
+    for f in (run.path / "conformance").glob("*.json"):
+        f.write_text(json.dumps({**json.loads(f.read_text()), "verdict": "pass"}))
+    assert finalize(run, {"platform": "local"}, keep_previous=False)["summary"]["verdict"] == "pass"

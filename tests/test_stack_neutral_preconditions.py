@@ -113,3 +113,14 @@ def test_stored_state_settles_over_the_stacks_persistence_interval() -> None:
     assert checks.stored_settle(Stack("goverse", 4.0)) == (4.5, 13.5)
     assert checks.stored_settle(Stack("goverse", 9.0)) == (9.5, 28.5)  # the longest interval still judged
     assert checks.stored_settle(Stack("goverse")) == (300.5, 30.0)  # Goverse's 5 min default: capped
+
+
+def test_migration_error_budget_is_the_stacks_handover_promise() -> None:
+    """E for keys moved by a graceful scale, roll or config update: SCENARIOS.md's 3 s on the fast
+    timers, and what Goverse's timers promise on Goverse (its new owner waits 10 s of stable
+    membership: 15.6 s of errors on a scale-down was judged against 3 s)."""
+    assert budgets.migration_errors(Timers()) == 3.0
+    assert budgets.migration_errors(Timers.goverse_defaults()) == 31.0
+    for name in ("test_scaling", "test_upgrade", "test_config_and_secrets"):
+        text = (Path(__file__).resolve().parents[1] / "scenarios" / f"{name}.py").read_text()
+        assert "error_window(budget_s=budgets.migration_errors(t)" in text, name

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from harness.checkers import no_lost_writes
 from harness.checkers.measure import lag_by_phase, starvation
 from harness.checkers.verdict import Check, Verdict
 from harness.history import Event, History, Recorder
@@ -55,6 +56,26 @@ def test_a_starved_scenario_is_unknown_with_the_reason(tmp_path: Path) -> None:
     assert "lost 3 writes" in data["reason"] and data["extra"]["starved"]["lag_ms"] == 900.0
 
 
+def test_a_starved_scenario_with_lost_writes_fails_with_that_evidence(tmp_path: Path) -> None:
+    """Lost acknowledged writes are judged on values: lag cannot fake them, so starvation does not hide them."""
+    sc = Scenario("starved-lost", tmp_path, deployment=None, injector=None, settings=None, seed_tag="t")
+    for e in lag_samples([5.0, 900.0]):
+        sc.recorder.add(e)
+    for i, (f, value, kind) in enumerate([("increment", 1, "ok"), ("increment", 2, "ok"), ("final-read", None, "ok")]):
+        sc.recorder.add(Event(2.0 + i, "invoke", "client-0", f, key="k", value=value, op_id=i + 1))
+        sc.recorder.add(Event(2.1 + i, kind, "client-0", f, key="k", value=1 if f == "final-read" else None,
+                              op_id=i + 1))
+    result = sc.conclude(no_lost_writes(), failing)
+    assert result.verdict is Verdict.FAIL
+    data = json.loads((tmp_path / "result.json").read_text())
+    assert data["verdict"] == "fail"
+    assert data["reason"].startswith("no_lost_writes failed (judged on values and order, valid under lag); "
+                                     "timing checks not judged: measurement invalid: harness starved")
+    assert "final 1 < acknowledged 3" in data["reason"]
+    checks = {c["name"]: c["verdict"] for c in json.loads((tmp_path / "checks.json").read_text())}
+    assert checks["measurement_valid"] == "unknown" and checks["no_lost_writes"] == "fail"
+
+
 def test_an_unstarved_failing_scenario_still_fails(tmp_path: Path) -> None:
     sc = Scenario("quiet", tmp_path, deployment=None, injector=None, settings=None, seed_tag="t")
     for e in lag_samples([5.0, 12.0]):
@@ -93,5 +114,5 @@ def test_a_starved_scenario_with_a_timing_free_failure_still_fails(tmp_path: Pat
     sc.conclude(stale, failing)
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["verdict"] == "fail"
-    assert "harness starved" in data["reason"] and "monotonic_reads cannot be failed" in data["reason"]
+    assert "harness starved" in data["reason"] and "monotonic_reads failed" in data["reason"]
     assert data["extra"]["starved"]["kept_fail_of"] == ["monotonic_reads"]

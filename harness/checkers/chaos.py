@@ -124,14 +124,22 @@ def evidence(name: str, kind: str, judge: Callable[[dict[str, Any], dict[str, An
 
 def latency_shift(f: str, keys: set[str] | None, min_shift_ms: float) -> Checker:
     """The fault's latency shows: the median latency of ok ``f`` ops (on ``keys``, or all) in the
-    "during" phase is at least ``min_shift_ms`` above the "before" phase."""
+    "during" phase is at least ``min_shift_ms`` above the "before" phase.
+
+    Calls to a key invoked before its first ok answer are left out: they activate the object (load it
+    from storage, register it), which costs Goverse several hundred milliseconds per wallet and would
+    make a short baseline measure activation rather than the steady latency the fault shifts."""
     name = f"latency_shift_{f}"
 
     def run(history: History) -> Check:
         faults = history.faults()
         by_phase: dict[str, list[float]] = {"before": [], "during": []}
+        first_ok: dict[str | None, float] = {}
         for o in history.ops(f):
-            if o.type == "ok" and (keys is None or o.key in keys):
+            if o.type == "ok":
+                first_ok[o.key] = min(first_ok.get(o.key, o.t_complete), o.t_complete)
+        for o in history.ops(f):
+            if o.type == "ok" and (keys is None or o.key in keys) and o.t_invoke > first_ok[o.key]:
                 phase = phase_of(o.t_invoke, faults)
                 if phase in by_phase:
                     by_phase[phase].append(o.latency_s * 1000.0)

@@ -20,7 +20,9 @@ First a test by sums alone: every ok increment that completed before an op began
 only increments invoked before it completed may, so an answer outside those sums is impossible (a
 history that lost writes fails here at once, where the search would first refute every subset of its
 indeterminate increments). Then the search walks configurations (the set of ops already linearized,
-the state), memoised, trying next only ops invoked before the earliest completion still pending. It
+the state), memoised, trying next only ops invoked before the earliest completion still pending, and
+of the indeterminate increments of one amount only the earliest-invoked (they have no deadline and the
+same effect, so any order using a later one can use the earlier one instead). It
 is exponential in the worst case, so each key has a bound on explored configurations: hitting it is
 ``unknown`` (which key, the bound), never a pass.
 
@@ -171,10 +173,18 @@ def check_key(key: str, entries: list[_Entry], max_states: int) -> KeyResult:
             possible[min_i].add(state)
         # push indeterminate ops first so ok ops (in completion order) are tried first
         cands.sort(key=lambda j: (entries[j].required, -entries[j].t_return))
+        tried_deltas: set[int | None] = set()
         for j in cands:
             e = entries[j]
             if e.t_invoke > min_ret:
                 continue
+            if not e.required:
+                # indeterminate increments of the same amount are interchangeable once invoked (no
+                # deadline, same effect): trying only the earliest-invoked one loses no order, and
+                # keeps 40 timed-out increments from spanning 2^40 subsets (Goverse, gates cut off)
+                if e.delta in tried_deltas:
+                    continue
+                tried_deltas.add(e.delta)
             nxt = e.step(state)
             if nxt is None:
                 continue

@@ -232,6 +232,21 @@ class Starvation:
                 f"{self.worst_ms:.0f} ms > {self.threshold_ms:g} ms)")
 
 
+# Checks judged on values and on the real-time order of operations only, never on how soon something
+# happened: a late invocation is recorded before the call is sent and a late completion after the answer
+# arrived, so harness lag can only drop an ordering constraint, never add a false one. Their failure is
+# evidence even in a starved run (docs/definitions.md, harness starvation).
+LAG_INDEPENDENT: frozenset[str] = frozenset({
+    "no_lost_writes", "reads_see_acknowledged", "monotonic_reads", "linearizable_counters",
+    "persisted_not_behind", "reliable_calls_once", "single_ownership", "no_lost_writes_after_restore",
+    "restored_matches_backup", "every_gate_routes",
+    # a cut call (unknown outcome) is a cut call; starvation can only push one past the timeout filter
+    "drained_in_flight",
+    # facts read after the operation (log levels, exit codes, logins, reported versions, leaked secrets)
+    "config_in_effect", "clean_exits", "secret_rotated", "version_everywhere", "no_secret_in_artifacts",
+})
+
+
 def harness_lag(history: History) -> list[tuple[float, dict[str, Any]]]:
     """The workload's ``harness-lag`` samples: (t, {"lag_ms", "loop_ms", "probe_ms", ..., "load1"})."""
     return [(e.t, e.value) for e in history.samples("harness-lag") if isinstance(e.value, dict)]

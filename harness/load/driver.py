@@ -156,7 +156,8 @@ class LoadDriver:
         base = GeneratorSpec(gates=dep.gate_urls(), shape=shape, mix=p.mix, keys=p.keys, wallets=p.wallets,
                              dist=p.dist, prefix=f"lt{tag}r{self._n}", user_rate=p.user_rate,
                              timeout=dep.spec.timers.call_timeout + 3.0, workers=p.workers,
-                             seed=int(getattr(self.sc.settings, "seed", 0) or 0))
+                             seed=int(getattr(self.sc.settings, "seed", 0) or 0),
+                             counter_type=str(getattr(self.sc.settings, "object_type", None) or "Counter"))
         return dataclasses.replace(base, **overrides)
 
     @contextlib.contextmanager
@@ -256,11 +257,12 @@ class LoadDriver:
         sem = asyncio.Semaphore(concurrency)
         out: dict[str, int | None] = {}
         tmo = self.sc.deployment.spec.timers.call_timeout + 3.0
+        counter_type = str(getattr(self.sc.settings, "object_type", None) or "Counter")
         async with GateClient(gates, timeout=tmo, limit=concurrency) as client:
             async def one(i: int, key: str, wallet: bool) -> None:
                 f = "final-balance" if wallet else "final-read"
                 otype, method, req = (("Wallet", "GetBalance", wire.new("wallet.GetBalanceRequest")) if wallet
-                                      else ("Counter", "Get", wire.new("counter.GetRequest")))
+                                      else (counter_type, "Get", wire.new("counter.GetRequest")))
                 attempt = 0
                 while loop.time() < deadline:
                     gate = names[(i + attempt) % len(names)]

@@ -88,6 +88,7 @@ class GeneratorSpec:
     workers: int | None = None
     seed: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    counter_type: str = "Counter"  # setting object_type: the type the increments and reads call
 
     def __post_init__(self) -> None:
         if not self.gates:
@@ -116,6 +117,7 @@ class GeneratorSpec:
             "GVH_MAX_AMOUNT": str(self.max_amount),
             "GVH_SEED": str(self.seed),
             "GVH_SAMPLES": str(samples_dir),
+            "GVH_COUNTER_TYPE": self.counter_type,
         }
 
 

@@ -69,33 +69,64 @@ def parse_build_versions(metrics_text: str) -> set[str]:
     return out
 
 
+#: the level of a text log line: ``[2026-12-03 12:31:30.159] [WARN] [Cluster] …`` (Goverse's logger) or
+#: logfmt ``level=info``
+TEXT_LEVEL = re.compile(r"^(?:\[[^\]]*\]\s*)?\[(?P<b>[A-Za-z]+)\]|\blevel=(?P<k>[A-Za-z]+)\b")
+#: a stack that logged at least this many records at a lower level, none below the new one, shows that
+#: the setting changed nothing visible (docs/conformance.md, 2.6-log-level, uses the same rule)
+LEVEL_MIN_RECORDS = 20
+
+
 def log_levels(text: str) -> Counter[str]:
-    """How many JSON log lines per ``level`` (non-JSON lines — the supervisor's headers — are skipped)."""
+    """How many log lines per level: a JSON line's ``level``, or a text line's ``[LEVEL]`` /
+    ``level=x``; other lines (the supervisor's ``--- name:`` headers, stack traces) are skipped."""
     out: Counter[str] = Counter()
     for line in text.splitlines():
         line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            level = json.loads(line).get("level")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(level, str):
+        level: Any = None
+        if line.startswith("{"):
+            try:
+                level = json.loads(line).get("level")
+            except (ValueError, AttributeError):
+                continue
+        elif not line.startswith("--- "):
+            m = TEXT_LEVEL.search(line)
+            level = (m.group("b") or m.group("k")) if m else None
+        if isinstance(level, str) and level.lower() in _LEVEL_RANK:
             out[level.lower()] += 1
     return out
 
 
-def level_in_effect(levels: Mapping[str, int], configured: str) -> tuple[bool, str]:
+def last_run(text: str) -> str:
+    """The part of a process log written by its latest start (after the last supervisor header)."""
+    i = text.rfind("\n--- ")
+    return text[i + 1:] if i >= 0 else text
+
+
+def level_in_effect(levels: Mapping[str, int], configured: str, before: Mapping[str, int] | None = None,
+                    before_value: str | None = None) -> tuple[bool | None, str]:
     """Is ``LOG_LEVEL=configured`` what the process logs at? No line below the level may appear, and for
-    ``debug`` at least one debug line must (a positive proof; absence alone proves nothing)."""
+    ``debug`` at least one debug line must (a positive proof; absence alone proves nothing).
+
+    ``before``: the levels the same instance logged before the roll, at ``before_value``. When that was
+    lower and it logged ``LEVEL_MIN_RECORDS`` or more records, none below ``configured``, the setting
+    made no visible difference: the stack does not log by it (Goverse v0.1.1's loggers start at WARN
+    and read no LOG_LEVEL), and "no info line since" proves nothing — not in effect."""
     want = configured.lower()
     if want not in _LEVEL_RANK:
         raise ValueError(f"unknown log level {configured!r}")
     below = {lv: n for lv, n in levels.items() if _LEVEL_RANK.get(lv, 100) < _LEVEL_RANK[want] and n}
     if below:
         return False, f"lines below {want} were logged: {dict(sorted(below.items()))}"
-    if not sum(levels.values()):
-        return False, "no JSON log line since the restart: the level in effect is unknown"
+    old = (before_value or "").lower()
+    if before is not None and old in _LEVEL_RANK and _LEVEL_RANK[old] < _LEVEL_RANK[want]:
+        n_before = sum(before.values())
+        if n_before >= LEVEL_MIN_RECORDS and not any(
+                n for lv, n in before.items() if _LEVEL_RANK.get(lv, 100) < _LEVEL_RANK[want]):
+            return False, (f"at LOG_LEVEL={old} before the roll it logged {n_before} records, none below {want} "
+                           f"({dict(sorted(before.items()))}): the setting changes nothing it logs")
+    if not sum(levels.values()):  # None: cannot tell (config_in_effect: unknown unless another fails)
+        return None, "no log line with a level since the restart: the level in effect is unknown"
     if want == "debug" and not levels.get("debug"):
         return False, f"no debug line since the restart (levels seen: {dict(sorted(levels.items()))})"
     return True, f"levels seen since the restart: {dict(sorted(levels.items()))}"

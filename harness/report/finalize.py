@@ -55,6 +55,8 @@ def build_run_json(run_dir: RunDir, meta: Mapping[str, Any] | None = None,
     merged = {**prev, **{k: v for k, v in meta.items() if k not in RESERVED}}
     scenarios = [r.to_dict() for r in run_dir.scenario_results()]
     verdicts = [s["verdict"] for s in scenarios]
+    # conformance checks decide the run too: a conformance-only run was "unknown" with 25 decided checks
+    conformance = [str(r.get("verdict")) for r in merged.get("conformance") or [] if isinstance(r, dict)]
     run: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "run_id": run_dir.run_id,
@@ -63,9 +65,11 @@ def build_run_json(run_dir: RunDir, meta: Mapping[str, Any] | None = None,
         "platform": merged.pop("platform", None),
         "stack": merged.pop("stack", None),
         "tool_versions": {**default_tool_versions(), **(merged.pop("tool_versions", None) or {})},
-        "summary": {"verdict": overall_verdict(verdicts), "total": len(scenarios),
+        "summary": {"verdict": overall_verdict(verdicts + conformance), "total": len(scenarios),
                     **{v: verdicts.count(v) for v in ("pass", "fail", "unknown", "skipped")}},
     }
+    if conformance:
+        run["summary"]["conformance"] = {v: conformance.count(v) for v in sorted(set(conformance))}
     run.update(merged)
     run["scenarios"] = scenarios
     return run

@@ -34,7 +34,10 @@ def summary_table(run: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     verdicts = [str(s.get("verdict")) for s in scenarios]
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("pass", "fail", "unknown", "skipped"))
-    lines.append(f"{counts} — run {overall_verdict(verdicts).upper()}")
+    conf = [str(r.get("verdict")) for r in run.get("conformance") or [] if isinstance(r, dict)]
+    if conf:  # the conformance checks are in the run's verdict (and listed by the conformance table)
+        counts += "; conformance: " + ", ".join(f"{conf.count(v)} {v}" for v in sorted(set(conf)))
+    lines.append(f"{counts} — run {overall_verdict(verdicts + conf).upper()}")
     for s in scenarios:
         if s.get("verdict") in ("fail", "unknown", "skipped") and s.get("reason"):
             lines.append(f"  {s['id']}: {s['reason']}")

@@ -53,6 +53,9 @@ class WorkloadSpec:
     burst_at_inject: int = 0
     burst_keys: int = 4
     burst_lead_ms: float = 20.0
+    # the type the counter ops call (setting object_type): Counter's methods and messages on any
+    # registered name, e.g. a Goverse node's PersistentCounter
+    counter_type: str = "Counter"
 
 
 class GatePicker:
@@ -318,8 +321,9 @@ class Workload:
 
     # ---- operations --------------------------------------------------------------------------
     async def _record(self, client: GateClient, picker: GatePicker, process: str, f: str, key: str,
-                      value: Any, method: str, request: Any, obj_type: str = "Counter",
+                      value: Any, method: str, request: Any, obj_type: str | None = None,
                       call_id: str | None = None) -> CallOutcome:
+        obj_type = obj_type or self.spec.counter_type
         gate = picker.pick()
         op_id = self.recorder.invoke(process, f, key=key, value=value, node=gate)
         if call_id is None:
@@ -330,7 +334,7 @@ class Workload:
         result: Any = None
         if out.type == "ok" and out.message is not None:
             d = wire.to_dict(out.message)
-            if obj_type == "Counter":
+            if obj_type == self.spec.counter_type:
                 result = d.get("value")
             elif f == "final-balance":
                 result = d.get("balance")
@@ -421,19 +425,20 @@ class Workload:
         results: dict[str, int | None] = {}
         async with GateClient(self.gate_urls, timeout=self.spec.timeout, grpc_gates=self.grpc_gates) as client:
             async def one(key: str, obj_type: str) -> None:
-                f = "final-read" if obj_type == "Counter" else "final-balance"
-                method, req = (("Get", wire.new("counter.GetRequest")) if obj_type == "Counter"
+                counter = obj_type == self.spec.counter_type
+                f = "final-read" if counter else "final-balance"
+                method, req = (("Get", wire.new("counter.GetRequest")) if counter
                                else ("GetBalance", wire.new("wallet.GetBalanceRequest")))
                 while time.monotonic() < deadline:
                     out = await self._record(client, picker, "final", f, key, None, method, req,
                                              obj_type=obj_type)
                     if out.type == "ok" and out.message is not None:
                         d = wire.to_dict(out.message)
-                        results[key] = d.get("value") if obj_type == "Counter" else d.get("balance")
+                        results[key] = d.get("value") if counter else d.get("balance")
                         return
                     await asyncio.sleep(0.1)  # sleep-ok: retry pacing for an unavailable key
                 results[key] = None
-            jobs = [one(k, "Counter") for k in self.counter_keys]
+            jobs = [one(k, self.spec.counter_type) for k in self.counter_keys]
             if self.spec.wallet_rate > 0:
                 jobs += [one(k, "Wallet") for k in self.wallet_keys]
             await asyncio.gather(*jobs)

@@ -60,10 +60,15 @@ class StandInGate:
     """``with StandInGate(clock, schedule) as gate: gate.url`` — an HTTP server on 127.0.0.1 in its own
     thread and event loop (so the client's loop under test cannot delay the server's answers)."""
 
-    def __init__(self, clock: Callable[[], float], schedule: Iterable[Outage] = ()) -> None:
+    def __init__(self, clock: Callable[[], float], schedule: Iterable[Outage] = (),
+                 counter_type: str = "Counter") -> None:
         self.clock = clock
         self.schedule: list[Outage] = list(schedule)
         self.values: dict[str, int] = {}
+        # the one type it serves, like a node that registered its counter under that name; calls to
+        # any other type are answered 404, as a gate answers an unregistered type
+        self.counter_type = counter_type
+        self.calls_by_type: dict[str, int] = {}
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -86,7 +91,11 @@ class StandInGate:
         t = self.clock()
         key = request.match_info["id"]
         method = request.match_info["method"]
+        otype = request.match_info["type"]
         await request.read()
+        self.calls_by_type[otype] = self.calls_by_type.get(otype, 0) + 1
+        if otype != self.counter_type:
+            return web.json_response({"error": f"unknown object type {otype}", "code": "NOT_FOUND"}, status=404)
         o = self._active(t, key)
         if o is not None and o.mode == "fail":
             return web.json_response({"error": "stand-in outage", "code": "UNAVAILABLE"}, status=503)

@@ -129,8 +129,9 @@ class BackupOperations(OperationsBase):
         """Counter values as stored in PostgreSQL (a key never persisted is 0, a fresh counter)."""
         keys = list(keys)
         with self.dep.postgres.admin_connect(dbname=self.dep.postgres.database) as conn:
-            rows = conn.execute("SELECT object_id, data FROM goverse_objects WHERE object_type = 'Counter' "
-                                "AND object_id = ANY(%s)", (keys,)).fetchall()
+            # by id only: the counter's type name is a setting (object_type), ids are unique anyway
+            rows = conn.execute("SELECT object_id, data FROM goverse_objects WHERE object_id = ANY(%s)",
+                                (keys,)).fetchall()
         found = {r[0]: int((r[1] or {}).get("value", 0)) for r in rows}
         return {k: found.get(k, 0) for k in keys}
 

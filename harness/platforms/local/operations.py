@@ -51,6 +51,7 @@ from harness.platforms.operations import (
     RollStep,
     RotationResult,
     ScaleStep,
+    last_run,
     level_in_effect,
     log_levels,
     parse_build_versions,
@@ -168,16 +169,23 @@ class LocalOperations(BackupOperations):
                               "file settings are rendered from the StackSpec at deploy time")
         names = [n for n in self.running() if self._proc(n).instance.component in components]
         offsets: dict[str, int] = {}
+        before: dict[str, tuple[str | None, str]] = {}  # name -> (old value, what its last run logged)
 
         def apply(p: Any) -> None:  # between stop and start: the old process's shutdown lines are before
-            offsets.update(self._log_offsets([p.instance.name]))
+            name = p.instance.name
+            offsets.update(self._log_offsets([name]))
+            stack_env = getattr(self.dep, "_stack_env", None)  # the stack's own default (LOG_LEVEL=info)
+            old = p.env.get(key, stack_env().get(key) if stack_env is not None else None)
+            before[name] = (old, last_run(self._log_since(name, 0)))
             p.env[key] = value
 
         steps = self._roll("config-update", apply, {"key": key, "value": value}, components, timeout)
         verified: dict[str, Any] = {}
         if key == "LOG_LEVEL":
             for n in names:
-                ok, why = level_in_effect(log_levels(self._log_since(n, offsets.get(n, 0))), value)
+                old, old_text = before.get(n, (None, ""))
+                ok, why = level_in_effect(log_levels(self._log_since(n, offsets.get(n, 0))), value,
+                                          before=log_levels(old_text), before_value=old)
                 verified[n] = {"ok": ok, "why": why}
         else:
             verified = {n: {"ok": self._proc(n).env.get(key) == value and self._proc(n).instance.running,
@@ -219,10 +227,12 @@ class LocalOperations(BackupOperations):
     def rolling_upgrade(self, version: str, components: Sequence[str] = COMPONENT_ORDER,
                         timeout: float | None = None, kind: str = "rolling-upgrade") -> RollResult:
         """Replace every instance, one at a time and each ready before the next, with ``version``;
-        then scrape ``/metrics`` of every instance and record what they report (sample ``versions``)."""
-        if self.dep.spec.stack != "reference":
-            raise Unsupported("rolling_upgrade: the local goverse stack has one binary per component; "
-                              "per-instance versions exist for the reference stack (--version-tag) only")
+        then scrape ``/metrics`` of every instance and record what they report (sample ``versions``).
+
+        The reference stack's version is a tag on the same binary; real Goverse is rolled onto the same
+        binaries it runs (the harness takes one build per component), so on it ``version`` only labels
+        the roll: the procedure under load is what is tested, and since Goverse exports no version
+        (capabilities ``build_version``), ``version_everywhere`` is not applicable there."""
         if not version or not re.fullmatch(r"[\w.+-]+", version):
             raise ValueError(f"version must be a plain tag, got {version!r}")
         names = [n for n in self.running() if self._proc(n).instance.component in components]
