@@ -59,7 +59,8 @@ class Scenario:
         slo_ms = float(getattr(settings, "slo_ms", None) or MeasureParams().slo_ms)
         spec = getattr(deployment, "spec", None)  # None: a scenario built without a stack (unit tests)
         self.capabilities = capabilities.for_spec(spec) if spec is not None else None
-        meta: dict[str, Any] = {"scenario": scenario_id, "slo_ms": slo_ms}
+        starved_lag_ms = float(getattr(settings, "starved_lag_ms", None) or MeasureParams().starved_lag_ms)
+        meta: dict[str, Any] = {"scenario": scenario_id, "slo_ms": slo_ms, "starved_lag_ms": starved_lag_ms}
         if self.capabilities is not None:
             meta[capabilities.META_KEY] = self.capabilities.to_meta()
         self.recorder = Recorder(self.dir / "history.jsonl", meta=meta)
@@ -195,6 +196,7 @@ class Scenario:
         history = self.recorder.history()
         result = check(history, *checkers)
         self.extra["harness_lag"] = lag_by_phase(history)
+        self.extra["starved_lag_ms"] = MeasureParams.for_history(history).starved_lag_ms
         starved = starvation(history)
         if starved is not None:
             self.extra["starved"] = {"t": starved.t, "lag_ms": starved.lag_ms, "worst_ms": starved.worst_ms,

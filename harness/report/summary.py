@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.results import overall_verdict, scenario_p99
+from harness.report.results import is_starved, overall_verdict, scenario_p99
 
 
 def fmt_rto(s: dict[str, Any]) -> str:
@@ -35,6 +35,12 @@ def summary_table(run: dict[str, Any]) -> str:
     verdicts = [str(s.get("verdict")) for s in scenarios]
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("pass", "fail", "unknown", "skipped"))
     lines.append(f"{counts} — run {overall_verdict(verdicts).upper()}")
+    n_starved = sum(1 for s in scenarios if is_starved(s))
+    if n_starved:
+        strict = bool((run.get("settings") or {}).get("strict_unknown"))
+        lines.append(f"{n_starved} unknown because the harness was starved (measurement invalid): "
+                     + ("failures (--strict-unknown)" if strict
+                        else "not counted as failures (--strict-unknown makes them fail)"))
     for s in scenarios:
         if s.get("verdict") in ("fail", "unknown", "skipped") and s.get("reason"):
             lines.append(f"  {s['id']}: {s['reason']}")
