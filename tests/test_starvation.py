@@ -5,6 +5,7 @@ its checks failed — while an unstarved run keeps its verdict."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -189,3 +190,26 @@ def test_strict_unknown_fails_the_starved_scenario_too(tmp_path: Path) -> None:
     assert code == 1 and "3 failed" in out, out
     assert run["summary"]["starved"] == 1 and run["settings"]["strict_unknown"] is True
     assert 'type="starved"' not in junit and 'errors="2"' in junit
+
+
+def test_the_lag_watch_records_a_real_stall_of_its_process() -> None:
+    """A load run (locust in other processes) is judged by the timer thread's lag: a stall of this
+    process (here: the GIL held for 0.6 s, as a starved machine withholds the CPU) shows up."""
+    from harness.workload.lagwatch import LagWatch
+
+    rec = Recorder()
+    with LagWatch(rec, tick_s=0.05, sample_s=0.1) as watch:
+        wait_until(lambda: len(rec.history().samples("harness-lag")) >= 2, 10, "lag samples")
+        quiet = watch.worst_ms
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # this thread keeps the GIL: the watch thread cannot run
+        try:
+            end = time.monotonic() + 0.6
+            while time.monotonic() < end:
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        wait_until(lambda: starvation(rec.history()) is not None, 10, "the stall to be recorded")
+    assert quiet < 250
+    s = starvation(rec.history())
+    assert s is not None and s.lag_ms >= 300, s
