@@ -213,3 +213,29 @@ def test_the_lag_watch_records_a_real_stall_of_its_process() -> None:
     assert quiet < 250
     s = starvation(rec.history())
     assert s is not None and s.lag_ms >= 300, s
+
+
+def test_the_lag_watch_counts_a_watched_process_waiting_for_a_cpu() -> None:
+    """The generator's own starvation, from the kernel's run-queue counter: busy processes pinned to
+    one CPU with the watched one wait for it, and ``runq_ms`` says how long per interval."""
+    import os
+    import subprocess
+
+    from harness.workload.lagwatch import LagWatch
+
+    spin = [sys.executable, "-c", "while True: pass"]
+    cpu = {min(os.sched_getaffinity(0))}
+    procs = [subprocess.Popen(spin) for _ in range(3)]
+    try:
+        for p in procs:
+            os.sched_setaffinity(p.pid, cpu)  # three busy processes on one CPU: each waits ~2/3 of the time
+        rec = Recorder()
+        with LagWatch(rec, pids=lambda: [procs[0].pid]):
+            wait_until(lambda: len(rec.history().samples("harness-lag")) >= 3, 20, "lag samples")
+        runq = [e.value["runq_ms"] for e in rec.history().samples("harness-lag")][1:]
+        assert max(runq) >= 250, runq
+        assert starvation(rec.history()) is not None
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

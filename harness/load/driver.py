@@ -170,7 +170,8 @@ class LoadDriver:
         self._n += 1
         # the harness's own lag while the load runs: a starved machine makes the scenario unknown,
         # not a throughput/p99 failure (docs/definitions.md, harness starvation)
-        with LagWatch(self.recorder, source="load"):
+        with LagWatch(self.recorder, source="load",
+                      pids=lambda: [p.pid for p in gen.processes if p.pid is not None and p.is_running()]):
             try:
                 t0_wall = gen.start()
                 run = LoadRun(gen, shape, spec.user_rate, self.recorder.from_wall(t0_wall))
