@@ -27,6 +27,7 @@ worst probe lag; last, how many repetitions were within one probe period and the
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -43,9 +44,11 @@ from harness.platforms.base import StackSpec
 from harness.platforms.local.deploy import LocalDeployment, LocalPlatform
 from harness.scenario import PROBE_HZ_PER_NODE
 from harness.sharding import shard_of
+from harness.waiting import wait_until
 from harness.workload.runner import Workload, WorkloadSpec
 
-GAP_S = 4.0  # quiet time between cuts: > W (2 s) of good probes after the stack's recovery
+GAP_S = 1.0  # quiet time between cuts after the truth probe has been clean for W
+RECOVERY_TIMEOUT_S = 40.0  # after a slow heal TCP backoff can keep the stack down for seconds
 
 
 def owner_fn(dep: LocalDeployment) -> Callable[[str], str | None]:
@@ -95,11 +98,26 @@ def main() -> int:
                 threading.Event().wait(GAP_S)  # sleep-ok: a steady baseline before the first cut
                 for _ in range(args.repeat):
                     nemesis.apply(Partition("gates-node", target="node-0"), hold=args.hold)
-                    threading.Event().wait(GAP_S)  # sleep-ok: the stack recovers, W of good probes
+                    t_heal = rec.now()
+                    # the next cut only once the stack recovered (truth clean for W), so no repetition
+                    # measures the previous one's recovery
+                    wait_until(functools.partial(clean_since, rec, set(cut_keys), params, t_heal),
+                               RECOVERY_TIMEOUT_S, "the truth probe to be clean for W after the heal")
+                    threading.Event().wait(GAP_S)  # sleep-ok: a short steady stretch before the next cut
             history = rec.history()
         finally:
             dep.teardown()
     return report(history, params, set(cut_keys), period, args)
+
+
+def clean_since(rec: Recorder, keys: set[str], params: MeasureParams, t_heal: float) -> bool:
+    """The truth probes of the last W + 0.2 s (all invoked after the heal) were all served in time."""
+    now = rec.now()
+    span = params.stable_s + 0.2
+    if now - t_heal < span:
+        return False
+    recent = [s for s in probe_samples(rec.history(), params) if s.key in keys and s.t >= now - span]
+    return bool(recent) and all(s.ok for s in recent)
 
 
 def report(history: History, params: MeasureParams, truth_keys: set[str], period: float,
