@@ -69,6 +69,12 @@ class Settings(BaseModel):
     shutdown_grace: float = Field(10.0, gt=0, le=300)
     # measurement: a probe that succeeded slower than this counts as unavailable (docs/definitions.md)
     slo_ms: float = Field(1000.0, gt=0, le=600_000)
+    # measurement: harness lag (late probes, a late event loop) above this makes a scenario's verdict
+    # unknown, "harness starved" (docs/definitions.md); 10 ms .. 60 s
+    starved_lag_ms: float = Field(250.0, ge=10, le=60_000)
+    # a scenario that is unknown only because the harness was starved fails the run too (default: it is
+    # reported as unknown, counted in the summary, and does not fail the run)
+    strict_unknown: bool = False
     # real Goverse (stack=goverse)
     goverse_node_bin: Path | None = None
     goverse_gate_bin: Path | None = None

@@ -63,7 +63,8 @@ def test_run_json_has_the_v1_schema(run_dir: RunDir) -> None:
     assert (run["platform"], run["stack"], run["seed"]) == ("local", "reference", 7)
     assert run["tool_versions"]["etcd"] == "3.4.23" and "python" in run["tool_versions"]
     assert run["summary"] == {"verdict": "fail", "total": 5, "pass": 1, "fail": 2, "unknown": 1, "skipped": 1,
-                              "conformance": {"fail": 1, "pass": 1, "unknown": 1}}
+                              "conformance": {"fail": 1, "pass": 1, "unknown": 1},
+                              "starved": 0}
     by_id = {s["id"]: s for s in run["scenarios"]}
     ok = by_id["scenarios/test_restarts.py::test_recovers_from[sigkill-node]"]
     for key in ("id", "verdict", "reason", "faults", "rto_s", "unavailability_s", "recovery_after_heal_s",

@@ -68,3 +68,12 @@ def test_unusable_binaries_and_artifacts_are_one_clear_error(tmp_path) -> None:
         load_settings({"artifacts": "/proc/nope"}, env={})
     assert load_settings({"artifacts": str(tmp_path / "a" / "b")}, env={}).artifacts == tmp_path / "a" / "b"
     assert not (tmp_path / "a").exists()  # checking creates nothing
+
+
+def test_starvation_threshold_default_env_and_one_clear_error() -> None:
+    assert load_settings({}, env={}).starved_lag_ms == 250.0
+    assert load_settings({}, env={"GVH_STARVED_LAG_MS": "400"}).starved_lag_ms == 400.0
+    for bad in ("0", "-5", "5", "999999", "soon"):
+        with pytest.raises(SettingsError, match=r"^starved_lag_ms: .*got '" + bad + "' from environment "
+                                                r"GVH_STARVED_LAG_MS"):
+            load_settings({}, env={"GVH_STARVED_LAG_MS": bad})

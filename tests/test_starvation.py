@@ -5,9 +5,11 @@ its checks failed — while an unstarved run keeps its verdict."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.checkers import no_lost_writes
 from harness.checkers.measure import lag_by_phase, starvation
@@ -116,3 +118,162 @@ def test_a_starved_scenario_with_a_timing_free_failure_still_fails(tmp_path: Pat
     assert data["verdict"] == "fail"
     assert "harness starved" in data["reason"] and "monotonic_reads failed" in data["reason"]
     assert data["extra"]["starved"]["kept_fail_of"] == ["monotonic_reads"]
+
+
+def test_the_threshold_is_a_setting_recorded_in_the_history(tmp_path: Path) -> None:
+    """``starved_lag_ms`` (setting, default 250 ms) goes into the history's meta and the result, so an
+    offline rebuild judges with it: 900 ms of lag is starved at 250 ms and not at 1000 ms."""
+    from harness.checkers.availability import MeasureParams
+    from harness.settings import load_settings
+
+    lenient = load_settings({"starved_lag_ms": 1000}, env={})
+    sc = Scenario("lenient", tmp_path / "a", deployment=None, injector=None, settings=lenient, seed_tag="t")
+    for e in lag_samples([5.0, 900.0]):
+        sc.recorder.add(e)
+    sc.conclude(failing)
+    data = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert data["verdict"] == "fail" and data["extra"]["starved_lag_ms"] == 1000.0
+    history = sc.recorder.history()
+    assert history.meta["starved_lag_ms"] == 1000.0
+    assert MeasureParams.for_history(history).starved_lag_ms == 1000.0 and starvation(history) is None
+    assert starvation(History(lag_samples([900.0]))) is not None  # the default, 250 ms
+
+
+SCENARIOS = '''
+from harness.checkers.verdict import Check, Verdict
+from harness.history import Event
+
+
+def lag(scenario, ms):
+    for i, v in enumerate((5.0, ms)):
+        scenario.recorder.add(Event(i * 0.5, "sample", "harness", "harness-lag", value={"lag_ms": v, "load1": 9.0}))
+
+
+def test_starved(scenario):
+    lag(scenario, 900.0)
+    result = scenario.conclude(lambda h: Check("lost_writes", Verdict.FAIL, "lost 3 writes"))
+    assert result.passed, result.explain()
+
+
+def test_seeded_bug_on_a_quiet_machine(scenario):
+    lag(scenario, 12.0)
+    result = scenario.conclude(lambda h: Check("lost_writes", Verdict.FAIL, "lost 3 writes"))
+    assert result.passed, result.explain()
+
+
+def test_unknown_for_another_reason(scenario):
+    lag(scenario, 12.0)
+    result = scenario.conclude(lambda h: Check("final_reads", Verdict.UNKNOWN, "no final read"))
+    assert result.passed, result.explain()
+'''
+
+CONFTEST = '''
+import types
+
+import pytest
+
+
+class NoInjector:
+    def inject(self, fault):
+        raise AssertionError("no faults here")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return None  # Scenario works without a stack (no capabilities declared)
+
+
+@pytest.fixture(scope="session")
+def platform():
+    return types.SimpleNamespace(injector=lambda stack: NoInjector())
+'''
+
+
+def run_pytest(tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any], str]:
+    """Run three scenarios through the real plugin in a subprocess (a starved one whose checks failed,
+    a seeded bug on a quiet machine, an unknown for another reason); exit status, output, run.json,
+    junit.xml."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_three.py").write_text(SCENARIOS)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    art = tmp_path / "artifacts"
+    env = {**os.environ, "GVH_PLATFORM": "kind"}  # no local sweep: nothing here deploys
+    env.pop("GVH_RUN_DIR", None)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--artifacts", str(art),
+                        str(tmp_path / "test_three.py"), *args], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    run = json.loads((art / "latest" / "run.json").read_text())
+    return p.returncode, p.stdout + p.stderr, run, (art / "latest" / "junit.xml").read_text()
+
+
+def test_starved_unknown_does_not_fail_the_run_but_other_unknowns_and_bugs_do(tmp_path: Path) -> None:
+    code, out, run, junit = run_pytest(tmp_path)
+    assert code == 1, out
+    assert "2 failed, 1 skipped" in out, out
+    assert "unknown: measurement invalid: harness starved (lag 900 ms" in out, out
+    verdicts = {s["id"].rsplit(".", 1)[-1]: s["verdict"] for s in run["scenarios"]}
+    assert verdicts == {"test_starved": "unknown", "test_seeded_bug_on_a_quiet_machine": "fail",
+                        "test_unknown_for_another_reason": "unknown"}
+    assert run["summary"]["starved"] == 1 and run["summary"]["unknown"] == 2
+    assert run["settings"]["starved_lag_ms"] == 250.0 and run["settings"]["strict_unknown"] is False
+    assert "1 unknown because the harness was starved (measurement invalid): not counted as failures" in out
+    assert 'type="starved"' in junit and 'errors="1"' in junit and 'failures="1"' in junit
+
+
+def test_strict_unknown_fails_the_starved_scenario_too(tmp_path: Path) -> None:
+    code, out, run, junit = run_pytest(tmp_path, "--strict-unknown")
+    assert code == 1 and "3 failed" in out, out
+    assert run["summary"]["starved"] == 1 and run["settings"]["strict_unknown"] is True
+    assert 'type="starved"' not in junit and 'errors="2"' in junit
+
+
+def test_the_lag_watch_records_a_real_stall_of_its_process() -> None:
+    """A load run (locust in other processes) is judged by the timer thread's lag: a stall of this
+    process (here: the GIL held for 0.6 s, as a starved machine withholds the CPU) shows up."""
+    from harness.workload.lagwatch import LagWatch
+
+    rec = Recorder()
+    with LagWatch(rec, tick_s=0.05, sample_s=0.1) as watch:
+        wait_until(lambda: len(rec.history().samples("harness-lag")) >= 2, 10, "lag samples")
+        quiet = watch.worst_ms
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # this thread keeps the GIL: the watch thread cannot run
+        try:
+            end = time.monotonic() + 0.6
+            while time.monotonic() < end:
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        wait_until(lambda: starvation(rec.history()) is not None, 10, "the stall to be recorded")
+    assert quiet < 250
+    s = starvation(rec.history())
+    assert s is not None and s.lag_ms >= 300, s
+
+
+def test_the_lag_watch_counts_a_watched_process_waiting_for_a_cpu() -> None:
+    """The generator's own starvation, from the kernel's run-queue counter: busy processes pinned to
+    one CPU with the watched one wait for it, and ``runq_ms`` says how long per interval."""
+    import os
+    import subprocess
+
+    from harness.workload.lagwatch import LagWatch
+
+    spin = [sys.executable, "-c", "while True: pass"]
+    cpu = {min(os.sched_getaffinity(0))}
+    procs = [subprocess.Popen(spin) for _ in range(3)]
+    try:
+        for p in procs:
+            os.sched_setaffinity(p.pid, cpu)  # three busy processes on one CPU: each waits ~2/3 of the time
+        rec = Recorder()
+        with LagWatch(rec, pids=lambda: [procs[0].pid]):
+            wait_until(lambda: len(rec.history().samples("harness-lag")) >= 3, 20, "lag samples")
+        runq = [e.value["runq_ms"] for e in rec.history().samples("harness-lag")][1:]
+        assert max(runq) >= 250, runq
+        assert starvation(rec.history()) is not None
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -50,18 +50,22 @@ class MeasureParams:
             raise ValueError(f"window_s and step_s must be > 0 and stable_s >= 0, got {self}")
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not self.starved_lag_ms > 0:
+            raise ValueError(f"starved_lag_ms must be > 0, got {self.starved_lag_ms}")
         if not (self.slo_ms > 0 and self.max_gap_s > 0):
             raise ValueError(f"slo_ms and max_gap_s must be > 0, got slo_ms={self.slo_ms}, "
                              f"max_gap_s={self.max_gap_s}")
 
     @staticmethod
     def for_history(history: History, params: MeasureParams | None = None) -> MeasureParams:
-        """``params`` if given, else the defaults with the SLO the run recorded in the history's meta
-        (``meta["slo_ms"]``), so an offline rebuild judges with the SLO the run was judged with."""
+        """``params`` if given, else the defaults with the SLO and starvation threshold the run recorded
+        in the history's meta (``meta["slo_ms"]``, ``meta["starved_lag_ms"]``), so an offline rebuild
+        judges as the run was judged."""
         if params is not None:
             return params
-        slo = history.meta.get("slo_ms") if isinstance(history.meta, dict) else None
-        return MeasureParams(slo_ms=float(slo)) if slo else MeasureParams()
+        meta = history.meta if isinstance(history.meta, dict) else {}
+        given = {k: float(meta[k]) for k in ("slo_ms", "starved_lag_ms") if meta.get(k)}
+        return MeasureParams(**given)
 
 
 @dataclass(frozen=True)

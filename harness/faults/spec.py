@@ -30,6 +30,7 @@ from harness.faults.shapes import SHAPES, TARGETED_SHAPES
 
 Link = tuple[str, str]
 DiskKind = Literal["full", "latency", "eio"]
+LatencyDirection = Literal["upstream", "downstream", "both"]
 ROLES: tuple[str, ...] = ("node", "gate", "etcd", "postgres", "inspector")
 _PLURAL = {"nodes": "node", "gates": "gate", "etcds": "etcd", "etcd-members": "etcd"}
 
@@ -290,21 +291,27 @@ class Partition(Fault):
 @dataclass(frozen=True)
 class Latency(Fault):
     """Add ``ms`` ± ``jitter_ms`` to every chunk sent over ``link`` (netem delay, or the fault proxy's
-    latency toxic where the kernel has no netem)."""
+    latency toxic where the kernel has no netem). ``direction``: ``upstream`` (default) delays what
+    the source sends (requests, lease keep-alives), ``downstream`` what it receives (answers, watch
+    events: a stale view), ``both`` each way."""
 
     kind: ClassVar[str] = "latency"
     link: Link = ("one-node", "postgres")
     ms: int = 200
     jitter_ms: int = 0
+    direction: LatencyDirection = "upstream"
 
     def __post_init__(self) -> None:
         _check_link(self.link)
         if self.ms < 0 or self.jitter_ms < 0 or self.jitter_ms > self.ms:
             raise ValueError(f"latency needs 0 <= jitter_ms <= ms, got ms={self.ms} jitter={self.jitter_ms}")
+        if self.direction not in ("upstream", "downstream", "both"):
+            raise ValueError(f"latency direction must be upstream, downstream or both, got {self.direction!r}")
 
     def __str__(self) -> str:
         jitter = f"-j{self.jitter_ms}" if self.jitter_ms else ""
-        return f"latency-{_short(self.link[0])}-{_short(self.link[1])}-{self.ms}ms{jitter}"
+        way = "" if self.direction == "upstream" else f"-{self.direction}"
+        return f"latency-{_short(self.link[0])}-{_short(self.link[1])}-{self.ms}ms{jitter}{way}"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from harness.load.generator import GeneratorSpec, LocustGenerator, shapes_module
 from harness.load.samples import SampleMerger, SampleStats, completeness, read_samples, read_usage
 from harness.platforms.base import PostgresLinkDelay, Unsupported
 from harness.workload.gate_client import GateClient
+from harness.workload.lagwatch import LagWatch
 
 log = logging.getLogger(__name__)
 
@@ -169,20 +170,24 @@ class LoadDriver:
         spec = self.spec(shape, **overrides)
         gen = LocustGenerator(spec, self.sc.dir / "load" / f"run-{self._n}")
         self._n += 1
-        try:
-            t0_wall = gen.start()
-            run = LoadRun(gen, shape, spec.user_rate, self.recorder.from_wall(t0_wall))
-            self.active = run
-            self.recorder.log(RUN_LOG, shape=shape, t0=round(run.t0, 6), user_rate=spec.user_rate,
-                              workers=spec.n_workers, keys=spec.keys, wallets=spec.wallets, dist=spec.dist,
-                              mix=spec.mix, gates=sorted(spec.gates), prefix=spec.prefix,
-                              directory=str(gen.dir.relative_to(Path(self.sc.dir).resolve())),
-                              profile=self.profile.name)
-            yield run
-        finally:
-            self.active = None
-            gen.stop()
-            self._collect(gen)
+        # the harness's own lag while the load runs: a starved machine makes the scenario unknown,
+        # not a throughput/p99 failure (docs/definitions.md, harness starvation)
+        with LagWatch(self.recorder, source="load",
+                      pids=lambda: [p.pid for p in gen.processes if p.pid is not None and p.is_running()]):
+            try:
+                t0_wall = gen.start()
+                run = LoadRun(gen, shape, spec.user_rate, self.recorder.from_wall(t0_wall))
+                self.active = run
+                self.recorder.log(RUN_LOG, shape=shape, t0=round(run.t0, 6), user_rate=spec.user_rate,
+                                  workers=spec.n_workers, keys=spec.keys, wallets=spec.wallets, dist=spec.dist,
+                                  mix=spec.mix, gates=sorted(spec.gates), prefix=spec.prefix,
+                                  directory=str(gen.dir.relative_to(Path(self.sc.dir).resolve())),
+                                  profile=self.profile.name)
+                yield run
+            finally:
+                self.active = None
+                gen.stop()
+                self._collect(gen)
 
     def wait(self, run: LoadRun, slack_s: float = 30.0) -> None:
         """Block until a finite shape has run to its end (the load itself is the subject: no sleep)."""

@@ -84,7 +84,10 @@ class StackSpec:
     goverse_pgadmin_bin: str | None = None  # `pgadmin --config F init` before nodes start
     goverse_persistence_interval: float | None = None  # seconds; node flag --persistence-interval
     isolate_network: bool | None = None  # None: use namespaces when privileges allow
-    fault_proxies: bool = True  # wire TCP fault proxies on node->postgres and gate->node links
+    fault_proxies: bool = True  # wire TCP fault proxies on node->postgres links (and ``proxy_links``)
+    # more links through the fault proxy, for latency on them (no netem here; docs/faults.md):
+    # "gate-node" (every gate -> every node), "node-etcd", "gate-etcd" (-> every etcd member)
+    proxy_links: tuple[str, ...] = ()
 
 
 @dataclass

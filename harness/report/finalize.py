@@ -7,7 +7,8 @@ files, so it is idempotent and can re-render an old run with a newer template.
 run.json (schema ``goverse-harness/run/v1``)::
 
     {"schema", "run_id", "started_at", "finished_at", "platform", "stack", "tool_versions": {...},
-     "summary": {"verdict", "total", "pass", "fail", "unknown", "skipped"},
+     "summary": {"verdict", "total", "pass", "fail", "unknown", "skipped",
+                 "starved" (how many of the unknown are "harness starved")},
      "scenarios": [ScenarioResult...], "conformance": [{id, section, title, verdict, evidence}]?,
      ...any other meta the caller passes (settings, seed, argv)}
 """
@@ -26,7 +27,7 @@ from typing import Any
 from harness.report.files import write_json
 from harness.report.html import render_report
 from harness.report.junit import junit_xml
-from harness.report.results import RUN_SCHEMA, overall_verdict
+from harness.report.results import RUN_SCHEMA, is_starved, overall_verdict
 from harness.report.store import RunDir
 
 RESERVED = ("schema", "run_id", "summary", "scenarios")
@@ -66,7 +67,8 @@ def build_run_json(run_dir: RunDir, meta: Mapping[str, Any] | None = None,
         "stack": merged.pop("stack", None),
         "tool_versions": {**default_tool_versions(), **(merged.pop("tool_versions", None) or {})},
         "summary": {"verdict": overall_verdict(verdicts + conformance), "total": len(scenarios),
-                    **{v: verdicts.count(v) for v in ("pass", "fail", "unknown", "skipped")}},
+                    **{v: verdicts.count(v) for v in ("pass", "fail", "unknown", "skipped")},
+                    "starved": sum(1 for s in scenarios if is_starved(s))},
     }
     if conformance:
         run["summary"]["conformance"] = {v: conformance.count(v) for v in sorted(set(conformance))}

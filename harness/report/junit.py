@@ -1,7 +1,9 @@
 """junit.xml for CI: one ``<testcase>`` per scenario.
 
 Mapping (what CI systems display): ``fail`` → ``<failure message=reason>``, ``unknown`` → ``<error
-message=reason>`` (the harness could not decide; still red), ``skipped`` → ``<skipped message=reason>``,
+message=reason>`` (the harness could not decide; still red) — except "unknown: harness starved": a
+``<skipped type="starved">`` unless ``strict_unknown`` (the machine, not the stack, spoiled it),
+``skipped`` → ``<skipped message=reason>``,
 ``not-applicable`` (every check said the requirement does not apply) → ``<skipped message="not applicable:
 reason">`` — never shown as a pass. A passing scenario with some not-applicable checks keeps them, with
 their reasons, in ``<system-out>`` and counts them in its ``not_applicable_checks`` property.
@@ -15,7 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from harness.report.html import seeded_bugs
-from harness.report.results import scenario_p99
+from harness.report.results import is_starved, scenario_p99
 
 
 def _split_id(scenario_id: str) -> tuple[str, str]:
@@ -33,8 +35,11 @@ def _checks_text(s: dict[str, Any]) -> str:
 
 def junit_xml(run: dict[str, Any]) -> str:
     scenarios = run.get("scenarios", [])
-    count = {v: sum(1 for s in scenarios if s.get("verdict") == v)
+    strict = bool((run.get("settings") or {}).get("strict_unknown"))
+    excused = {id(s) for s in scenarios if is_starved(s) and not strict}  # not failures: shown as skipped
+    count = {v: sum(1 for s in scenarios if s.get("verdict") == v and id(s) not in excused)
              for v in ("fail", "unknown", "skipped", "not-applicable")}
+    count["skipped"] += len(excused)
     total_time = sum(s.get("duration_s") or 0.0 for s in scenarios)
     suites = ET.Element("testsuites", name="goverse-harness")
     suite = ET.SubElement(
@@ -60,7 +65,9 @@ def junit_xml(run: dict[str, Any]) -> str:
             ET.SubElement(cprops, "property", name="seeded_bugs", value=", ".join(bugs))
         verdict = s.get("verdict")
         reason = str(s.get("reason") or verdict)
-        if verdict == "fail":
+        if id(s) in excused:
+            ET.SubElement(case, "skipped", message=f"unknown: {reason}", type="starved")
+        elif verdict == "fail":
             ET.SubElement(case, "failure", message=reason, type="fail").text = _checks_text(s)
         elif verdict == "unknown":
             ET.SubElement(case, "error", message=reason, type="unknown").text = _checks_text(s)

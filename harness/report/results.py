@@ -23,6 +23,7 @@ Scenario entry (run.json ``scenarios[i]``)::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,3 +181,10 @@ def write_scenario_result(scenario_dir: Path, result: ScenarioResult, history: H
     path = scenario_dir / RESULT_FILE
     write_json(path, result.to_dict())
     return path
+
+
+def is_starved(s: Mapping[str, Any]) -> bool:
+    """A scenario that is unknown because the harness was starved (its ``extra.starved``, written by
+    ``Scenario.conclude``; docs/definitions.md). Such a scenario does not fail the run unless
+    ``strict_unknown`` is set."""
+    return s.get("verdict") == "unknown" and bool((s.get("extra") or {}).get("starved"))

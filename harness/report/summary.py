@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.results import overall_verdict, scenario_p99
+from harness.report.results import is_starved, overall_verdict, scenario_p99
 
 
 def fmt_rto(s: dict[str, Any]) -> str:
@@ -38,6 +38,12 @@ def summary_table(run: dict[str, Any]) -> str:
     if conf:  # the conformance checks are in the run's verdict (and listed by the conformance table)
         counts += "; conformance: " + ", ".join(f"{conf.count(v)} {v}" for v in sorted(set(conf)))
     lines.append(f"{counts} — run {overall_verdict(verdicts + conf).upper()}")
+    n_starved = sum(1 for s in scenarios if is_starved(s))
+    if n_starved:
+        strict = bool((run.get("settings") or {}).get("strict_unknown"))
+        lines.append(f"{n_starved} unknown because the harness was starved (measurement invalid): "
+                     + ("failures (--strict-unknown)" if strict
+                        else "not counted as failures (--strict-unknown makes them fail)"))
     for s in scenarios:
         if s.get("verdict") in ("fail", "unknown", "skipped") and s.get("reason"):
             lines.append(f"  {s['id']}: {s['reason']}")

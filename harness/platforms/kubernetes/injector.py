@@ -258,6 +258,9 @@ class KubernetesInjector:
 
     def _inject_latency(self, fault: Latency) -> Injected:
         self._need_chaos_mesh("latency")
+        if fault.direction != "upstream":
+            raise Unsupported(f"latency direction {fault.direction!r}: the Chaos Mesh delay here delays the "
+                              "source's packets to the destination (upstream) only")
         src, dst, targets = self._link_pods(fault.link)
         cr = plan.link_delay_cr(self._name("delay"), src, dst, self.dep.namespace, fault.ms, fault.jitter_ms)
         return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms})

@@ -21,11 +21,13 @@ from harness.platforms.local.deployment.adhoc import AdhocProcesses
 from harness.platforms.local.deployment.state import (  # noqa: F401 - re-exported: callers import them from here
     NS_PORTS,
     PG_DISK_MB,
+    PROXY_LINK_KINDS,
     StackProcessDied,
     _Proc,
     etcd_link_name,
     is_balanced,
     pg_link_name,
+    proxy_link_name,
 )
 from harness.platforms.local.deployment.teardown import Teardown
 

@@ -322,6 +322,22 @@ def run_in_netns(ns: str, argv: list[str], input: str | None = None, timeout: fl
         raise PlatformError(f"{' '.join(argv)} in {ns} failed ({r.returncode}): {r.stderr.strip()}")
 
 
+def render_dnat_nft(table: str, rules: Mapping[Addr, Addr]) -> str:
+    """An ``nft -f`` script that atomically replaces ``table`` with output-hook ``dnat`` rules (pure):
+    TCP to ``(ip, port)`` goes to the address it maps to instead — how a host's connections to a
+    peer are sent through a fault proxy when the host learns the peer's address at run time (a gate
+    from etcd). Priority -100 (nat) runs before the filters at -20/-10, so a partition's output drops
+    see the proxy's address (an alias of the peer) and its input drops the proxy's replies."""
+    lines = [f"add table ip {table}", f"delete table ip {table}"]
+    if not rules:
+        return "\n".join(lines) + "\n"
+    lines += [f"table ip {table} {{", "  chain output {", "    type nat hook output priority -100; policy accept;"]
+    for (ip, port), (to_ip, to_port) in sorted(rules.items()):
+        lines.append(f"    ip daddr {ip} tcp dport {port} dnat to {to_ip}:{to_port}")
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
 LinkAction = Literal["drop", "reset"]
 
 

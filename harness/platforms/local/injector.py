@@ -188,32 +188,56 @@ class LocalInjector:
         return {"dropped": None, "why": "no holder with a known listening port"}
 
     # ---- network: link faults through the TCP fault proxy --------------------------------------------
+    def _link_name(self, src: str, dst: str, topo: dict[str, str]) -> str | None:
+        """The fault proxy link carrying ``src`` → ``dst``, or None when that pair is a direct
+        connection: node → PostgreSQL always (deploy.py), gate → node, node/gate → etcd member when
+        the stack was deployed with them in ``StackSpec.proxy_links``; a real Goverse node's first
+        etcd endpoint (``node-i->etcd``) for ``node -> etcd-0``."""
+        from harness.platforms.local.deploy import etcd_link_name, pg_link_name, proxy_link_name
+
+        proxy = self.dep.proxy
+        if proxy is None:
+            return None
+        links = proxy.links()
+        if dst == "postgres" and topo.get(src) == "node":
+            return pg_link_name(src) if pg_link_name(src) in links else None
+        for name in (proxy_link_name(src, dst), etcd_link_name(src) if dst == "etcd-0" else None):
+            if name is not None and name in links:
+                return name
+        return None
+
     def _proxy_links(self, link: Link) -> list[str]:
         """The fault proxy links a link spec covers; Unsupported for links not wired through one.
 
-        Only node → PostgreSQL is wired (deploy.py): that is where the seed's latency scenario lives,
-        and it is the one link whose client can be pointed elsewhere without changing what other
-        components see. Links are checked to actually carry the node's traffic (``accepted`` > 0):
-        a node that ignored the proxy address would make the fault a silent no-op."""
+        Wired (deploy.py): node → PostgreSQL always; gate → node, node → etcd and gate → etcd when
+        the stack was deployed with ``StackSpec.proxy_links`` naming them. Links are checked to carry
+        the client's traffic: a PostgreSQL or etcd link each (the client connects at start-up; a
+        client that ignored the proxy address would make the fault a silent no-op); gate → node links
+        together (a gate connects to a node on its first call there, so one idle pair is no evidence)."""
         proxy = self.dep.proxy
         if proxy is None:
             raise Unsupported("link faults need the TCP fault proxy (netem-based link faults are not "
                               "implemented): " + (self.dep.capabilities().get("latency") or "not wired"))
-        from harness.platforms.local.deploy import pg_link_name
-
         topo = self.topology()
-        names = []
+        names, lazy = [], []
         for src, dst in plan_link(link, topo):
-            if dst != "postgres" or topo.get(src) != "node":
-                raise Unsupported(f"latency is injected only on node -> postgres links (their fault proxies; "
-                                  f"this kernel has no netem); {src} -> {dst} is a direct connection")
-            name = pg_link_name(src)
-            if name not in proxy.links():
-                raise Unsupported(f"{src} has no fault proxy link to PostgreSQL")
-            if proxy.stats(name).accepted == 0:
-                raise Unsupported(f"{src} does not connect to PostgreSQL through its fault proxy (it ignored "
-                                  "GOVERSE_POSTGRES_HOST/PORT), so a fault on that link would do nothing")
+            name = self._link_name(src, dst, topo)
+            if name is None:
+                why = getattr(self.dep, "fault_unwired", {}).get(f"{topo.get(src)}-{topo.get(dst)}")
+                raise Unsupported(f"{src} -> {dst} is a direct connection, not wired through the fault proxy "
+                                  "(this kernel has no netem): latency is injected on node -> postgres, and on "
+                                  "gate -> node / node -> etcd / gate -> etcd when the stack is deployed with "
+                                  "StackSpec(proxy_links=('gate-node', 'node-etcd', 'gate-etcd'))"
+                                  + (f"; {why}" if why else ""))
+            if topo.get(src) == "gate" and topo.get(dst) == "node":
+                lazy.append(name)
+            elif proxy.stats(name).accepted == 0:
+                raise Unsupported(f"{src} does not connect to {dst} through its fault proxy link {name} (it "
+                                  "ignored the proxy's address), so a fault on that link would do nothing")
             names.append(name)
+        if lazy and not any(proxy.stats(n).accepted for n in lazy):
+            raise Unsupported(f"no gate has called through its fault proxy links {lazy} yet (the dnat in the "
+                              "gates' namespaces did not take), so a fault on them would do nothing")
         return names
 
     def _inject_toxic(self, link: Link, toxic: Any, detail: dict[str, Any]) -> Injected:
@@ -242,28 +266,29 @@ class LocalInjector:
     def _inject_latency(self, fault: Latency) -> Injected:
         from harness.platforms.local import faultproxy
 
-        toxic = faultproxy.Latency(ms=fault.ms, jitter_ms=fault.jitter_ms, direction="upstream")
+        toxic = faultproxy.Latency(ms=fault.ms, jitter_ms=fault.jitter_ms, direction=fault.direction)
         return self._inject_toxic(fault.link, toxic, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
-                                                      "direction": "upstream"})
+                                                      "direction": fault.direction})
 
     def _inject_timeout(self, fault: Timeout) -> Injected:
         from harness.platforms.local import faultproxy
 
-        if not self._all_pg_links(fault.link):
+        if not self._all_proxied(fault.link):
             return self._inject_nft_link(fault.link, "drop")
         return self._inject_toxic(fault.link, faultproxy.Timeout(), {"toxic": "timeout"})
 
     def _inject_reset(self, fault: Reset) -> Injected:
         from harness.platforms.local import faultproxy
 
-        if not self._all_pg_links(fault.link):
+        if not self._all_proxied(fault.link):
             return self._inject_nft_link(fault.link, "reset")
         return self._inject_toxic(fault.link, faultproxy.ResetPeer(), {"toxic": "reset_peer"})
 
-    def _all_pg_links(self, link: Link) -> bool:
-        """Whether every pair of ``link`` is node → PostgreSQL (the links wired through the proxy)."""
+    def _all_proxied(self, link: Link) -> bool:
+        """Whether every pair of ``link`` goes through a fault proxy link (then black hole and reset
+        are the proxy's toxics: nft rules on the destination's address would miss a proxied path)."""
         topo = self.topology()
-        return all(dst == "postgres" and topo.get(src) == "node" for src, dst in plan_link(link, topo))
+        return all(self._link_name(src, dst, topo) is not None for src, dst in plan_link(link, topo))
 
     def _inject_nft_link(self, link: Link, action: str) -> Injected:
         """Black hole (``drop``) or reset on links not wired through a fault proxy — gate → node,
@@ -278,8 +303,8 @@ class LocalInjector:
                               + self.dep.fault_unwired.get("partition", "the stack runs without them"))
         topo = self.topology()
         pairs = plan_link(link, topo)
-        if any(dst == "postgres" and topo.get(src) == "node" for src, dst in pairs):
-            raise Unsupported(f"link {link!r} mixes node -> postgres links (fault proxy) with others (nft); "
+        if any(self._link_name(src, dst, topo) is not None for src, dst in pairs):
+            raise Unsupported(f"link {link!r} mixes links through the fault proxy with direct ones (nft); "
                               "ask for them as separate faults")
         if self._links is None:
             self._links = LinkFilter(net)

@@ -87,6 +87,8 @@ class BringUp(FaultWiring, Observation):
             assert self.config_path is not None
             self.init_goverse_schema(self.config_path)
         self._view = EtcdView(self.topology.etcd_endpoints, self.spec.prefix, self.spec.shards)
+        self._check_proxy_links()
+        self._wire_gate_node_links()
         t_stack = _now()
         for name in self._procs:
             self._spawn(name)

@@ -36,6 +36,14 @@ def pg_link_name(node: str) -> str:
     return f"{node}->postgres"
 
 
+PROXY_LINK_KINDS = ("gate-node", "node-etcd", "gate-etcd")
+
+
+def proxy_link_name(src: str, dst: str) -> str:
+    """The fault proxy link carrying ``src``'s connections to ``dst`` (``StackSpec.proxy_links``)."""
+    return f"{src}->{dst}"
+
+
 def etcd_link_name(node: str) -> str:
     """The fault proxy link carrying ``node``'s etcd traffic (real Goverse: its config's first endpoint)."""
     return f"{node}->etcd"

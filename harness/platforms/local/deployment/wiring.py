@@ -10,8 +10,15 @@ import os
 import signal
 from collections.abc import Callable
 
-from harness.platforms.base import Unsupported
-from harness.platforms.local.deployment.state import PG_DISK_MB, DeploymentState, etcd_link_name, pg_link_name
+from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.local.deployment.state import (
+    PG_DISK_MB,
+    PROXY_LINK_KINDS,
+    DeploymentState,
+    etcd_link_name,
+    pg_link_name,
+    proxy_link_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +150,67 @@ class FaultWiring(DeploymentState):
             p = self._procs.get(name)
             return {"PGAPPNAME": f"goverse-{name}"} if p is not None and p.instance.component == "node" else {}
         addr = self._pg_link(name)
-        return {} if addr is None else {"GOVERSE_POSTGRES_HOST": addr[0], "GOVERSE_POSTGRES_PORT": str(addr[1])}
+        env = {} if addr is None else {"GOVERSE_POSTGRES_HOST": addr[0], "GOVERSE_POSTGRES_PORT": str(addr[1])}
+        etcd = self._etcd_member_links(name)
+        if etcd:
+            env["GOVERSE_ETCD_ENDPOINTS"] = ",".join(f"http://{h}:{port}" for h, port in etcd)
+        return env
+
+    def _check_proxy_links(self) -> None:
+        """``spec.proxy_links`` names only known link kinds, with fault proxies on, on a stack that
+        can be wired that way: one error naming the setting and what is allowed."""
+        bad = [k for k in self.spec.proxy_links if k not in PROXY_LINK_KINDS]
+        if bad:
+            raise PlatformError(f"StackSpec.proxy_links: unknown {bad}; allowed: {', '.join(PROXY_LINK_KINDS)}")
+        if self.spec.proxy_links and not self.spec.fault_proxies:
+            raise PlatformError("StackSpec.proxy_links needs fault_proxies=True (the proxies run in the harness)")
+        if "gate-etcd" in self.spec.proxy_links and self.spec.stack != "reference":
+            raise PlatformError("StackSpec.proxy_links: gate-etcd is wired on the reference stack only (Goverse's "
+                                "gate takes its etcd endpoints from the shared config)")
+        if "node-etcd" in self.spec.proxy_links and self.spec.stack == "goverse":
+            log.info("proxy_links node-etcd: Goverse nodes already reach their first etcd endpoint via the proxy")
+
+    def _etcd_member_links(self, name: str) -> list[tuple[str, int]]:
+        """Reference stack with ``node-etcd`` / ``gate-etcd`` in ``spec.proxy_links``: ``name``'s own
+        proxy link to every etcd member (``<name>->etcd-<i>``, an alias of that member, so partitions
+        still cut it), in the member order of the direct endpoints; empty when not asked for."""
+        p = self._procs.get(name)
+        comp = p.instance.component if p is not None else None
+        if self.etcd is None or comp not in ("node", "gate") or f"{comp}-etcd" not in self.spec.proxy_links:
+            return []
+        out = []
+        for i, url in enumerate(self.etcd.client_urls):
+            host, port = url.split("://", 1)[-1].rsplit(":", 1)
+            addr = self._proxy_link(name, proxy_link_name(name, f"etcd-{i}"), (host, int(port)), f"etcd-{i}")
+            if addr is None:
+                return []
+            out.append(addr)
+        return out
+
+    def _wire_gate_node_links(self) -> None:
+        """``gate-node`` in ``spec.proxy_links``: every gate's connections to every node's API go
+        through the fault proxy (link ``gate-i->node-j``, an alias of the node so partitions still cut
+        it). Gates learn node addresses from etcd, so they cannot be handed the proxy's address: an
+        nft ``dnat`` in each gate's namespace (output hook, before the filters) sends
+        ``node_ip:api_port`` to the link's listener instead. Nodes added later (scaling) are not
+        covered: a link fault naming them says so. Needs network namespaces."""
+        if "gate-node" not in self.spec.proxy_links:
+            return
+        assert self.topology is not None
+        if self.network is None:
+            self.fault_unwired["gate-node"] = "gate -> node proxies need network namespaces (dnat in the gate's)"
+            return
+        from harness.platforms.local.firewall import render_dnat_nft, run_in_netns
+
+        for gate in self.topology.gates:
+            rules = {}
+            for node in self.topology.nodes:
+                addr = self._proxy_link(gate.id, proxy_link_name(gate.id, node.id), (node.host, node.api_port),
+                                        node.id)
+                if addr is not None:
+                    rules[(node.host, node.api_port)] = addr
+            run_in_netns(self.network.hosts[gate.id].ns, ["nft", "-f", "-"],
+                         render_dnat_nft(f"{self.network.prefix}dnat", rules))
 
     def _proxy_link(self, name: str, link: str, upstream: tuple[str, int], alias_of: str) -> tuple[str, int] | None:
         """For a node: its own link of the fault proxy to ``upstream`` (created on first use), so
@@ -151,7 +218,7 @@ class FaultWiring(DeploymentState):
         registered as an alias of host ``alias_of`` so partitions cut the proxied path too (see
         firewall.py). None for other components or without fault proxies."""
         p = self._procs.get(name)
-        if p is None or p.instance.component != "node" or not self.spec.fault_proxies:
+        if p is None or p.instance.component not in ("node", "gate") or not self.spec.fault_proxies:
             return None
         if self.proxy is None:
             from harness.platforms.local.faultproxy import FaultProxy
@@ -168,13 +235,15 @@ class FaultWiring(DeploymentState):
         return addr
 
     def _pg_link(self, name: str) -> tuple[str, int] | None:
-        if self.postgres is None:
+        p = self._procs.get(name)
+        if self.postgres is None or p is None or p.instance.component != "node":
             return None
         return self._proxy_link(name, pg_link_name(name), (self.postgres.host, self.postgres.port), "postgres")
 
     def _etcd_link(self, name: str) -> tuple[str, int] | None:
         """Real Goverse only uses its config's first etcd endpoint: that one goes through the proxy."""
-        if self.etcd is None or self.spec.stack != "goverse":
+        p = self._procs.get(name)
+        if self.etcd is None or self.spec.stack != "goverse" or p is None or p.instance.component != "node":
             return None
         hostport = self.etcd.client_urls[0].split("://", 1)[-1]
         host, port = hostport.rsplit(":", 1)
