@@ -18,6 +18,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,17 @@ log = logging.getLogger(__name__)
 
 
 class PortForward:
-    """``127.0.0.1:<local_port>`` -> ``<pod>:<remote_port>``; ``pod`` is asked on every connection."""
+    """``127.0.0.1:<local_port>`` -> ``<pod>:<remote_port>``; ``pod`` is asked per connection (its answer
+    kept ``POD_TTL_S``, so a restart is seen within that).
+
+    Bounded: at most ``MAX_CONNECTIONS`` connections are relayed at once; one more is closed at once
+    (the client sees a reset, and the log says why). Why: each connection is a thread, and resolving
+    its pod asks the API server; when a starved API server answers slowly while clients retry at the
+    probe rate, unbounded threads piled up to several thousand in one run and starved the whole
+    machine — a harness that melts down measures nothing."""
+
+    MAX_CONNECTIONS = 256
+    POD_TTL_S = 0.5
 
     def __init__(self, core: Any, namespace: str, pod: Callable[[], str], remote_port: int,
                  ip_of: Callable[[str], str] | None = None) -> None:
@@ -40,6 +51,10 @@ class PortForward:
         self._sock.listen(64)
         self.local_port: int = self._sock.getsockname()[1]
         self._closed = threading.Event()
+        self._slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
+        self._pod_lock = threading.Lock()
+        self._pod_cache: tuple[str, float] | None = None
+        self.refused_busy = 0
         self._thread = threading.Thread(target=self._accept, name=f"pf-{self.local_port}", daemon=True)
         self._thread.start()
 
@@ -56,13 +71,40 @@ class PortForward:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            if not self._slots.acquire(blocking=False):
+                self.refused_busy += 1
+                if self.refused_busy == 1 or self.refused_busy % 1000 == 0:
+                    log.warning("port-forward %s -> %s:%s: %d connections refused, %d already relayed",
+                                self.local_port, self.namespace, self.remote_port, self.refused_busy,
+                                self.MAX_CONNECTIONS)
+                with contextlib.suppress(OSError):
+                    conn.close()
+                continue
+            threading.Thread(target=self._serve_bounded, args=(conn,), daemon=True).start()
+
+    def _serve_bounded(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        finally:
+            self._slots.release()
+
+    def _resolve(self) -> str:
+        """The pod for a new connection: ``pod()``, remembered ``POD_TTL_S`` (one API call per period
+        instead of one per connection)."""
+        with self._pod_lock:
+            hit = self._pod_cache
+            if hit is not None and time.monotonic() - hit[1] < self.POD_TTL_S:
+                return hit[0]
+        name = self.pod()
+        with self._pod_lock:
+            self._pod_cache = (name, time.monotonic())
+        return name
 
     def _serve(self, conn: socket.socket) -> None:
         from kubernetes.stream import portforward
 
         try:
-            name = self.pod()
+            name = self._resolve()
             if self.ip_of is not None:
                 remote: Any = socket.create_connection((self.ip_of(name), self.remote_port), timeout=5)
                 remote.settimeout(None)
@@ -77,6 +119,8 @@ class PortForward:
                              ports=str(self.remote_port))
             remote = pf.socket(self.remote_port)
         except Exception as exc:  # noqa: BLE001 - the client sees a closed connection; say why in the log
+            with self._pod_lock:
+                self._pod_cache = None  # the pod may have been replaced: ask again next time
             log.debug("port-forward to %s:%s failed: %s", self.namespace, self.remote_port, exc)
             conn.close()
             return
