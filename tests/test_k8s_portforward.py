@@ -61,8 +61,12 @@ def test_connections_beyond_the_bound_are_refused_not_queued(echo: EchoServer) -
     try:
         held = [roundtrip(pf), roundtrip(pf)]  # both relayed, both still open
         extra = socket.create_connection(("127.0.0.1", pf.local_port), timeout=5)
-        extra.sendall(b"ping")
-        assert extra.recv(64) == b""  # closed at once: the bound holds
+        try:
+            extra.sendall(b"ping")
+            got = extra.recv(64)
+        except ConnectionResetError:  # closed with our bytes unread: the kernel answers with a reset
+            got = b""
+        assert got == b""  # closed at once: the bound holds
         extra.close()
         assert pf.refused_busy == 1
         held.pop().close()  # a slot frees when its relay ends
