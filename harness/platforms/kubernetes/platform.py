@@ -26,6 +26,7 @@ from harness.history import Recorder
 from harness.platforms.base import Deployment, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import client, guard, naming, policy, render, stackconfig, watch
+from harness.platforms.kubernetes.backup import KubernetesBackupOperations
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.kubernetes.kind import KindCluster
@@ -92,6 +93,7 @@ class KubernetesPlatform:
             images.setdefault(render.REFSTACK_IMAGE, self.opts.image)
             if self.kind is not None:
                 self.kind.load_image(self.opts.image)
+        images.setdefault("busybox", render.BACKUP_SHELL_IMAGE)
         opts = render.RunOptions(run_id=run_id, platform=self.opts.overlay, stack=spec.stack, nodes=spec.nodes,
                                  gates=spec.gates, inspector=spec.inspector, etcd_members=spec.etcd_members,
                                  images=images, bugs=spec.bugs)
@@ -164,9 +166,11 @@ class KubernetesPlatform:
 
     def operations(self, dep: Deployment, recorder: Recorder | None = None,
                    on_endpoints: Callable[[dict[str, str]], None] | None = None) -> Operations:
-        """Day-2 operations are not implemented on Kubernetes yet: an explained skip, never a silent pass."""
-        raise Unsupported(f"day-2 operations are implemented for the local platform only "
-                          f"(got {type(dep).__name__})")
+        """Day-2 operations: backup, wipe, volume loss and restore with Jobs and PVCs
+        (``backup.KubernetesBackupOperations``); the other actions raise ``Unsupported`` (an explained skip)."""
+        if not isinstance(dep, KubernetesDeployment):
+            raise Unsupported(f"the Kubernetes platform has no operator actions on a {type(dep).__name__}")
+        return KubernetesBackupOperations(dep, recorder, on_endpoints)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         out = [("kubectl", shutil.which("kubectl") is not None, "renders manifests (kubectl kustomize)"),
