@@ -56,6 +56,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--cluster-name", dict(help="kind cluster name")),
     ("--keep-cluster", dict(action="store_true", default=None, help="keep a kind cluster the run created")),
     ("--image", dict(help="reference-stack image for Kubernetes")),
+    ("--deploy-with", dict(help="Kubernetes: deploy the stack with kustomize (manifests/, default) or helm "
+                                "(charts/goverse)")),
 ]
 
 

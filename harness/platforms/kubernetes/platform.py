@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness.history import Recorder
 from harness.platforms.base import Deployment, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
-from harness.platforms.kubernetes import client, guard, naming, policy, render, stackconfig, watch
+from harness.platforms.kubernetes import client, guard, helm, naming, policy, render, stackconfig, watch
 from harness.platforms.kubernetes.backup import KubernetesBackupOperations
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.platforms.kubernetes.injector import KubernetesInjector
@@ -52,6 +54,11 @@ class KubernetesOptions:
     images: dict[str, str] = field(default_factory=dict)
     deploy_timeout: float = 600.0
     kind_bin: str = "kind"
+    deploy_with: str = "kustomize"  # kustomize | helm (charts/goverse)
+
+    def __post_init__(self) -> None:
+        if self.deploy_with not in helm.DEPLOY_WITH:
+            raise PlatformError(f"deploy_with: {self.deploy_with!r} is not one of {', '.join(helm.DEPLOY_WITH)}")
 
 
 class KubernetesPlatform:
@@ -60,6 +67,7 @@ class KubernetesPlatform:
     def __init__(self, options: KubernetesOptions) -> None:
         self.opts = options
         self.kind: KindCluster | None = None
+        self._releases: dict[str, tuple[str, str | None, str | None]] = {}  # namespace -> (helm, kubeconfig, ctx)
 
     # --- cluster -------------------------------------------------------------------------------------
 
@@ -98,6 +106,8 @@ class KubernetesPlatform:
                                  gates=spec.gates, inspector=spec.inspector, etcd_members=spec.etcd_members,
                                  images=images, bugs=spec.bugs)
         docs = render.kustomize_build(render.write_run_kustomization(rd, opts, stackconfig.stack_config(spec)))
+        if self.opts.deploy_with == "helm":
+            return self._deploy_helm(spec, rd, run_id, api, docs, _context, _kubeconfig)
         problems = policy.violations(docs)
         if problems:
             raise PlatformError("the rendered manifests break seed requirements:\n  " + "\n  ".join(problems))
@@ -108,6 +118,42 @@ class KubernetesPlatform:
         t0 = time.monotonic()
         try:
             self._apply_phases(dep, docs)
+            dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
+            dep.timings["total_s"] = round(time.monotonic() - t0, 3)
+        except BaseException:
+            self._on_failure(dep)
+            raise
+        return dep
+
+    def _deploy_helm(self, spec: StackSpec, rd: Path, run_id: str, api: Any, kustomized: list[dict[str, Any]],
+                     context: str | None, kubeconfig: str | None) -> KubernetesDeployment:
+        """``helm install`` of charts/goverse into the run's namespace (the same Namespace object the
+        kustomize path makes: run labels, Pod Security labels), after checking what the chart renders
+        with these values against the seed policy; then the same waits as the kustomize path."""
+        binary = helm.helm_binary()
+        namespace = naming.namespace_for(run_id)
+        values_file = rd / "k8s" / "values.yaml"
+        values_file.write_text(yaml.safe_dump(helm.chart_values(spec, self.opts.image, self.opts.images),
+                                              sort_keys=False))
+        ns_doc = next(d for d in kustomized if d["kind"] == "Namespace")
+        docs = helm.template(binary, values_file, namespace)
+        problems = policy.violations([ns_doc, *docs])
+        if problems:
+            raise PlatformError("the chart renders manifests that break seed requirements:\n  " + "\n  ".join(problems))
+        dep = KubernetesDeployment(spec, api, namespace, run_id, rd, on_teardown=self._teardown)
+        atexit.register(dep.teardown)
+        t0 = time.monotonic()
+        try:
+            k8s.apply(dep.dyn, ns_doc)
+            self._releases[namespace] = (binary, kubeconfig, context)
+            helm.install(binary, values_file, namespace, kubeconfig, context)
+            dep.timings["helm_install_s"] = round(time.monotonic() - t0, 3)
+            for d in docs:  # the same order as the kustomize phases: etcd/PostgreSQL, schema, Goverse
+                if d["kind"] in ("StatefulSet", "Deployment", "Job") and render.phase_of(d) in ("infra", "schema"):
+                    dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
+            for d in docs:
+                if d["kind"] in ("StatefulSet", "Deployment") and int(d["spec"].get("replicas", 1)) > 0:
+                    dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
             dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
             dep.timings["total_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
@@ -154,6 +200,12 @@ class KubernetesPlatform:
         if self.opts.keep_stack:
             log.warning("--keep-stack: leaving namespace %s", dep.namespace)
         else:
+            release = self._releases.pop(dep.namespace, None)
+            if release is not None:
+                try:
+                    helm.uninstall(release[0], dep.namespace, release[1], release[2])
+                except PlatformError as exc:  # the namespace deletion below still takes everything
+                    log.error("%s", exc)
             delete_run(dep.dyn, dep.namespace, dep.run_id)
         if self.kind is not None and not self.opts.keep_cluster:
             self.kind.delete()
@@ -203,7 +255,8 @@ def delete_run(dyn: Any, namespace: str, run_id: str, timeout: float = 300.0) ->
 
 def options_from(platform: str, kube_context: str | None, allow_context: str | Iterable[str] | None,
                  cluster_name: str, keep_cluster: bool, keep_stack: bool, image: str | None,
-                 overlay: str | None = None, kubeconfig: str | None = None) -> KubernetesOptions:
+                 overlay: str | None = None, kubeconfig: str | None = None,
+                 deploy_with: str = "kustomize") -> KubernetesOptions:
     """Map the harness settings (``--platform kind|kubernetes`` …) onto options (pure)."""
     if isinstance(allow_context, str):
         allow = tuple(a.strip() for a in allow_context.split(",") if a.strip())
@@ -223,4 +276,4 @@ def options_from(platform: str, kube_context: str | None, allow_context: str | I
         overlay = "k3s" if ctx.startswith("k3d-") else "kind"  # kind: small, default StorageClass
     return KubernetesOptions(provider=provider, kubeconfig=kubeconfig, context=kube_context, allow_contexts=allow,
                              cluster_name=cluster_name, keep_cluster=keep_cluster, keep_stack=keep_stack,
-                             overlay=overlay, image=image)
+                             overlay=overlay, image=image, deploy_with=deploy_with)
