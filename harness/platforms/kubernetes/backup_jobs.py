@@ -26,7 +26,9 @@ _TOOL_CONTAINER: dict[str, str] = {"etcd": "snapshot", "postgres": "pg-dump"}
 #: the busybox step of the etcd CronJob (a shell: the etcd image has none)
 _SHELL_CONTAINER = "clean"
 ETCD_DATA_DIR = "/var/lib/etcd/data"  # ETCD_DATA_DIR of the goverse-etcd StatefulSet (its volume at /var/lib/etcd)
-ETCDUTL = "/usr/local/bin/etcdutl"  # in the etcd image beside etcdctl (3.5+)
+#: the CronJob's own tool: etcd 3.4 (Debian's) has no etcdutl, and 3.5's etcdctl still has ``snapshot
+#: status``/``restore`` (deprecated there in favour of etcdutl), so etcdctl works with both images
+ETCDCTL = "/usr/local/bin/etcdctl"
 MANUAL_ANNOTATION = "cronjob.kubernetes.io/instantiate"
 
 _WROTE = re.compile(r"^(etcd|postgres)-backup: wrote (/backups/[A-Za-z0-9._-]+)\s*$", re.M)
@@ -44,7 +46,7 @@ def job_from_cronjob(cronjob: Mapping[str, Any], name: str) -> dict[str, Any]:
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {
             "name": name,
-            "labels": dict(tmeta.get("labels") or meta.get("labels") or {}),
+            "labels": dict(tmeta.get("labels") or {}),
             "annotations": {**(tmeta.get("annotations") or {}), MANUAL_ANNOTATION: "manual"},
         },
         "spec": copy.deepcopy(tmpl["spec"]),
@@ -101,9 +103,9 @@ def derived_job(cronjob: Mapping[str, Any], name: str, steps: Sequence[tuple[str
 
 
 def verify_etcd_job(cronjob: Mapping[str, Any], name: str, snapshot: str) -> dict[str, Any]:
-    """``etcdutl snapshot status -w json`` of ``snapshot`` on the backup volume (hash, revision, keys)."""
+    """``etcdctl snapshot status -w json`` of ``snapshot`` on the backup volume (hash, revision, keys)."""
     return derived_job(cronjob, name, [("status", _TOOL_CONTAINER["etcd"],
-                                        [ETCDUTL, "snapshot", "status", snapshot, "-w", "json"])],
+                                        [ETCDCTL, "snapshot", "status", snapshot, "-w", "json"])],
                        purpose="verify-backup")
 
 
@@ -141,14 +143,14 @@ def restore_etcd_job(cronjob: Mapping[str, Any], name: str, snapshot: str, names
                      ordinal: int) -> dict[str, Any]:
     """docs/runbooks/restore.md §3 as a Job for member ``ordinal``: with the member's data volume
     (``data-goverse-etcd-N``) mounted at /var/lib/etcd, empty its data directory (a shell step: the
-    etcd image has none) and ``etcdutl snapshot restore`` the snapshot into it with the member's name,
+    etcd image has none) and ``etcdctl snapshot restore`` the snapshot into it with the member's name,
     peer URL, the cluster's token and initial cluster — what the StatefulSet's pods use, so the member
     starts on it as the same cluster. Run with the etcd StatefulSet scaled to 0."""
     if not 0 <= ordinal < members:
         raise ValueError(f"etcd member ordinal {ordinal} outside 0..{members - 1}")
     member = f"goverse-etcd-{ordinal}"
     data = {"name": "etcd-data", "persistentVolumeClaim": {"claimName": f"data-{member}"}}
-    restore = [ETCDUTL, "snapshot", "restore", snapshot, "--name", member,
+    restore = [ETCDCTL, "snapshot", "restore", snapshot, "--name", member,
                "--initial-cluster", etcd_initial_cluster(namespace, members),
                "--initial-cluster-token", f"goverse-etcd-{namespace}",
                "--initial-advertise-peer-urls", f"http://{member}.goverse-etcd-headless.{namespace}.svc:2380",
@@ -183,13 +185,13 @@ def written_file(log_text: str, component: str) -> str:
 
 
 def snapshot_status(text: str) -> dict[str, int]:
-    """``etcdutl snapshot status -w json``: ``{"hash", "revision", "totalKey", "totalSize"}``; a
+    """``etcdctl snapshot status -w json``: ``{"hash", "revision", "totalKey", "totalSize"}``; a
     snapshot with no key is refused (an etcd the stack used holds at least its shard map)."""
     try:
         got = json.loads(text.strip().splitlines()[-1])
         out = {k: int(got[k]) for k in ("hash", "revision", "totalKey", "totalSize")}
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"not an etcdutl snapshot status: {text.strip()[:200]!r}") from exc
+        raise ValueError(f"not an etcdctl snapshot status: {text.strip()[:200]!r}") from exc
     if out["totalKey"] < 1:
         raise ValueError(f"the snapshot holds no key: {out}")
     return out
