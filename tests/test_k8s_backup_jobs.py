@@ -113,8 +113,8 @@ def test_restore_etcd_job_empties_the_member_volume_then_restores_as_that_member
     first, second = steps(job)
     assert first["command"] == ["rm", "-rf", "/var/lib/etcd/data"] and first["image"] == render.BACKUP_SHELL_IMAGE
     cmd = second["command"]
-    assert second["image"].startswith("quay.io/coreos/etcd:") and cmd[:4] == [backup_jobs.ETCDCTL, "snapshot",
-                                                                                "restore", "/backups/etcd-snapshot-1.db"]
+    assert second["image"].startswith("quay.io/coreos/etcd:")
+    assert cmd[:4] == [backup_jobs.ETCDCTL, "snapshot", "restore", "/backups/etcd-snapshot-1.db"]
     args = dict(zip(cmd[4::2], cmd[5::2], strict=True))
     assert args["--name"] == "goverse-etcd-2"
     assert args["--initial-cluster-token"] == "goverse-etcd-gvh-x"  # the StatefulSet's ETCD_INITIAL_CLUSTER_TOKEN
@@ -135,7 +135,8 @@ def test_the_restore_token_and_peer_urls_are_the_statefulsets() -> None:
            ["containers"][0]["env"]}
     assert env["ETCD_INITIAL_CLUSTER_TOKEN"] == "goverse-etcd-$(POD_NAMESPACE)"
     assert env["ETCD_DATA_DIR"] == backup_jobs.ETCD_DATA_DIR
-    assert env["ETCD_INITIAL_CLUSTER"].replace("$(POD_NAMESPACE)", "gvh-x") == backup_jobs.etcd_initial_cluster("gvh-x", 1)
+    initial = env["ETCD_INITIAL_CLUSTER"].replace("$(POD_NAMESPACE)", "gvh-x")
+    assert initial == backup_jobs.etcd_initial_cluster("gvh-x", 1)
 
 
 def test_pvc_from_claim_template_is_the_claim_the_statefulset_adopts() -> None:
