@@ -123,11 +123,14 @@ def run_helm(args: Sequence[str], what: str, timeout: float = 300.0) -> str:
     return out.stdout
 
 
-def template(helm: str, values_file: Path, namespace: str, chart: Path | None = None) -> list[dict[str, Any]]:
-    """What ``helm install`` would apply (``helm template`` with the same values): checked against the
-    seed policy before anything is installed."""
+def template(helm: str, values_file: Path, namespace: str, kube_version: str = "1.31.0",
+             chart: Path | None = None) -> list[dict[str, Any]]:
+    """What ``helm install`` would apply (``helm template`` with the same values, for the cluster's
+    version: offline, helm assumes an old one the chart refuses): checked against the seed policy
+    before anything is installed."""
     text = run_helm([helm, "template", RELEASE, str(chart or chart_dir()), "--namespace", namespace,
-                     "-f", str(values_file)], "helm template")
+                     "--kube-version", kube_version.lstrip("v").split("+")[0], "-f", str(values_file)],
+                    "helm template")
     return [d for d in yaml.safe_load_all(text) if d]
 
 

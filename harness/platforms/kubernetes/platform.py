@@ -136,7 +136,7 @@ class KubernetesPlatform:
         values_file.write_text(yaml.safe_dump(helm.chart_values(spec, self.opts.image, self.opts.images),
                                               sort_keys=False))
         ns_doc = next(d for d in kustomized if d["kind"] == "Namespace")
-        docs = helm.template(binary, values_file, namespace)
+        docs = helm.template(binary, values_file, namespace, client.server_version(api))
         problems = policy.violations([ns_doc, *docs])
         if problems:
             raise PlatformError("the chart renders manifests that break seed requirements:\n  " + "\n  ".join(problems))
