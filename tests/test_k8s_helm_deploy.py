@@ -114,3 +114,17 @@ def test_a_failing_helm_is_an_error_with_helms_message(tmp_path: Path) -> None:
     with pytest.raises(PlatformError, match='helm template failed: .*stack: "other" is not one of'):
         helm.template(binary, broken, "gvh-x")
     assert shutil.which("true") and subprocess.run(["true"], check=False).returncode == 0
+
+
+def test_settled_waits_for_late_nodes_to_get_their_share() -> None:
+    from harness.cluster_state import ClusterState
+
+    def state(owner_of: list[str], nodes: set[str]) -> ClusterState:
+        return ClusterState({i: (o, o) for i, o in enumerate(owner_of)}, nodes, set(), "a", len(owner_of))
+
+    late = state(["a"] * 6 + ["b"] * 2 + ["c"] * 2, {"a", "b", "c"})  # converged, not yet rebalanced
+    assert late.converged and helm.settled(late, 3) == (False, "owners [2, 2, 6]")
+    assert helm.settled(state(["a"] * 4 + ["b"] * 3 + ["c"] * 3, {"a", "b", "c"}), 3) == (True, "owners [3, 3, 4]")
+    assert helm.settled(state(["a"] * 5 + ["b"] * 5, {"a", "b", "c"}), 3)[0] is False  # c owns nothing yet
+    moving = ClusterState({0: ("b", "a"), 1: ("a", "a")}, {"a", "b"}, set(), "a", 2)
+    assert helm.settled(moving, 2) == (False, "1 shards unconverged")

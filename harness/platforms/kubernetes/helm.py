@@ -105,6 +105,20 @@ def chart_values(spec: StackSpec, image: str | None, images: Mapping[str, str] |
     return _merge(base, over)
 
 
+def settled(state: Any, nodes: int) -> tuple[bool, str]:
+    """Converged and balanced over all ``nodes`` (owners differ by at most one shard). ``helm install``
+    starts every workload at once, so nodes that came up after a crash-loop back-off join a map that
+    already converged without them: ready-and-converged is then a moment between two rebalancing steps,
+    and a scenario starting there sees shards move. The kustomize path starts the nodes together."""
+    owners = state.owners()
+    if not state.converged:
+        return False, f"{len(state.unconverged())} shards unconverged"
+    if len(state.nodes) != nodes or len(owners) != nodes:
+        return False, f"{len(owners)} of {nodes} nodes own shards ({len(state.nodes)} live)"
+    spread = max(owners.values()) - min(owners.values())
+    return spread <= 1, f"owners {sorted(owners.values())}"
+
+
 def helm_args(helm: str, verb: str, namespace: str, kubeconfig: str | None, context: str | None,
               extra: Sequence[str] = ()) -> list[str]:
     args = [helm, verb, *extra, "--namespace", namespace]

@@ -33,6 +33,7 @@ from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.kubernetes.kind import KindCluster
 from harness.platforms.operations import Operations
+from harness.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,16 @@ class KubernetesPlatform:
             for d in docs:
                 if d["kind"] in ("StatefulSet", "Deployment") and int(d["spec"].get("replicas", 1)) > 0:
                     dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
-            dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
+            view = dep._etcd_view()
+            last: list[str] = [""]
+
+            def settled() -> bool:
+                ok, last[0] = helm.settled(view.state(), spec.nodes)
+                return ok
+
+            wait_until(settled, self.opts.deploy_timeout, "shard map converged and balanced over every node",
+                       interval=0.2, describe=lambda: last[0])
+            dep.timings["converged_s"] = round(time.monotonic() - t0, 3)
             dep.timings["total_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
             self._on_failure(dep)
