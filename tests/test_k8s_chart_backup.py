@@ -69,9 +69,15 @@ def helm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def test_the_chart_installed_the_stack_as_a_helm_release(helm_stack: Any) -> None:
     secrets = helm_stack.core.list_namespaced_secret(helm_stack.namespace, label_selector="owner=helm").items
-    assert [s.metadata.labels["name"] for s in secrets] == ["goverse"]
+    # revision 1: etcd, PostgreSQL, the schema; revision 2: the Goverse workloads (helm.infra_values)
+    assert sorted((s.metadata.labels["name"], s.metadata.labels["version"]) for s in secrets) == [
+        ("goverse", "1"), ("goverse", "2")]
     jobs = k8s.resource(helm_stack.dyn, "batch/v1", "Job").get(namespace=helm_stack.namespace).to_dict()["items"]
-    assert "goverse-schema-init-r1" in {j["metadata"]["name"] for j in jobs}  # the chart's, not kustomize's
+    assert "goverse-schema-init-r2" in {j["metadata"]["name"] for j in jobs}  # the chart's, not kustomize's
+    pods = helm_stack.core.list_namespaced_pod(helm_stack.namespace, label_selector="app.kubernetes.io/name in "
+                                               "(goverse-node,goverse-gate)").items
+    restarts = {p.metadata.name: sum(c.restart_count for c in p.status.container_statuses or []) for p in pods}
+    assert len(restarts) == 3 and not any(restarts.values()), restarts  # started on a ready database
     assert helm_stack.timings["helm_install_s"] > 0 and helm_stack.wait_converged(30) >= 0
 
 

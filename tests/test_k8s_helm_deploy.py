@@ -128,3 +128,16 @@ def test_settled_waits_for_late_nodes_to_get_their_share() -> None:
     assert helm.settled(state(["a"] * 5 + ["b"] * 5, {"a", "b", "c"}), 3)[0] is False  # c owns nothing yet
     moving = ClusterState({0: ("b", "a"), 1: ("a", "a")}, {"a", "b"}, set(), "a", 2)
     assert helm.settled(moving, 2) == (False, "1 shards unconverged")
+
+
+def test_the_first_revision_holds_only_etcd_postgres_and_the_schema(tmp_path: Path) -> None:
+    values = helm.chart_values(SPEC, "goverse-harness/refstack:dev")
+    infra = helm.infra_values(values)
+    assert (infra["node"]["replicas"], infra["gate"]["replicas"], infra["inspector"]["enabled"]) == (0, 0, False)
+    assert values["node"]["replicas"] == 4 and infra["etcd"] == values["etcd"]  # the final values untouched
+    path = tmp_path / "infra.yaml"
+    path.write_text(yaml.safe_dump(infra))
+    docs = helm.template(go_tool("helm"), path, "gvh-h3lm")
+    replicas = {d["metadata"]["name"]: d["spec"].get("replicas") for d in docs
+                if d["kind"] in ("StatefulSet", "Deployment")}
+    assert replicas == {"goverse-etcd": 3, "goverse-postgres": 1, "goverse-node": 0, "goverse-gate": 0}

@@ -157,6 +157,21 @@ def install(helm: str, values_file: Path, namespace: str, kubeconfig: str | None
                        [RELEASE, str(chart or chart_dir()), "-f", str(values_file)]), "helm install")
 
 
+def upgrade(helm: str, values_file: Path, namespace: str, kubeconfig: str | None, context: str | None,
+            chart: Path | None = None) -> None:
+    run_helm(helm_args(helm, "upgrade", namespace, kubeconfig, context,
+                       [RELEASE, str(chart or chart_dir()), "-f", str(values_file)]), "helm upgrade")
+
+
+def infra_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The first revision of a harness install: etcd, PostgreSQL and the schema only (no node, gate or
+    inspector). Installed all at once, Goverse's pods crash-loop until etcd and the schema are there,
+    and a pod that crash-looped keeps the kubelet's back-off (up to minutes) for its next crash — which
+    is what a SIGKILL scenario then measures. The second revision (``helm upgrade``) starts them on a
+    ready database, as the kustomize path's phases do."""
+    return _merge(dict(values), {"node": {"replicas": 0}, "gate": {"replicas": 0}, "inspector": {"enabled": False}})
+
+
 def uninstall(helm: str, namespace: str, kubeconfig: str | None, context: str | None) -> None:
     run_helm(helm_args(helm, "uninstall", namespace, kubeconfig, context, [RELEASE, "--wait", "--timeout", "5m"]),
              "helm uninstall")

@@ -130,7 +130,9 @@ class KubernetesPlatform:
                      context: str | None, kubeconfig: str | None) -> KubernetesDeployment:
         """``helm install`` of charts/goverse into the run's namespace (the same Namespace object the
         kustomize path makes: run labels, Pod Security labels), after checking what the chart renders
-        with these values against the seed policy; then the same waits as the kustomize path."""
+        with these values against the seed policy: revision 1 with etcd, PostgreSQL and the schema,
+        revision 2 (``helm upgrade``) with the Goverse workloads (``helm.infra_values`` says why), each
+        waited for by watch; then a converged and balanced shard map."""
         binary = helm.helm_binary()
         namespace = naming.namespace_for(run_id)
         values_file = rd / "k8s" / "values.yaml"
@@ -149,11 +151,18 @@ class KubernetesPlatform:
         try:
             k8s.apply(dep.dyn, ns_doc)
             self._releases[namespace] = (binary, kubeconfig, context)
-            helm.install(binary, values_file, namespace, kubeconfig, context)
+            infra_file = rd / "k8s" / "values-infra.yaml"
+            infra_file.write_text(yaml.safe_dump(helm.infra_values(yaml.safe_load(values_file.read_text())),
+                                                 sort_keys=False))
+            helm.install(binary, infra_file, namespace, kubeconfig, context)
             dep.timings["helm_install_s"] = round(time.monotonic() - t0, 3)
             for d in docs:  # the same order as the kustomize phases: etcd/PostgreSQL, schema, Goverse
                 if d["kind"] in ("StatefulSet", "Deployment", "Job") and render.phase_of(d) in ("infra", "schema"):
                     dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
+            t_up = time.monotonic()
+            helm.upgrade(binary, values_file, namespace, kubeconfig, context)
+            dep.timings["helm_upgrade_s"] = round(time.monotonic() - t_up, 3)
+            dep.wait_workload("Job", "goverse-schema-init-r2", self.opts.deploy_timeout)
             for d in docs:
                 if d["kind"] in ("StatefulSet", "Deployment") and int(d["spec"].get("replicas", 1)) > 0:
                     dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
