@@ -29,7 +29,7 @@ _VALUE_OPTIONS = frozenset({
     "--gates", "--shards", "--etcd-members", "--seed", "--goverse-node-bin", "--goverse-gate-bin",
     "--goverse-inspector-bin", "--goverse-pgadmin-bin", "--goverse-persistence-interval", "--object-type",
     "--gvh-config", "--kube-context", "--allow-context",
-    "--cluster-name", "--image",
+    "--cluster-name", "--image", "--deploy-with",
 })
 
 

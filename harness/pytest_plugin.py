@@ -21,6 +21,7 @@ import pytest
 
 from harness import random as hrand
 from harness.interrupts import install_sigterm_as_interrupt
+from harness.platforms.base import Unsupported
 from harness.settings import KNOWN_BUGS, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--cluster-name", dict(help="kind cluster name")),
     ("--keep-cluster", dict(action="store_true", default=None, help="keep a kind cluster the run created")),
     ("--image", dict(help="reference-stack image for Kubernetes")),
+    ("--deploy-with", dict(help="Kubernetes: deploy the stack with kustomize (manifests/, default) or helm "
+                                "(charts/goverse)")),
 ]
 
 
@@ -379,6 +382,17 @@ _SCENARIO = pytest.StashKey["Scenario"]()
 
 
 _DURATION: pytest.StashKey[float] = pytest.StashKey()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """An operation or fault the platform cannot carry out raises ``Unsupported`` wherever the scenario
+    meets it (not only inside ``unsupported_is_skip``): that is an explained skip with the platform's
+    reason, never an error (DESIGN: a capability a platform lacks is a skip with the reason)."""
+    try:
+        return (yield)
+    except Unsupported as exc:
+        pytest.skip(f"unsupported on this platform: {exc}")
 
 
 @pytest.hookimpl(wrapper=True)

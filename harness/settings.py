@@ -90,6 +90,8 @@ class Settings(BaseModel):
     cluster_name: str = "goverse-harness"
     keep_cluster: bool = False
     image: str = "goverse-harness/refstack:dev"
+    # how the Kubernetes platform deploys the stack: the kustomize tree (manifests/) or the Helm chart
+    deploy_with: Literal["kustomize", "helm"] = "kustomize"
 
     @field_validator("etcd_members", mode="before")
     @classmethod
@@ -182,6 +184,12 @@ class Settings(BaseModel):
                              "(another name needs stack=goverse and a node that registers it)")
         if self.bugs and self.stack != "reference":
             raise ValueError("bugs: seeded bugs exist only in the reference stack (stack=reference)")
+        if self.deploy_with == "helm" and self.platform == "local":
+            raise ValueError("deploy_with: helm deploys on Kubernetes only (--platform kubernetes or kind); "
+                             "the local platform runs processes")
+        if self.deploy_with == "helm" and (self.bugs or self.stack != "reference"):
+            raise ValueError("deploy_with: helm installs the reference stack without seeded bugs; use "
+                             "deploy_with=kustomize for bugs or stack=goverse")
         if self.stack == "goverse" and self.platform == "local":
             missing = [n for n in ("goverse_node_bin", "goverse_gate_bin", "goverse_pgadmin_bin")
                        if getattr(self, n) is None]

@@ -29,5 +29,5 @@ def make_platform(settings: Any) -> Any:
         platform=settings.platform, kube_context=settings.kube_context, allow_context=settings.allow_context,
         cluster_name=settings.cluster_name, keep_cluster=settings.keep_cluster, keep_stack=settings.keep_stack,
         image=settings.image, overlay=getattr(settings, "kube_overlay", None),
-        kubeconfig=getattr(settings, "kubeconfig", None)))
+        kubeconfig=getattr(settings, "kubeconfig", None), deploy_with=settings.deploy_with))
 

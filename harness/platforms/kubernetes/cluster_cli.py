@@ -76,7 +76,10 @@ def main(argv: list[str]) -> int:
             return 0
         archives = [Path(a) if Path(a).exists() else None for a in args.images]
         names = [a for a, p in zip(args.images, archives, strict=True) if p is None]
-        for archive in [p for p in archives if p is not None] + _build(names):
+        # no argument: build and load the default images; only archives: load just those (an empty
+        # names list must not mean "all defaults", which reloaded images nobody asked for)
+        built = _build(names) if names or not args.images else []
+        for archive in [p for p in archives if p is not None] + built:
             print(f"loaded {prov.load_image(archive)}", flush=True)
         return 0
     except PlatformError as exc:

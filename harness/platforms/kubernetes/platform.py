@@ -22,14 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness.history import Recorder
 from harness.platforms.base import Deployment, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
-from harness.platforms.kubernetes import client, guard, naming, policy, render, stackconfig, watch
+from harness.platforms.kubernetes import client, guard, helm, naming, policy, render, stackconfig, watch
+from harness.platforms.kubernetes.backup import KubernetesBackupOperations
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.kubernetes.kind import KindCluster
 from harness.platforms.operations import Operations
+from harness.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,11 @@ class KubernetesOptions:
     images: dict[str, str] = field(default_factory=dict)
     deploy_timeout: float = 600.0
     kind_bin: str = "kind"
+    deploy_with: str = "kustomize"  # kustomize | helm (charts/goverse)
+
+    def __post_init__(self) -> None:
+        if self.deploy_with not in helm.DEPLOY_WITH:
+            raise PlatformError(f"deploy_with: {self.deploy_with!r} is not one of {', '.join(helm.DEPLOY_WITH)}")
 
 
 class KubernetesPlatform:
@@ -59,6 +68,7 @@ class KubernetesPlatform:
     def __init__(self, options: KubernetesOptions) -> None:
         self.opts = options
         self.kind: KindCluster | None = None
+        self._releases: dict[str, tuple[str, str | None, str | None]] = {}  # namespace -> (helm, kubeconfig, ctx)
 
     # --- cluster -------------------------------------------------------------------------------------
 
@@ -92,10 +102,13 @@ class KubernetesPlatform:
             images.setdefault(render.REFSTACK_IMAGE, self.opts.image)
             if self.kind is not None:
                 self.kind.load_image(self.opts.image)
+        images.setdefault("busybox", render.BACKUP_SHELL_IMAGE)
         opts = render.RunOptions(run_id=run_id, platform=self.opts.overlay, stack=spec.stack, nodes=spec.nodes,
                                  gates=spec.gates, inspector=spec.inspector, etcd_members=spec.etcd_members,
                                  images=images, bugs=spec.bugs)
         docs = render.kustomize_build(render.write_run_kustomization(rd, opts, stackconfig.stack_config(spec)))
+        if self.opts.deploy_with == "helm":
+            return self._deploy_helm(spec, rd, run_id, api, docs, _context, _kubeconfig)
         problems = policy.violations(docs)
         if problems:
             raise PlatformError("the rendered manifests break seed requirements:\n  " + "\n  ".join(problems))
@@ -107,6 +120,63 @@ class KubernetesPlatform:
         try:
             self._apply_phases(dep, docs)
             dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
+            dep.timings["total_s"] = round(time.monotonic() - t0, 3)
+        except BaseException:
+            self._on_failure(dep)
+            raise
+        return dep
+
+    def _deploy_helm(self, spec: StackSpec, rd: Path, run_id: str, api: Any, kustomized: list[dict[str, Any]],
+                     context: str | None, kubeconfig: str | None) -> KubernetesDeployment:
+        """``helm install`` of charts/goverse into the run's namespace (the same Namespace object the
+        kustomize path makes: run labels, Pod Security labels), after checking what the chart renders
+        with these values against the seed policy: revision 1 with etcd, PostgreSQL and the schema,
+        revision 2 (``helm upgrade``) with the Goverse workloads (``helm.infra_values`` says why), each
+        waited for by watch; then a converged and balanced shard map."""
+        binary = helm.helm_binary()
+        namespace = naming.namespace_for(run_id)
+        values_file = rd / "k8s" / "values.yaml"
+        values_file.write_text(yaml.safe_dump(helm.chart_values(spec, self.opts.image, self.opts.images),
+                                              sort_keys=False))
+        ns_doc = next(d for d in kustomized if d["kind"] == "Namespace")
+        docs = helm.template(binary, values_file, namespace, client.server_version(api))
+        # the one literal credential is the release's generated test password (postgres.auth.create):
+        # it never leaves the cluster and the values file; every other finding refuses the install
+        problems = [p for p in policy.violations([ns_doc, *docs]) if not p.startswith(helm.GENERATED_SECRET_FINDING)]
+        if problems:
+            raise PlatformError("the chart renders manifests that break seed requirements:\n  " + "\n  ".join(problems))
+        dep = KubernetesDeployment(spec, api, namespace, run_id, rd, on_teardown=self._teardown)
+        atexit.register(dep.teardown)
+        t0 = time.monotonic()
+        try:
+            k8s.apply(dep.dyn, ns_doc)
+            self._releases[namespace] = (binary, kubeconfig, context)
+            infra_file = rd / "k8s" / "values-infra.yaml"
+            infra_file.write_text(yaml.safe_dump(helm.infra_values(yaml.safe_load(values_file.read_text())),
+                                                 sort_keys=False))
+            helm.install(binary, infra_file, namespace, kubeconfig, context)
+            dep.timings["helm_install_s"] = round(time.monotonic() - t0, 3)
+            for d in docs:  # the same order as the kustomize phases: etcd/PostgreSQL, schema, Goverse
+                if d["kind"] in ("StatefulSet", "Deployment", "Job") and render.phase_of(d) in ("infra", "schema"):
+                    dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
+            t_up = time.monotonic()
+            helm.upgrade(binary, values_file, namespace, kubeconfig, context)
+            dep.timings["helm_upgrade_s"] = round(time.monotonic() - t_up, 3)
+            dep.wait_workload("Job", "goverse-schema-init-r2", self.opts.deploy_timeout)
+            for d in docs:
+                if d["kind"] in ("StatefulSet", "Deployment") and int(d["spec"].get("replicas", 1)) > 0:
+                    dep.wait_workload(d["kind"], d["metadata"]["name"], self.opts.deploy_timeout)
+            t_conv = time.monotonic()  # every workload ready: what the kustomize path's converged_s counts from
+            view = dep._etcd_view()
+            last: list[str] = [""]
+
+            def settled() -> bool:
+                ok, last[0] = helm.settled(view.state(), spec.nodes)
+                return ok
+
+            wait_until(settled, self.opts.deploy_timeout, "shard map converged and balanced over every node",
+                       interval=0.2, describe=lambda: last[0])
+            dep.timings["converged_s"] = round(time.monotonic() - t_conv, 3)
             dep.timings["total_s"] = round(time.monotonic() - t0, 3)
         except BaseException:
             self._on_failure(dep)
@@ -152,6 +222,12 @@ class KubernetesPlatform:
         if self.opts.keep_stack:
             log.warning("--keep-stack: leaving namespace %s", dep.namespace)
         else:
+            release = self._releases.pop(dep.namespace, None)
+            if release is not None:
+                try:
+                    helm.uninstall(release[0], dep.namespace, release[1], release[2])
+                except PlatformError as exc:  # the namespace deletion below still takes everything
+                    log.error("%s", exc)
             delete_run(dep.dyn, dep.namespace, dep.run_id)
         if self.kind is not None and not self.opts.keep_cluster:
             self.kind.delete()
@@ -164,9 +240,11 @@ class KubernetesPlatform:
 
     def operations(self, dep: Deployment, recorder: Recorder | None = None,
                    on_endpoints: Callable[[dict[str, str]], None] | None = None) -> Operations:
-        """Day-2 operations are not implemented on Kubernetes yet: an explained skip, never a silent pass."""
-        raise Unsupported(f"day-2 operations are implemented for the local platform only "
-                          f"(got {type(dep).__name__})")
+        """Day-2 operations: backup, wipe, volume loss and restore with Jobs and PVCs
+        (``backup.KubernetesBackupOperations``); the other actions raise ``Unsupported`` (an explained skip)."""
+        if not isinstance(dep, KubernetesDeployment):
+            raise Unsupported(f"the Kubernetes platform has no operator actions on a {type(dep).__name__}")
+        return KubernetesBackupOperations(dep, recorder, on_endpoints)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         out = [("kubectl", shutil.which("kubectl") is not None, "renders manifests (kubectl kustomize)"),
@@ -199,7 +277,8 @@ def delete_run(dyn: Any, namespace: str, run_id: str, timeout: float = 300.0) ->
 
 def options_from(platform: str, kube_context: str | None, allow_context: str | Iterable[str] | None,
                  cluster_name: str, keep_cluster: bool, keep_stack: bool, image: str | None,
-                 overlay: str | None = None, kubeconfig: str | None = None) -> KubernetesOptions:
+                 overlay: str | None = None, kubeconfig: str | None = None,
+                 deploy_with: str = "kustomize") -> KubernetesOptions:
     """Map the harness settings (``--platform kind|kubernetes`` …) onto options (pure)."""
     if isinstance(allow_context, str):
         allow = tuple(a.strip() for a in allow_context.split(",") if a.strip())
@@ -219,4 +298,4 @@ def options_from(platform: str, kube_context: str | None, allow_context: str | I
         overlay = "k3s" if ctx.startswith("k3d-") else "kind"  # kind: small, default StorageClass
     return KubernetesOptions(provider=provider, kubeconfig=kubeconfig, context=kube_context, allow_contexts=allow,
                              cluster_name=cluster_name, keep_cluster=keep_cluster, keep_stack=keep_stack,
-                             overlay=overlay, image=image)
+                             overlay=overlay, image=image, deploy_with=deploy_with)

@@ -73,6 +73,15 @@ class RunOptions:
     etcd_members: int = 1
     images: Mapping[str, str] = field(default_factory=dict)  # image name in manifests -> replacement
     bugs: tuple[str, ...] = ()
+    backup: bool = True  # the backup CronJobs (components/backup): the backup/restore scenarios run them
+
+
+#: kustomize components a run may add to its overlay
+BACKUP_COMPONENT = "components/backup"
+OVERLAYS_WITH_BACKUP = frozenset({"production"})  # they include it themselves
+#: the backup pods' shell steps (busybox in components/backup) run in the PostgreSQL image (alpine: its
+#: busybox sh, mv, ls, xargs), which a test cluster already holds; ``images["busybox"]`` overrides it
+BACKUP_SHELL_IMAGE = "postgres:16-alpine"
 
 
 def split_image(ref: str) -> tuple[str, str | None, str | None]:
@@ -136,7 +145,7 @@ def bugs_patches(bugs: Iterable[str]) -> list[dict[str, Any]]:
             _container_env_patch("Deployment", "goverse-gate", "gate", env)]
 
 
-def run_kustomization(opts: RunOptions, overlay_relpath: str) -> dict[str, Any]:
+def run_kustomization(opts: RunOptions, overlay_relpath: str, components: Iterable[str] = ()) -> dict[str, Any]:
     """The kustomization of one run: the chosen overlay, moved into the run's namespace and labelled."""
     if opts.nodes < 0 or opts.gates < 0:
         raise ValueError("replica counts must be >= 0")
@@ -144,11 +153,12 @@ def run_kustomization(opts: RunOptions, overlay_relpath: str) -> dict[str, Any]:
         raise ValueError("seeded bugs exist only in the reference stack")
     patches = [{"patch": yaml.safe_dump(etcd_members_patch(opts.etcd_members), sort_keys=False)}]
     patches += [{"patch": yaml.safe_dump(p, sort_keys=False)} for p in bugs_patches(opts.bugs)]
-    return {
+    out: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": naming.namespace_for(opts.run_id),
         "resources": [overlay_relpath],
+        "components": list(components),
         "labels": [{"pairs": naming.run_labels(opts.run_id), "includeSelectors": False, "includeTemplates": True}],
         "replicas": [
             {"name": "goverse-node", "count": opts.nodes},
@@ -162,6 +172,9 @@ def run_kustomization(opts: RunOptions, overlay_relpath: str) -> dict[str, Any]:
         }],
         "patches": patches,
     }
+    if not out["components"]:
+        del out["components"]
+    return out
 
 
 def write_run_kustomization(run_dir: Path | str, opts: RunOptions, config: Mapping[str, Any]) -> Path:
@@ -170,7 +183,10 @@ def write_run_kustomization(run_dir: Path | str, opts: RunOptions, config: Mappi
     out.mkdir(parents=True, exist_ok=True)
     overlay = overlay_dir(opts.platform, opts.stack)
     rel = os.path.relpath(overlay, out)
-    (out / "kustomization.yaml").write_text(yaml.safe_dump(run_kustomization(opts, rel), sort_keys=False))
+    with_backup = opts.backup and opts.platform not in OVERLAYS_WITH_BACKUP
+    components = [os.path.relpath(manifests_dir() / BACKUP_COMPONENT, out)] if with_backup else []
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(run_kustomization(opts, rel, components),
+                                                           sort_keys=False))
     (out / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
     return out
 

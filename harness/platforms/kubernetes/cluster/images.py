@@ -291,8 +291,9 @@ def build_postgres() -> Path:
 
 
 def build_etcd() -> Path:
-    """A stand-in for ``quay.io/coreos/etcd``: Debian's etcd at /usr/local/bin/etcd (the manifests' command)."""
-    out = _cached("etcd", _key(_key(SUITE, *BASE_PACKAGES), "etcd-server", "keep-dirlink"))
+    """A stand-in for ``quay.io/coreos/etcd``: Debian's etcd and etcdctl at /usr/local/bin (the manifests'
+    command; the backup CronJob and the restore Jobs run etcdctl from the same image, as the real one has it)."""
+    out = _cached("etcd", _key(_key(SUITE, *BASE_PACKAGES), "etcd-server", "etcd-client", "keep-dirlink"))
     if out.exists():
         return out
     base = base_rootfs()
@@ -300,9 +301,10 @@ def build_etcd() -> Path:
     with tempfile.TemporaryDirectory(prefix="gvh-etcd-", dir=out.parent) as tmp:
         rootfs = Path(tmp) / "rootfs"
         _copy_rootfs(base, rootfs)
-        _dpkg_extract(["etcd-server"], rootfs, Path(tmp))
+        _dpkg_extract(["etcd-server", "etcd-client"], rootfs, Path(tmp))
         (rootfs / "usr" / "local" / "bin").mkdir(parents=True, exist_ok=True)
-        shutil.move(str(rootfs / "usr" / "bin" / "etcd"), rootfs / "usr" / "local" / "bin" / "etcd")
+        for exe in ("etcd", "etcdctl"):
+            shutil.move(str(rootfs / "usr" / "bin" / exe), rootfs / "usr" / "local" / "bin" / exe)
         pack(rootfs, ImageSpec(ETCD_IMAGE, entrypoint=("/usr/local/bin/etcd",),
                                env=(PATH_ENV, "ETCD_UNSUPPORTED_ARCH=")), out)
     return out
