@@ -87,13 +87,12 @@ def test_secret_rotation(stack, scenario):
     wl = scenario.workload()
     with unsupported_is_skip():
         ops = scenario.operations(on_endpoints=wl.set_gates)
-    pw_file = Path(stack.topology.pg_password_file)
-    old = pw_file.read_text(encoding="utf-8").strip()  # held in memory only, for the leak scan
+    old = ops.postgres_password()  # held in memory only, for the leak scan
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: old password")
         rot = ops.rotate_postgres_password()
         scenario.settle_clean(AFTER_S, "after: new password", budgets.convergence(t))
-    new = pw_file.read_text(encoding="utf-8").strip()
+    new = ops.postgres_password()
     wl.final_reads(timeout=10.0)
     scan: list[Path] = [Path(stack.run_dir), Path(scenario.dir)]
     result = scenario.conclude(

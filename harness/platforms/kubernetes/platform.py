@@ -164,9 +164,12 @@ class KubernetesPlatform:
 
     def operations(self, dep: Deployment, recorder: Recorder | None = None,
                    on_endpoints: Callable[[dict[str, str]], None] | None = None) -> Operations:
-        """Day-2 operations are not implemented on Kubernetes yet: an explained skip, never a silent pass."""
-        raise Unsupported(f"day-2 operations are implemented for the local platform only "
-                          f"(got {type(dep).__name__})")
+        """Day-2 operations through the API: replicas, ConfigMap + rollout, Secret, pod templates."""
+        if not isinstance(dep, KubernetesDeployment):
+            raise Unsupported(f"the Kubernetes platform has no operations for a {type(dep).__name__}")
+        from harness.platforms.kubernetes.operations import KubernetesOperations
+
+        return KubernetesOperations(dep, recorder, on_endpoints)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         out = [("kubectl", shutil.which("kubectl") is not None, "renders manifests (kubectl kustomize)"),

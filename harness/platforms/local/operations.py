@@ -272,6 +272,11 @@ class LocalOperations(BackupOperations):
                 return False, "password authentication failed"
             return None, text.splitlines()[-1][:200] if text else type(exc).__name__
 
+    def postgres_password(self) -> str:
+        """The application role's current password, from the stack's password file (memory only)."""
+        assert self.dep.topology is not None
+        return Path(self.dep.topology.pg_password_file).read_text(encoding="utf-8").strip()
+
     def rotate_postgres_password(self, reload_timeout: float | None = None,
                                  reconnect_timeout: float | None = None) -> RotationResult:
         """Rotate the application role's password under load, the way an operator does:
