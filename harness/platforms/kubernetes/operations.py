@@ -159,6 +159,12 @@ class KubernetesOperations(SecretRotation):
                    describe=lambda: str(self.dep.cluster_state().summary(self.dep.advertise_names())))
         return time.monotonic() - t0
 
+    def _shard_map(self) -> dict[int, tuple[str, str]]:
+        """The shard map, read again while etcd's port-forward does not answer (a loaded machine)."""
+        got: dict[int, tuple[str, str]] = wait_until(self.dep.shard_map, 30.0, "etcd answers a shard-map read",
+                                                     interval=0.5)
+        return got
+
     def _workload(self, component: str) -> dict[str, Any]:
         kind, name = naming.WORKLOADS[component]
         return dict(k8s.resource(self.dep.dyn, "apps/v1", kind).get(name=name, namespace=self.dep.namespace).to_dict())
@@ -193,7 +199,7 @@ class KubernetesOperations(SecretRotation):
         timeout = timeout if timeout is not None else 2 * self._converge_budget()
         before_names = self.running(component)
         before = len(before_names)
-        map_before = self.dep.shard_map()
+        map_before = self._shard_map()
         t0 = time.monotonic()
         with self.window(f"scale-{component}", component, {"from": before, "to": n}) as res:
             leaving = before_names[n:]
@@ -223,7 +229,7 @@ class KubernetesOperations(SecretRotation):
             if component == "gate":
                 self._publish_endpoints()
             res["converged_s"] = converged
-        return ScaleStep(component, before, n, changed, converged, map_before, self.dep.shard_map())
+        return ScaleStep(component, before, n, changed, converged, map_before, self._shard_map())
 
     # --------------------------------------------------------------------------- rolling procedure
     def _components(self, components: Sequence[str]) -> list[str]:
