@@ -83,3 +83,12 @@ def test_rolling_restart_of_nodes_steps_the_partition_and_resets_it(deployment) 
     assert all(dep.pod_uid(n) != u for n, u in uids.items())
     sts = k8s.resource(dep.dyn, "apps/v1", "StatefulSet").get(name="goverse-node", namespace=dep.namespace)
     assert sts.spec.updateStrategy.rollingUpdate.partition == 0
+
+
+def test_versions_are_scraped_from_every_instance(deployment) -> None:
+    platform, dep = deployment
+    ops = platform.operations(dep)
+    seen = ops.versions()
+    assert set(seen) == set(ops.running()) and len(seen) >= 4
+    assert all(len(v) == 1 and not v[0].startswith("<") for v in seen.values()), seen
+    assert ops.version_of("gate-1") == seen["gate-1"][0]

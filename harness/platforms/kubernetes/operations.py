@@ -404,17 +404,26 @@ class KubernetesOperations(SecretRotation):
         out: dict[str, list[str]] = {}
         for n in self.running():
             try:
-                out[n] = sorted(parse_build_versions(requests.get(f"{self._ops_url(n)}/metrics", timeout=3).text))
+                got = requests.get(f"{self._ops_url(n)}/metrics", timeout=3)
+                out[n] = (sorted(parse_build_versions(got.text)) if got.status_code == 200
+                          else [f"<HTTP {got.status_code}>"])
             except (requests.RequestException, PlatformError) as exc:
                 out[n] = [f"<unreachable: {type(exc).__name__}>"]
         return out
 
     def version_of(self, name: str) -> str:
         """The version the instance reports (the version setting of its pod template when it started)."""
-        got = self.versions().get(name) or []
-        if len(got) != 1:
-            raise PlatformError(f"{name} reports versions {got}, expected exactly one")
-        return got[0]
+        seen: dict[str, list[str]] = {}
+
+        def one() -> bool:
+            seen["v"] = self.versions().get(name) or []
+            return len(seen["v"]) == 1 and not seen["v"][0].startswith("<")
+
+        try:
+            wait_until(one, 30.0, f"{name} reports one version on /metrics", interval=0.5)
+        except WaitTimeout:
+            raise PlatformError(f"{name} reports versions {seen.get('v')}, expected exactly one") from None
+        return seen["v"][0]
 
     def rolling_upgrade(self, version: str, components: Sequence[str] = COMPONENT_ORDER,
                         timeout: float | None = None, kind: str = "rolling-upgrade") -> RollResult:

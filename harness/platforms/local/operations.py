@@ -15,9 +15,9 @@ return what was acknowledged before the backup. So every operation
 This module is the local implementation only. The contract and result types are in
 ``harness/platforms/operations.py`` (with the pure procedure helpers: rolling order, ``/metrics`` and log
 parsing, RPO); the checkers that judge the recorded windows and samples in ``harness/checkers/operations.py``;
-the tools (etcdctl, pg_dump) in ``tools.py``. Kubernetes will implement the same ``Operations`` surface
-(patch a ConfigMap/Secret + rollout, scale a StatefulSet); until then its ``Platform.operations`` raises
-``Unsupported``, which scenarios turn into a skip with the reason in the report.
+the tools (etcdctl, pg_dump) in ``tools.py``. Kubernetes implements the same ``Operations`` surface in
+``harness/platforms/kubernetes/operations.py`` (a ConfigMap/Secret patch + rollout, StatefulSet and
+Deployment replicas).
 """
 
 from __future__ import annotations
