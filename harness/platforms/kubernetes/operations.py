@@ -197,8 +197,8 @@ class KubernetesOperations(SecretRotation):
         if n < 1:
             raise ValueError(f"scale: {component} replicas must be at least 1, got {n}")
         timeout = timeout if timeout is not None else 2 * self._converge_budget()
-        before_names = self.running(component)
-        before = len(before_names)
+        before_names = sorted((i.name for i in self.dep.instances(component)), key=ordinal)
+        before = len(before_names)  # pods, ready or not (a starved node may be unready for a moment)
         map_before = self._shard_map()
         t0 = time.monotonic()
         with self.window(f"scale-{component}", component, {"from": before, "to": n}) as res:
@@ -211,16 +211,12 @@ class KubernetesOperations(SecretRotation):
                 if drain_endpoints:
                     self._publish_endpoints(exclude=leaving)
             steps = list(range(before - 1, n - 1, -1)) if component == "node" and n < before else [n]
-            for replicas in steps:
-                self.dep.scale(component, replicas)
-            after = set(self.running(component))
-            changed = sorted(set(before_names) ^ after) if n < before else sorted(after - set(before_names))
+            changed = sorted({name for replicas in steps for name in self.dep.scale(component, replicas)})
             res.update(to=n, changed=changed)
             converged: float | None = None
             try:
-                for name in changed:
-                    if name in after:
-                        self.wait_instance_ready(name, max(1.0, timeout - (time.monotonic() - t0)))
+                for name in changed if n > before else ():
+                    self.wait_instance_ready(name, max(1.0, timeout - (time.monotonic() - t0)))
                 if component == "node":
                     self.wait_converged_balanced(max(1.0, timeout - (time.monotonic() - t0)))
                 converged = round(time.monotonic() - t0, 3)
@@ -401,22 +397,21 @@ class KubernetesOperations(SecretRotation):
 
     def versions(self) -> dict[str, list[str]]:
         """Versions each ready instance reports on ``/metrics`` (``goverse_build_info``)."""
-        out: dict[str, list[str]] = {}
-        for n in self.running():
-            try:
-                got = requests.get(f"{self._ops_url(n)}/metrics", timeout=3)
-                out[n] = (sorted(parse_build_versions(got.text)) if got.status_code == 200
-                          else [f"<HTTP {got.status_code}>"])
-            except (requests.RequestException, PlatformError) as exc:
-                out[n] = [f"<unreachable: {type(exc).__name__}>"]
-        return out
+        return {n: self._scrape(n) for n in self.running()}
+
+    def _scrape(self, name: str) -> list[str]:
+        try:
+            got = requests.get(f"{self._ops_url(name)}/metrics", timeout=3)
+        except (requests.RequestException, PlatformError, KeyError) as exc:
+            return [f"<unreachable: {type(exc).__name__}>"]
+        return sorted(parse_build_versions(got.text)) if got.status_code == 200 else [f"<HTTP {got.status_code}>"]
 
     def version_of(self, name: str) -> str:
         """The version the instance reports (the version setting of its pod template when it started)."""
         seen: dict[str, list[str]] = {}
 
         def one() -> bool:
-            seen["v"] = self.versions().get(name) or []
+            seen["v"] = self._scrape(name)  # ready or not: a starved instance still reports its version
             return len(seen["v"]) == 1 and not seen["v"][0].startswith("<")
 
         try:
