@@ -441,9 +441,9 @@ class KubernetesOperations(SecretRotation):
         steps = self._roll(kind, {"version": version}, comps, template, timeout)
         if kind == "rolling-upgrade":
             self._previous_versions = previous
-        seen = self.versions()
-        names = [n for n in self.running() if naming.pod_for_instance(n)[0] in comps]
-        self._sample(VERSIONS_F, {"expected": version, "instances": {n: seen.get(n, []) for n in names}})
+        names = [i.name for c in comps for i in self.dep.instances(c)]  # every pod, ready or not
+        seen = {n: self._scrape(n) for n in names}
+        self._sample(VERSIONS_F, {"expected": version, "instances": seen})
         return RollResult(kind, steps, {"versions": seen, "previous": previous})
 
     def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult:
