@@ -67,23 +67,39 @@ class SecretRotation:
         host, port = fwd.address.rsplit(":", 1)
         return host, int(port)
 
-    def _connect(self, user: str, password: str) -> psycopg.Connection[Any]:
+    def _connect_once(self, user: str, password: str) -> psycopg.Connection[Any]:
         host, port = self._pg_address()
         return psycopg.connect(host=host, port=port, user=user, password=password, dbname="goverse",
                                connect_timeout=5, autocommit=True, application_name="goverse-harness")
 
+    def _connect(self, user: str, password: str, timeout: float = 45.0) -> psycopg.Connection[Any]:
+        """An administrative session, tried again while the forward or a starved PostgreSQL does not
+        answer in time (the error text, which never holds the password, is in the timeout message)."""
+        conn: psycopg.Connection[Any] = wait_until(lambda: self._connect_once(user, password), timeout,
+                                                   "PostgreSQL accepts an administrative session", interval=0.5)
+        return conn
+
     def _login_works(self, user: str, password: str) -> tuple[bool | None, str]:
         """One new TCP login: True, False (authentication refused) or None (inconclusive); the message
         never contains the password."""
-        try:
-            with self._connect(user, password) as conn:
-                conn.execute("SELECT 1")
-            return True, "login succeeded"
-        except psycopg.OperationalError as exc:
-            text = str(exc).replace(password, "***")
-            if "password authentication failed" in text:
-                return False, "password authentication failed"
-            return None, text.splitlines()[-1][:200] if text else type(exc).__name__
+        outcome: dict[str, tuple[bool | None, str]] = {}
+
+        def attempt() -> bool:
+            try:
+                with self._connect_once(user, password) as conn:
+                    conn.execute("SELECT 1")
+                outcome["r"] = (True, "login succeeded")
+            except psycopg.OperationalError as exc:
+                text = str(exc).replace(password, "***")
+                if "password authentication failed" in text:
+                    outcome["r"] = (False, "password authentication failed")
+                else:
+                    outcome["r"] = (None, text.splitlines()[-1][:200] if text else type(exc).__name__)
+            return outcome["r"][0] is not None
+
+        with contextlib.suppress(WaitTimeout):  # inconclusive for 30 s: reported as such
+            wait_until(attempt, 30.0, "a conclusive login attempt", interval=0.5)
+        return outcome.get("r", (None, "no attempt finished"))
 
     def _touch_node_pods(self, stamp: str) -> None:
         for name in self.running("node"):
