@@ -101,15 +101,14 @@ def test_secret_rotation(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
     with unsupported_is_skip():
-        scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
-    pw_file = Path(stack.topology.pg_password_file)
-    old = pw_file.read_text(encoding="utf-8").strip()  # held in memory only, for the leak scan
+        ops = scenario.operations(on_endpoints=wl.set_gates)  # also handed to the nemesis
+    old = ops.postgres_password()  # held in memory only, for the leak scan
     with scenario.observing(), wl.running():
         scenario.settle(BASELINE_S, "baseline: old password")
         with unsupported_is_skip():
             rot = scenario.nemesis.apply(RotateSecret(), hold=0).outcome  # no undo: the heal verifies
         scenario.settle_clean(AFTER_S, "after: new password", budgets.convergence(t))
-    new = pw_file.read_text(encoding="utf-8").strip()
+    new = ops.postgres_password()
     wl.final_reads(timeout=10.0)
     scan: list[Path] = [Path(stack.run_dir), Path(scenario.dir)]
     result = scenario.conclude(

@@ -175,7 +175,7 @@ def test_operations_of_another_platforms_deployment_is_unsupported(fake: FakeDep
 
 def test_kubernetes_operations_are_an_explained_skip(fake: FakeDeployment) -> None:
     k8s = KubernetesPlatform(KubernetesOptions())
-    with pytest.raises(Unsupported, match="local platform only"):
+    with pytest.raises(Unsupported, match="no operations for a FakeDeployment"):
         k8s.operations(fake)  # type: ignore[arg-type]
     with pytest.raises(Unsupported, match="cannot inject faults into a FakeDeployment"):
         k8s.injector(fake)  # type: ignore[arg-type]

@@ -28,7 +28,6 @@ from harness.history import Recorder
 from harness.platforms.base import Deployment, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import client, guard, helm, naming, policy, render, stackconfig, watch
-from harness.platforms.kubernetes.backup import KubernetesBackupOperations
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.kubernetes.kind import KindCluster
@@ -240,11 +239,13 @@ class KubernetesPlatform:
 
     def operations(self, dep: Deployment, recorder: Recorder | None = None,
                    on_endpoints: Callable[[dict[str, str]], None] | None = None) -> Operations:
-        """Day-2 operations: backup, wipe, volume loss and restore with Jobs and PVCs
-        (``backup.KubernetesBackupOperations``); the other actions raise ``Unsupported`` (an explained skip)."""
+        """Day-2 operations through the API: replicas, ConfigMap + rollout, Secret, pod templates; backup,
+        wipe, volume loss and restore with Jobs and PVCs (``backup.KubernetesBackupOperations``)."""
         if not isinstance(dep, KubernetesDeployment):
-            raise Unsupported(f"the Kubernetes platform has no operator actions on a {type(dep).__name__}")
-        return KubernetesBackupOperations(dep, recorder, on_endpoints)
+            raise Unsupported(f"the Kubernetes platform has no operations for a {type(dep).__name__}")
+        from harness.platforms.kubernetes.operations import KubernetesOperations
+
+        return KubernetesOperations(dep, recorder, on_endpoints)
 
     def doctor(self) -> list[tuple[str, bool, str]]:
         out = [("kubectl", shutil.which("kubectl") is not None, "renders manifests (kubectl kustomize)"),

@@ -15,9 +15,9 @@ return what was acknowledged before the backup. So every operation
 This module is the local implementation only. The contract and result types are in
 ``harness/platforms/operations.py`` (with the pure procedure helpers: rolling order, ``/metrics`` and log
 parsing, RPO); the checkers that judge the recorded windows and samples in ``harness/checkers/operations.py``;
-the tools (etcdctl, pg_dump) in ``tools.py``. Kubernetes will implement the same ``Operations`` surface
-(patch a ConfigMap/Secret + rollout, scale a StatefulSet); until then its ``Platform.operations`` raises
-``Unsupported``, which scenarios turn into a skip with the reason in the report.
+the tools (etcdctl, pg_dump) in ``tools.py``. Kubernetes implements the same ``Operations`` surface in
+``harness/platforms/kubernetes/operations.py`` (a ConfigMap/Secret patch + rollout, StatefulSet and
+Deployment replicas).
 """
 
 from __future__ import annotations
@@ -295,6 +295,11 @@ class LocalOperations(BackupOperations):
             if "password authentication failed" in text:
                 return False, "password authentication failed"
             return None, text.splitlines()[-1][:200] if text else type(exc).__name__
+
+    def postgres_password(self) -> str:
+        """The application role's current password, from the stack's password file (memory only)."""
+        assert self.dep.topology is not None
+        return Path(self.dep.topology.pg_password_file).read_text(encoding="utf-8").strip()
 
     def rotate_postgres_password(self, reload_timeout: float | None = None,
                                  reconnect_timeout: float | None = None) -> RotationResult:

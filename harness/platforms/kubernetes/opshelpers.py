@@ -1,0 +1,93 @@
+"""Pure helpers of the Kubernetes operator actions: where a container's setting comes from, pod-template
+edits, the session -> node mapping, the balance test. No API calls here, so each is unit-tested on data.
+
+Why separate from ``operations.py``: these decide *what* a procedure changes and how it reads what it
+sees; the procedure (patch, wait, record) is the other module's job.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: pod-template annotation the harness sets to make a controller roll its pods (the ``checksum/config``
+#: pattern of Helm charts); its value names the operation, so ``kubectl describe`` shows why pods rolled.
+ROLL_ANNOTATION = "goverse-harness/rolled-for"
+#: the reference stack's version setting (reported as ``goverse_build_info{version=...}``)
+VERSION_ENV = "GOVERSE_VERSION_TAG"
+
+
+@dataclass(frozen=True)
+class EnvSource:
+    """Where a container's environment variable comes from: ``configmap`` (``name``/``key`` of a
+    ConfigMap, by ``valueFrom`` or ``envFrom``), ``literal`` (written into the pod template) or
+    ``absent``."""
+
+    kind: str
+    name: str = ""
+    key: str = ""
+
+
+def env_source(container: Mapping[str, Any], var: str) -> EnvSource:
+    """Where ``var`` comes from in one container spec. An explicit ``env`` entry wins over ``envFrom``
+    (Kubernetes' own precedence), so a literal there shadows any ConfigMap."""
+    for e in container.get("env") or []:
+        if e.get("name") != var:
+            continue
+        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+        if ref:
+            return EnvSource("configmap", str(ref["name"]), str(ref.get("key") or var))
+        return EnvSource("literal")
+    found = EnvSource("absent")
+    for src in container.get("envFrom") or []:  # later sources win on duplicate keys
+        ref, prefix = src.get("configMapRef"), str(src.get("prefix") or "")
+        if ref and var.startswith(prefix) and var[len(prefix):]:
+            found = EnvSource("configmap", str(ref["name"]), var[len(prefix):])
+    return found
+
+
+def with_env(containers: Sequence[Mapping[str, Any]], names: Iterable[str], var: str,
+             value: str) -> list[dict[str, Any]]:
+    """A copy of ``containers`` where the containers named in ``names`` have ``var=value`` as a literal
+    (replacing any entry of that name, appended otherwise). The input is not modified."""
+    wanted = set(names)
+    out = []
+    for c in containers:
+        c2 = copy.deepcopy(dict(c))
+        if c2.get("name") in wanted:
+            env = [e for e in c2.get("env") or [] if e.get("name") != var]
+            c2["env"] = [*env, {"name": var, "value": value}]
+        out.append(c2)
+    return out
+
+
+def roll_stamp(kind: str, params: Mapping[str, Any], counter: int) -> str:
+    """The value of :data:`ROLL_ANNOTATION` for one roll: new for every roll (``counter``), so even a
+    roll that changes nothing else rolls; no parameter value appears in clear (a digest of them)."""
+    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:10]
+    return f"{kind}-{counter}-{digest}"
+
+
+def session_node(application_name: str, node_pods: Mapping[str, str]) -> str | None:
+    """The node instance a PostgreSQL session belongs to: the reference stack names its sessions
+    ``refstack-<node id>`` and on Kubernetes the node id is the pod name (``POD_NAME``); real Goverse
+    uses ``goverse-<node>``. ``node_pods`` maps pod name -> instance name."""
+    for prefix in ("refstack-", "goverse-"):
+        if application_name.startswith(prefix):
+            pod = application_name[len(prefix):]
+            if pod in node_pods:
+                return node_pods[pod]
+    return None
+
+
+def is_balanced(owners: Mapping[str, int], nodes: set[str], shards: int) -> bool:
+    """Shard counts per running node within Goverse's rebalance tolerance: max - min < 2 or
+    max - min <= 20 % of the fair share (contract §4.3; the local platform's rule)."""
+    if not nodes:
+        return False
+    counts = [owners.get(n, 0) for n in nodes]
+    spread = max(counts) - min(counts)
+    return spread < 2 or spread <= 0.2 * shards / len(nodes)

@@ -1,0 +1,76 @@
+"""Pure helpers of the Kubernetes operator actions (harness/platforms/kubernetes/opshelpers.py), on
+container specs and pod objects shaped as the API returns them, and on the rendered manifests."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from harness.platforms.kubernetes import render
+from harness.platforms.kubernetes.opshelpers import (
+    EnvSource,
+    env_source,
+    is_balanced,
+    roll_stamp,
+    session_node,
+    with_env,
+)
+
+
+def test_env_source_reads_value_from_and_env_from_with_kubernetes_precedence() -> None:
+    c = {"name": "node", "env": [
+        {"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "goverse-env-abc", "key": "LOG_LEVEL"}}},
+        {"name": "LOG_FORMAT", "value": "json"}],
+        "envFrom": [{"configMapRef": {"name": "extra"}}, {"configMapRef": {"name": "pfx"}, "prefix": "GV_"}]}
+    assert env_source(c, "LOG_LEVEL") == EnvSource("configmap", "goverse-env-abc", "LOG_LEVEL")
+    assert env_source(c, "LOG_FORMAT") == EnvSource("literal")  # an explicit env entry shadows envFrom
+    assert env_source(c, "OTHER") == EnvSource("configmap", "extra", "OTHER")
+    assert env_source(c, "GV_X") == EnvSource("configmap", "pfx", "X")
+    assert env_source({"name": "gate"}, "LOG_LEVEL") == EnvSource("absent")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) is not on PATH")
+def test_reference_manifests_deliver_log_level_through_a_configmap() -> None:
+    docs = render.kustomize_build(render.overlay_dir("kind", "reference"))
+    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Deployment") and d["metadata"]["name"] in (
+                "goverse-node", "goverse-gate", "goverse-inspector"):
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            src = env_source(c, "LOG_LEVEL")
+            assert src.kind == "configmap", d["metadata"]["name"]
+            assert maps[src.name]["data"][src.key] == "info"
+
+
+def test_with_env_sets_or_replaces_only_in_the_named_containers_and_copies() -> None:
+    containers = [{"name": "node", "env": [{"name": "A", "value": "1"}, {"name": "V", "value": "old"}]},
+                  {"name": "sidecar", "env": [{"name": "V", "value": "keep"}]}]
+    out = with_env(containers, ["node"], "V", "B")
+    assert out[0]["env"] == [{"name": "A", "value": "1"}, {"name": "V", "value": "B"}]
+    assert out[1]["env"] == [{"name": "V", "value": "keep"}]
+    assert containers[0]["env"][1] == {"name": "V", "value": "old"}  # input untouched
+    assert with_env([{"name": "gate"}], ["gate"], "V", "B")[0]["env"] == [{"name": "V", "value": "B"}]
+
+
+def test_roll_stamp_is_new_per_roll_and_hides_parameter_values() -> None:
+    a = roll_stamp("config-update", {"key": "LOG_LEVEL", "value": "warn"}, 1)
+    assert a != roll_stamp("config-update", {"key": "LOG_LEVEL", "value": "warn"}, 2)
+    assert a != roll_stamp("config-update", {"key": "LOG_LEVEL", "value": "info"}, 1)
+    assert "warn" not in a and a.startswith("config-update-1-")
+
+
+def test_session_node_maps_application_names_of_both_stacks() -> None:
+    pods = {"goverse-node-0": "node-0", "goverse-node-2": "node-2"}
+    assert session_node("refstack-goverse-node-2", pods) == "node-2"
+    assert session_node("goverse-goverse-node-0", pods) == "node-0"
+    assert session_node("refstack-goverse-node-7", pods) is None  # not a ready node now
+    assert session_node("goverse-harness", pods) is None
+    assert session_node("", pods) is None
+
+
+def test_is_balanced_uses_the_rebalance_tolerance() -> None:
+    assert is_balanced({"a": 22, "b": 21, "c": 21}, {"a", "b", "c"}, 64)
+    assert not is_balanced({"a": 40, "b": 12, "c": 12}, {"a", "b", "c"}, 64)
+    assert not is_balanced({"a": 32, "b": 32}, {"a", "b", "c"}, 64)  # a ready node with no shard
+    assert not is_balanced({}, set(), 64)
