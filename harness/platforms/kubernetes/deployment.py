@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cluster_state import ClusterState, EtcdView
-from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
+from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Termination, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots, stackconfig, watch
 from harness.platforms.kubernetes.chaos_runner import ChaosRunner
@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 
 _COMPONENT_PORTS = {"node": ("node_api", "node_ops"), "gate": ("gate_http", "gate_ops"),
                     "inspector": ("inspector_http", "inspector_http")}
+
+
+def prestop_sleep_s(pod: Mapping[str, Any], container: str) -> float:
+    """Seconds of the container's ``preStop`` ``sleep`` action (0 without one): the kubelet sends SIGTERM
+    only when the hook returns."""
+    for c in pod.get("spec", {}).get("containers", []):
+        if c.get("name") == container:
+            sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+            return float(sleep.get("seconds") or 0)
+    return 0.0
 
 
 class KubernetesDeployment:
@@ -106,10 +116,24 @@ class KubernetesDeployment:
                 names = slots.instance_names("gate", self._slot_table("gate"))
             for inst, pod_name in sorted(names.items()):
                 pod = pods.get(pod_name)
-                out.append(Instance(name=inst, component=comp, host=(pod or {}).get("status", {}).get("podIP") or "",
+                ip = (pod or {}).get("status", {}).get("podIP") or ""
+                api_url, ops_url = self._urls(comp, inst, ip)
+                out.append(Instance(name=inst, component=comp, host=ip, api_url=api_url, ops_url=ops_url,
                                     running=bool(pod and conditions.pod_ready(pod)),
                                     log_path=str(self.run_dir / "logs" / f"{inst}.log")))
         return out
+
+    def _urls(self, component: str, instance: str, ip: str) -> tuple[str | None, str | None]:
+        """(api, ops) base URLs of a node, gate or inspector: the pod's own IP where this machine routes
+        to pods (the binaries provider), else a port-forward that follows the instance's current pod."""
+        names = _COMPONENT_PORTS.get(component)
+        if names is None:
+            return None, None
+        api_port, ops_port = (self.ports[n] for n in names)
+        if self._direct():
+            return (f"http://{ip}:{api_port}", f"http://{ip}:{ops_port}") if ip else (None, None)
+        return (self._forward(f"{instance}:{api_port}", instance, api_port).url(),
+                self._forward(f"{instance}:{ops_port}", instance, ops_port).url())
 
     def instance(self, name: str) -> Instance:
         for inst in self.instances(naming.pod_for_instance(name)[0]):
@@ -186,13 +210,9 @@ class KubernetesDeployment:
         port-forward to the PostgreSQL pod (NetworkPolicies do not apply to it) with the credentials
         in the run's Secret, read afresh each time because the secret-rotation scenario changes them;
         the password stays in memory."""
-        import base64
-
         import psycopg
 
-        sec = self.core.read_namespaced_secret("goverse-postgres", self.namespace).data or {}
-        user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
-        password = base64.b64decode(sec.get("postgres-password", "")).decode()
+        user, password = self._pg_credentials()
         if "postgres" not in self._forwards:
             self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
         host, port = self._forwards["postgres"].address.rsplit(":", 1)
@@ -204,6 +224,18 @@ class KubernetesDeployment:
         except psycopg.Error as exc:
             raise PlatformError(f"reading goverse_objects failed: {type(exc).__name__}") from None
         return {str(r[0]): r[1] for r in rows}
+
+    def _pg_credentials(self) -> tuple[str, str]:
+        """(user, password) from the run's Secret, read afresh (secret rotation changes them)."""
+        import base64
+
+        sec = self.core.read_namespaced_secret("goverse-postgres", self.namespace).data or {}
+        user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
+        return user, base64.b64decode(sec.get("postgres-password", "")).decode()
+
+    def postgres_password(self) -> str:
+        """The stack's PostgreSQL password as the pods see it (the Secret); kept in memory only."""
+        return self._pg_credentials()[1]
 
     # --- controls ----------------------------------------------------------------------------------
 
@@ -232,6 +264,45 @@ class KubernetesDeployment:
     def stop(self, name: str, graceful: bool = True) -> int | None:
         raise Unsupported("on Kubernetes a stopped pod is recreated at once by its controller; "
                           "use kill/restart, or scale the component down")
+
+    def terminate(self, name: str) -> Termination:
+        """SIGTERM the way Kubernetes does it: delete the pod with its grace period. The kubelet runs the
+        container's ``preStop`` hook first and sends SIGTERM when it returns, so the SIGTERM time is the
+        deletion time plus the hook's sleep (a ``sleep`` action lasts exactly that long); the exit is
+        when the pod's status first reports the container terminated. The controller then recreates
+        the pod: ``start`` waits for it."""
+        component = naming.pod_for_instance(name)[0]
+        pod = self.pod_name(name)
+        got: Any = self.core.read_namespaced_pod(pod, self.namespace)
+        prestop = prestop_sleep_s(self.core.api_client.sanitize_for_serialization(got), component)
+        codes = self._watch_exit_code(pod)
+        t_delete = time.monotonic()
+        self.delete_pod(pod, grace_period=None)
+        grace = float(got.spec.termination_grace_period_seconds or 30)
+        codes["thread"].join(timeout=grace + 30)
+        t_exit = codes.get("t")
+        if t_exit is None:
+            raise PlatformError(f"{pod}: no terminated container status was seen within {grace + 30:.0f} s")
+        self.exit_codes[name] = codes.get("code")
+        return Termination(t_sigterm=t_delete + prestop, t_exit=float(t_exit), code=codes.get("code"))
+
+    def pod_identity(self, name: str) -> dict[str, str]:
+        """What the downward API gives the instance's pod (the manifests map these fields)."""
+        got: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return {"POD_NAME": str(got.metadata.name), "POD_NAMESPACE": str(got.metadata.namespace),
+                "POD_IP": str(got.status.pod_ip or ""), "NODE_NAME": str(got.spec.node_name or "")}
+
+    def instance_log(self, name: str) -> str:
+        """The instance's container log from the pod logs API (the previous container's first, after a
+        restart in place), so a log check sees what a log pipeline would."""
+        component = naming.pod_for_instance(name)[0]
+        pod = self.pod_name(name)
+        parts = []
+        for previous in (True, False):
+            with contextlib.suppress(Exception):  # no previous container: 400 from the API
+                parts.append(self.core.read_namespaced_pod_log(pod, self.namespace, container=component,
+                                                               previous=previous, _request_timeout=20))
+        return "".join(parts)
 
     def _sigkill_from_node(self, name: str) -> None:
         import os
@@ -296,6 +367,7 @@ class KubernetesDeployment:
                         term = st.state.terminated if st.state else None
                         if term is not None and term.exit_code is not None:
                             out["code"] = int(term.exit_code)
+                            out.setdefault("t", time.monotonic())
                     if ev["type"] == "DELETED":
                         w.stop()
 
