@@ -33,3 +33,40 @@ def test_refstack_ref_tags_the_shared_name_and_refuses_a_bad_tag() -> None:
     assert refstack_ref("k8sparity") == "docker.io/goverse-harness/refstack:k8sparity"
     with pytest.raises(PlatformError, match="--tag"):
         refstack_ref("bad/tag")
+
+
+def test_isolate_script_is_valid_nft_that_drops_all_but_loopback_and_heals_to_nothing() -> None:
+    import shutil
+
+    from harness.platforms.kubernetes import nodeaccess
+
+    script = nodeaccess.isolate_script()
+    assert "policy drop" in script and "iif lo accept" in script and "oif lo accept" in script
+    nft = shutil.which("nft")
+    if nft is None:
+        pytest.skip("nft is not installed")
+    for text in (script, nodeaccess.heal_script()):  # --check parses and validates without applying
+        res = subprocess.run([nft, "--check", "-f", "-"], input=text, text=True, capture_output=True, check=False)
+        if res.returncode != 0 and "Operation not permitted" in res.stderr:
+            pytest.skip("nft --check needs CAP_NET_ADMIN")
+        assert res.returncode == 0, res.stderr
+
+
+def test_container_hierarchy_nests_under_the_process_own_v1_group() -> None:
+    import os
+    from pathlib import Path
+
+    from harness.platforms.base import Unsupported
+    from harness.platforms.kubernetes import nodeaccess
+    from harness.platforms.local import cgroups
+
+    mine = cgroups.parse_proc_cgroup(Path(f"/proc/{os.getpid()}/cgroup").read_text())
+    try:
+        h = nodeaccess.container_hierarchy("cpu", os.getpid())
+    except Unsupported as exc:
+        assert "v2" in str(exc) or "no cgroup hierarchy" in str(exc)
+        return
+    assert h.version == "v1" and h.controller == "cpu"
+    assert h.path(h.own).is_dir() and mine["cpu"].endswith(h.own.rstrip("/")) or h.own == "/"
+    with pytest.raises(Unsupported, match="gone"):
+        nodeaccess.container_hierarchy("cpu", 2**22 + 7)

@@ -66,6 +66,7 @@ class KubernetesDeployment:
         self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
         self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
         self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
+        self.limits: dict[str, Any] = {}  # cgroup limits from the node (local.cgroups), healed at teardown
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -407,6 +408,19 @@ class KubernetesDeployment:
             self._node_access = bool(pods) and bool(nodeaccess.pod_pids(pods[0]["metadata"]["uid"]))
         return self._node_access
 
+    def _node_cgroup(self, controller: str) -> bool:
+        """Whether a cgroup v1 ``controller`` limit can be nested in the pods' containers from here."""
+        if not self.node_access():
+            return False
+        from harness.platforms.kubernetes import nodeaccess
+
+        pods = self._pods("node")
+        try:
+            nodeaccess.container_hierarchy(controller, nodeaccess.container_pid(pods[0]["metadata"]["uid"]))
+        except (Unsupported, IndexError):
+            return False
+        return True
+
     def pod_uid(self, instance: str) -> str:
         got: Any = self.core.read_namespaced_pod(self.pod_name(instance), self.namespace)
         return str(got.metadata.uid)
@@ -527,7 +541,7 @@ class KubernetesDeployment:
             "latency": None if chaos_ok else no_cm,
             "timeout": None if chaos_ok else no_cm,
             "reset": "no TCP-reset fault in Chaos Mesh",
-            "cpu-stress": None if chaos_ok else no_cm,
+            "cpu-stress": None if chaos_ok or self._node_cgroup("cpu") else no_cm,
             "memory-pressure": None if chaos_ok else no_cm,
             # named as Fault.kind, like the local platform's: the scenarios ask for these names
             "disk-full": None if chaos_ok else no_cm,
@@ -582,6 +596,10 @@ class KubernetesDeployment:
         for name in list(self._frozen):  # a frozen pod cannot even be killed: thaw before deleting
             with contextlib.suppress(Exception):
                 self.resume(name)
+        for key, lim in list(self.limits.items()):  # a fault whose heal never ran (nemesis heals first)
+            with contextlib.suppress(Exception):
+                lim.heal()
+            self.limits.pop(key, None)
         try:
             self.collect_evidence()
         except Exception as exc:  # noqa: BLE001 - evidence is best effort; teardown must go on

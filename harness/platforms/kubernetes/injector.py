@@ -8,6 +8,7 @@ reason, which the scenario reports as a skip.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal as _signal
 from typing import Any
@@ -29,7 +30,7 @@ from harness.faults.spec import (
     resolve_link,
     resolve_target,
 )
-from harness.platforms.base import Unsupported
+from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
@@ -83,6 +84,8 @@ class KubernetesInjector:
         if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
             raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
         targets = resolve_target(fault.target, self.topology())
+        if fault.signum == _signal.SIGKILL and self.dep.node_access():
+            return self._kill_held_down(targets, fault)
         for t in targets:
             self.dep.kill(t, fault.signum)
 
@@ -90,8 +93,47 @@ class KubernetesInjector:
             for t in targets:
                 self.dep.start(t)
             return {"replaced": targets}
-        how = "SIGKILL from the node" if fault.signum == _signal.SIGKILL and self.dep.node_access() else "pod deletion"
-        return Injected(targets, heal, {"signal": fault.signal, "how": how})
+        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
+
+    def _kill_held_down(self, targets: list[str], fault: Kill) -> Injected:
+        """SIGKILL from the node, and the pod kept down until heal, as the local platform keeps a killed
+        process down until ``start``: the kubelet restarts the container in place within a second or two,
+        under the same name and IP, which would make every kill a quick restart (and hide a stack that
+        fails over slowly, ``--bug slow-failover``). So the pod's network namespace is cut off first
+        (every packet but loopback dropped: the restarted process can neither register in etcd nor be
+        reached, like a machine that went down), then its processes are SIGKILLed; heal removes the cut
+        and waits until the container was restarted and is ready."""
+        from harness.platforms.kubernetes import nodeaccess
+
+        uids = {t: self.dep.pod_uid(t) for t in targets}
+        cut: list[str] = []
+
+        def uncut() -> list[str]:
+            gone = []
+            for t in cut:
+                try:
+                    nodeaccess.nft_in_pod(uids[t], nodeaccess.heal_script())
+                except Unsupported:
+                    gone.append(t)  # the pod was replaced: its namespace (and the rules) went with it
+            return gone
+
+        try:
+            for t in targets:
+                nodeaccess.nft_in_pod(uids[t], nodeaccess.isolate_script())
+                cut.append(t)
+            for t in targets:
+                self.dep.kill(t, fault.signum)
+        except BaseException:
+            uncut()
+            raise
+
+        def heal() -> dict[str, Any]:
+            gone = uncut()
+            for t in targets:
+                self.dep.start(t)
+            return {"restarted": targets, "pods_gone": gone}
+        return Injected(targets, heal, {"signal": fault.signal,
+                                        "how": "SIGKILL from the node, pod network cut until heal (node access)"})
 
     def _inject_restart(self, fault: Restart) -> Injected:
         targets = resolve_target(fault.target, self.topology())
@@ -241,11 +283,55 @@ class KubernetesInjector:
     # --- resources -----------------------------------------------------------------------------------
 
     def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+        if not self.dep.chaos.available() and self.dep.node_access():
+            return self._node_cpu_limit(fault)
         self._need_chaos_mesh("CPU stress")
         targets = resolve_target(fault.target, self.topology())
         crs = [plan.cpu_stress_cr(self._name("cpu"), self.dep.pod_name(t), self.dep.namespace, fault.quota)
                for t in targets]
         return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
+
+    def _node_cpu_limit(self, fault: CpuStress) -> Injected:
+        """A CFS quota on the pod's container from the node: the local platform's ``CpuLimit`` with the
+        container's own cgroup as its base (``nodeaccess.container_hierarchy``), so the group nests inside
+        the container's and the processes move back at heal (also at teardown, ``dep.limits``)."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local.cgroups import CpuLimit
+
+        targets = resolve_target(fault.target, self.topology())
+        limits: dict[str, CpuLimit] = {}
+
+        def heal_all() -> None:
+            errors = []
+            for t, lim in limits.items():
+                try:
+                    lim.heal()
+                except Exception as exc:  # noqa: BLE001 - heal the others, then report
+                    errors.append(f"{t}: {exc!r}")
+                self.dep.limits.pop(f"cpu-{t}", None)
+            if errors:
+                raise PlatformError(f"healing CPU limits failed: {'; '.join(errors)}")
+
+        try:
+            for t in targets:
+                pid = nodeaccess.container_pid(self.dep.pod_uid(t))
+                lim = CpuLimit(f"gvh-{self.dep.run_id}", f"cpu-{t}", pid, quota=fault.quota,
+                               hierarchy=nodeaccess.container_hierarchy("cpu", pid))
+                self.dep.limits[f"cpu-{t}"] = lim
+                limits[t] = lim.apply()
+        except BaseException:
+            heal_all()
+            raise
+
+        def heal() -> dict[str, Any]:
+            throttled = {}
+            for t, lim in limits.items():
+                with contextlib.suppress(OSError):
+                    throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
+            heal_all()
+            return {"throttled": throttled}
+        return Injected(targets, heal, {"quota": fault.quota, "how": "CFS quota in the container's cgroup "
+                                                                     "(node access)"})
 
     def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
         self._need_chaos_mesh("memory pressure")
