@@ -321,6 +321,41 @@ class KubernetesDeployment:
                 os.kill(pid, _signal.SIGKILL)
         self._killed[name] = (uid, restarts)
 
+    def crash_looping(self, name: str) -> bool:
+        """Whether the kubelet holds the instance's container in CrashLoopBackOff (its next start may be
+        up to minutes away)."""
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return any(c.state is not None and c.state.waiting is not None and c.state.waiting.reason == "CrashLoopBackOff"
+                   for c in pod.status.container_statuses or [])
+
+    def bring_back(self, name: str) -> str:
+        """After a kill held down (``start``'s counterpart): wait for the in-place restart, unless the
+        container crash-looped meanwhile (it could not reach anything) — then its back-off would decide
+        when it returns, so the pod is replaced (deleted, recreated by its controller, fresh back-off)."""
+        if self.crash_looping(name):
+            self._killed.pop(name, None)
+            self.restart(name, graceful=False)
+            return "pod replaced (its container was in CrashLoopBackOff)"
+        self.start(name)
+        return "restarted in place"
+
+    def restart_count(self, name: str) -> int:
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
+
+    def last_termination(self, name: str) -> dict[str, Any] | None:
+        """How the instance's container last ended, as the kubelet recorded it (exit code, reason)."""
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        for c in pod.status.container_statuses or []:
+            term = c.last_state.terminated if c.last_state else None
+            if term is not None:
+                return {"exit_code": term.exit_code, "reason": term.reason, "finished_at": str(term.finished_at)}
+        return None
+
+    def wait_restarted(self, name: str, uid: str, restarts: int) -> None:
+        """Wait until the kubelet restarted the instance's container in place and it is ready."""
+        self._wait_restarted_in_place(name, uid, restarts, self.spec.timers.failover_budget(60))
+
     def _wait_restarted_in_place(self, name: str, uid: str, restarts: int, timeout: float) -> None:
         def back() -> bool:
             pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
@@ -542,7 +577,7 @@ class KubernetesDeployment:
             "timeout": None if chaos_ok else no_cm,
             "reset": "no TCP-reset fault in Chaos Mesh",
             "cpu-stress": None if chaos_ok or self._node_cgroup("cpu") else no_cm,
-            "memory-pressure": None if chaos_ok else no_cm,
+            "memory-pressure": None if chaos_ok or self._node_cgroup("memory") else no_cm,
             # named as Fault.kind, like the local platform's: the scenarios ask for these names
             "disk-full": None if chaos_ok else no_cm,
             "disk-latency": None if chaos_ok else no_cm,

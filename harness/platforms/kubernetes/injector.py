@@ -129,9 +129,8 @@ class KubernetesInjector:
 
         def heal() -> dict[str, Any]:
             gone = uncut()
-            for t in targets:
-                self.dep.start(t)
-            return {"restarted": targets, "pods_gone": gone}
+            back = {t: self.dep.bring_back(t) for t in targets}
+            return {"restarted": targets, "how_back": back, "pods_gone": gone}
         return Injected(targets, heal, {"signal": fault.signal,
                                         "how": "SIGKILL from the node, pod network cut until heal (node access)"})
 
@@ -291,6 +290,81 @@ class KubernetesInjector:
                for t in targets]
         return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
 
+    def _node_memory_limit(self, fault: MemoryPressure) -> Injected:
+        """The local platform's squeeze, in the pod: a ``MemoryLimit`` nested in the container's memory
+        cgroup (v1), the container's process made the preferred OOM victim, and the ``MemoryStressor``
+        filling the group, so the kernel OOM-kills the container; the kubelet restarts it (the
+        supervisor the local platform has to provide itself) in a new container group, outside the
+        limit. Heal stops the stressor, removes the group, and reports the OOM kills and the restart
+        as the kubelet recorded it, then waits until the pod is ready again."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local.cgroups import MemoryLimit
+        from harness.platforms.local.injector import MemoryStressor, _set_oom_score_adj
+
+        targets = resolve_target(fault.target, self.topology())
+        prefix = f"gvh-{self.dep.run_id}"
+        limits: dict[str, MemoryLimit] = {}
+        stressors: dict[str, MemoryStressor] = {}
+        before: dict[str, tuple[str, int, int, str]] = {}  # instance -> (pod uid, restarts, pid, old score)
+
+        def heal_all() -> dict[str, float]:
+            filled = {}
+            for t, st in stressors.items():
+                filled[t] = st.heal()
+                self.dep.limits.pop(f"stressor-{t}", None)
+            for uid, _n, pid, old in before.values():
+                # only a process still in its pod gets its score back (an OOM-killed one's pid may be reused)
+                if old and pid in nodeaccess.pod_pids(uid):
+                    with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as f:
+                        f.write(old)
+            errors = []
+            for t, lim in limits.items():
+                try:
+                    lim.heal()
+                except Exception as exc:  # noqa: BLE001 - heal the others, then report
+                    errors.append(f"{t}: {exc!r}")
+                self.dep.limits.pop(f"memory-{t}", None)
+            if errors:
+                raise PlatformError(f"healing memory limits failed: {'; '.join(errors)}")
+            return filled
+
+        try:
+            for t in targets:
+                uid = self.dep.pod_uid(t)
+                pid = nodeaccess.container_pid(uid)
+                before[t] = (uid, self.dep.restart_count(t), pid, "")
+                lim = MemoryLimit(prefix, f"memory-{t}", pid, limit_mb=fault.limit_mb,
+                                  hierarchy=nodeaccess.container_hierarchy("memory", pid))
+                self.dep.limits[f"memory-{t}"] = lim
+                limits[t] = lim.apply()
+                before[t] = (uid, before[t][1], pid, _set_oom_score_adj(pid, "1000")[1])
+                st = MemoryStressor(prefix, t)
+                self.dep.limits[f"stressor-{t}"] = st
+                stressors[t] = st.start(lim.group, fault.limit_mb)
+        except BaseException:
+            heal_all()
+            raise
+
+        def heal() -> dict[str, Any]:
+            kills = {}
+            for t, lim in limits.items():
+                with contextlib.suppress(OSError):
+                    kills[t] = lim.oom_kills()
+            filled = heal_all()
+            restarts = []
+            for t, (uid, n, _pid, _old) in before.items():
+                last = self.dep.last_termination(t)
+                if self.dep.restart_count(t) > n and last is not None:
+                    code = last.get("exit_code")
+                    # a container killed by signal N exits 128+N; the local supervisor records -N
+                    restarts.append({"instance": t, "exit_code": -(code - 128) if code and code > 128 else code,
+                                     "reason": last.get("reason"), "by": "kubelet"})
+                    self.dep.wait_restarted(t, uid, n)
+            return {"oom_kills": kills, "restarts": restarts, "filled_mb": filled}
+        return Injected(targets, heal, {"limit_mb": fault.limit_mb,
+                                        "how": "limit + tmpfs stressor nested in the container's memory cgroup, "
+                                               "target oom_score_adj 1000 (node access); the kubelet restarts it"})
+
     def _node_cpu_limit(self, fault: CpuStress) -> Injected:
         """A CFS quota on the pod's container from the node: the local platform's ``CpuLimit`` with the
         container's own cgroup as its base (``nodeaccess.container_hierarchy``), so the group nests inside
@@ -334,6 +408,8 @@ class KubernetesInjector:
                                                                      "(node access)"})
 
     def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+        if not self.dep.chaos.available() and self.dep.node_access():
+            return self._node_memory_limit(fault)
         self._need_chaos_mesh("memory pressure")
         targets = resolve_target(fault.target, self.topology())
         crs = [plan.memory_pressure_cr(self._name("mem"), self.dep.pod_name(t), self.dep.namespace,
