@@ -133,9 +133,12 @@ def render_side_by_side_text(rows: list[SideBySide], run: dict[str, Any], baseli
              _signed(r.p99_delta_ms, "ms", 1)] for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     line = lambda xs: "  ".join(x.ljust(w) for x, w in zip(xs, widths, strict=True)).rstrip()  # noqa: E731
-    left = sum(widths[:1]) + 2
-    mid = sum(widths[1:4]) + 4 + 2
-    title = (" " * left + f"baseline: {run_label(baseline)}".ljust(mid) + f"run: {run_label(run)}").rstrip()
+    base_label = f"baseline: {run_label(baseline)}"
+    mid = sum(widths[1:4]) + 6  # three columns, two separators inside, one after
+    if len(base_label) + 2 > mid:  # widen the baseline's last column so both labels sit over their columns
+        widths[3] += len(base_label) + 2 - mid
+        mid = len(base_label) + 2
+    title = (" " * (widths[0] + 2) + base_label.ljust(mid) + f"run: {run_label(run)}").rstrip()
     return "\n".join([title, line(head), *(line(b) for b in body)])
 
 
