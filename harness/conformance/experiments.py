@@ -267,7 +267,14 @@ NO_ADHOC_POD = ("needs an extra node started with a configuration that is wrong 
                 "harness does not start (ad-hoc pods are not implemented)")
 
 
-def pod_identity_experiment(dep: Any, instance: str = "node-0") -> EnvRun:
+def _quietly(probe: Any) -> bool:
+    try:
+        return bool(probe())
+    except Exception:  # noqa: BLE001 - the thing observed may be slow or restarting: try again
+        return False
+
+
+def pod_identity_experiment(dep: Any, instance: str = "node-0", timeout: float = 30.0) -> EnvRun:
     """§2.4 on a platform whose nodes *are* pods: the stack's own node pod gets ``POD_NAME`` and
     ``POD_IP`` from the downward API and neither a node id nor an advertise address from anything
     else (the manifests give none), so the id and address it registered in etcd show whether it
@@ -283,17 +290,33 @@ def pod_identity_experiment(dep: Any, instance: str = "node-0") -> EnvRun:
     host, eport = dep.endpoints().etcd[0].split("://", 1)[-1].rsplit(":", 1)
     client = etcd3gw.client(host=host, port=int(eport), timeout=2.0)
     info_prefix = f"{dep.spec.prefix.rstrip('/')}/refstack/info/node/"
-    records: dict[str, dict[str, Any]] = {}
-    for value, meta in client.get_prefix(info_prefix):
-        key = meta["key"].decode() if isinstance(meta["key"], bytes) else str(meta["key"])
-        with contextlib.suppress(ValueError):
-            records[key[len(info_prefix):]] = json.loads(value)
-    registered = dep.cluster_state().nodes
-    advertise = next((a for a in registered if a.rsplit(":", 1)[0] == ident["POD_IP"]), None)
-    node_id = records.get(advertise or "", {}).get("id")
-    run.observations["pod"] = InstanceObservation(name=ident["POD_NAME"], registered=advertise is not None,
-                                                  advertise=advertise, node_id=node_id)
-    run.pod_metrics = read_metrics(inst.ops_url) if inst.ops_url else None
+    seen: dict[str, Any] = {}
+
+    def look() -> bool:
+        """The pod's membership key (by its IP) and the info record under that address."""
+        registered = dep.cluster_state().nodes
+        seen["advertise"] = next((a for a in registered if a.rsplit(":", 1)[0] == ident["POD_IP"]), None)
+        records: dict[str, dict[str, Any]] = {}
+        for value, meta in client.get_prefix(info_prefix):
+            key = meta["key"].decode() if isinstance(meta["key"], bytes) else str(meta["key"])
+            with contextlib.suppress(ValueError):
+                records[key[len(info_prefix):]] = json.loads(value)
+        seen["node_id"] = records.get(seen["advertise"] or "", {}).get("id")
+        return seen["advertise"] is not None and seen["node_id"] is not None
+
+    t0 = time.monotonic()
+    # a running pod registers within its start-up; a loaded etcd may answer late (a read error is a miss)
+    wait_for(f"{ident['POD_NAME']} registered in etcd", lambda: _quietly(look), timeout, interval=0.25)
+    run.observations["pod"] = InstanceObservation(name=ident["POD_NAME"], registered=seen.get("advertise") is not None,
+                                                  advertise=seen.get("advertise"), node_id=seen.get("node_id"),
+                                                  waited_s=round(time.monotonic() - t0, 2))
+    ops_url = inst.ops_url
+
+    def metrics_read() -> bool:
+        run.pod_metrics = read_metrics(ops_url) if ops_url else None
+        return run.pod_metrics is not None
+
+    wait_for("the node's /metrics answered", metrics_read, 10.0 if ops_url else 0.0, interval=0.5)
     run.not_applicable = dict.fromkeys(("etcd", "nodeid", "pgpass", "invalid", "quiet"), NO_ADHOC_POD)
     return run
 
