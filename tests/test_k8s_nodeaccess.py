@@ -80,7 +80,7 @@ def test_cpu_limit_nests_in_the_container_group_throttles_and_heals_to_nothing(d
     assert str(group.parent.relative_to(lim.hierarchy.mount)) in Path(f"/proc/{pid}/cgroup").read_text()
 
 
-def test_sigkill_keeps_the_node_down_until_heal_then_a_new_pod_serves(dep) -> None:
+def test_sigkill_keeps_the_node_down_until_heal_then_it_serves_again(dep) -> None:
     t = dep.spec.timers
     uid = dep.pod_uid("node-1")
     injected = dep_injector(dep).inject(Kill("node-1", "SIGKILL"))
@@ -91,7 +91,10 @@ def test_sigkill_keeps_the_node_down_until_heal_then_a_new_pod_serves(dep) -> No
         assert "node-1" not in dep.live_nodes()
     finally:
         result = injected.heal()
-    assert dep.pod_uid("node-1") != uid and "pod replaced" in result["how_back"]["node-1"]
+    how = result["how_back"]["node-1"]
+    # back in place under the same pod (and IP), or — if the kubelet's back-off took too long — a new pod
+    assert (how.startswith("restarted in place") and dep.pod_uid("node-1") == uid) or (
+        how.startswith("pod replaced") and dep.pod_uid("node-1") != uid), how
     wait_until(lambda: "node-1" in dep.live_nodes(), t.failover_budget() + 30, "node-1 registered again")
 
 

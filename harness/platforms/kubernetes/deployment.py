@@ -335,9 +335,15 @@ class KubernetesDeployment:
         exits at start-up, so by the heal its container has crash-looped and its next start may be
         40 s or more away (seen: not ready 65 s after the heal)."""
         was = "in CrashLoopBackOff" if self.crash_looping(name) else "not crash-looping"
-        self._killed.pop(name, None)
+        killed = self._killed.pop(name, None)
+        if killed is not None:
+            try:  # in place first: same pod, same IP, as a local process comes back under its address
+                self._wait_restarted_in_place(name, killed[0], killed[1], self.spec.timers.failover_budget(40))
+                return f"restarted in place (its container was {was})"
+            except TimeoutError:
+                pass
         self.restart(name, graceful=False)
-        return f"pod replaced (its container was {was})"
+        return f"pod replaced (its container was {was}; not back in place in time)"
 
     def restart_count(self, name: str) -> int:
         pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
