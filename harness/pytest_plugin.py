@@ -59,7 +59,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--kube-context", dict(help="kubeconfig context (platform kubernetes)")),
     ("--allow-context", dict(help="allow chaos in this non-test-looking kube context")),
     ("--cluster-name", dict(help="kind cluster name")),
-    ("--keep-cluster", dict(action="store_true", default=None, help="keep a kind cluster the run created")),
+    ("--keep-cluster", dict(action="store_true", default=None,
+                            help="keep a cluster the run created (kind; the binaries cluster --platform kubernetes "
+                                 "brings up when none answers)")),
     ("--image", dict(help="reference-stack image for Kubernetes")),
     ("--deploy-with", dict(help="Kubernetes: deploy the stack with kustomize (manifests/, default) or helm "
                                 "(charts/goverse)")),

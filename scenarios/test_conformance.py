@@ -27,6 +27,7 @@ from harness.conformance.experiments import (
     lifecycle_experiment,
     metrics_under_load,
     node_budget,
+    pod_identity_experiment,
     sigterm_experiment,
     wait_until_converged,
 )
@@ -56,9 +57,9 @@ from harness.conformance.judges_observability import (
     metric_sum,
 )
 from harness.conformance.live import health_status, http_status, read_metrics
-from harness.conformance.model import Judgement, Verdict, unknown
+from harness.conformance.model import Judgement, Verdict, not_applicable, unknown
 from harness.conformance.runner import Outcome, check_id, conclude, judged, run_experiment
-from harness.platforms.base import Timers
+from harness.platforms.base import AdhocInstances, Instance, InstanceLogs, PodIdentity, Timers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
@@ -93,7 +94,18 @@ def lifecycle(stack: Any) -> Outcome:
 
 @pytest.fixture(scope="module")
 def env_run(stack: Any) -> Outcome:
+    if isinstance(stack, PodIdentity) and not isinstance(stack, AdhocInstances):
+        return run_experiment(lambda: pod_identity_experiment(stack))  # §2.4 on the stack's own pods
     return run_experiment(lambda: env_experiment(stack), needs_adhoc=stack)
+
+
+def env_judged(outcome: Outcome, observation: str, judge: Any) -> Judgement:
+    """``judged`` for the environment checks: an observation the platform cannot make is not applicable."""
+    def one(run: Any) -> Judgement:
+        if observation in run.not_applicable:
+            return not_applicable(run.not_applicable[observation])
+        return judge(run)
+    return judged(outcome, one)
 
 
 @pytest.fixture(scope="module")
@@ -216,34 +228,35 @@ def test_sigterm_no_acked_write_lost(sigterm, run_dir, secrets, cid):
 # ---- §2.3 configuration, §2.4 pod identity -------------------------------------------------------------
 @check_id("2.3-env-etcd-endpoints")
 def test_env_etcd_endpoints(env_run, run_dir, secrets, cid):
-    conclude(run_dir, cid, judged(env_run, lambda run: judge_registered(
+    conclude(run_dir, cid, env_judged(env_run, "etcd", lambda run: judge_registered(
         run.observations.get("etcd"), "its config names an etcd endpoint where nothing listens; only "
                                       "GOVERSE_ETCD_ENDPOINTS names the real one")), secrets)
 
 
 @check_id("2.3-env-node-id")
 def test_env_node_id(env_run, run_dir, secrets, cid):
-    conclude(run_dir, cid, judged(env_run, lambda run: judge_identity(
+    conclude(run_dir, cid, env_judged(env_run, "nodeid", lambda run: judge_identity(
         run.observations.get("nodeid"), run.expected["node_id"], "GOVERSE_NODE_ID (no --node-id)")), secrets)
 
 
 @check_id("2.3-env-postgres-password")
 def test_env_postgres_password(env_run, run_dir, secrets, cid):
-    conclude(run_dir, cid, judged(env_run, lambda run: judge_registered(
+    conclude(run_dir, cid, env_judged(env_run, "pgpass", lambda run: judge_registered(
         run.observations.get("pgpass"), "its config has no PostgreSQL password and a node opens PostgreSQL "
                                         "before it registers; only GOVERSE_POSTGRES_PASSWORD has it")), secrets)
 
 
 @check_id("2.3-env-validated")
 def test_env_validated(env_run, run_dir, secrets, cid):
-    conclude(run_dir, cid, judged(env_run, lambda run: judge_rejected(
+    conclude(run_dir, cid, env_judged(env_run, "invalid", lambda run: judge_rejected(
         run.observations.get("invalid"), INVALID_VARIABLE)), secrets)
 
 
 @check_id("2.4-pod-name-node-id")
 def test_pod_name_node_id(env_run, run_dir, secrets, cid):
     conclude(run_dir, cid, judged(env_run, lambda run: judge_identity(
-        run.observations.get("pod"), POD_NAME, "POD_NAME (no --node-id, no GOVERSE_NODE_ID)")), secrets)
+        run.observations.get("pod"), run.expected.get("pod_name", POD_NAME),
+        "POD_NAME (no --node-id, no GOVERSE_NODE_ID)")), secrets)
 
 
 @check_id("2.4-pod-ip-advertise")
@@ -302,7 +315,8 @@ def test_pod_info_metric(stack, env_run, run_dir, secrets, cid):
             per_node = {n: read_metrics(u) for n, u in serving(stack, ("node",)).items()}
             return judge_pod_info_elsewhere(per_node, "the POD_NAME node did not run, so its own metrics could "
                                                       "not be read (see 2.4-pod-name-node-id)")
-        return judge_pod_info(run.pod_metrics, POD_NAME, "the POD_NAME node")
+        pod_name = run.expected.get("pod_name", POD_NAME)
+        return judge_pod_info(run.pod_metrics, pod_name, f"the POD_NAME={pod_name} node")
     conclude(run_dir, cid, judged(env_run, judge), secrets)
 
 
@@ -323,17 +337,24 @@ def _read(path: str | None) -> str:
         return ""
 
 
+def instance_log(stack: Any, inst: Instance) -> str:
+    """What the instance logged: the platform's logs (Kubernetes: the pod logs API) or its log file."""
+    if isinstance(stack, InstanceLogs):
+        return stack.instance_log(inst.name)
+    return _read(inst.log_path)
+
+
 @check_id("2.6-json-logs")
 def test_json_logs(stack, run_dir, secrets, cid):
-    logs = {i.name: _read(i.log_path) for i in stack.instances() if i.component in SERVING and i.log_path}
+    logs = {i.name: instance_log(stack, i) for i in stack.instances() if i.component in SERVING and i.log_path}
     conclude(run_dir, cid, judge_json_logs(logs), secrets)
 
 
 @check_id("2.6-log-level")
 def test_log_level(stack, env_run, run_dir, secrets, cid):
-    info_log = "\n".join(_read(i.log_path) for i in stack.instances("node"))
-    conclude(run_dir, cid, judged(env_run, lambda run: judge_log_level(run.quiet_log, "warn", info_log, "info")),
-             secrets)
+    info_log = "\n".join(instance_log(stack, i) for i in stack.instances("node"))
+    conclude(run_dir, cid, env_judged(env_run, "quiet", lambda run: judge_log_level(
+        run.quiet_log, "warn", info_log, "info")), secrets)
 
 
 @check_id("2.6-no-secrets-in-logs")
@@ -341,6 +362,8 @@ def test_no_secrets_in_logs(stack, run_dir, secrets, cid):
     """Last on purpose: it also covers what the other checks' ad-hoc instances logged."""
     if not secrets:
         conclude(run_dir, cid, unknown("the stack's PostgreSQL password is not known to the harness"), secrets)
+    if isinstance(stack, InstanceLogs):  # the pods' logs join the run directory before it is searched
+        stack.collect_logs()
     needles = [s.encode() for s in secrets]
     roots = {Path(run_dir), Path(getattr(stack, "run_dir", run_dir))}
     files = sorted({p for r in roots for p in r.rglob("*") if p.is_file()})

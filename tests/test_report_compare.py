@@ -169,3 +169,60 @@ def test_report_main_missing_run_is_exit_2(tmp_path: Path, capsys: pytest.Captur
     empty = tmp_path / "empty"
     empty.mkdir()
     assert report_main([str(empty)]) == 2
+
+
+# ---- side by side: a local and a Kubernetes run of the same scenarios (real run.json files) -------------
+RUNS = Path(__file__).parent / "data" / "runs"
+
+
+def _real() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two runs made for this test: ``-k "sigkill or partition-node-etcd"`` of test_restarts,
+    test_partitions and test_chaos, locally and on the binaries Kubernetes cluster (a loaded machine:
+    the Kubernetes scenarios ended unknown, which the table must show as they are)."""
+    return (json.loads((RUNS / "compare_local.json").read_text()),
+            json.loads((RUNS / "compare_kubernetes.json").read_text()))
+
+
+def test_side_by_side_pairs_the_same_scenario_ids_of_a_local_and_a_kubernetes_run() -> None:
+    from harness.report.compare import side_by_side
+
+    local, k8s = _real()
+    assert (local["platform"], k8s["platform"]) == ("local", "kubernetes")
+    rows = {r.scenario: r for r in side_by_side(k8s, local)}
+    assert set(rows) == {s["id"] for s in local["scenarios"]} == {s["id"] for s in k8s["scenarios"]}
+    for s_local, s_k8s in zip(local["scenarios"], sorted(k8s["scenarios"], key=lambda s: [
+            x["id"] for x in local["scenarios"]].index(s["id"])), strict=True):
+        row = rows[s_local["id"]]
+        assert row.baseline is not None and row.current is not None
+        assert (row.baseline.verdict, row.baseline.rto_s) == (s_local["verdict"], s_local.get("rto_s"))
+        assert (row.current.verdict, row.current.rto_s) == (s_k8s["verdict"], s_k8s.get("rto_s"))
+        assert row.baseline.p99_ms == s_local["latency"]["all"]["*"]["p99"]
+        assert row.current.p99_ms == s_k8s["latency"]["all"]["*"]["p99"]
+    etcd = rows["partitions.test_partition-partition-node-etcd"]
+    assert etcd.rto_delta_s == pytest.approx(3.852017 - 4.13429)
+    assert etcd.p99_delta_ms == pytest.approx(3053.0 - 1357.489, abs=0.1)
+    assert rows["restarts.test_restart_node_sigkill"].rto_delta_s is None  # one side never recovered
+
+
+def test_side_by_side_text_and_html_name_both_platforms_and_show_the_numbers() -> None:
+    from harness.report.compare import render_side_by_side_text, side_by_side
+
+    local, k8s = _real()
+    text = render_side_by_side_text(side_by_side(k8s, local), k8s, local)
+    head, cols, *body = text.splitlines()
+    assert f"baseline: local {local['run_id']}" in head and f"run: kubernetes {k8s['run_id']}" in head
+    assert head.index("run: kubernetes") == cols.index("verdict", cols.index("p99"))  # the label sits over its side
+    line = next(b for b in body if b.startswith("restarts.test_restart_node_sigkill"))
+    assert "pass" in line and "4.21 s" in line and "99.1 ms" in line and "unknown" in line and "never" in line
+    html = render_compare_html(compare(k8s, local), k8s, local)
+    assert "Side by side" in html and "local " + local["run_id"] in html and "4.21 s" in html
+
+
+def test_side_by_side_marks_a_scenario_only_one_run_has() -> None:
+    from harness.report.compare import render_side_by_side_text, side_by_side
+
+    run = {"run_id": "k", "platform": "kubernetes", "scenarios": [scenario("restart::sigkill"), scenario("extra")]}
+    rows = side_by_side(run, BASELINE)
+    assert [r.scenario for r in rows] == ["restart::sigkill", "restart::graceful", "bootstrap", "extra"]
+    assert rows[1].current is None and rows[3].baseline is None
+    assert "(absent)" in render_side_by_side_text(rows, run, BASELINE)

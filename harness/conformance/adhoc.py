@@ -27,7 +27,7 @@ import yaml
 from harness.cluster_state import EtcdView
 from harness.conformance.judges_config import InstanceObservation
 from harness.conformance.results import redact
-from harness.platforms.base import GateAddr, InspectorAddr, NodeAddr
+from harness.platforms.base import GateAddr, InspectorAddr, NodeAddr, PostgresPassword
 from harness.ports import free_port
 from harness.waiting import wait_until
 
@@ -50,7 +50,13 @@ def is_goverse(dep: Any) -> bool:
 
 
 def pg_password(dep: Any) -> str:
-    """The stack's PostgreSQL password, read from its password file (never logged or reported)."""
+    """The stack's PostgreSQL password, from the platform (a Kubernetes Secret) or the local password
+    file (never logged or reported)."""
+    if isinstance(dep, PostgresPassword):
+        try:
+            return dep.postgres_password()
+        except Exception:  # noqa: BLE001 - unknown password: the checks needing it say unknown
+            return ""
     path = getattr(getattr(dep, "topology", None), "pg_password_file", None)
     if not path:
         return ""

@@ -42,9 +42,11 @@ def health_status(ops_url: str) -> tuple[str, int | None]:
     return "/healthz", status
 
 
-def read_metrics(ops_url: str) -> Samples | None:
+def read_metrics(ops_url: str, timeout: float = 5.0) -> Samples | None:
+    """The instance's parsed /metrics, ``None`` if it did not answer within ``timeout`` (a loaded node
+    can take seconds to render them) or answered something else."""
     try:
-        resp = requests.get(f"{ops_url}/metrics", timeout=2.0)
+        resp = requests.get(f"{ops_url}/metrics", timeout=timeout)
     except requests.RequestException:
         return None
     if resp.status_code != 200:

@@ -218,6 +218,50 @@ class LinkProxy(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Termination:
+    """How a graceful stop went: monotonic times of the SIGTERM and of the observed exit, and the code."""
+
+    t_sigterm: float
+    t_exit: float
+    code: int | None
+
+
+@runtime_checkable
+class SelfRestarting(Protocol):
+    """The platform starts a stopped instance again by itself (a Kubernetes controller recreates a
+    deleted pod), so ``stop`` cannot keep one down; ``terminate`` SIGTERMs it the platform's way (pod
+    deletion with grace) and returns when it exited; ``start`` then waits until it is back."""
+
+    def terminate(self, name: str) -> Termination: ...
+
+
+@runtime_checkable
+class InstanceLogs(Protocol):
+    """The instances' logs live with the platform (the pod logs API), not in files the harness wrote:
+    ``instance_log`` reads one now, ``collect_logs`` copies all of them into the run directory."""
+
+    def instance_log(self, name: str) -> str: ...
+    def collect_logs(self) -> Path: ...
+
+
+@runtime_checkable
+class PostgresPassword(Protocol):
+    """The platform keeps the stack's PostgreSQL password somewhere other than a local file (a Secret);
+    callers read it into memory only, never into logs or reports."""
+
+    def postgres_password(self) -> str: ...
+
+
+@runtime_checkable
+class PodIdentity(Protocol):
+    """Instances run in pods that get their identity from the downward API (Kubernetes)."""
+
+    def pod_identity(self, name: str) -> dict[str, str]:
+        """``POD_NAME``, ``POD_NAMESPACE``, ``POD_IP``, ``NODE_NAME`` as the instance's pod sees them."""
+        ...
+
+
 @runtime_checkable
 class AdhocInstances(Protocol):
     """The platform can start extra stack processes beside the deployed ones (conformance experiments),

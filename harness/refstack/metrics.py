@@ -8,6 +8,7 @@ registry also carries the process collector (CPU, RSS, fds).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -86,9 +87,22 @@ def announce(version: str, bugs: frozenset[str]) -> None:
         SEEDED_BUGS.labels(bug=bug).set(1)
 
 
+_shard_gauge_nodes: set[str] = set()
+_shard_gauge_lock = threading.Lock()
+
+
 def update_shard_gauges(shards: dict[int, ShardEntry], known_nodes: set[str]) -> None:
-    """Goverse counts shards per node from CurrentNode on every process."""
+    """Goverse counts shards per node from CurrentNode on every process. The series of a node that left
+    (neither known nor owning a shard) is removed: on Kubernetes a restarted pod comes back under a new
+    IP, so its old address would otherwise keep its last count and the sum would exceed the shard count."""
     counts = Tally(e.current for e in shards.values() if e.current)
-    for node in known_nodes | set(counts):
-        SHARDS_TOTAL.labels(node=node).set(counts.get(node, 0))
+    now = known_nodes | set(counts)
+    with _shard_gauge_lock:
+        for gone in _shard_gauge_nodes - now:
+            with contextlib.suppress(KeyError):
+                SHARDS_TOTAL.remove(gone)
+        for node in now:
+            SHARDS_TOTAL.labels(node=node).set(counts.get(node, 0))
+        _shard_gauge_nodes.clear()
+        _shard_gauge_nodes.update(now)
     SHARDS_MIGRATING.set(sum(1 for e in shards.values() if e.migrating))

@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.report.compare import compare, render_compare_html, render_compare_text
+from harness.report.compare import (
+    compare,
+    render_compare_html,
+    render_compare_text,
+    render_side_by_side_text,
+    side_by_side,
+)
 from harness.report.finalize import finalize
 from harness.report.results import RUN_SCHEMA, SCENARIO_VERDICTS
 from harness.report.store import RunDir, RunStore
@@ -138,6 +144,7 @@ def _show(args: argparse.Namespace, run_dir: RunDir, run: dict[str, Any], baseli
         verdicts = {s.get("verdict") for s in run.get("scenarios", [])}
         return 1 if verdicts & {"fail", "unknown"} or not run.get("scenarios") else 0
     regressions = compare(run, baseline, margin=args.margin)
+    print(render_side_by_side_text(side_by_side(run, baseline), run, baseline))
     print(render_compare_text(regressions, run, baseline))
     html_path = args.html or run_dir.path / "compare.html"
     base_dir = resolve_run(args.compare, args.artifacts)

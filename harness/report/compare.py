@@ -69,6 +69,79 @@ def _rto_regression(sid: str, b: dict[str, Any], c: dict[str, Any], margin: floa
     return []
 
 
+@dataclass(frozen=True)
+class Side:
+    """One scenario as one run saw it: verdict, RTO (``rto`` is the display: ``never`` when it never
+    recovered, ``—`` without a fault) and the headline p99."""
+
+    verdict: str
+    rto_s: float | None
+    rto: str
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    scenario: str
+    baseline: Side | None  # None: the scenario is not in that run
+    current: Side | None
+
+    @property
+    def rto_delta_s(self) -> float | None:
+        b, c = self.baseline, self.current
+        return None if b is None or c is None or b.rto_s is None or c.rto_s is None else c.rto_s - b.rto_s
+
+    @property
+    def p99_delta_ms(self) -> float | None:
+        b, c = self.baseline, self.current
+        return None if b is None or c is None or b.p99_ms is None or c.p99_ms is None else c.p99_ms - b.p99_ms
+
+
+def _side(s: dict[str, Any] | None) -> Side | None:
+    if s is None:
+        return None
+    return Side(str(s.get("verdict")), s.get("rto_s"), fmt_rto(s), scenario_p99(s))
+
+
+def side_by_side(run: dict[str, Any], baseline: dict[str, Any]) -> list[SideBySide]:
+    """RTO and p99 of the same scenario ids in both runs (e.g. a local and a Kubernetes run), baseline
+    order first, then the scenarios only the run has. Pure: two run.json dicts in, rows out."""
+    current = {s["id"]: s for s in run.get("scenarios", [])}
+    base = {s["id"]: s for s in baseline.get("scenarios", [])}
+    ids = list(base) + [i for i in current if i not in base]
+    return [SideBySide(i, _side(base.get(i)), _side(current.get(i))) for i in ids]
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """``kubernetes 20261203T…`` — the platform first, since comparing platforms is the common case."""
+    return f"{run.get('platform') or '?'} {run.get('run_id') or '?'}"
+
+
+def _signed(v: float | None, unit: str, digits: int) -> str:
+    return "—" if v is None else f"{v:+.{digits}f} {unit}"
+
+
+def render_side_by_side_text(rows: list[SideBySide], run: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """A fixed-width table: per scenario, verdict / RTO / p99 of the baseline, of the run, and the deltas."""
+    def cells(side: Side | None) -> list[str]:
+        if side is None:
+            return ["(absent)", "", ""]
+        return [side.verdict, side.rto, "—" if side.p99_ms is None else f"{side.p99_ms:.1f} ms"]
+
+    head = ["scenario", "verdict", "RTO", "p99", "verdict", "RTO", "p99", "ΔRTO", "Δp99"]
+    body = [[r.scenario, *cells(r.baseline), *cells(r.current), _signed(r.rto_delta_s, "s", 2),
+             _signed(r.p99_delta_ms, "ms", 1)] for r in rows]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    line = lambda xs: "  ".join(x.ljust(w) for x, w in zip(xs, widths, strict=True)).rstrip()  # noqa: E731
+    base_label = f"baseline: {run_label(baseline)}"
+    mid = sum(widths[1:4]) + 6  # three columns, two separators inside, one after
+    if len(base_label) + 2 > mid:  # widen the baseline's last column so both labels sit over their columns
+        widths[3] += len(base_label) + 2 - mid
+        mid = len(base_label) + 2
+    title = (" " * (widths[0] + 2) + base_label.ljust(mid) + f"run: {run_label(run)}").rstrip()
+    return "\n".join([title, line(head), *(line(b) for b in body)])
+
+
 def render_compare_text(regressions: list[Regression], run: dict[str, Any], baseline: dict[str, Any]) -> str:
     head = f"compare {run.get('run_id')} against baseline {baseline.get('run_id')}: "
     if not regressions:
@@ -82,4 +155,5 @@ def render_compare_html(regressions: list[Regression], run: dict[str, Any], base
                         run_href: str | None = None, baseline_href: str | None = None) -> str:
     """The comparison page; ``*_href`` link the two runs' report.html (relative to the page)."""
     return template("compare.html.j2").render(regressions=regressions, run=run, baseline=baseline,
-                                              run_href=run_href, baseline_href=baseline_href)
+                                              run_href=run_href, baseline_href=baseline_href,
+                                              rows=side_by_side(run, baseline), run_label=run_label)

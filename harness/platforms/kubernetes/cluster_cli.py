@@ -30,10 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-logs", type=Path, metavar="DIR", help="down: save cluster logs into DIR first")
     p.add_argument("--with-images", action="store_true",
                    help="up: also build (cached) and load the refstack, PostgreSQL and etcd images")
+    p.add_argument("--tag", default="dev",
+                   help="build-images/load-image: the refstack image's tag (default dev); another tag builds "
+                        "and loads goverse-harness/refstack:TAG beside the shared one (then --image or GVH_IMAGE)")
     return p
 
 
-def _build(names: list[str]) -> list[Path]:
+def _build(names: list[str], tag: str = "dev") -> list[Path]:
     from harness.platforms.kubernetes.cluster import images
 
     out = []
@@ -41,7 +44,7 @@ def _build(names: list[str]) -> list[Path]:
         if name not in images.BUILDERS:
             raise PlatformError(f"image {name!r}: allowed {', '.join(images.BUILDERS)} or a path to an OCI archive")
         t0 = time.monotonic()
-        out.append(images.BUILDERS[name]())
+        out.append(images.build_refstack(tag) if name == "refstack" else images.BUILDERS[name]())
         print(f"[images] {name}: {out[-1]} ({time.monotonic() - t0:.1f} s)", flush=True)
     return out
 
@@ -53,7 +56,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         if args.action == "build-images":
-            _build(args.images)
+            _build(args.images, args.tag)
             return 0
         prov = make_provider(args.provider, args.cluster_name)
         if args.action == "up":
@@ -78,7 +81,7 @@ def main(argv: list[str]) -> int:
         names = [a for a, p in zip(args.images, archives, strict=True) if p is None]
         # no argument: build and load the default images; only archives: load just those (an empty
         # names list must not mean "all defaults", which reloaded images nobody asked for)
-        built = _build(names) if names or not args.images else []
+        built = _build(names, args.tag) if names or not args.images else []
         for archive in [p for p in archives if p is not None] + built:
             print(f"loaded {prov.load_image(archive)}", flush=True)
         return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cluster_state import ClusterState, EtcdView
-from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Unsupported
+from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Termination, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots, stackconfig, watch
 from harness.platforms.kubernetes.chaos_runner import ChaosRunner
@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 
 _COMPONENT_PORTS = {"node": ("node_api", "node_ops"), "gate": ("gate_http", "gate_ops"),
                     "inspector": ("inspector_http", "inspector_http")}
+
+
+def prestop_sleep_s(pod: Mapping[str, Any], container: str) -> float:
+    """Seconds of the container's ``preStop`` ``sleep`` action (0 without one): the kubelet sends SIGTERM
+    only when the hook returns."""
+    for c in pod.get("spec", {}).get("containers", []):
+        if c.get("name") == container:
+            sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+            return float(sleep.get("seconds") or 0)
+    return 0.0
 
 
 class KubernetesDeployment:
@@ -56,6 +66,7 @@ class KubernetesDeployment:
         self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
         self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
         self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
+        self.limits: dict[str, Any] = {}  # cgroup limits from the node (local.cgroups), healed at teardown
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -106,10 +117,24 @@ class KubernetesDeployment:
                 names = slots.instance_names("gate", self._slot_table("gate"))
             for inst, pod_name in sorted(names.items()):
                 pod = pods.get(pod_name)
-                out.append(Instance(name=inst, component=comp, host=(pod or {}).get("status", {}).get("podIP") or "",
+                ip = (pod or {}).get("status", {}).get("podIP") or ""
+                api_url, ops_url = self._urls(comp, inst, ip)
+                out.append(Instance(name=inst, component=comp, host=ip, api_url=api_url, ops_url=ops_url,
                                     running=bool(pod and conditions.pod_ready(pod)),
                                     log_path=str(self.run_dir / "logs" / f"{inst}.log")))
         return out
+
+    def _urls(self, component: str, instance: str, ip: str) -> tuple[str | None, str | None]:
+        """(api, ops) base URLs of a node, gate or inspector: the pod's own IP where this machine routes
+        to pods (the binaries provider), else a port-forward that follows the instance's current pod."""
+        names = _COMPONENT_PORTS.get(component)
+        if names is None:
+            return None, None
+        api_port, ops_port = (self.ports[n] for n in names)
+        if self._direct():
+            return (f"http://{ip}:{api_port}", f"http://{ip}:{ops_port}") if ip else (None, None)
+        return (self._forward(f"{instance}:{api_port}", instance, api_port).url(),
+                self._forward(f"{instance}:{ops_port}", instance, ops_port).url())
 
     def instance(self, name: str) -> Instance:
         for inst in self.instances(naming.pod_for_instance(name)[0]):
@@ -186,13 +211,9 @@ class KubernetesDeployment:
         port-forward to the PostgreSQL pod (NetworkPolicies do not apply to it) with the credentials
         in the run's Secret, read afresh each time because the secret-rotation scenario changes them;
         the password stays in memory."""
-        import base64
-
         import psycopg
 
-        sec = self.core.read_namespaced_secret("goverse-postgres", self.namespace).data or {}
-        user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
-        password = base64.b64decode(sec.get("postgres-password", "")).decode()
+        user, password = self._pg_credentials()
         if "postgres" not in self._forwards:
             self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
         host, port = self._forwards["postgres"].address.rsplit(":", 1)
@@ -204,6 +225,18 @@ class KubernetesDeployment:
         except psycopg.Error as exc:
             raise PlatformError(f"reading goverse_objects failed: {type(exc).__name__}") from None
         return {str(r[0]): r[1] for r in rows}
+
+    def _pg_credentials(self) -> tuple[str, str]:
+        """(user, password) from the run's Secret, read afresh (secret rotation changes them)."""
+        import base64
+
+        sec = self.core.read_namespaced_secret("goverse-postgres", self.namespace).data or {}
+        user = base64.b64decode(sec.get("postgres-user", "")).decode() or "goverse"
+        return user, base64.b64decode(sec.get("postgres-password", "")).decode()
+
+    def postgres_password(self) -> str:
+        """The stack's PostgreSQL password as the pods see it (the Secret); kept in memory only."""
+        return self._pg_credentials()[1]
 
     # --- controls ----------------------------------------------------------------------------------
 
@@ -233,6 +266,45 @@ class KubernetesDeployment:
         raise Unsupported("on Kubernetes a stopped pod is recreated at once by its controller; "
                           "use kill/restart, or scale the component down")
 
+    def terminate(self, name: str) -> Termination:
+        """SIGTERM the way Kubernetes does it: delete the pod with its grace period. The kubelet runs the
+        container's ``preStop`` hook first and sends SIGTERM when it returns, so the SIGTERM time is the
+        deletion time plus the hook's sleep (a ``sleep`` action lasts exactly that long); the exit is
+        when the pod's status first reports the container terminated. The controller then recreates
+        the pod: ``start`` waits for it."""
+        component = naming.pod_for_instance(name)[0]
+        pod = self.pod_name(name)
+        got: Any = self.core.read_namespaced_pod(pod, self.namespace)
+        prestop = prestop_sleep_s(self.core.api_client.sanitize_for_serialization(got), component)
+        codes = self._watch_exit_code(pod)
+        t_delete = time.monotonic()
+        self.delete_pod(pod, grace_period=None)
+        grace = float(got.spec.termination_grace_period_seconds or 30)
+        codes["thread"].join(timeout=grace + 30)
+        t_exit = codes.get("t")
+        if t_exit is None:
+            raise PlatformError(f"{pod}: no terminated container status was seen within {grace + 30:.0f} s")
+        self.exit_codes[name] = codes.get("code")
+        return Termination(t_sigterm=t_delete + prestop, t_exit=float(t_exit), code=codes.get("code"))
+
+    def pod_identity(self, name: str) -> dict[str, str]:
+        """What the downward API gives the instance's pod (the manifests map these fields)."""
+        got: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return {"POD_NAME": str(got.metadata.name), "POD_NAMESPACE": str(got.metadata.namespace),
+                "POD_IP": str(got.status.pod_ip or ""), "NODE_NAME": str(got.spec.node_name or "")}
+
+    def instance_log(self, name: str) -> str:
+        """The instance's container log from the pod logs API (the previous container's first, after a
+        restart in place), so a log check sees what a log pipeline would."""
+        component = naming.pod_for_instance(name)[0]
+        pod = self.pod_name(name)
+        parts = []
+        for previous in (True, False):
+            with contextlib.suppress(Exception):  # no previous container: 400 from the API
+                parts.append(self.core.read_namespaced_pod_log(pod, self.namespace, container=component,
+                                                               previous=previous, _request_timeout=20))
+        return "".join(parts)
+
     def _sigkill_from_node(self, name: str) -> None:
         import os
 
@@ -248,6 +320,47 @@ class KubernetesDeployment:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, _signal.SIGKILL)
         self._killed[name] = (uid, restarts)
+
+    def crash_looping(self, name: str) -> bool:
+        """Whether the kubelet holds the instance's container in CrashLoopBackOff (its next start may be
+        up to minutes away)."""
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return any(c.state is not None and c.state.waiting is not None and c.state.waiting.reason == "CrashLoopBackOff"
+                   for c in pod.status.container_statuses or [])
+
+    def bring_back(self, name: str) -> str:
+        """After a kill held down (``start``'s counterpart): the pod is replaced (deleted, recreated by
+        its controller), like a machine that comes back. Waiting for the in-place restart instead
+        leaves the return to the kubelet's back-off: a node that could not reach etcd while cut off
+        exits at start-up, so by the heal its container has crash-looped and its next start may be
+        40 s or more away (seen: not ready 65 s after the heal)."""
+        was = "in CrashLoopBackOff" if self.crash_looping(name) else "not crash-looping"
+        killed = self._killed.pop(name, None)
+        if killed is not None:
+            try:  # in place first: same pod, same IP, as a local process comes back under its address
+                self._wait_restarted_in_place(name, killed[0], killed[1], self.spec.timers.failover_budget(40))
+                return f"restarted in place (its container was {was})"
+            except TimeoutError:
+                pass
+        self.restart(name, graceful=False)
+        return f"pod replaced (its container was {was}; not back in place in time)"
+
+    def restart_count(self, name: str) -> int:
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
+
+    def last_termination(self, name: str) -> dict[str, Any] | None:
+        """How the instance's container last ended, as the kubelet recorded it (exit code, reason)."""
+        pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        for c in pod.status.container_statuses or []:
+            term = c.last_state.terminated if c.last_state else None
+            if term is not None:
+                return {"exit_code": term.exit_code, "reason": term.reason, "finished_at": str(term.finished_at)}
+        return None
+
+    def wait_restarted(self, name: str, uid: str, restarts: int) -> None:
+        """Wait until the kubelet restarted the instance's container in place and it is ready."""
+        self._wait_restarted_in_place(name, uid, restarts, self.spec.timers.failover_budget(60))
 
     def _wait_restarted_in_place(self, name: str, uid: str, restarts: int, timeout: float) -> None:
         def back() -> bool:
@@ -296,6 +409,7 @@ class KubernetesDeployment:
                         term = st.state.terminated if st.state else None
                         if term is not None and term.exit_code is not None:
                             out["code"] = int(term.exit_code)
+                            out.setdefault("t", time.monotonic())
                     if ev["type"] == "DELETED":
                         w.stop()
 
@@ -334,6 +448,19 @@ class KubernetesDeployment:
             pods = self._pods("etcd") or self._pods("node")
             self._node_access = bool(pods) and bool(nodeaccess.pod_pids(pods[0]["metadata"]["uid"]))
         return self._node_access
+
+    def _node_cgroup(self, controller: str) -> bool:
+        """Whether a cgroup v1 ``controller`` limit can be nested in the pods' containers from here."""
+        if not self.node_access():
+            return False
+        from harness.platforms.kubernetes import nodeaccess
+
+        pods = self._pods("node")
+        try:
+            nodeaccess.container_hierarchy(controller, nodeaccess.container_pid(pods[0]["metadata"]["uid"]))
+        except (Unsupported, IndexError):
+            return False
+        return True
 
     def pod_uid(self, instance: str) -> str:
         got: Any = self.core.read_namespaced_pod(self.pod_name(instance), self.namespace)
@@ -455,8 +582,8 @@ class KubernetesDeployment:
             "latency": None if chaos_ok else no_cm,
             "timeout": None if chaos_ok else no_cm,
             "reset": "no TCP-reset fault in Chaos Mesh",
-            "cpu-stress": None if chaos_ok else no_cm,
-            "memory-pressure": None if chaos_ok else no_cm,
+            "cpu-stress": None if chaos_ok or self._node_cgroup("cpu") else no_cm,
+            "memory-pressure": None if chaos_ok or self._node_cgroup("memory") else no_cm,
             # named as Fault.kind, like the local platform's: the scenarios ask for these names
             "disk-full": None if chaos_ok else no_cm,
             "disk-latency": None if chaos_ok else no_cm,
@@ -510,6 +637,10 @@ class KubernetesDeployment:
         for name in list(self._frozen):  # a frozen pod cannot even be killed: thaw before deleting
             with contextlib.suppress(Exception):
                 self.resume(name)
+        for key, lim in list(self.limits.items()):  # a fault whose heal never ran (nemesis heals first)
+            with contextlib.suppress(Exception):
+                lim.heal()
+            self.limits.pop(key, None)
         try:
             self.collect_evidence()
         except Exception as exc:  # noqa: BLE001 - evidence is best effort; teardown must go on

@@ -8,6 +8,7 @@ reason, which the scenario reports as a skip.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal as _signal
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from harness.faults.spec import (
     Timeout,
 )
 from harness.platforms.actions import OperationsSource, OperatorActions
-from harness.platforms.base import Unsupported
+from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
@@ -111,6 +112,8 @@ class KubernetesInjector:
         if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
             raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
         targets = plan_targets(fault.target, self.topology())
+        if fault.signum == _signal.SIGKILL and self.dep.node_access():
+            return self._kill_held_down(targets, fault)
         for t in targets:
             self.dep.kill(t, fault.signum)
 
@@ -118,8 +121,46 @@ class KubernetesInjector:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
-        how = "SIGKILL from the node" if fault.signum == _signal.SIGKILL and self.dep.node_access() else "pod deletion"
-        return Injected(targets, heal, {"signal": fault.signal, "how": how})
+        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
+
+    def _kill_held_down(self, targets: list[str], fault: Kill) -> Injected:
+        """SIGKILL from the node, and the pod kept down until heal, as the local platform keeps a killed
+        process down until ``start``: the kubelet restarts the container in place within a second or two,
+        under the same name and IP, which would make every kill a quick restart (and hide a stack that
+        fails over slowly, ``--bug slow-failover``). So the pod's network namespace is cut off first
+        (every packet but loopback dropped: the restarted process can neither register in etcd nor be
+        reached, like a machine that went down), then its processes are SIGKILLed; heal removes the cut
+        and waits until the container was restarted and is ready."""
+        from harness.platforms.kubernetes import nodeaccess
+
+        uids = {t: self.dep.pod_uid(t) for t in targets}
+        cut: list[str] = []
+
+        def uncut() -> list[str]:
+            gone = []
+            for t in cut:
+                try:
+                    nodeaccess.nft_in_pod(uids[t], nodeaccess.heal_script())
+                except Unsupported:
+                    gone.append(t)  # the pod was replaced: its namespace (and the rules) went with it
+            return gone
+
+        try:
+            for t in targets:
+                nodeaccess.nft_in_pod(uids[t], nodeaccess.isolate_script())
+                cut.append(t)
+            for t in targets:
+                self.dep.kill(t, fault.signum)
+        except BaseException:
+            uncut()
+            raise
+
+        def heal() -> dict[str, Any]:
+            gone = uncut()
+            back = {t: self.dep.bring_back(t) for t in targets}
+            return {"restarted": targets, "how_back": back, "pods_gone": gone}
+        return Injected(targets, heal, {"signal": fault.signal,
+                                        "how": "SIGKILL from the node, pod network cut until heal (node access)"})
 
     def _inject_restart(self, fault: Restart) -> Injected:
         targets = plan_targets(fault.target, self.topology())
@@ -274,13 +315,134 @@ class KubernetesInjector:
     # --- resources -----------------------------------------------------------------------------------
 
     def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+        if not self.dep.chaos.available() and self.dep.node_access():
+            return self._node_cpu_limit(fault)
         self._need_chaos_mesh("CPU stress")
         targets = plan_targets(fault.target, self.topology())
         crs = [plan.cpu_stress_cr(self._name("cpu"), self.dep.pod_name(t), self.dep.namespace, fault.quota)
                for t in targets]
         return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
 
+    def _node_memory_limit(self, fault: MemoryPressure) -> Injected:
+        """The local platform's squeeze, in the pod: a ``MemoryLimit`` nested in the container's memory
+        cgroup (v1), the container's process made the preferred OOM victim, and the ``MemoryStressor``
+        filling the group, so the kernel OOM-kills the container; the kubelet restarts it (the
+        supervisor the local platform has to provide itself) in a new container group, outside the
+        limit. Heal stops the stressor, removes the group, and reports the OOM kills and the restart
+        as the kubelet recorded it, then waits until the pod is ready again."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local.cgroups import MemoryLimit
+        from harness.platforms.local.injector import MemoryStressor, _set_oom_score_adj
+
+        targets = plan_targets(fault.target, self.topology())
+        prefix = f"gvh-{self.dep.run_id}"
+        limits: dict[str, MemoryLimit] = {}
+        stressors: dict[str, MemoryStressor] = {}
+        before: dict[str, tuple[str, int, int, str]] = {}  # instance -> (pod uid, restarts, pid, old score)
+
+        def heal_all() -> dict[str, float]:
+            filled = {}
+            for t, st in stressors.items():
+                filled[t] = st.heal()
+                self.dep.limits.pop(f"stressor-{t}", None)
+            for uid, _n, pid, old in before.values():
+                # only a process still in its pod gets its score back (an OOM-killed one's pid may be reused)
+                if old and pid in nodeaccess.pod_pids(uid):
+                    with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as f:
+                        f.write(old)
+            errors = []
+            for t, lim in limits.items():
+                try:
+                    lim.heal()
+                except Exception as exc:  # noqa: BLE001 - heal the others, then report
+                    errors.append(f"{t}: {exc!r}")
+                self.dep.limits.pop(f"memory-{t}", None)
+            if errors:
+                raise PlatformError(f"healing memory limits failed: {'; '.join(errors)}")
+            return filled
+
+        try:
+            for t in targets:
+                uid = self.dep.pod_uid(t)
+                pid = nodeaccess.container_pid(uid)
+                before[t] = (uid, self.dep.restart_count(t), pid, "")
+                lim = MemoryLimit(prefix, f"memory-{t}", pid, limit_mb=fault.limit_mb,
+                                  hierarchy=nodeaccess.container_hierarchy("memory", pid))
+                self.dep.limits[f"memory-{t}"] = lim
+                limits[t] = lim.apply()
+                before[t] = (uid, before[t][1], pid, _set_oom_score_adj(pid, "1000")[1])
+                st = MemoryStressor(prefix, t)
+                self.dep.limits[f"stressor-{t}"] = st
+                stressors[t] = st.start(lim.group, fault.limit_mb)
+        except BaseException:
+            heal_all()
+            raise
+
+        def heal() -> dict[str, Any]:
+            kills = {}
+            for t, lim in limits.items():
+                with contextlib.suppress(OSError):
+                    kills[t] = lim.oom_kills()
+            filled = heal_all()
+            restarts = []
+            for t, (uid, n, _pid, _old) in before.items():
+                last = self.dep.last_termination(t)
+                if self.dep.restart_count(t) > n and last is not None:
+                    code = last.get("exit_code")
+                    # a container killed by signal N exits 128+N; the local supervisor records -N
+                    restarts.append({"instance": t, "exit_code": -(code - 128) if code and code > 128 else code,
+                                     "reason": last.get("reason"), "by": "kubelet"})
+                    self.dep.wait_restarted(t, uid, n)
+            return {"oom_kills": kills, "restarts": restarts, "filled_mb": filled}
+        return Injected(targets, heal, {"limit_mb": fault.limit_mb,
+                                        "how": "limit + tmpfs stressor nested in the container's memory cgroup, "
+                                               "target oom_score_adj 1000 (node access); the kubelet restarts it"})
+
+    def _node_cpu_limit(self, fault: CpuStress) -> Injected:
+        """A CFS quota on the pod's container from the node: the local platform's ``CpuLimit`` with the
+        container's own cgroup as its base (``nodeaccess.container_hierarchy``), so the group nests inside
+        the container's and the processes move back at heal (also at teardown, ``dep.limits``)."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local.cgroups import CpuLimit
+
+        targets = plan_targets(fault.target, self.topology())
+        limits: dict[str, CpuLimit] = {}
+
+        def heal_all() -> None:
+            errors = []
+            for t, lim in limits.items():
+                try:
+                    lim.heal()
+                except Exception as exc:  # noqa: BLE001 - heal the others, then report
+                    errors.append(f"{t}: {exc!r}")
+                self.dep.limits.pop(f"cpu-{t}", None)
+            if errors:
+                raise PlatformError(f"healing CPU limits failed: {'; '.join(errors)}")
+
+        try:
+            for t in targets:
+                pid = nodeaccess.container_pid(self.dep.pod_uid(t))
+                lim = CpuLimit(f"gvh-{self.dep.run_id}", f"cpu-{t}", pid, quota=fault.quota,
+                               hierarchy=nodeaccess.container_hierarchy("cpu", pid))
+                self.dep.limits[f"cpu-{t}"] = lim
+                limits[t] = lim.apply()
+        except BaseException:
+            heal_all()
+            raise
+
+        def heal() -> dict[str, Any]:
+            throttled = {}
+            for t, lim in limits.items():
+                with contextlib.suppress(OSError):
+                    throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
+            heal_all()
+            return {"throttled": throttled}
+        return Injected(targets, heal, {"quota": fault.quota, "how": "CFS quota in the container's cgroup "
+                                                                     "(node access)"})
+
     def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+        if not self.dep.chaos.available() and self.dep.node_access():
+            return self._node_memory_limit(fault)
         self._need_chaos_mesh("memory pressure")
         targets = plan_targets(fault.target, self.topology())
         crs = [plan.memory_pressure_cr(self._name("mem"), self.dep.pod_name(t), self.dep.namespace,

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.platforms.base import PlatformError, Unsupported
+
+if TYPE_CHECKING:
+    from harness.platforms.local.cgroups import Hierarchy
 
 TABLE = "gvh_partition"
 
@@ -61,6 +65,14 @@ def nft_in_pod(uid: str, script: str) -> None:
         raise PlatformError(f"nft in pod {uid} (pid {pid}) failed: {res.stderr.strip()}")
 
 
+def isolate_script() -> str:
+    """Every packet in and out of the pod dropped but loopback: from the rest of the cluster the pod is a
+    machine that went down (its restarted container can neither register nor be reached)."""
+    return (f"add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n"
+            "  chain input {\n    type filter hook input priority -10; policy drop;\n    iif lo accept\n  }\n"
+            "  chain output {\n    type filter hook output priority -10; policy drop;\n    oif lo accept\n  }\n}\n")
+
+
 def heal_script() -> str:
     return f"add table inet {TABLE}\ndelete table inet {TABLE}\n"
 
@@ -85,3 +97,30 @@ def freeze(uid: str, frozen: bool) -> Path:
 def is_frozen(path: Path) -> bool:
     text = path.read_text().strip()
     return text == "FROZEN" if path.name == "freezer.state" else text == "1"
+
+
+def container_pid(uid: str) -> int:
+    """The oldest process of the pod that is not its sandbox (the app container's main process)."""
+    pids = [p for p in pod_pids(uid) if not is_sandbox(p)]
+    if not pids:
+        raise Unsupported(f"pod {uid} has no container process on this machine: the harness does not run on its node")
+    return pids[0]
+
+
+def container_hierarchy(controller: str, pid: int) -> Hierarchy:
+    """The cgroup v1 hierarchy of ``controller`` with the container's own group as the base, so the
+    local platform's limits (``local.cgroups.CpuLimit``/``MemoryLimit``) nest their group *inside* the
+    container's: the pod's own limits stay above ours, and the kubelet's accounting still sees the
+    processes. cgroup v2 forbids a group with processes to have children with controllers, so there the
+    limit would have to be written on the container's group itself: not done, Unsupported."""
+    from harness.platforms.local import cgroups
+
+    try:
+        own = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError as exc:
+        raise Unsupported(f"pid {pid} is gone: {exc}") from None
+    h = cgroups.find_hierarchy(controller, self_cgroup=own)
+    if h.version != "v1":
+        raise Unsupported(f"the {controller} controller is on cgroup v2 here: a limit inside a container's "
+                          "group needs v1 (v2 forbids controllers below a group with processes)")
+    return h

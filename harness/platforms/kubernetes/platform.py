@@ -79,8 +79,11 @@ class KubernetesPlatform:
             self.kind.ensure(Path(kubeconfig))
             context = self.kind.context
         else:
+            from harness.platforms.kubernetes import autocluster
+
+            kubeconfig, wanted = autocluster.ensure(self.opts.context, kubeconfig, self.opts.keep_cluster)
             names, current = client.contexts(kubeconfig)
-            context = self.opts.context or current or ""
+            context = wanted or current or ""
             if context and names and context not in names:  # a typo is not an unsafe cluster
                 raise guard.UnsafeContext(f"kube_context: no context {context!r} in the kubeconfig "
                                           f"(it has: {', '.join(sorted(names))})")

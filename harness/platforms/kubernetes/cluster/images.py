@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -225,10 +226,21 @@ def _dpkg_extract(packages: Sequence[str], rootfs: Path, work: Path) -> None:
               str(rootfs)], f"extract {deb.name}")
 
 
-def build_refstack() -> Path:
+def refstack_ref(tag: str = "dev") -> str:
+    """The refstack image's normalized name under ``tag`` (pure). Another tag than ``dev`` lets a branch
+    load its own build beside the shared one (``cluster load-image refstack --tag BRANCH``)."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+        raise PlatformError(f"--tag {tag!r}: an image tag is letters, digits, '_', '.', '-' (at most 128, "
+                            "not starting with '.' or '-')")
+    return f"{split_ref(REFSTACK_IMAGE)[0]}:{tag}"
+
+
+def build_refstack(tag: str = "dev") -> Path:
     """The reference stack: base rootfs + /opt/venv with requirements + the harness (no deps)."""
     reqs = requirements()
-    key = _key(_key(SUITE, *BASE_PACKAGES), *reqs, tree_hash([REPO / "harness", REPO / "pyproject.toml"]))
+    name = refstack_ref(tag)
+    key = _key(_key(SUITE, *BASE_PACKAGES), *reqs, tree_hash([REPO / "harness", REPO / "pyproject.toml"]),
+               *(() if name == REFSTACK_IMAGE else (name,)))
     out = _cached("refstack", key)
     if out.exists():
         return out
@@ -258,7 +270,7 @@ def build_refstack() -> Path:
         _run(["chroot", str(rootfs), "/bin/sh", "-c", script], "venv install in the image rootfs", env=chroot_env)
         shutil.rmtree(wheels)
         shutil.rmtree(src)
-        pack(rootfs, ImageSpec(REFSTACK_IMAGE, entrypoint=("python", "-m", "harness.refstack"), cmd=("--help",),
+        pack(rootfs, ImageSpec(name, entrypoint=("python", "-m", "harness.refstack"), cmd=("--help",),
                                env=("PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                     "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "LOG_FORMAT=json"),
                                user="65532:65532"), out)
