@@ -332,7 +332,7 @@ class KubernetesInjector:
         as the kubelet recorded it, then waits until the pod is ready again."""
         from harness.platforms.kubernetes import nodeaccess
         from harness.platforms.local.cgroups import MemoryLimit
-        from harness.platforms.local.injector import MemoryStressor, _set_oom_score_adj
+        from harness.platforms.local.memfault import MemoryStressor, set_oom_score_adj
 
         targets = plan_targets(fault.target, self.topology())
         prefix = f"gvh-{self.dep.run_id}"
@@ -370,7 +370,7 @@ class KubernetesInjector:
                                   hierarchy=nodeaccess.container_hierarchy("memory", pid))
                 self.dep.limits[f"memory-{t}"] = lim
                 limits[t] = lim.apply()
-                before[t] = (uid, before[t][1], pid, _set_oom_score_adj(pid, "1000")[1])
+                before[t] = (uid, before[t][1], pid, set_oom_score_adj(pid, "1000")[1])
                 st = MemoryStressor(prefix, t)
                 self.dep.limits[f"stressor-{t}"] = st
                 stressors[t] = st.start(lim.group, fault.limit_mb)
