@@ -81,6 +81,15 @@ class KubernetesPlatform:
         else:
             from harness.platforms.kubernetes import autocluster
 
+            if self.opts.context:  # static checks first: a typo or an unsafe context is named, nothing started
+                try:
+                    named, _ = client.contexts(kubeconfig)
+                except Exception:  # noqa: BLE001 - no readable kubeconfig: the reachability check says so
+                    named = []
+                if named and self.opts.context not in named:
+                    raise guard.UnsafeContext(f"kube_context: no context {self.opts.context!r} in the kubeconfig "
+                                              f"(it has: {', '.join(sorted(named))})")
+                guard.check_context(self.opts.context, self.opts.allow_contexts)
             kubeconfig, wanted = autocluster.ensure(self.opts.context, kubeconfig, self.opts.keep_cluster)
             names, current = client.contexts(kubeconfig)
             context = wanted or current or ""
