@@ -14,8 +14,8 @@ phase) or ``release`` (minutes per phase for release load reports), ``GVH_LOAD_S
 docs/load-testing.md explains every number.
 
 Every operation is a fault applied by the nemesis, so each has its window in the history and a
-guaranteed undo: the rolling restart (``RollingRestart``: one node at a time, each ready and the shard
-map converged before the next) and the scale step (``ScaleTo``, whose heal is the scale-down back).
+guaranteed undo: the rolling restart (one ``Restart`` per node, held ``hold_s``, each ready and the
+shard map converged before the next) and the scale step (``ScaleTo``, whose heal is the scale-down back).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from harness.checkers.load import (
     p99_at_most,
     samples_complete,
 )
-from harness.faults.spec import Kill, RollingRestart, ScaleTo
+from harness.faults.spec import Kill, Restart, ScaleTo
 from harness.load.driver import LoadDriver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.load]
@@ -126,14 +126,24 @@ def test_load_rolling_restart(stack, scenario, load):
     """Every node restarted gracefully in turn (waiting for convergence between nodes, as a rollout
     gated on readiness does) at a constant offered rate."""
     t, p = stack.spec.timers, load.profile
+    nodes = sorted(i.name for i in stack.instances("node") if i.running)
     wl = scenario.workload()
     with scenario.observing(), wl.running(load=False), load.running(f"steady:rate={p.rate:g}"):
         scenario.settle(p.warmup_s, "load warm-up")
         with load.phase("before"):
             scenario.settle(p.before_s, "baseline under load")
         with load.phase("rolling-restart"):
-            scenario.nemesis.apply(RollingRestart(("node",)), hold=0)  # no undo: the heal verifies all are up
-            wait_healthy(scenario, t)
+            # paced like a rollout with minReadySeconds: each node restarted through the nemesis (its own
+            # window and heal), held ``hold_s``, healthy again before the next. RollingRestart rolls without
+            # pacing, so the phase would be shorter with the same failed calls per restart, and its error
+            # rate (budgeted for the paced rollout) would double
+            op = scenario.recorder.nemesis_start("rolling-restart", target=nodes, params={"graceful": True})
+            try:
+                for n in nodes:
+                    scenario.nemesis.apply(Restart(n, graceful=True), hold=p.hold_s)
+                    wait_healthy(scenario, t)
+            finally:
+                scenario.recorder.nemesis_stop(op, "rolling-restart", target=nodes)
         with load.phase("after"):
             scenario.settle(p.after_s, "after the rollout")
     load.final_reads()
