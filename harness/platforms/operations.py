@@ -9,10 +9,12 @@ and must not know which platform they run on; a platform that cannot do an actio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -24,6 +26,36 @@ _LEVEL_RANK = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, 
 def ordinal(name: str) -> int:
     tail = name.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else 0
+
+
+class RecordsOperations:
+    """What every platform's operations share for the history: the recorder's clock, an operation
+    window around a procedure (its result, or the error that ended it, stored with the stop event),
+    and samples under process ``operations``. Why one copy: the checkers read these windows and samples
+    the same way whichever platform wrote them. Needs ``self.rec`` (a Recorder or None)."""
+
+    rec: Any
+
+    def _now(self) -> float:
+        return float(self.rec.now()) if self.rec is not None else time.monotonic()
+
+    @contextlib.contextmanager
+    def window(self, kind: str, target: Any, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Record an operation window; the body fills the yielded dict, stored with the stop event."""
+        fid = self.rec.nemesis_start(kind, target, params or {}) if self.rec is not None else None
+        result: dict[str, Any] = {}
+        try:
+            yield result
+        except BaseException as exc:
+            result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            raise
+        finally:
+            if self.rec is not None and fid is not None:
+                self.rec.nemesis_stop(fid, kind, target, result)
+
+    def _sample(self, f: str, value: Any) -> None:
+        if self.rec is not None:
+            self.rec.sample(f, value, process="operations")
 
 
 def rolling_order(instances: Iterable[tuple[str, str]], leader: str | None = None) -> list[str]:

@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,15 @@ from harness.operation_kinds import BACKUP_KIND, RESTORE_KIND, RESTORED_F, VOLUM
 from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import backup_jobs, conditions, naming, watch
-from harness.platforms.operations import COMPONENT_ORDER, Backup, RollResult, RotationResult, ScaleStep, rpo_s
+from harness.platforms.operations import (
+    COMPONENT_ORDER,
+    Backup,
+    RecordsOperations,
+    RollResult,
+    RotationResult,
+    ScaleStep,
+    rpo_s,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,7 @@ DATA_TEMPLATE = "data"  # the volumeClaimTemplate of the etcd and PostgreSQL Sta
 STOP_ORDER = ("node", "gate", "inspector")  # what a wipe stops: every Goverse process
 
 
-class KubernetesBackupOperations:
+class KubernetesBackupOperations(RecordsOperations):
     """Backup and restore operator actions on a Kubernetes deployment (the ``Operations`` subset
     above). ``job_timeout`` bounds each Job (backup, verify, restore)."""
 
@@ -57,26 +65,6 @@ class KubernetesBackupOperations:
     def ns(self) -> str:
         return str(self.dep.namespace)
 
-    def _now(self) -> float:
-        return self.rec.now() if self.rec is not None else time.monotonic()
-
-    @contextlib.contextmanager
-    def window(self, kind: str, target: Any, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Record an operation window (as the local operations do); the body fills the yielded dict."""
-        fid = self.rec.nemesis_start(kind, target, params or {}) if self.rec is not None else None
-        result: dict[str, Any] = {}
-        try:
-            yield result
-        except BaseException as exc:
-            result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-            raise
-        finally:
-            if self.rec is not None and fid is not None:
-                self.rec.nemesis_stop(fid, kind, target, result)
-
-    def _sample(self, f: str, value: Any) -> None:
-        if self.rec is not None:
-            self.rec.sample(f, value, process="operations")
 
     def _get(self, api_version: str, kind: str, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = k8s.resource(self.dep.dyn, api_version, kind).get(name=name, namespace=self.ns).to_dict()

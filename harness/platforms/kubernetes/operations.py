@@ -29,7 +29,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from harness.platforms.kubernetes.secret_rotation import SecretRotation
 from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
+    RecordsOperations,
     RollResult,
     RollStep,
     ScaleStep,
@@ -69,7 +70,7 @@ _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _STACK = ("node", "gate", "inspector")
 #: the controller deletes the pods with the lowest cost first on a scale-down (a Kubernetes feature)
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-class KubernetesOperations(SecretRotation):
+class KubernetesOperations(SecretRotation, RecordsOperations):
     """Operator actions on a :class:`KubernetesDeployment`; ``recorder`` and ``on_endpoints`` as in the
     local ``OperationsBase`` (``on_endpoints`` gets the gates clients should use)."""
 
@@ -85,23 +86,6 @@ class KubernetesOperations(SecretRotation):
         self._backup = KubernetesBackupOperations(deployment, recorder, on_endpoints)
 
     # ---------------------------------------------------------------------------------- plumbing
-    def _now(self) -> float:
-        return self.rec.now() if self.rec is not None else time.monotonic()
-
-    @contextlib.contextmanager
-    def window(self, kind: str, target: Any, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Record an operation window; the body fills the yielded dict, stored with the stop event."""
-        fid = self.rec.nemesis_start(kind, target, params or {}) if self.rec is not None else None
-        result: dict[str, Any] = {}
-        try:
-            yield result
-        except BaseException as exc:
-            result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-            raise
-        finally:
-            if self.rec is not None and fid is not None:
-                self.rec.nemesis_stop(fid, kind, target, result)
-
     def _open(self, kind: str, target: str, params: dict[str, Any]) -> str | None:
         return self.rec.nemesis_start(kind, target, params) if self.rec is not None else None
 
@@ -109,9 +93,6 @@ class KubernetesOperations(SecretRotation):
         if self.rec is not None and fid is not None:
             self.rec.nemesis_stop(fid, kind, target, result)
 
-    def _sample(self, f: str, value: Any) -> None:
-        if self.rec is not None:
-            self.rec.sample(f, value, process="operations")
 
     def running(self, component: str | None = None) -> list[str]:
         """Ready stack instances (nodes, gates, inspector), optionally of one component."""

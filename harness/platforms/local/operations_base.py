@@ -7,23 +7,22 @@ upgrades, secret rotation; backup.py: backup, wipe, volume loss, restore) and al
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import requests
 
 from harness.history import Recorder
 from harness.platforms.base import Timers
-from harness.platforms.operations import ordinal
+from harness.platforms.operations import RecordsOperations, ordinal
 from harness.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
 
-class OperationsBase:
+class OperationsBase(RecordsOperations):
     """State and plumbing of operator actions on a :class:`~harness.platforms.local.deploy.LocalDeployment`.
 
     ``recorder`` is the scenario's history recorder (``scenario.recorder``); without one the operations
@@ -44,26 +43,6 @@ class OperationsBase:
         self._killed: set[str] = set()  # stack processes a wipe/restore stopped, started again by restore
 
     # ---------------------------------------------------------------------------------- plumbing
-    def _now(self) -> float:
-        return self.rec.now() if self.rec is not None else time.monotonic()
-
-    @contextlib.contextmanager
-    def window(self, kind: str, target: Any, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Record an operation window; the body fills the yielded dict, stored with the stop event."""
-        fid = self.rec.nemesis_start(kind, target, params or {}) if self.rec is not None else None
-        result: dict[str, Any] = {}
-        try:
-            yield result
-        except BaseException as exc:
-            result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-            raise
-        finally:
-            if self.rec is not None and fid is not None:
-                self.rec.nemesis_stop(fid, kind, target, result)
-
-    def _sample(self, f: str, value: Any) -> None:
-        if self.rec is not None:
-            self.rec.sample(f, value, process="operations")
 
     def _proc(self, name: str) -> Any:
         try:
