@@ -226,12 +226,18 @@ class OperatorActions:
         backup = self.operations().backup(Path(fault.dest))
         manifest = backup.save()
 
+        dest = Path(fault.dest).resolve()
+
         def heal() -> dict[str, Any]:
-            missing = [str(p) for p in (backup.pg_dump, backup.etcd_snapshot, manifest) if p is not None
-                       and not p.exists()]
+            # only files on this machine (under ``dest``) can be looked at here; a platform that keeps its
+            # backups on a volume of its own (Kubernetes: the backup PVC) verified them when it took them
+            files = [p for p in (backup.pg_dump, backup.etcd_snapshot, manifest) if p is not None]
+            local = [p for p in files if Path(p).resolve().is_relative_to(dest)]
+            missing = [str(p) for p in local if not Path(p).exists()]
             if missing:
                 raise PlatformError(f"backup files vanished before the heal: {missing}")
-            return {"undo": "none: a backup is kept", "files_present": True}
+            return {"undo": "none: a backup is kept", "files_present": True, "checked_here": [str(p) for p in local],
+                    "on_the_platform": [str(p) for p in files if p not in local]}
         return Injected(["etcd", "postgres"], heal, {"how": "operations.backup", "t_point": round(backup.t_point, 6),
                                                      "sizes": backup.sizes}, outcome=backup)
 
