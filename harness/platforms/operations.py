@@ -31,8 +31,9 @@ def ordinal(name: str) -> int:
 class RecordsOperations:
     """What every platform's operations share for the history: the recorder's clock, an operation
     window around a procedure (its result, or the error that ended it, stored with the stop event),
-    and samples under process ``operations``. Why one copy: the checkers read these windows and samples
-    the same way whichever platform wrote them. Needs ``self.rec`` (a Recorder or None)."""
+    and samples under process ``operations``; and the gates clients should use. Why one copy: the checkers
+    read these windows and samples the same way whichever platform wrote them, and every platform publishes
+    its serving gates the same way. Needs ``self.rec``, ``self.dep``, ``self.on_endpoints``."""
 
     rec: Any
 
@@ -56,6 +57,21 @@ class RecordsOperations:
     def _sample(self, f: str, value: Any) -> None:
         if self.rec is not None:
             self.rec.sample(f, value, process="operations")
+
+    # the gates clients should use (``on_endpoints``), the same on every platform
+    dep: Any
+    on_endpoints: Any
+
+    def serving_gates(self, exclude: Iterable[str] = ()) -> dict[str, str]:
+        """Client URLs of the running gates (minus ``exclude``): what an endpoint list would hold."""
+        skip = set(exclude)
+        return {n: u for n, u in self.dep.gate_urls(only_running=True).items() if n not in skip}
+
+    def _publish_endpoints(self, exclude: Iterable[str] = ()) -> None:
+        if self.on_endpoints is not None:
+            gates = self.serving_gates(exclude)
+            if gates:
+                self.on_endpoints(gates)
 
 
 def rolling_order(instances: Iterable[tuple[str, str]], leader: str | None = None) -> list[str]:

@@ -326,10 +326,6 @@ class KubernetesBackupOperations(RecordsOperations):
         return [i.name for i in self.dep.instances(component) if i.running
                 and (component is not None or i.component in COMPONENT_ORDER)]
 
-    def serving_gates(self, exclude: Iterable[str] = ()) -> dict[str, str]:
-        skip = set(exclude)
-        return {n: u for n, u in self.dep.gate_urls(only_running=True).items() if n not in skip}
-
     def wait_instance_ready(self, name: str, timeout: float) -> float:
         t0 = time.monotonic()
         self.dep._wait_instance_ready(name, None, timeout)

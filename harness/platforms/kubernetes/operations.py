@@ -100,16 +100,6 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
         names = [i.name for c in comps for i in self.dep.instances(c) if i.running]
         return sorted(names, key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
 
-    def serving_gates(self, exclude: Iterable[str] = ()) -> dict[str, str]:
-        skip = set(exclude)
-        return {n: u for n, u in self.dep.gate_urls(only_running=True).items() if n not in skip}
-
-    def _publish_endpoints(self, exclude: Iterable[str] = ()) -> None:
-        if self.on_endpoints is not None:
-            gates = self.serving_gates(exclude)
-            if gates:
-                self.on_endpoints(gates)
-
     def wait_instance_ready(self, name: str, timeout: float) -> float:
         t0 = time.monotonic()
         self.dep._wait_instance_ready(name, None, timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -55,17 +55,6 @@ class OperationsBase(RecordsOperations):
         return sorted((n for n, p in self.dep._procs.items()
                        if p.instance.running and (component is None or p.instance.component == component)),
                       key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
-
-    def serving_gates(self, exclude: Iterable[str] = ()) -> dict[str, str]:
-        """Client URLs of the running gates (minus ``exclude``): what an endpoint list would hold."""
-        skip = set(exclude)
-        return {n: u for n, u in self.dep.gate_urls(only_running=True).items() if n not in skip}
-
-    def _publish_endpoints(self, exclude: Iterable[str] = ()) -> None:
-        if self.on_endpoints is not None:
-            gates = self.serving_gates(exclude)
-            if gates:
-                self.on_endpoints(gates)
 
     def _is_ready(self, name: str) -> bool:
         p = self._proc(name)
