@@ -419,10 +419,11 @@ def _starved_is_not_a_failure(item: pytest.Item, call: pytest.CallInfo[None], re
     not the stack, made the measurement invalid) is reported to pytest as skipped with that reason, so
     the run does not fail on it; result.json, run.json (``summary.starved``), junit and the summary
     table still say unknown. ``--strict-unknown`` (setting ``strict_unknown``) keeps it a failure.
-    Every other unknown still fails."""
+    Every other unknown still fails, and so does a starved scenario whose lag-independent checks failed
+    (``kept_fail_of``: its verdict is fail, and pytest must say so too)."""
     sc: Any = item.stash.get(_SCENARIO, None)
     if (sc is None or report.when != "call" or not report.failed or not sc.concluded or sc.result is None
-            or not sc.extra.get("starved")
+            or not sc.extra.get("starved") or sc.extra["starved"].get("kept_fail_of")
             or call.excinfo is None or not call.excinfo.errisinstance(AssertionError)
             or item.config.stash[_SETTINGS].strict_unknown):
         return report

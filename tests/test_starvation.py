@@ -161,6 +161,12 @@ def test_seeded_bug_on_a_quiet_machine(scenario):
     assert result.passed, result.explain()
 
 
+def test_starved_with_a_stale_read(scenario):
+    lag(scenario, 900.0)
+    result = scenario.conclude(lambda h: Check("monotonic_reads", Verdict.FAIL, "a read went backwards"))
+    assert result.passed, result.explain()
+
+
 def test_unknown_for_another_reason(scenario):
     lag(scenario, 12.0)
     result = scenario.conclude(lambda h: Check("final_reads", Verdict.UNKNOWN, "no final read"))
@@ -190,9 +196,9 @@ def platform():
 
 
 def run_pytest(tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any], str]:
-    """Run three scenarios through the real plugin in a subprocess (a starved one whose checks failed,
-    a seeded bug on a quiet machine, an unknown for another reason); exit status, output, run.json,
-    junit.xml."""
+    """Run four scenarios through the real plugin in a subprocess (a starved one whose timing checks
+    failed, a starved one with a stale read, a seeded bug on a quiet machine, an unknown for another
+    reason); exit status, output, run.json, junit.xml."""
     import os
     import subprocess
     import sys
@@ -212,22 +218,22 @@ def run_pytest(tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any], st
 def test_starved_unknown_does_not_fail_the_run_but_other_unknowns_and_bugs_do(tmp_path: Path) -> None:
     code, out, run, junit = run_pytest(tmp_path)
     assert code == 1, out
-    assert "2 failed, 1 skipped" in out, out
+    assert "3 failed, 1 skipped" in out, out
     assert "unknown: measurement invalid: harness starved (lag 900 ms" in out, out
     verdicts = {s["id"].rsplit(".", 1)[-1]: s["verdict"] for s in run["scenarios"]}
     assert verdicts == {"test_starved": "unknown", "test_seeded_bug_on_a_quiet_machine": "fail",
-                        "test_unknown_for_another_reason": "unknown"}
+                        "test_unknown_for_another_reason": "unknown", "test_starved_with_a_stale_read": "fail"}
     assert run["summary"]["starved"] == 1 and run["summary"]["unknown"] == 2
     assert run["settings"]["starved_lag_ms"] == 250.0 and run["settings"]["strict_unknown"] is False
     assert "1 unknown because the harness was starved (measurement invalid): not counted as failures" in out
-    assert 'type="starved"' in junit and 'errors="1"' in junit and 'failures="1"' in junit
+    assert 'type="starved"' in junit and 'errors="1"' in junit and 'failures="2"' in junit
 
 
 def test_strict_unknown_fails_the_starved_scenario_too(tmp_path: Path) -> None:
     code, out, run, junit = run_pytest(tmp_path, "--strict-unknown")
-    assert code == 1 and "3 failed" in out, out
+    assert code == 1 and "4 failed" in out, out
     assert run["summary"]["starved"] == 1 and run["settings"]["strict_unknown"] is True
-    assert 'type="starved"' not in junit and 'errors="2"' in junit
+    assert 'type="starved"' not in junit and 'errors="2"' in junit and 'failures="2"' in junit
 
 
 def test_the_lag_watch_records_a_real_stall_of_its_process() -> None:
