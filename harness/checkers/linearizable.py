@@ -132,17 +132,41 @@ def _outside_bounds(key: str, entries: list[_Entry]) -> KeyResult | None:
     return KeyResult(key, len(entries), 0, False, e, (), (lo, hi))
 
 
+FIRST_PASS_STATES = 20_000  # the plain search's share of a key's bound before the monotone cut is tried
+
+
 def check_key(key: str, entries: list[_Entry], max_states: int) -> KeyResult:
     """WGL search over one key's entries: depth-first over (linearized set, state), memoised, after
-    the sums-only test (:func:`_outside_bounds`)."""
+    the sums-only test (:func:`_outside_bounds`). When the plain search cannot decide within
+    ``FIRST_PASS_STATES``, the rest of the bound goes to a search that also cuts every configuration a
+    counter that only goes up could never leave (:func:`_overshoots`). Why two passes: the cut decides
+    histories the plain search cannot (many answers in flight together after a long cut), but a
+    refutation it finds names a less telling blocking op (it stops before the stale read), so small
+    histories keep the plain search's diagnosis."""
     quick = _outside_bounds(key, entries)
     if quick is not None:
         return quick
+    first = _search(key, entries, min(max_states, FIRST_PASS_STATES), cut_overshoot=False)
+    rest = max_states - first.states
+    if first.ok is not None or rest < 1 or not all(e.delta is None or e.delta >= 0 for e in entries):
+        return first
+    second = _search(key, entries, rest, cut_overshoot=True)
+    second.states += first.states
+    return second
+
+
+def _search(key: str, entries: list[_Entry], max_states: int, cut_overshoot: bool) -> KeyResult:
     n = len(entries)
     required_mask = 0
     for i, e in enumerate(entries):
         if e.required:
             required_mask |= 1 << i
+    # A counter whose increments are all non-negative never goes down, so a configuration whose state
+    # is already past the value some pending ok op found can never linearize that op: with
+    # ``cut_overshoot`` it is cut at once (without this, a run with many concurrent ok increments and
+    # timed-out ones of several amounts explores millions of overshooting interleavings: Goverse,
+    # gates cut from a node for 30 s).
+    found = [e.want - (e.delta or 0) if e.required and e.want is not None else None for e in entries]
     start = (0, 0)
     seen: set[tuple[int, int]] = {start}
     stack = [start]
@@ -191,12 +215,19 @@ def check_key(key: str, entries: list[_Entry], max_states: int) -> KeyResult:
             conf = (mask | 1 << j, nxt)
             if conf in seen:
                 continue
+            if cut_overshoot and nxt > state and _overshoots(conf[0], nxt, found):
+                continue
             if len(seen) >= max_states:
                 return KeyResult(key, n, len(seen), None)
             seen.add(conf)
             stack.append(conf)
     blocking = entries[blocking_i] if blocking_i >= 0 else None
     return KeyResult(key, n, len(seen), False, blocking, tuple(sorted(possible.get(blocking_i, ()))))
+
+
+def _overshoots(mask: int, state: int, found: list[int | None]) -> bool:
+    """Whether an op not in ``mask`` found a value below ``state`` (a monotone counter cannot go back to it)."""
+    return any(v is not None and v < state and not mask >> i & 1 for i, v in enumerate(found))
 
 
 def _row(op: Op) -> dict[str, Any]:
