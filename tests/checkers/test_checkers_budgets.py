@@ -4,7 +4,6 @@ message, and is unknown when the history cannot tell."""
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,9 @@ from harness.checkers import (
     rto,
 )
 from harness.history import Event, History
+from tests.support.paths import DATA
 
-HISTORIES = Path(__file__).parent / "data" / "histories"
+HISTORIES = DATA / "histories"
 NODE1_PROBE_KEYS = {f"probe-{i:02d}" for i in range(32) if i % 3 == 1}
 NODE1_KEYS = NODE1_PROBE_KEYS | {f"ctr-{i:02d}" for i in range(16) if i % 3 == 1}
 

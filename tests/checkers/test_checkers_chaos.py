@@ -9,14 +9,14 @@ are pinned down without a stack.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 from harness.checkers import chaos
 from harness.checkers.verdict import Verdict
 from harness.history import Event, History
+from tests.support.paths import ROOT
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scenarios"))
+sys.path.insert(0, str(ROOT / "scenarios"))
 import chaos_checks as cc  # noqa: E402 - the scenarios directory is not a package
 
 _ids = iter(range(1, 10_000))

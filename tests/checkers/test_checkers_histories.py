@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.history import COMPLETION_TYPES, History
-from tests.histories import make_histories
-
-DATA = Path(__file__).parent / "data"
-
+from tests.support.histories import make_histories
+from tests.support.paths import DATA
 
 GEN = make_histories()
 

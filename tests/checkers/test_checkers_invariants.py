@@ -4,7 +4,6 @@ hand-built ones for the edges. Each checker is shown passing, failing, and unkno
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +16,9 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.history import History
-from tests.histories import make_histories as gen
+from tests.support.histories import make_histories as gen
+from tests.support.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 VICTIM_KEYS = {"ctr-01", "ctr-04", "ctr-07"}  # node-1's counter keys in the 9-key histories
 
 

@@ -4,7 +4,6 @@ cluster model pass, the three drawn from a buggy one fail on the victim's keys o
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +11,9 @@ import pytest
 from harness.checkers import Verdict, monotonic_reads, no_lost_writes, reads_see_acknowledged
 from harness.checkers.linearizable import linearizable_counters
 from harness.history import History
-from tests.histories import make_histories as gen
+from tests.support.histories import make_histories as gen
+from tests.support.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 VICTIM_KEYS = {"ctr-01", "ctr-04", "ctr-07"}  # node-1's counter keys in the recorded histories
 
 

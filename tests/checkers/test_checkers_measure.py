@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,9 @@ from harness.checkers import (
 from harness.checkers.availability import stream_episodes
 from harness.checkers.measure import FaultMeasurement, measure_fault
 from harness.history import Event, FaultWindow, History
+from tests.support.paths import DATA
 
-HISTORIES = Path(__file__).parent / "data" / "histories"
+HISTORIES = DATA / "histories"
 P = MeasureParams()
 
 

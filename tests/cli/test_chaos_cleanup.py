@@ -22,13 +22,14 @@ import yaml
 
 from harness.platforms.local import cgroups, diskfault, netns
 from harness.waiting import wait_until
+from tests.support.paths import ROOT
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="namespaces, cgroups and mounts need root"),
 ]
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 
 
 def start_run(artifacts: Path, *args: str) -> subprocess.Popen[str]:

@@ -15,9 +15,10 @@ import pytest
 
 from harness.platforms.local import netns
 from harness.waiting import wait_until
-from tests.need import need
+from tests.support.need import need
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 
 
 def _py(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_unsupported_in_a_test_body_is_an_explained_skip_and_other_errors_stay_errors(tmp_path: Path) -> None:

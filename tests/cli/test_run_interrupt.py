@@ -15,9 +15,10 @@ import psutil
 import pytest
 
 from harness.waiting import wait_until
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 
 
 def _first_log_line(run_root: Path) -> str:

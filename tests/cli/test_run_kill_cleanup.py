@@ -22,10 +22,11 @@ import pytest
 from harness import pidrecord
 from harness.platforms.local import cgroups, diskfault, netns
 from harness.waiting import wait_until
-from tests.need import need
+from tests.support.need import need
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 
 
 def _header(run_root: Path) -> str:

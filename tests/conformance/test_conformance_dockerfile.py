@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.conformance import dockerfile as df
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 REPO_DOCKERFILE = (ROOT / "docker" / "refstack.Dockerfile").read_text(encoding="utf-8")
 REPO_IGNORE = (ROOT / "docker" / "refstack.Dockerfile.dockerignore").read_text(encoding="utf-8")
 

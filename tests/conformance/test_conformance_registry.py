@@ -14,8 +14,7 @@ from harness.conformance.manifests import MANIFEST_CHECKS
 from harness.conformance.model import Judgement, Result, Verdict, merge, section_of
 from harness.conformance.results import load_results, redact, report_rows, write_result
 from harness.conformance.static import STATIC_RUNNERS
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
 
 
 def runtime_test_ids() -> list[str]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import wire
 from harness.workload import gate_client
+from tests.support.paths import ROOT
 
-LOADTESTS = Path(__file__).resolve().parent.parent / "loadtests"
+LOADTESTS = ROOT / "loadtests"
 
 CHILD = r"""
 import json, socket, sys, random

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_INFOS = {"", "bash", "sh", "shell", "console", "shell-session", "zsh"}
 SEPARATORS = {"&&", "||", ";", "|", "&"}
@@ -331,12 +332,12 @@ Some prose with `goverse-harness doctor --verbose` and `goverse-harness report R
 goverse-harness run -m e2e --no-such-flag
 goverse-harness frobnicate --now
 goverse-harness report latest --no-such-option
-pytest tests/test_job_summary.py --nope
+pytest tests/report/test_job_summary.py --nope
 scripts/does-not-exist
 scripts/main -k sigkill --bug no-such-bug
 goverse-harness run -m e2e -k zz_no_scenario_has_this_name
 FOO=1 goverse-harness run -m e2e -k sigkill && kubectl get pods   # fine: and kubectl is not ours
-python3 -m pytest tests/test_job_summary.py \\
+python3 -m pytest tests/report/test_job_summary.py \\
     -k cells
 goverse-harness run --stack goverse --goverse-node-bin /path/to/goverse-node -m e2e
 goverse-harness run --stack goverse --goverse-node-bin /path/to/goverse-node --goverse-nodes-bin X -m e2e
@@ -354,12 +355,12 @@ def test_the_checker_reports_every_mistake_of_a_wrong_document(tmp_path: Path) -
         "goverse-harness run -m e2e --no-such-flag",
         "goverse-harness frobnicate --now",
         "goverse-harness report latest --no-such-option",
-        "pytest tests/test_job_summary.py --nope",
+        "pytest tests/report/test_job_summary.py --nope",
         "scripts/does-not-exist",
         "scripts/main -k sigkill --bug no-such-bug",
         "goverse-harness run -m e2e -k zz_no_scenario_has_this_name",
         "goverse-harness run -m e2e -k sigkill",
-        "pytest tests/test_job_summary.py -k cells",
+        "pytest tests/report/test_job_summary.py -k cells",
         "goverse-harness run --stack goverse --goverse-node-bin /path/to/goverse-node -m e2e",
         "goverse-harness run --stack goverse --goverse-node-bin /path/to/goverse-node --goverse-nodes-bin X -m e2e",
         "goverse-harness doctor --verbose",
@@ -372,14 +373,14 @@ def test_the_checker_reports_every_mistake_of_a_wrong_document(tmp_path: Path) -
     assert "no such subcommand" in verdicts["goverse-harness frobnicate --now"][0]
     assert verdicts["goverse-harness report latest --no-such-option"] == [
         "`goverse-harness report` has no option --no-such-option"]
-    assert "unrecognized arguments: --nope" in verdicts["pytest tests/test_job_summary.py --nope"][0]
+    assert "unrecognized arguments: --nope" in verdicts["pytest tests/report/test_job_summary.py --nope"][0]
     assert verdicts["scripts/does-not-exist"] == ["`scripts/does-not-exist` does not exist"]
     assert "unknown seeded bug no-such-bug" in verdicts["scripts/main -k sigkill --bug no-such-bug"][0]
     assert "selects no test" in verdicts["goverse-harness run -m e2e -k zz_no_scenario_has_this_name"][0]
     assert verdicts["goverse-harness doctor --verbose"] == ["`goverse-harness doctor` has no option --verbose"]
     # and what is right stays right
     assert verdicts["goverse-harness run -m e2e -k sigkill"] == []
-    assert verdicts["pytest tests/test_job_summary.py -k cells"] == []
+    assert verdicts["pytest tests/report/test_job_summary.py -k cells"] == []
     assert verdicts["goverse-harness report RUN --compare BASELINE"] == []
     placeholder = "goverse-harness run --stack goverse --goverse-node-bin /path/to/goverse-node"
     assert verdicts[placeholder + " -m e2e"] == []

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.need import need
+from tests.support.need import need
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 

@@ -34,7 +34,8 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 WORKFLOW_DIR = ROOT / ".github" / "workflows"
 WORKFLOWS = sorted([*WORKFLOW_DIR.glob("*.yml"), *WORKFLOW_DIR.glob("*.yaml")])
 EXPECTED = {"pr.yml", "nightly.yml", "release.yml"}
@@ -152,7 +153,8 @@ def permission_problems(doc: dict[str, Any], filename: str) -> list[str]:
         allowed = ALLOWED_WRITES.get((filename, str(job_id)), set())
         for scope, level in scopes.items():
             if level == "write" and scope not in allowed:
-                problems.append(f"job {job_id}: `{scope}: write` is not in the allowlist of tests/test_workflows.py")
+                problems.append(f"job {job_id}: `{scope}: write` is not in the allowlist of "
+                                "tests/repo/test_workflows.py")
     return problems
 
 
@@ -325,8 +327,8 @@ def test_the_permission_rule_fails_on_broad_or_missing_permissions() -> None:
     problems = permission_problems(doc, "release.yml")
     assert problems[0].startswith("workflow: no top-level `permissions:`")
     assert [p for p in problems if ": write` is not in the allowlist" in p] == [
-        "job a: `contents: write` is not in the allowlist of tests/test_workflows.py",
-        "job a: `id-token: write` is not in the allowlist of tests/test_workflows.py"]
+        "job a: `contents: write` is not in the allowlist of tests/repo/test_workflows.py",
+        "job a: `id-token: write` is not in the allowlist of tests/repo/test_workflows.py"]
     doc = load_workflow("on: push\npermissions: {contents: read}\njobs: {}\n")
     assert permission_problems(doc, "x.yml") == [
         "workflow: top-level permissions {'contents': 'read'} — grant scopes per job, keep `{}` here"]

@@ -25,9 +25,8 @@ from harness.report import RUN_SCHEMA, RunStore, ScenarioResult, finalize, write
 from harness.report.job_summary import cell, job_summary
 from harness.report.results import scenario_p99
 from harness.report.summary import fmt_ms, fmt_rto
+from tests.support.paths import DATA, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).parent / "data"
 SCRIPT = ROOT / "scripts" / "job_summary.py"
 RECORDED_RUNS = sorted((DATA / "runs").glob("*/run.json"))
 FROM_HISTORIES = {

@@ -14,6 +14,7 @@ import pytest
 from harness.report import RunStore, ScenarioResult, compare, finalize, summary_table, write_scenario_result
 from harness.report.cli import report_main
 from harness.report.compare import render_compare_html, render_compare_text
+from tests.support.paths import DATA
 
 
 def scenario(sid: str, verdict: str = "pass", rto_s: float | None = 5.0, p99: float | None = 20.0,
@@ -172,7 +173,7 @@ def test_report_main_missing_run_is_exit_2(tmp_path: Path, capsys: pytest.Captur
 
 
 # ---- side by side: a local and a Kubernetes run of the same scenarios (real run.json files) -------------
-RUNS = Path(__file__).parent / "data" / "runs"
+RUNS = DATA / "runs"
 
 
 def _real() -> tuple[dict[str, Any], dict[str, Any]]:

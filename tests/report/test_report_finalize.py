@@ -15,8 +15,9 @@ import pytest
 from harness.checkers import check, converged, measure, no_lost_writes, rto, single_ownership
 from harness.history import History
 from harness.report import RUN_SCHEMA, RunDir, RunStore, ScenarioResult, finalize, write_scenario_result
+from tests.support.paths import DATA
 
-HISTORIES = Path(__file__).parent / "data" / "histories"
+HISTORIES = DATA / "histories"
 CONFORMANCE = [
     {"id": "2.1.ready-drops", "section": "2.1", "title": "readiness drops on shutdown", "verdict": "pass",
      "evidence": "/ready 503 after 0.2 s"},

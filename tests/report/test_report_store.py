@@ -12,8 +12,9 @@ import pytest
 from harness.checkers import check, measure, no_lost_writes, rto
 from harness.history import History
 from harness.report import RunDir, RunStore, ScenarioResult, scenario_dirname, write_scenario_result
+from tests.support.paths import DATA
 
-HISTORIES = Path(__file__).parent / "data" / "histories"
+HISTORIES = DATA / "histories"
 
 
 def test_create_names_the_run_by_utc_time_and_points_latest_at_it(tmp_path: Path) -> None:

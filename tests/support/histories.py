@@ -6,10 +6,9 @@ from __future__ import annotations
 import importlib.util
 import sys
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 
-DATA = Path(__file__).parent / "data"
+from tests.support.paths import DATA
 
 
 @cache

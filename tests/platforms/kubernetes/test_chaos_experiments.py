@@ -12,7 +12,7 @@ import copy
 import pytest
 
 from harness.platforms.kubernetes import chaos, crdschema, naming
-from tests.need import need
+from tests.support.need import need
 
 CRDS = crdschema.default_crd_dir()
 

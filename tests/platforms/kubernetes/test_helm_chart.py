@@ -1,6 +1,6 @@
 """charts/goverse: `helm lint`, `helm template`, and the same workloads as the kustomize tree.
 
-helm is the real one, built from the Go module proxy (tests/gotools.py). The comparison renders the
+helm is the real one, built from the Go module proxy (tests/support/gotools.py). The comparison renders the
 chart with its default values and the kustomize `production/reference` overlay and compares, per
 workload (Deployment, StatefulSet, Job, CronJob; kind and name, the schema Job without the chart's
 per-revision suffix): init and regular containers in order with their name, image, command and args,
@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from harness.platforms.kubernetes import k8sschema, netpol, policy, render
-from tests.gotools import go_tool
+from tests.support.gotools import go_tool
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "goverse"
 KUBE_VERSION = "1.31.0"
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")

@@ -16,8 +16,9 @@ import pytest
 from harness.platforms.kubernetes import guard
 from harness.platforms.kubernetes.cluster import configs, gobuild, hostnet, pki, provisioner
 from harness.platforms.kubernetes.cluster import versions as v
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 L = configs.Layout(Path("/x/state"))
 
 

@@ -4,7 +4,7 @@ run as Jobs, and ``helm uninstall`` + the namespace deletion leaving nothing.
 One module-scoped ``helm install`` (``deploy_with=helm``): the chart's own CronJobs (not the kustomize
 component's) produce an etcd snapshot and a PostgreSQL dump that ``etcdctl snapshot status`` and
 ``pg_restore --list`` accept, and the teardown leaves no namespace, no release and no volume of the run.
-Same environment as tests/test_k8s_cluster.py (``GVH_KUBE_CONTEXT``, ``GVH_IMAGE``).
+Same environment as tests/platforms/kubernetes/test_k8s_cluster.py (``GVH_KUBE_CONTEXT``, ``GVH_IMAGE``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ run them on kind after building and loading the reference image::
 
     docker build -f docker/refstack.Dockerfile -t goverse-harness/refstack:dev .
     kind create cluster --name gvh && kind load docker-image goverse-harness/refstack:dev --name gvh
-    pytest -m k8s tests/test_k8s_cluster.py            # uses the current context (kind-gvh)
+    pytest -m k8s tests/platforms/kubernetes/test_k8s_cluster.py            # uses the current context (kind-gvh)
 
 ``GVH_KUBE_CONTEXT`` picks another context, ``GVH_ALLOW_CONTEXT`` allows a non-kind/k3d one,
 ``GVH_IMAGE`` names the image.

@@ -20,7 +20,7 @@ from harness.platforms.base import PlatformError, StackSpec, Timers
 from harness.platforms.kubernetes import helm, policy, render, stackconfig
 from harness.platforms.kubernetes.platform import KubernetesOptions
 from harness.settings import SettingsError, load_settings
-from tests.gotools import go_tool
+from tests.support.gotools import go_tool
 
 SPEC = StackSpec(nodes=4, gates=1, shards=32, etcd_members=3, inspector=False, prefix="/gvh-x",
                  timers=Timers(lease_ttl=2.0, stability=0.5, tick=0.1, call_timeout=4.0, shutdown_grace=6.0))

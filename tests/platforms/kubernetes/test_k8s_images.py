@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from harness.platforms.kubernetes.cluster import images
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 DOCKERFILE = REPO / "docker" / "refstack.Dockerfile"
 # import name -> distribution name where they differ
 DIST = {"yaml": "pyyaml", "etcd3gw": "etcd3gw", "google": "protobuf", "psycopg_pool": "psycopg"}

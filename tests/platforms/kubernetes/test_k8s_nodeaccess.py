@@ -3,7 +3,7 @@ node-access faults and the runtime-conformance plumbing of the Kubernetes platfo
 
 Skipped with the reason when no cluster answers, the context is not a test cluster, or the pods'
 processes are not on this machine. ``GVH_KUBE_CONTEXT`` / ``GVH_ALLOW_CONTEXT`` / ``GVH_IMAGE`` as in
-tests/test_k8s_cluster.py.
+tests/platforms/kubernetes/test_k8s_cluster.py.
 """
 
 from __future__ import annotations

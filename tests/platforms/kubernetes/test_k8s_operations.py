@@ -15,7 +15,7 @@ from harness.history import Recorder
 from harness.operation_kinds import CONFIG_F
 from harness.platforms.base import StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
-from tests.test_k8s_cluster import _cluster_or_skip
+from tests.platforms.kubernetes.test_k8s_cluster import _cluster_or_skip
 
 pytestmark = pytest.mark.k8s
 

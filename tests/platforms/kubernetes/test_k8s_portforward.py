@@ -15,7 +15,7 @@ import pytest
 
 from harness.platforms.kubernetes.portforward import PortForward
 from harness.waiting import wait_until
-from tests.echo import EchoServer
+from tests.support.echo import EchoServer
 
 
 @pytest.fixture

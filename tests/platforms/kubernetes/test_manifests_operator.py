@@ -28,12 +28,12 @@ import pytest
 import yaml
 
 from harness.platforms.kubernetes import k8sschema, policy, render
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) is not on PATH")
 
 Doc = dict[str, Any]
 OVERLAYS = [(p, s) for p in render.PLATFORM_OVERLAYS for s in render.STACKS]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """Every metric a dashboard or an alert names exists where it is scraped from.
 
 Goverse names (``goverse_*``) are checked against a live reference stack's /metrics (real etcd, real
-PostgreSQL, real node and gate processes, as in tests/test_refstack_cluster.py); etcd names against the
+PostgreSQL, real node and gate processes, as in tests/refstack/test_refstack_cluster.py); etcd names against the
 real etcd's /metrics. The few that only real Goverse exposes are listed with the contract section that
 names them; Kubernetes-level names (kube-state-metrics, kubelet/cAdvisor) cannot be scraped without a
 cluster and are listed with their source. An unlisted name that is not on a live scrape fails: a typo in
@@ -24,8 +24,8 @@ import yaml
 
 from harness.platforms.local.services import EtcdCluster, PostgresServer
 from harness.refstack.localcluster import LocalCluster, fresh_database
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "manifests" / "components" / "dashboards").glob("*.json"))
 RULES = ROOT / "manifests" / "components" / "monitoring" / "prometheusrule.yaml"
 

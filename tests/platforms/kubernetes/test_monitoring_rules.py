@@ -1,7 +1,7 @@
 """The alert rules of components/monitoring: valid PromQL, unit-tested with promtool, each alert with a
 runbook, and the knobs kube-prometheus-stack needs (selector labels, no hard-coded Prometheus namespace).
 
-promtool is the real one (tests/gotools.py builds it from the Go module proxy). Every rule check is also
+promtool is the real one (tests/support/gotools.py builds it from the Go module proxy). Every rule check is also
 run on a deliberately broken copy and must fail there.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.gotools import go_tool
+from tests.support.gotools import go_tool
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "manifests" / "components" / "monitoring"
 RULE_TESTS = ROOT / "tests" / "data" / "alerts" / "goverse_rules_test.yaml"
 RUNBOOKS = ROOT / "docs" / "runbooks"

@@ -12,7 +12,7 @@ import pytest
 
 from harness.platforms.local.faultproxy import Bandwidth, FaultProxy, Latency, ResetPeer, Timeout
 from harness.waiting import wait_until
-from tests.echo import EchoServer
+from tests.support.echo import EchoServer
 
 
 @pytest.fixture

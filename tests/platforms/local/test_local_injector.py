@@ -50,7 +50,7 @@ from harness.platforms.local.injector import LocalInjector
 from harness.platforms.local.netns import Network
 from harness.platforms.local.process import ManagedProcess
 from harness.waiting import wait_until
-from tests.echo import EchoServer
+from tests.support.echo import EchoServer
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces, cgroups and mounts need root")
 CAPS = detect()
