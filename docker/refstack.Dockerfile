@@ -15,7 +15,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Runtime dependencies of harness.refstack (a subset of pyproject's [project].dependencies): the same file
-# the Docker-free image build installs (tests/test_k8s_images.py keeps the two identical).
+# the Docker-free image build installs (tests/platforms/kubernetes/test_k8s_images.py keeps the two identical).
 COPY docker/refstack-requirements.txt /tmp/refstack-requirements.txt
 RUN pip install -r /tmp/refstack-requirements.txt
 WORKDIR /src

@@ -26,7 +26,7 @@ Why these choices:
   ``info`` (unknown, e.g. a timeout) by exactly the rules of ``harness/workload/gate_client.py``.
 * **No protobuf dependency**: the five tiny messages are hand-encoded (``Any`` of ``counter.*`` /
   ``wallet.*`` with Goverse's field numbers), so the file runs in the stock ``locustio/locust`` image
-  and spends no generator CPU on protobuf. ``tests/test_load_locustfile.py`` checks the bytes against
+  and spends no generator CPU on protobuf. ``tests/load/test_load_locustfile.py`` checks the bytes against
   ``harness.wire``.
 """
 

@@ -4,12 +4,12 @@
 the ``postgres`` user when we are root) in temporary directories removed at the end of the session;
 tests that use them are marked ``integration``.
 
-Under ``CI`` a test that skips because something it needs is missing fails instead (tests/need.py): a
+Under ``CI`` a test that skips because something it needs is missing fails instead (tests/support/need.py): a
 CI job that silently skips a family of tests proves nothing. What a CI job deliberately does not provide
 (a Kubernetes cluster, kubectl, checkov, a Go toolchain) stays a skip: ``CI_MAY_SKIP`` below, extended
 by the ``GVH_CI_MAY_SKIP`` regular expression.
 
-promtool and helm (tests/gotools.py) are built from the Go module proxy; without Go they skip with a
+promtool and helm (tests/support/gotools.py) are built from the Go module proxy; without Go they skip with a
 reason saying "go toolchain", which CI_MAY_SKIP deliberately does not match: outside CI that is a skip,
 under CI a failure (the CI jobs running them must provide Go).
 """
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from harness.platforms.local.services import EtcdCluster, PostgresServer, find_etcd, find_pg_bindir
-from tests.need import in_ci
+from tests.support.need import in_ci
 
 CI_MAY_SKIP = re.compile(r"Kubernetes|kubectl|kube context|Chaos Mesh (is not installed|present)|GVH_CHECKOV|"
                          r"go is not on PATH|actionlint|not in harness/cli.py yet|"

@@ -16,9 +16,9 @@ import pytest
 from harness.bugmatrix import CATCHERS, CORRECT, STATED_RATE, Run, Selection, build_matrix, render_markdown
 from harness.refstack.bugs import BUGS
 from harness.settings import KNOWN_BUGS
+from tests.support.paths import DATA, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = Path(__file__).parent / "data" / "runs"
+RUNS = DATA / "runs"
 RESTART = Selection("scenarios/test_restarts.py", "restart_node_sigkill")
 PAUSE = Selection("scenarios/test_chaos.py", "pause-one-node]")
 

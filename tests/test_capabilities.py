@@ -24,8 +24,9 @@ from harness.checkers.verdict import Verdict
 from harness.history import Event, History
 from harness.platforms.base import StackSpec
 from harness.report import RunStore, ScenarioResult, finalize, write_scenario_result
+from tests.support.paths import DATA, ROOT
 
-HISTORIES = Path(__file__).parent / "data" / "histories"
+HISTORIES = DATA / "histories"
 REFERENCE = caps.for_stack("reference")
 GOVERSE_DEFAULT = caps.for_stack("goverse")  # Goverse's own 5 min persistence interval
 GOVERSE_FAST = caps.for_stack("goverse", 1.0)  # goverse-app --persistence-interval=1s
@@ -183,7 +184,7 @@ def test_the_stored_state_is_not_read_on_a_stack_that_saves_every_five_minutes(t
 
     from harness.history import Recorder
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scenarios"))
+    sys.path.insert(0, str(ROOT / "scenarios"))
     try:
         import chaos_checks
     finally:

@@ -15,8 +15,7 @@ from harness import budgets
 from harness.checkers import chaos as chaos_checkers
 from harness.checkers.verdict import Verdict
 from harness.platforms.base import Timers
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
 
 
 @cache
@@ -122,5 +121,5 @@ def test_migration_error_budget_is_the_stacks_handover_promise() -> None:
     assert budgets.migration_errors(Timers()) == 3.0
     assert budgets.migration_errors(Timers.goverse_defaults()) == 31.0
     for name in ("test_scaling", "test_upgrade", "test_config_and_secrets"):
-        text = (Path(__file__).resolve().parents[1] / "scenarios" / f"{name}.py").read_text()
+        text = (ROOT / "scenarios" / f"{name}.py").read_text()
         assert "error_window(budget_s=budgets.migration_errors(t)" in text, name

@@ -4,7 +4,7 @@ vacuously, so each chaos scenario also checks, from the history, that its fault 
 
 Why in the library now: they read only the history (samples ``persisted``, the nemesis events, ops),
 so they are pure like every other checker and unit-tested on crafted histories
-(tests/test_local_injector_checks.py). The scenario-side helpers that record the samples they read
+(tests/checkers/test_checkers_chaos.py). The scenario-side helpers that record the samples they read
 stay in scenarios/chaos_checks.py.
 """
 

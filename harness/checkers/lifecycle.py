@@ -2,7 +2,7 @@
 gates answered): each is built with those facts and judges them the same fail/unknown/pass way.
 
 Why here and not inline in the scenario files: every checker lives in harness/checkers/, is pure and
-is shown failing on crafted input (tests/test_checkers_all_failed.py).
+is shown failing on crafted input (tests/checkers/test_checkers_all_failed.py).
 """
 
 from __future__ import annotations

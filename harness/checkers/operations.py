@@ -2,7 +2,7 @@
 backup and restore), over the windows and samples the operations record into the history.
 
 Why here and not beside the operations: a checker reads only the history, so it runs offline on any
-platform's history and is unit-tested on crafted histories (tests/test_operations_checkers.py).
+platform's history and is unit-tested on crafted histories (tests/checkers/test_checkers_operations.py).
 """
 
 from __future__ import annotations

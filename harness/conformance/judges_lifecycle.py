@@ -2,7 +2,7 @@
 
 Why pure: the runtime tests only *observe* (poll /ready into a timeline, time a SIGTERM, sample etcd);
 deciding is done here, from plain data, so every judge is shown failing on a made-up observation in
-tests/test_conformance_judges.py — and each also fails against the seeded bug it is meant to catch
+tests/conformance/test_conformance_judges.py — and each also fails against the seeded bug it is meant to catch
 (ready-latched, ignore-sigterm) in the runtime suite.
 
 Times are seconds on one monotonic clock; a timeline is ``[(t, status)]`` where ``status`` is the HTTP

@@ -1,7 +1,8 @@
 """Seed §2.2/§2.4/§3/§4/§5 checks over rendered overlays, built on kubernetes/policy.py and netpol.py.
 
 Why a layer over policy.py instead of new checks: policy.py's functions already encode the seed's
-manifest properties (and are shown failing on broken documents in tests/test_manifests_properties.py);
+manifest properties (and are shown failing on broken documents in
+tests/platforms/kubernetes/test_manifests_properties.py);
 what conformance adds is (1) an id per requirement, (2) the judgement over *every* overlay with the
 overlay named in each violation, (3) what the seed asks to *exist* (the core resource list, HPAs,
 ServiceMonitors, alert rules), which policy.py — a set of consistency checks — does not require, and

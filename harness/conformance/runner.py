@@ -4,7 +4,7 @@ judgement into a result file plus a pytest outcome.
 Why not in the scenario module: the scenario should read as the list of requirements; the rules
 "an experiment that crashed makes its checks unknown", "a judge that crashed is unknown", "unknown
 fails the test, not-applicable skips it, the result file is written either way" are the suite's
-semantics and are tested in tests/test_conformance_runner.py.
+semantics and are tested in tests/conformance/test_conformance_runner.py.
 """
 
 from __future__ import annotations

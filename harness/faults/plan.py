@@ -8,7 +8,7 @@ crash instead of an explained skip, depending on where it ran. Interpreters now 
 (nft rules, Chaos Mesh CRs, NetworkPolicies), and the plan is what the history records.
 
 Everything here is a function of (fault, topology, RNG): no I/O, unit-tested with real topologies
-(tests/test_faults_plan.py). A shape that cannot be formed over the topology is ``Unsupported`` (the
+(tests/faults/test_faults_plan.py). A shape that cannot be formed over the topology is ``Unsupported`` (the
 scenario becomes an explained skip); a target spec that names nothing is a ``TargetError`` (the
 scenario is wrong).
 """

@@ -100,7 +100,7 @@ class GateClient:
     100, or the 64 this client once had) enough hung calls fill the pool and every call to a healthy
     node queues behind them — the client would report healthy nodes as slow and unavailable. The
     workload is open loop, so the open connections are bounded by rate × timeout anyway
-    (``tests/test_gate_client_isolation.py`` black-holes a node's keys and checks healthy p99).
+    (``tests/workload/test_gate_client_isolation.py`` black-holes a node's keys and checks healthy p99).
     """
 
     def __init__(self, gate_urls: dict[str, str], timeout: float = 10.0, limit: int = 0,

@@ -46,7 +46,7 @@ def chart_dir() -> Path:
 
 def helm_binary() -> str:
     """``GVH_HELM``, else ``helm`` on PATH, else the one the tests build from the Go module proxy
-    (``~/.cache/goverse-harness/helm/<version>/helm``, see tests/gotools.py)."""
+    (``~/.cache/goverse-harness/helm/<version>/helm``, see tests/support/gotools.py)."""
     env = os.environ.get("GVH_HELM")
     if env:
         if not Path(env).is_file():
@@ -60,7 +60,8 @@ def helm_binary() -> str:
     if cached.is_file():
         return str(cached)
     raise PlatformError(f"deploy_with=helm needs helm: none on PATH, GVH_HELM unset, and {cached} not built "
-                        "(`python3 -m pytest tests/test_helm_chart.py` builds it from the Go module proxy)")
+                        "(`python3 -m pytest tests/platforms/kubernetes/test_helm_chart.py` builds it from the Go "
+                        "module proxy)")
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

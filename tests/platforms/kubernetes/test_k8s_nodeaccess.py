@@ -1,0 +1,111 @@
+"""Against a real cluster whose node the harness runs on (marker ``k8s``; the binaries provider): the
+node-access faults and the runtime-conformance plumbing of the Kubernetes platform.
+
+Skipped with the reason when no cluster answers, the context is not a test cluster, or the pods'
+processes are not on this machine. ``GVH_KUBE_CONTEXT`` / ``GVH_ALLOW_CONTEXT`` / ``GVH_IMAGE`` as in
+tests/platforms/kubernetes/test_k8s_cluster.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness.faults.spec import CpuStress, Kill
+from harness.platforms.base import StackSpec
+from harness.platforms.kubernetes import apply as k8s
+from harness.platforms.kubernetes import client, guard, nodeaccess
+from harness.waiting import wait_until
+
+pytestmark = pytest.mark.k8s
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from harness.platforms.kubernetes.platform import KubernetesPlatform, options_from
+
+    pytest.importorskip("kubernetes")
+    ctx = os.environ.get("GVH_KUBE_CONTEXT")
+    ok, why = client.reachable(None, ctx)
+    if not ok:
+        pytest.skip(f"no reachable Kubernetes cluster: {why}")
+    ctx = ctx or client.contexts(None)[1] or ""
+    try:
+        guard.check_context(ctx, [os.environ.get("GVH_ALLOW_CONTEXT", "")])
+    except guard.UnsafeContext as exc:
+        pytest.skip(str(exc))
+    opts = options_from("kubernetes", ctx, os.environ.get("GVH_ALLOW_CONTEXT"), "unused", False, False,
+                        os.environ.get("GVH_IMAGE", "goverse-harness/refstack:dev"))
+    platform = KubernetesPlatform(opts)
+    run_dir: Path = tmp_path_factory.mktemp("k8s-nodeaccess")
+    d = platform.deploy(StackSpec(nodes=2, gates=1, etcd_members=1), str(run_dir))
+    try:
+        if not d.node_access():
+            pytest.skip("the pods' processes are not on this machine (no node access)")
+        yield d
+    finally:
+        d.teardown()
+        ns = k8s.resource(d.dyn, "v1", "Namespace").get().to_dict()["items"]
+        assert d.namespace not in {n["metadata"]["name"] for n in ns}, "teardown left the run namespace"
+
+
+def dep_injector(dep):  # noqa: ANN001, ANN201 - test helper
+    from harness.platforms.kubernetes.injector import KubernetesInjector
+
+    return KubernetesInjector(dep)
+
+
+def test_ops_urls_answer_through_the_pod_network(dep) -> None:
+    serving = [i for i in dep.instances() if i.component in ("node", "gate", "inspector")]
+    assert serving and all(i.ops_url for i in serving)
+    for i in serving:
+        assert requests.get(f"{i.ops_url}/healthz", timeout=10).status_code == 200, i
+
+
+def test_cpu_limit_nests_in_the_container_group_throttles_and_heals_to_nothing(dep) -> None:
+    injected = dep_injector(dep).inject(CpuStress("node-0", quota=0.02))
+    lim = dep.limits["cpu-node-0"]
+    assert lim.group is not None and lim.group.parent == lim.hierarchy.path(lim.hierarchy.own)
+    group = lim.group
+    pid = nodeaccess.container_pid(dep.pod_uid("node-0"))
+    assert pid in [int(x) for x in (group / "cgroup.procs").read_text().split()]
+    wait_until(lambda: lim.throttled()[1] > 0, 30, "the 2 % quota throttles the node")
+    result = injected.heal()
+    assert result["throttled"]["node-0"]["throttled"] > 0
+    assert not group.exists() and "cpu-node-0" not in dep.limits
+    assert str(group.parent.relative_to(lim.hierarchy.mount)) in Path(f"/proc/{pid}/cgroup").read_text()
+
+
+def test_sigkill_keeps_the_node_down_until_heal_then_it_serves_again(dep) -> None:
+    t = dep.spec.timers
+    uid = dep.pod_uid("node-1")
+    injected = dep_injector(dep).inject(Kill("node-1", "SIGKILL"))
+    try:
+        # the lease expires (TTL) and the restarted container, cut off, cannot register again
+        wait_until(lambda: "node-1" not in dep.live_nodes(), t.lease_ttl + 20, "node-1's lease expired")
+        wait_until(lambda: dep.cluster_state().converged, t.failover_budget() + 30, "shards moved to node-0")
+        assert "node-1" not in dep.live_nodes()
+    finally:
+        result = injected.heal()
+    how = result["how_back"]["node-1"]
+    # back in place under the same pod (and IP), or — if the kubelet's back-off took too long — a new pod
+    assert (how.startswith("restarted in place") and dep.pod_uid("node-1") == uid) or (
+        how.startswith("pod replaced") and dep.pod_uid("node-1") != uid), how
+    wait_until(lambda: "node-1" in dep.live_nodes(), t.failover_budget() + 30, "node-1 registered again")
+
+
+def test_terminate_is_sigterm_by_pod_deletion_with_the_exit_code(dep) -> None:
+    term = dep.terminate("node-1")
+    assert term.code == 0 and term.t_exit > term.t_sigterm
+    dep.start("node-1")
+    dep.wait_converged(dep.spec.timers.failover_budget() + 30)
+
+
+def test_the_password_comes_from_the_secret_and_the_logs_from_the_pods(dep) -> None:
+    assert len(dep.postgres_password()) >= 16
+    log = dep.instance_log("node-0")
+    assert log and dep.postgres_password() not in log
