@@ -26,6 +26,7 @@ from harness.checkers import (
 )
 from harness.checkers.drain import drained_in_flight
 from harness.checkers.lifecycle import exited_cleanly
+from harness.checkers.readiness import ready_means_serving
 from harness.faults.spec import Kill, Latency, Restart
 from harness.platforms.base import Timers
 from harness.scenario import unsupported_is_skip
@@ -45,7 +46,7 @@ WALLET_RATE = 4.0
 def test_restart_node_graceful(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload(wallet_rate=WALLET_RATE)
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         injected = scenario.nemesis.apply(Restart("node-0", graceful=True), hold=1.0)
         scenario.wait_converged(budgets.convergence(t))
@@ -56,7 +57,7 @@ def test_restart_node_graceful(stack, scenario):
         no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
         single_ownership(), reliable_calls_once(),
         converged(within_s=budgets.convergence(t)), error_window(budget_s=2.0),
-        exited_cleanly(codes, t.shutdown_grace),
+        exited_cleanly(codes, t.shutdown_grace), ready_means_serving(budgets.ready_serving(t)),
     )
     assert result.passed, result.explain()
 
@@ -119,7 +120,7 @@ def test_restart_node_sigkill(stack, scenario):
     moving to live nodes), not the node's own restart."""
     t = stack.spec.timers
     wl = scenario.workload(wallet_rate=WALLET_RATE)
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         scenario.nemesis.apply(Kill("node-0", "SIGKILL"), hold=budgets.failover(t) + 2.0)
         scenario.wait_converged(budgets.convergence(t))
@@ -129,6 +130,7 @@ def test_restart_node_sigkill(stack, scenario):
         no_lost_writes(), reads_see_acknowledged(), monotonic_reads(), linearizable_counters(),
         single_ownership(), reliable_calls_once(),
         converged(within_s=budgets.convergence(t)), rto(budget_s=budgets.failover(t)),
+        ready_means_serving(budgets.ready_serving(t)),
     )
     assert result.passed, result.explain()
 
@@ -136,7 +138,7 @@ def test_restart_node_sigkill(stack, scenario):
 def test_restart_gate(stack, scenario):
     t = stack.spec.timers
     wl = scenario.workload()
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         scenario.nemesis.apply(Restart("gate-0", graceful=True), hold=1.0)
         scenario.wait_converged(budgets.convergence(t))
@@ -144,6 +146,6 @@ def test_restart_gate(stack, scenario):
     wl.final_reads()
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
-        rto(budget_s=budgets.gate_restart(t)),
+        rto(budget_s=budgets.gate_restart(t)), ready_means_serving(budgets.ready_serving(t)),
     )
     assert result.passed, result.explain()

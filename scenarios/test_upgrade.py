@@ -41,6 +41,7 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.checkers.operations import clean_exits, one_at_a_time, version_everywhere
+from harness.checkers.readiness import ready_means_serving
 from harness.faults.spec import Upgrade
 from harness.operation_kinds import ROLL_KINDS
 from harness.scenario import unsupported_is_skip
@@ -61,7 +62,7 @@ def test_upgrade_and_rollback(stack, scenario):
         scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
     a = str(stack.spec.version)
     b = "B" if a != "B" else "C"  # the version rolled to (the stack runs spec.version, "A" by default)
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, f"baseline: version {a}")
         fid, upgraded = scenario.nemesis.inject(Upgrade(b))
         up = upgraded.outcome
@@ -76,6 +77,7 @@ def test_upgrade_and_rollback(stack, scenario):
         converged(within_s=budgets.convergence(t)), one_at_a_time(ROLL_KINDS), clean_exits(ROLL_KINDS),
         version_everywhere(), availability_at_least(ROLL_AVAILABILITY),
         error_window(budget_s=budgets.migration_errors(t)),  # E(3 s) on the fast timers
+        ready_means_serving(budgets.ready_serving(t)),
         extra={"from_version": a, "to_version": b, "upgrade_s": up.duration_s, "rollback_s": down.duration_s,
                "order": [s.name for s in up.steps]},
     )
