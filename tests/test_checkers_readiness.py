@@ -72,6 +72,9 @@ def test_failures_while_not_ready_or_about_to_drop_or_just_settled_do_not_count(
         ready(3.5, "node-1", True), *call(3.6, 2, "fail"),  # ready again, not yet for a whole budget
         # shard 0 moves to node-1 at 4.0: failures within the budget after it settled are the gates' lag
         placement(4.0, {"node-0": [1], "node-1": [0, 2, 3]}), *call(4.3, 0, "fail"),
+        # shard 1 goes into migration at 4.9; a gate saw it before the recorder's sample at 5.1 (seen on
+        # the correct build: "shard 40 is in migration from node-1 to node-0" at t = 7.797)
+        *call(4.95, 1, "fail"), placement(5.1, {"node-1": [0, 2, 3]}),
     ]
     c = run(base(evs))
     assert c.verdict is Verdict.PASS, c.detail

@@ -107,6 +107,24 @@ def test_timeout_holds_data_until_cleared(proxy: FaultProxy, echo: EchoServer) -
         assert s.recv(10) == b"held"
 
 
+def test_timeout_downstream_delivers_requests_and_holds_the_answers(proxy: FaultProxy, echo: EchoServer) -> None:
+    """Committed but unanswered: the server gets the request (bytes forwarded upstream), the client
+    gets no answer until the toxic is cleared."""
+    addr = proxy.add_link("l", echo.addr)
+    with socket.create_connection(addr, timeout=5) as s:
+        assert rtt_ms(s, 1)  # connected and flowing
+        up = proxy.stats("l").bytes_up
+        proxy.set_toxic("l", Timeout(direction="downstream"))
+        s.sendall(b"commit")
+        wait_until(lambda: proxy.stats("l").bytes_up >= up + 6, 5, "the request to reach the server")
+        s.settimeout(0.4)
+        with pytest.raises(socket.timeout):
+            s.recv(10)
+        proxy.clear("l")
+        s.settimeout(5)
+        assert s.recv(10) == b"commit"
+
+
 def test_timeout_with_close_after(proxy: FaultProxy, echo: EchoServer) -> None:
     addr = proxy.add_link("l", echo.addr)
     with socket.create_connection(addr, timeout=5) as s:

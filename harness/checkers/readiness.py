@@ -16,15 +16,16 @@ Data (recorded by ``Scenario.observing(readiness=True)``):
 
 The judgement, for every client call with a key that did not succeed (``fail`` or ``info``; a call
 still in flight when the history was cut is left out), invoked at ``t`` through gate ``g``:
-the key's shard had one settled owner ``X`` continuously over ``[t − budget, t]``, ``X`` said ready
+the key's shard had one settled owner ``X`` continuously over ``[t − budget, t + budget]``, ``X`` said ready
 at every answer over ``[t − budget, t + budget]`` (its last answer before ``t − budget`` was 200 and
 none in the interval was not 200), and so did ``g`` when the gate's readiness was recorded. Such a
 call is a violation: its node had said for a whole budget that it serves, and it did not.
 
 The budget (``budgets.ready_serving``: two ticks and a margin) absorbs what a correct stack may lag:
 the gates' view of the shard map (refreshed once a tick), the poll periods of the recorder, and an
-instance whose readiness is about to drop (a SIGKILLed node is only seen not ready at the next poll:
-the ``+ budget`` side). Calls that succeed in the same state count as judged, so a history in which
+instance whose readiness is about to drop (a SIGKILLed node is only seen not ready at the next poll)
+or a shard about to move (a gate may see the new target before the recorder's next sample): the
+``+ budget`` sides. Calls that succeed in the same state count as judged, so a history in which
 nothing was in this state is ``unknown``, not a pass.
 """
 
@@ -132,7 +133,7 @@ def ready_means_serving(budget_s: float) -> Checker:
             if op.key is None or op.error == NO_COMPLETION:
                 continue
             t = op.t_invoke
-            owner = placement.owner_over(shard_of(op.key, placement.shards), t - budget_s, t)
+            owner = placement.owner_over(shard_of(op.key, placement.shards), t - budget_s, t + budget_s)
             if owner is None or owner not in ready or not ready[owner].ready_over(t - budget_s, t + budget_s):
                 continue
             gate = (op.extra or {}).get("gate") or op.node

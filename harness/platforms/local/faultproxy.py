@@ -23,7 +23,8 @@ Semantics (``upstream`` = client → server, ``downstream`` = server → client,
 - :class:`Timeout` — a black hole: connections are accepted, nothing is forwarded in either direction
   (data is *held*, as TCP retransmission would deliver it after a healed partition), and with
   ``close_after_ms > 0`` the connection is closed after that long. Clearing the toxic releases what
-  was held.
+  was held. ``direction="downstream"`` holds only the server's answers: requests still reach it (a
+  PostgreSQL commit happens, its reply is not delivered — committed but unanswered).
 - :class:`ResetPeer` — every open connection is aborted with a TCP RST (``SO_LINGER`` 0) on both
   sides, and every new one is reset right after accept.
 - :class:`Bandwidth` — at most ``rate_kbps`` kilobytes per second in the toxic's direction.
@@ -64,6 +65,7 @@ class Latency:
 @dataclass(frozen=True)
 class Timeout:
     close_after_ms: float = 0.0  # 0: hold until the toxic is removed
+    direction: Direction = "both"  # "downstream": hold only the answers ("upstream": only the requests)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,11 @@ class _Link:
     listen: Addr
     toxics: dict[type, Toxic] = field(default_factory=dict)
     conns: set[_Conn] = field(default_factory=set)
-    flowing: asyncio.Event = field(default_factory=asyncio.Event)
+    flowing_up: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: a Timeout holds requests
+    flowing_down: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: a Timeout holds answers
+
+    def flowing(self, d: str) -> asyncio.Event:
+        return self.flowing_up if d == "upstream" else self.flowing_down
     stats: LinkStats = field(default_factory=LinkStats)
     rng: _stdrandom.Random = field(default_factory=lambda: hrand.fork("faultproxy"))
 
@@ -244,7 +250,8 @@ class FaultProxy:
         server = await asyncio.start_server(handle, listen[0], listen[1], reuse_address=True)
         sockname = server.sockets[0].getsockname()
         link = _Link(name=name, upstream=upstream, server=server, listen=(sockname[0], sockname[1]))
-        link.flowing.set()
+        link.flowing_up.set()
+        link.flowing_down.set()
         holder["link"] = link
         self._links[name] = link
         return link.listen
@@ -253,7 +260,9 @@ class FaultProxy:
         link = self._links[name]
         link.toxics[type(toxic)] = toxic
         if isinstance(toxic, Timeout):
-            link.flowing.clear()
+            for d in ("upstream", "downstream"):
+                if _applies(toxic.direction, d):
+                    link.flowing(d).clear()
             if toxic.close_after_ms > 0:
                 for c in list(link.conns):
                     self._schedule_close(c, toxic.close_after_ms)
@@ -265,7 +274,8 @@ class FaultProxy:
     async def _clear(self, name: str) -> None:
         link = self._links[name]
         link.toxics.clear()
-        link.flowing.set()
+        link.flowing_up.set()
+        link.flowing_down.set()
         for c in link.conns:
             if c.closer is not None:
                 c.closer.cancel()
@@ -365,7 +375,7 @@ class FaultProxy:
                     raise _Broken() from None
                 if not data:
                     break
-                await link.flowing.wait()  # black hole: hold this chunk (and stop reading) until healed
+                await link.flowing(d).wait()  # black hole: hold this chunk (and stop reading) until healed
                 due = max(last_due, time.monotonic() + link.delay_s(d))  # jitter never reorders bytes
                 last_due = due
                 await queue.put((due, data))
@@ -383,7 +393,7 @@ class FaultProxy:
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)  # sleep-ok: the latency toxic's delay is the point
-            await link.flowing.wait()
+            await link.flowing(d).wait()
             if not data:
                 with contextlib.suppress(OSError):
                     if writer.can_write_eof():
