@@ -80,6 +80,24 @@ def test_failures_while_not_ready_or_about_to_drop_or_just_settled_do_not_count(
     assert c.verdict is Verdict.PASS, c.detail
 
 
+def test_calls_cut_by_a_fault_aimed_at_their_node_do_not_count_but_the_survivors_do():
+    """A kill of node-0 that first held PostgreSQL's replies: node-0's calls of the hold end unknown at
+    the kill while it still said ready (the poller saw the kill late, at 2.9) — the kill's doing.
+    node-1, not targeted, failing its shards while ready is still a violation."""
+    kill = [Event(2.5, "nemesis", "nemesis", "start",
+                  value={"id": "f1", "kind": "kill", "target": ["node-0"], "params": {"apply_began_at": 2.2}}),
+            Event(4.0, "nemesis", "nemesis", "stop", value={"id": "f1", "kind": "kill", "target": ["node-0"]})]
+    held = []
+    for n in range(3):  # invoked during the hold (before apply_began_at), unanswered until the kill
+        i = next(_ids)
+        held += [Event(2.0 + n * 0.05, "invoke", "burst-0", "increment", key=KEYS[0], op_id=i, value=1),
+                 Event(2.51, "info", "burst-0", "increment", key=KEYS[0], op_id=i, error="CALL_TIMEOUT")]
+    c = run(base(kill + held + [ready(2.9, "node-0", False)]))
+    assert c.verdict is Verdict.PASS, c.detail
+    c = run(base(kill + held + [ready(2.9, "node-0", False), *call(3.0, 2, "fail")]))
+    assert c.verdict is Verdict.FAIL and [v["node"] for v in c.data["violations"]] == ["node-1"], c.detail
+
+
 def test_a_call_through_a_gate_that_is_not_ready_is_not_the_nodes_fault():
     c = run(base([ready(2.0, "gate-1", False), *call(2.5, 1, "fail", gate="gate-1")]))
     assert c.verdict is Verdict.PASS, c.detail

@@ -19,7 +19,12 @@ still in flight when the history was cut is left out), invoked at ``t`` through 
 the key's shard had one settled owner ``X`` continuously over ``[t − budget, t + budget]``, ``X`` said ready
 at every answer over ``[t − budget, t + budget]`` (its last answer before ``t − budget`` was 200 and
 none in the interval was not 200), and so did ``g`` when the gate's readiness was recorded. Such a
-call is a violation: its node had said for a whole budget that it serves, and it did not.
+call is a violation: its node had said for a whole budget that it serves, and it did not — unless a
+fault aimed at ``X`` itself (a nemesis window whose target names it: a kill, a restart, a pause) cut
+the call: one that completed at or after the window's ``apply_began_at`` and was invoked before its
+heal is the fault's doing, not readiness's (a kill that first holds PostgreSQL's replies leaves the
+calls of that hold unanswered while the node still says ready). Faults on other instances do not
+excuse ``X``: the survivors of a kill must serve the shards they claim once they say ready.
 
 The budget (``budgets.ready_serving``: two ticks and a margin) absorbs what a correct stack may lag:
 the gates' view of the shard map (refreshed once a tick), the poll periods of the recorder, and an
@@ -115,6 +120,19 @@ def _placement(history: History) -> _Placement | None:
     return _Placement(shards, dict(stretches)) if shards else None
 
 
+def _aimed_windows(history: History) -> dict[str, list[tuple[float, float]]]:
+    """Per instance name, the [apply_began_at, heal] of the nemesis windows whose target names it."""
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for w in history.faults():
+        targets = w.target if isinstance(w.target, list) else [w.target]
+        began = w.params.get("apply_began_at")
+        start = float(began) if began is not None else w.t_start
+        for name in targets:
+            if isinstance(name, str):
+                out[name].append((start, w.t_stop if w.t_stop is not None else history.end))
+    return out
+
+
 @checker_factory
 def ready_means_serving(budget_s: float) -> Checker:
     """No call failed on a shard whose settled owner, and the gate it went through, had said ready
@@ -127,6 +145,7 @@ def ready_means_serving(budget_s: float) -> Checker:
         if not ready or placement is None:
             return Check(NAME, Verdict.UNKNOWN, "readiness or shard placement not recorded "
                          "(Scenario.observing(readiness=True))", data)
+        aimed = _aimed_windows(history)
         judged: list[Op] = []
         bad: list[dict[str, Any]] = []
         for op in history.ops(CALL_FS):
@@ -139,6 +158,8 @@ def ready_means_serving(budget_s: float) -> Checker:
             gate = (op.extra or {}).get("gate") or op.node
             if gate in ready and not ready[gate].ready_over(t - budget_s, t + budget_s):
                 continue
+            if any(a <= op.t_complete and t <= b for a, b in aimed.get(owner, ())):
+                continue  # cut by a fault aimed at the node itself
             judged.append(op)
             if op.type != "ok":
                 bad.append({"op_id": op.op_id, "f": op.f, "key": op.key, "t": round(t, 3), "node": owner,
