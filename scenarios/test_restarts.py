@@ -10,7 +10,7 @@ budgets derived from the stack's timers (harness/budgets.py).
 from __future__ import annotations
 
 import pytest
-from chaos_checks import owned_keys, require_capability
+from chaos_checks import DENSE_WALLETS, owned_keys, require_capability
 
 from harness import budgets
 from harness.checkers import (
@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.e2e]
 BASELINE_S = 2.0
 AFTER_S = 3.0
 # Wallet deposits under restarts (D): the workload re-sends a share of acknowledged deposits with the
-# same call_id, and a SIGKILL leaves some outcomes unknown, so `--bug no-dedup` double-applies.
-WALLET_RATE = 4.0
+# same call_id, and deposits of unknown outcome (a SIGKILL leaves some), so `--bug no-dedup`
+# double-applies; dense enough that deposits are in flight at every fault (DENSE_WALLETS).
 
 
 
@@ -45,7 +45,7 @@ WALLET_RATE = 4.0
 
 def test_restart_node_graceful(stack, scenario):
     t = stack.spec.timers
-    wl = scenario.workload(wallet_rate=WALLET_RATE)
+    wl = scenario.workload(**DENSE_WALLETS)
     with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, "baseline")
         injected = scenario.nemesis.apply(Restart("node-0", graceful=True), hold=1.0)
@@ -121,7 +121,7 @@ def test_sigterm_drain_near_grace(stack, scenario):
 # process); the clients re-send deposits of unknown outcome with the same call_id, so a node that does
 # not deduplicate applies them twice (D). Where the platform has no fault proxy the kill is plain.
 HOLD_REPLIES_MS = 300.0
-KILL_LOAD = {"wallet_rate": WALLET_RATE, "burst_at_inject": 12, "burst_keys": 4, "retry_unknown": True}
+KILL_LOAD = {**DENSE_WALLETS, "burst_at_inject": 12, "burst_keys": 4}
 
 
 def test_restart_node_sigkill(stack, scenario):

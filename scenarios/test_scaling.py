@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chaos_checks import DENSE_WALLETS
 
 from harness import budgets
 from harness.checkers import (
@@ -53,7 +54,6 @@ pytestmark = [pytest.mark.e2e]
 BASELINE_S = 2.0
 AFTER_S = 3.0  # ≥ availability window (1 s) + stable window (2 s): the RTO of the last step is measurable
 GATE_E_S = 3.0  # SCENARIOS.md: E(3 s) for clients of a removed gate (client fail-over, no timer)
-WALLET_RATE = 4.0
 
 
 def step_budget(t: Timers) -> float:
@@ -72,7 +72,7 @@ def shape(scenario: Scenario, nodes: int, gates: int) -> None:
 def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
     t = stack.spec.timers
     shape(scenario, start, 2)
-    wl = scenario.workload(wallet_rate=WALLET_RATE)
+    wl = scenario.workload(**DENSE_WALLETS)
     ops = scenario.operations(on_endpoints=wl.set_gates)
     wl.set_gates(ops.serving_gates())
     with scenario.observing(readiness=True), wl.running():

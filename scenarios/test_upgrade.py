@@ -27,6 +27,7 @@ restart; 94–96.5 % measured over this scenario); the roll budget is 90 %.
 from __future__ import annotations
 
 import pytest
+from chaos_checks import DENSE_WALLETS
 
 from harness import budgets
 from harness.checkers import (
@@ -52,12 +53,11 @@ BASELINE_S = 2.0
 BETWEEN_S = 2.0
 AFTER_S = 3.0
 ROLL_AVAILABILITY = 0.90  # SCENARIOS.md asks 99 %; see the module docstring
-WALLET_RATE = 4.0
 
 
 def test_upgrade_and_rollback(stack, scenario):
     t = stack.spec.timers
-    wl = scenario.workload(wallet_rate=WALLET_RATE)
+    wl = scenario.workload(**DENSE_WALLETS)
     with unsupported_is_skip():
         scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
     a = str(stack.spec.version)
