@@ -121,7 +121,9 @@ def test_sigterm_drain_near_grace(stack, scenario):
 # process); the clients re-send deposits of unknown outcome with the same call_id, so a node that does
 # not deduplicate applies them twice (D). Where the platform has no fault proxy the kill is plain.
 HOLD_REPLIES_MS = 300.0
-KILL_LOAD = {**DENSE_WALLETS, "burst_at_inject": 12, "burst_keys": 4}
+# The burst goes to 12 distinct keys of the victim (32 counter keys: ~10 live on it): per-object locks
+# let one write per key reach PostgreSQL at a time, and the node has 4 statements in flight.
+KILL_LOAD = {**DENSE_WALLETS, "counter_keys": 32, "burst_at_inject": 12, "burst_keys": 12}
 
 
 def test_restart_node_sigkill(stack, scenario):
