@@ -217,7 +217,9 @@ class Kill(Fault):
     signal: str = "SIGKILL"
     # > 0: from just before the nemesis's before-inject hooks (the burst of writes) until the signal,
     # hold PostgreSQL's replies to the target node, for this long after the hooks: the burst's
-    # transactions commit, their answers never arrive — committed-but-unanswered writes are certain
+    # transactions commit, their answers never arrive (on the local platform the fault proxy's
+    # HoldAfterCommit: answers flow inside a transaction and stop at the first one that says it
+    # committed) — committed-but-unanswered writes are certain
     # at the kill instead of depending on 0-2 writes being in flight (issue 15).
     hold_replies_ms: float = 0.0
 

@@ -25,6 +25,13 @@ Semantics (``upstream`` = client → server, ``downstream`` = server → client,
   ``close_after_ms > 0`` the connection is closed after that long. Clearing the toxic releases what
   was held. ``direction="downstream"`` holds only the server's answers: requests still reach it (a
   PostgreSQL commit happens, its reply is not delivered — committed but unanswered).
+- :class:`HoldAfterCommit` — PostgreSQL-aware, server → client only: answers flow until the server says
+  it is idle outside a transaction (ReadyForQuery ``'Z'`` with status ``'I'``: an autocommit statement
+  or a ``COMMIT`` has completed, i.e. committed), and from that message on everything is held until the
+  toxic is cleared. Statements inside a transaction get their answers (``'Z'`` ``'T'``), so a
+  transaction reaches its COMMIT; its client never learns that it committed. A plain downstream
+  :class:`Timeout` would instead stop a multi-statement transaction at its first answer, before COMMIT.
+  Cleartext protocol only (``sslmode=disable``, as the local stack's links are).
 - :class:`ResetPeer` — every open connection is aborted with a TCP RST (``SO_LINGER`` 0) on both
   sides, and every new one is reset right after accept.
 - :class:`Bandwidth` — at most ``rate_kbps`` kilobytes per second in the toxic's direction.
@@ -69,6 +76,14 @@ class Timeout:
 
 
 @dataclass(frozen=True)
+class HoldAfterCommit:
+    pass
+
+
+IDLE_READY = b"Z\x00\x00\x00\x05I"  # ReadyForQuery, length 5, status idle (not in a transaction)
+
+
+@dataclass(frozen=True)
 class ResetPeer:
     pass
 
@@ -79,7 +94,7 @@ class Bandwidth:
     direction: Direction = "downstream"
 
 
-Toxic = Latency | Timeout | ResetPeer | Bandwidth
+Toxic = Latency | Timeout | ResetPeer | Bandwidth | HoldAfterCommit
 
 
 def _applies(toxic_dir: Direction, d: str) -> bool:
@@ -106,6 +121,8 @@ class _Link:
     conns: set[_Conn] = field(default_factory=set)
     flowing_up: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: a Timeout holds requests
     flowing_down: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: a Timeout holds answers
+
+    commit_hold_cleared: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: HoldAfterCommit
 
     def flowing(self, d: str) -> asyncio.Event:
         return self.flowing_up if d == "upstream" else self.flowing_down
@@ -252,6 +269,7 @@ class FaultProxy:
         link = _Link(name=name, upstream=upstream, server=server, listen=(sockname[0], sockname[1]))
         link.flowing_up.set()
         link.flowing_down.set()
+        link.commit_hold_cleared.set()
         holder["link"] = link
         self._links[name] = link
         return link.listen
@@ -266,6 +284,8 @@ class FaultProxy:
             if toxic.close_after_ms > 0:
                 for c in list(link.conns):
                     self._schedule_close(c, toxic.close_after_ms)
+        elif isinstance(toxic, HoldAfterCommit):
+            link.commit_hold_cleared.clear()
         elif isinstance(toxic, ResetPeer):
             for c in list(link.conns):
                 link.stats.resets += 1
@@ -276,6 +296,7 @@ class FaultProxy:
         link.toxics.clear()
         link.flowing_up.set()
         link.flowing_down.set()
+        link.commit_hold_cleared.set()
         for c in link.conns:
             if c.closer is not None:
                 c.closer.cancel()
@@ -367,6 +388,7 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
         deliver = asyncio.ensure_future(self._deliver(link, queue, writer, d))
         last_due = 0.0
+        tail = b""  # the last bytes forwarded, for an IDLE_READY split across two chunks
         try:
             while True:
                 try:
@@ -375,6 +397,15 @@ class FaultProxy:
                     raise _Broken() from None
                 if not data:
                     break
+                if d == "downstream" and HoldAfterCommit in link.toxics:
+                    at = (tail + data).find(IDLE_READY)
+                    if at >= 0:  # committed: forward what came before its ReadyForQuery, hold the rest
+                        cut = max(0, at - len(tail))
+                        if cut:
+                            await queue.put((max(last_due, time.monotonic()), data[:cut]))
+                        data = data[cut:]
+                        await link.commit_hold_cleared.wait()
+                tail = (tail + data)[-(len(IDLE_READY) - 1):]
                 await link.flowing(d).wait()  # black hole: hold this chunk (and stop reading) until healed
                 due = max(last_due, time.monotonic() + link.delay_s(d))  # jitter never reorders bytes
                 last_due = due

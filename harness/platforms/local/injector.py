@@ -121,7 +121,7 @@ class LocalInjector:
         held: list[str] = []
         try:
             for name in links:
-                proxy.set_toxic(name, faultproxy.Timeout(direction="downstream"))
+                proxy.set_toxic(name, faultproxy.HoldAfterCommit())  # transactions reach COMMIT, unanswered
                 held.append(name)
         except BaseException:
             for name in held:
