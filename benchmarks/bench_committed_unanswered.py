@@ -5,7 +5,9 @@ reply never reached the client because the node died. Before issue 15 that happe
 in flight at a kill); ``Kill(hold_replies_ms)`` with a burst aimed at the victim makes it certain. This
 prints, per kill in each history: the increments and deposits in flight at the kill that ended with an
 unknown outcome (``info``), and how much of the unknown increments' amount the final reads show applied
-(final − acknowledged sum over the keys they touched: committed although unanswered).
+(final − acknowledged sum over the keys they touched: committed although unanswered). For deposits the
+"applied" column is only meaningful without ``retry_unknown``: a deposit re-sent with its call_id and
+answered ok counts as acknowledged, so a committed-then-retried deposit shows as 0 there.
 
     python3 benchmarks/bench_committed_unanswered.py artifacts/bugs/<ts>/runs/...   # dirs or history.jsonl
 """
