@@ -50,3 +50,9 @@ def stuck_call_floor(t: Timers) -> float:
     gate drops the node (real Goverse cancels such calls then); a lease is renewed every third of its
     TTL, so a call in flight when the node stopped lasts at least two thirds of the TTL."""
     return max(0.5, min(t.call_timeout, 2 * t.lease_ttl / 3) - 0.5)
+
+
+def ready_serving(t: Timers, margin: float = 0.25) -> float:
+    """After /ready 200, calls to the instance's shards succeed within two ticks (the gates' view of the
+    shard map refreshes once a tick) and a margin for the recorder's poll: 0.75 s on the fast timers."""
+    return round(2 * t.tick + margin, 2)

@@ -67,6 +67,8 @@ CATCHERS: dict[str, tuple[Selection, ...]] = {
     "no-lease-deadline": (_sel("test_stale_view.py", "partition-node-gate-etcd"),),
     "gate-watch-not-resumed": (_sel("test_stale_view.py", "partition_gate_etcd_during_kill"),),
     "drain-gives-up-early": (_sel("test_restarts.py", "sigterm_drain_near_grace"),),
+    # readiness means serving (issue 15): a node's /ready 200 while its claimed shards still warm up
+    "ready-before-serving": (_sel("test_restarts.py", "restart_node_graceful"),),
 }
 
 # bug -> the share of runs that must catch it (issue 15: at least 9 of 10). A bug is caught in a run

@@ -27,6 +27,7 @@ from harness.faults.nemesis import Injector, Nemesis
 from harness.history import NO_COMPLETION, History, Recorder
 from harness.platforms.actions import BindsOperations
 from harness.platforms.base import Deployment, Platform, Unsupported
+from harness.readiness_poll import PlacementRecorder, ReadinessPoller
 from harness.sharding import shard_of
 from harness.waiting import WaitTimeout, wait_until
 from harness.workload.runner import Workload, WorkloadSpec
@@ -132,27 +133,38 @@ class Scenario:
         return ops
 
     @contextlib.contextmanager
-    def observing(self, interval: float = 0.25) -> Iterator[None]:
-        """Sample the cluster's shard map into the history while the block runs (the C oracle)."""
+    def observing(self, interval: float = 0.25, readiness: bool = False) -> Iterator[None]:
+        """Sample the cluster's shard map into the history while the block runs (the C oracle).
+
+        ``readiness``: also record every node's and gate's ``/ready`` answers and the shard map's settled
+        owners, as they change (``harness/readiness_poll.py``), for ``ready_means_serving``."""
         stop = threading.Event()
         names = self.deployment.advertise_names()
+        placement = PlacementRecorder(self.recorder, self.deployment.spec.shards) if readiness else None
 
         def loop() -> None:
             while not stop.is_set():
                 try:
                     st = self.deployment.cluster_state()
                     self.recorder.sample("shardmap", st.summary(names))
+                    if placement is not None:
+                        placement.observe(st, self.deployment.advertise_names())
                 except Exception as exc:  # noqa: BLE001 - etcd may be the thing under fault
                     self.recorder.sample("shardmap", {"error": repr(exc)[:200]})
                 stop.wait(interval)
 
-        th = threading.Thread(target=loop, name="shardmap-sampler", daemon=True)
-        th.start()
+        threads = [threading.Thread(target=loop, name="shardmap-sampler", daemon=True)]
+        if readiness:
+            poller = ReadinessPoller(self.recorder, lambda: self.deployment.instances())
+            threads.append(threading.Thread(target=poller.run, args=(stop,), name="readiness-poller", daemon=True))
+        for th in threads:
+            th.start()
         try:
             yield
         finally:
             stop.set()
-            th.join(5)
+            for th in threads:
+                th.join(5)
 
     def settle(self, seconds: float, why: str = "steady phase") -> None:
         """Keep the current phase running for ``seconds`` (a baseline or after-phase of the scenario)."""

@@ -35,6 +35,7 @@ KNOWN_BUGS: tuple[str, ...] = (
     "no-lease-deadline",
     "gate-watch-not-resumed",
     "drain-gives-up-early",
+    "ready-before-serving",
 )
 
 

@@ -37,6 +37,14 @@ def require_capability(stack: Any, kind: str) -> None:
         pytest.skip(f"unsupported on this platform: {reason}")
 
 
+# D decides in every scenario with wallets (issue 15): 20 deposits/s over 12 wallets (some live on every
+# node; the old 4/s over 4 wallets left whole nodes without one and 0-1 deposits in flight at a fault),
+# deposits of unknown outcome re-sent with their call_id (the retry where duplicates live), and a burst
+# of 8 increments + 2 deposits right before every fault, so deposits are in flight at each
+# (reliable_calls_once's ``in_flight_at_faults``).
+DENSE_WALLETS: dict[str, Any] = {"wallet_rate": 20.0, "wallet_keys": 12, "retry_unknown": True, "burst_at_inject": 8}
+
+
 def owned_keys(owners: dict[int, tuple[str, str]], shards: int, nodes: list[str], keys: list[str]) -> set[str]:
     """The keys whose shard one of ``nodes`` owned (current owner) in the shard map ``owners``."""
     return {k for k in keys if owners.get(shard_of(k, shards), ("", ""))[1] in nodes}

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from chaos_checks import DENSE_WALLETS
 
 from harness import budgets
 from harness.checkers import (
@@ -42,6 +43,7 @@ from harness.checkers import (
 )
 from harness.checkers.lifecycle import every_gate_served
 from harness.checkers.operations import steps_converged_within
+from harness.checkers.readiness import ready_means_serving
 from harness.faults.spec import ScaleTo
 from harness.platforms.base import Timers
 from harness.scenario import Scenario, unsupported_is_skip
@@ -52,7 +54,6 @@ pytestmark = [pytest.mark.e2e]
 BASELINE_S = 2.0
 AFTER_S = 3.0  # ≥ availability window (1 s) + stable window (2 s): the RTO of the last step is measurable
 GATE_E_S = 3.0  # SCENARIOS.md: E(3 s) for clients of a removed gate (client fail-over, no timer)
-WALLET_RATE = 4.0
 
 
 def step_budget(t: Timers) -> float:
@@ -71,10 +72,10 @@ def shape(scenario: Scenario, nodes: int, gates: int) -> None:
 def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
     t = stack.spec.timers
     shape(scenario, start, 2)
-    wl = scenario.workload(wallet_rate=WALLET_RATE)
+    wl = scenario.workload(**DENSE_WALLETS)
     ops = scenario.operations(on_endpoints=wl.set_gates)
     wl.set_gates(ops.serving_gates())
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, f"baseline: {start} nodes")
         fid, scaled = scenario.nemesis.inject(ScaleTo("node", to))
         step = scaled.outcome
@@ -89,6 +90,7 @@ def node_scenario(stack: Any, scenario: Any, start: int, to: int) -> None:
         single_ownership(), reliable_calls_once(),
         steps_converged_within(step_budget(t)), converged(within_s=step_budget(t)),
         error_window(budget_s=budgets.migration_errors(t), keys=set(moving)),  # E(3 s) on fast timers
+        ready_means_serving(budgets.ready_serving(t)),
         extra={"scale": f"{start}->{to}", "step_converged_s": step.converged_s, "migrating_keys": len(moving),
                "changed": step.changed,
                "undo_converged_s": scaled.undone.converged_s if scaled.undone is not None else None},
@@ -113,7 +115,7 @@ def test_scale_gates(stack, scenario):
     wl = scenario.workload()
     ops = scenario.operations(on_endpoints=wl.set_gates)
     wl.set_gates(ops.serving_gates())
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, "baseline: 2 gates")
         up_fid, up = scenario.nemesis.inject(ScaleTo("gate", 3))
         scenario.settle(BASELINE_S, "3 gates")
@@ -128,6 +130,7 @@ def test_scale_gates(stack, scenario):
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
         error_window(budget_s=GATE_E_S),
         every_gate_served(served, set(up.outcome.changed) | {"gate-0", "gate-1"}),
+        ready_means_serving(budgets.ready_serving(t)),
         extra={"gates_added": up.outcome.changed, "gates_removed": down.outcome.changed,
                "gates_that_served": sorted(served)},
     )

@@ -27,6 +27,7 @@ restart; 94–96.5 % measured over this scenario); the roll budget is 90 %.
 from __future__ import annotations
 
 import pytest
+from chaos_checks import DENSE_WALLETS
 
 from harness import budgets
 from harness.checkers import (
@@ -41,6 +42,7 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.checkers.operations import clean_exits, one_at_a_time, version_everywhere
+from harness.checkers.readiness import ready_means_serving
 from harness.faults.spec import Upgrade
 from harness.operation_kinds import ROLL_KINDS
 from harness.scenario import unsupported_is_skip
@@ -51,17 +53,16 @@ BASELINE_S = 2.0
 BETWEEN_S = 2.0
 AFTER_S = 3.0
 ROLL_AVAILABILITY = 0.90  # SCENARIOS.md asks 99 %; see the module docstring
-WALLET_RATE = 4.0
 
 
 def test_upgrade_and_rollback(stack, scenario):
     t = stack.spec.timers
-    wl = scenario.workload(wallet_rate=WALLET_RATE)
+    wl = scenario.workload(**DENSE_WALLETS)
     with unsupported_is_skip():
         scenario.operations(on_endpoints=wl.set_gates)  # handed to the nemesis: rolls publish gates to wl
     a = str(stack.spec.version)
     b = "B" if a != "B" else "C"  # the version rolled to (the stack runs spec.version, "A" by default)
-    with scenario.observing(), wl.running():
+    with scenario.observing(readiness=True), wl.running():
         scenario.settle(BASELINE_S, f"baseline: version {a}")
         fid, upgraded = scenario.nemesis.inject(Upgrade(b))
         up = upgraded.outcome
@@ -76,6 +77,7 @@ def test_upgrade_and_rollback(stack, scenario):
         converged(within_s=budgets.convergence(t)), one_at_a_time(ROLL_KINDS), clean_exits(ROLL_KINDS),
         version_everywhere(), availability_at_least(ROLL_AVAILABILITY),
         error_window(budget_s=budgets.migration_errors(t)),  # E(3 s) on the fast timers
+        ready_means_serving(budgets.ready_serving(t)),
         extra={"from_version": a, "to_version": b, "upgrade_s": up.duration_s, "rollback_s": down.duration_s,
                "order": [s.name for s in up.steps]},
     )

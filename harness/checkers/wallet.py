@@ -59,7 +59,7 @@ def reliable_calls_once() -> Checker:
         bad_bounds: list[dict[str, Any]] = []
         disagree: list[dict[str, Any]] = []
         missing: list[str] = []
-        n_calls = n_retried = n_not_applied = 0
+        n_calls = n_retried = n_not_applied = n_info = 0
         for key, by_id in sorted(calls.items()):
             acked = info = 0
             for call_id, attempts in by_id.items():
@@ -68,6 +68,7 @@ def reliable_calls_once() -> Checker:
                 amount = as_int(attempts[0].value.get("amount")) or 0
                 outcome = _call_outcome(attempts)
                 n_not_applied += outcome == "not-applied"
+                n_info += outcome == "info"
                 acked += amount if outcome == "acked" else 0
                 info += amount if outcome == "info" else 0
                 answers = {json.dumps(a.result, sort_keys=True) for a in attempts if a.type == "ok"}
@@ -78,7 +79,9 @@ def reliable_calls_once() -> Checker:
                 missing.append(key)
             elif not acked <= final <= acked + info:
                 bad_bounds.append({"key": key, "final": final, "acked": acked, "info": info})
+        in_flight = _in_flight_at_faults(history, calls)
         data = {"wallets": len(calls), "calls": n_calls, "retried_calls": n_retried, "failed_calls": n_not_applied,
+                "indeterminate_calls": n_info, "in_flight_at_faults": in_flight,
                 "out_of_bounds": bad_bounds, "disagreeing": disagree, "no_final_balance": missing}
         if bad_bounds or disagree:
             msgs = [_bounds_msg(b) for b in bad_bounds]
@@ -92,10 +95,25 @@ def reliable_calls_once() -> Checker:
         if missing:
             return Check(NAME, Verdict.UNKNOWN, f"{len(missing)} of {len(calls)} wallets have no final "
                          f"balance: {examples(missing)}", data)
-        return Check(NAME, Verdict.PASS, f"{n_calls} calls ({n_retried} retried) on {len(calls)} wallets "
-                     "applied once, retries answered identically", data)
+        at_faults = (f"; deposits in flight at each fault: {', '.join(str(n) for n in in_flight.values())}"
+                     if in_flight else "")
+        return Check(NAME, Verdict.PASS, f"{n_calls} calls ({n_retried} retried, {n_info} of unknown outcome) on "
+                     f"{len(calls)} wallets applied once, retries answered identically{at_faults}", data)
 
     return named(NAME, run)
+
+
+def _in_flight_at_faults(history: History, calls: dict[str, dict[str, list[Op]]]) -> dict[str, int]:
+    """Per nemesis window, the deposit attempts in flight when it began (``apply_began_at``, else
+    t_inject): how much the fault could catch between commit and answer — D decides something about a
+    fault only if deposits were in flight at it."""
+    attempts = [a for by_id in calls.values() for ops in by_id.values() for a in ops]
+    out: dict[str, int] = {}
+    for w in history.faults():
+        began = w.params.get("apply_began_at")
+        t = float(began) if began is not None else w.t_start
+        out[w.id] = sum(1 for a in attempts if a.t_invoke <= t < a.t_complete)
+    return out
 
 
 def _errors(calls: dict[str, dict[str, list[Op]]]) -> list[str]:

@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness.faults.spec import Fault
 from harness.history import Recorder
@@ -100,6 +100,17 @@ class Injector(Protocol):
     def inject(self, fault: Fault) -> Injected: ...
 
 
+@runtime_checkable
+class Prepares(Protocol):
+    """An injector that sets part of a fault up before the before-inject hooks run (e.g. holding
+    PostgreSQL's replies before a burst of writes and the kill); ``inject`` finishes it and must undo
+    the preparation whatever happens, and :meth:`unprepare` undoes it when ``inject`` is never reached."""
+
+    def prepare(self, fault: Fault) -> None: ...
+
+    def unprepare(self, fault: Fault) -> None: ...
+
+
 class Nemesis:
     """Applies faults and guarantees each is healed exactly once."""
 
@@ -125,12 +136,20 @@ class Nemesis:
 
     def inject(self, fault: Fault, hold_s: float | None = None) -> tuple[str, Injected]:
         """Apply ``fault``; t_inject is stamped when the injector returns (the fault is in effect)."""
-        for hook in list(self.before_inject):
-            try:
-                hook(fault)
-            except Exception:  # noqa: BLE001 - see before_inject
-                log.exception("nemesis: before-inject hook %r failed", hook)
-        began = self.recorder.now()
+        prepares = self.injector if isinstance(self.injector, Prepares) else None
+        if prepares is not None:
+            prepares.prepare(fault)
+        try:
+            for hook in list(self.before_inject):
+                try:
+                    hook(fault)
+                except Exception:  # noqa: BLE001 - see before_inject
+                    log.exception("nemesis: before-inject hook %r failed", hook)
+            began = self.recorder.now()
+        except BaseException:
+            if prepares is not None:
+                prepares.unprepare(fault)
+            raise
         injected = self.injector.inject(fault)
         t_inject = self.recorder.now()
         injected.began_at, injected.t_inject = began, t_inject

@@ -215,11 +215,20 @@ class Kill(Fault):
     kind: ClassVar[str] = "kill"
     target: str = "one-node"
     signal: str = "SIGKILL"
+    # > 0: from just before the nemesis's before-inject hooks (the burst of writes) until the signal,
+    # hold PostgreSQL's replies to the target node, for this long after the hooks: the burst's
+    # transactions commit, their answers never arrive (on the local platform the fault proxy's
+    # HoldAfterCommit: answers flow inside a transaction and stop at the first one that says it
+    # committed) — committed-but-unanswered writes are certain
+    # at the kill instead of depending on 0-2 writes being in flight (issue 15).
+    hold_replies_ms: float = 0.0
 
     def __post_init__(self) -> None:
         _check_target(self.target)
         if not self.signal.startswith("SIG") or not hasattr(_signal, self.signal):
             raise ValueError(f"unknown signal {self.signal!r}")
+        if not 0 <= self.hold_replies_ms <= 10_000:
+            raise ValueError(f"hold_replies_ms must be 0 … 10000 ms, got {self.hold_replies_ms!r}")
 
     @property
     def signum(self) -> int:

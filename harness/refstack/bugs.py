@@ -25,11 +25,13 @@ BUGS: dict[str, str] = {
     "no-lease-deadline": "a node cut from etcd keeps serving until etcd itself says its lease expired",
     "gate-watch-not-resumed": "a gate stops refreshing its shard map after its first etcd error",
     "drain-gives-up-early": "SIGTERM drains in-flight calls for a fixed 3 s, then the process exits under them",
+    "ready-before-serving": "/ready counts shards claimed in etcd, not the ones still warming up before they serve",
 }
 
 SLOW_FAILOVER_SECONDS = 30.0
 ACK_BEFORE_PERSIST_FLUSH_SECONDS = 1.0
 DRAIN_GIVES_UP_SECONDS = 3.0
+READY_WARMUP_SECONDS = 1.25
 
 
 class UnknownBug(ValueError):

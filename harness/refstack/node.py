@@ -33,7 +33,12 @@ from aiohttp import web
 
 from harness import wire
 from harness.refstack import metrics
-from harness.refstack.bugs import ACK_BEFORE_PERSIST_FLUSH_SECONDS, DRAIN_GIVES_UP_SECONDS, SLOW_FAILOVER_SECONDS
+from harness.refstack.bugs import (
+    ACK_BEFORE_PERSIST_FLUSH_SECONDS,
+    DRAIN_GIVES_UP_SECONDS,
+    READY_WARMUP_SECONDS,
+    SLOW_FAILOVER_SECONDS,
+)
 from harness.refstack.config import Settings
 from harness.refstack.coordination import ClusterState, Registration
 from harness.refstack.etcd import EtcdError
@@ -99,6 +104,7 @@ class Node(Service):
             trust_until_told="no-lease-deadline" in self.bugs)
         self.owned: dict[int, int] = {}  # shard -> epoch we serve it under
         self.handed_in: set[int] = set()  # shards whose fence existed before our claim (handovers)
+        self.warming: dict[int, int] = {}  # seeded bug ready-before-serving: claimed, fenced, not yet served
         self.objects: dict[str, ActiveObject] = {}
         self.by_shard: dict[int, set[str]] = {}
         self._activating: dict[str, asyncio.Future[None]] = {}
@@ -254,8 +260,10 @@ class Node(Service):
         unassigned = sum(1 for e in table.values() if not e.target)
         if unassigned:
             return False, f"{unassigned} shards have no target node yet"
+        # seeded bug ready-before-serving: a shard claimed in etcd counts, served or still warming up
+        counts = (lambda s: True) if "ready-before-serving" in self.bugs else (lambda s: s in self.owned)
         missing = sum(1 for s, e in table.items()
-                      if e.target == self.me and (e.current != self.me or s not in self.owned))
+                      if e.target == self.me and (e.current != self.me or not counts(s)))
         if missing:
             return False, f"{missing} shards targeted to this node are not claimed yet"
         return True, ""
@@ -317,7 +325,7 @@ class Node(Service):
         return now - self.view.gone_since.setdefault(node, now) < SLOW_FAILOVER_SECONDS
 
     async def _claim(self, state: ClusterState) -> None:
-        todo = shards_to_claim(state.shards, self.me, set(state.nodes), self.owned.keys())
+        todo = shards_to_claim(state.shards, self.me, set(state.nodes), self.owned.keys() | self.warming.keys())
         if not todo:
             return
         updates = {s: state.shards.get(s, EMPTY).with_current(self.me) for s in todo}
@@ -339,6 +347,9 @@ class Node(Service):
                     continue
                 if not self.registration.alive():
                     continue
+                if "ready-before-serving" in self.bugs:
+                    self.warming[r.shard] = epoch  # served after the warm-up (_warm_up), ready already
+                    continue
                 self.owned[r.shard] = epoch
                 if r.existed:
                     self.handed_in.add(r.shard)
@@ -347,6 +358,22 @@ class Node(Service):
                 metrics.SHARD_CLAIMS.labels(**self._label).inc()
         if revisions:
             log.info("claimed %d shards", len(revisions))
+        if "ready-before-serving" in self.bugs and self.warming:
+            task = asyncio.create_task(self._warm_up(dict(self.warming)))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _warm_up(self, shards: dict[int, int]) -> None:
+        """Seeded bug ready-before-serving: claimed shards are served only after a warm-up (a preload
+        of their objects, modelled as its duration), while /ready already counts them."""
+        await asyncio.sleep(READY_WARMUP_SECONDS)  # sleep-ok: the warm-up's length is the bug
+        for shard, epoch in shards.items():
+            if self.warming.get(shard) != epoch:
+                continue
+            del self.warming[shard]
+            entry = self.view.state.shards.get(shard, EMPTY)
+            if self.registration.alive() and entry.current == self.me and entry.target == self.me:
+                self.owned[shard] = epoch
 
     async def _fence_from_old_history(self, shard: int, epoch: int, fence: int) -> bool:
         """A fence above our claim with etcd still showing our claim as the latest write can only come
@@ -368,6 +395,7 @@ class Node(Service):
     async def _handover(self, shard: int, entry: ShardEntry) -> None:
         """Target moved away: stop serving, finish in-flight calls, flush, drop, clear current."""
         self.owned.pop(shard, None)
+        self.warming.pop(shard, None)
         objs = [self.objects[i] for i in self.by_shard.get(shard, set()) if i in self.objects]
         if not await self._flush_dirty(objs, fenced=True):
             return  # Goverse too: a failed save blocks eviction; retried next tick
@@ -382,6 +410,8 @@ class Node(Service):
 
     def _drop_lost_shards(self, state: ClusterState) -> None:
         """Shards we serve whose etcd owner is no longer us (someone took them): stop at once."""
+        for s in [s for s in self.warming if state.shards.get(s, EMPTY).current != self.me]:
+            del self.warming[s]
         lost = [s for s in self.owned if state.shards.get(s, EMPTY).current != self.me]
         if "no-fencing" in self.bugs:
             # seeded bug: ownership loss is 'debounced' (must be seen on two refreshes in a row), so

@@ -26,7 +26,7 @@ from typing import Any
 from harness import random as hrand
 from harness import wire
 from harness.history import Recorder
-from harness.sharding import keys_covering_shards
+from harness.sharding import keys_covering_shards, shard_of
 from harness.workload.gate_client import CallOutcome, GateClient
 
 
@@ -43,6 +43,11 @@ class WorkloadSpec:
     wallet_keys: int = 4
     wallet_rate: float = 0.0  # 0 disables the wallet workload (needs the reliable-call route)
     retry_ratio: float = 0.3  # share of acknowledged deposits re-sent with the same call_id
+    # re-send a deposit whose outcome was unknown (info) with the same call_id, as a client that must
+    # know does: a wallet op retries it before a new deposit, k seconds after its k-th attempt (a
+    # failover takes seconds), until one attempt is answered ok, at most 8 attempts. Where duplicate
+    # bugs live: a committed-but-unanswered deposit applied again (seeded bug no-dedup).
+    retry_unknown: bool = False
     max_amount: int = 5
     timeout: float = 8.0
     key_prefix: str = "gvh"
@@ -124,6 +129,10 @@ class Workload:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._acked_calls: list[tuple[str, str, int]] = []  # (wallet, call_id, amount) for retries
+        # (due, wallet, call_id, amount, attempts): deposits of unknown outcome to re-send (retry_unknown)
+        self._unknown_calls: list[tuple[float, str, str, int, int]] = []
+        self._burst_counter_keys: list[str] = []  # aim_burst: the burst's keys instead of the first ones
+        self._burst_wallets: list[str] = []
         self._picker: GatePicker | None = None
         self._client: GateClient | None = None
         self._lag: dict[str, float] = {}  # worst lateness (s) per source since the last lag sample
@@ -318,7 +327,7 @@ class Workload:
         client, picker = self._client, self._picker
         if client is None or picker is None:
             return 0
-        keys = self.counter_keys[:max(1, self.spec.burst_keys)]
+        keys = (self._burst_counter_keys or self.counter_keys)[:max(1, self.spec.burst_keys)]
         deposits = n // 4 if self.spec.wallet_rate > 0 else 0
         invoked = asyncio.Event()
         count = 0
@@ -329,7 +338,7 @@ class Workload:
             if count == n + deposits:
                 invoked.set()
             if i >= n:
-                await self._wallet_op(client, picker)()
+                await self._wallet_op(client, picker, self._burst_wallets or None, f"burst-{i}")()
                 return
             amount = self.rng.randint(1, self.spec.max_amount)
             await self._record(client, picker, f"burst-{i}", "increment", keys[i % len(keys)], amount,
@@ -396,21 +405,42 @@ class Workload:
                                 wire.new("counter.IncrementRequest", amount=amount))
         return make
 
-    def _wallet_op(self, client: GateClient, picker: GatePicker) -> Any:
+    def _wallet_op(self, client: GateClient, picker: GatePicker, wallets: list[str] | None = None,
+                   process: str = "wallet-0") -> Any:
         async def op() -> None:
-            if self._acked_calls and self.rng.random() < self.spec.retry_ratio:
+            attempts = 0
+            due = [c for c in self._unknown_calls if c[0] <= time.monotonic()] if wallets is None else []
+            if due:
+                self._unknown_calls.remove(due[0])
+                _, wallet, call_id, amount, attempts = due[0]
+            elif wallets is None and self._acked_calls and self.rng.random() < self.spec.retry_ratio:
                 wallet, call_id, amount = self.rng.choice(self._acked_calls)
             else:
-                wallet = self.rng.choice(self.wallet_keys)
+                wallet = self.rng.choice(wallets or self.wallet_keys)
                 call_id = uuid.uuid4().hex
                 amount = self.rng.randint(1, self.spec.max_amount)
-            out = await self._record(client, picker, "wallet-0", "deposit", wallet,
+            out = await self._record(client, picker, process, "deposit", wallet,
                                      {"amount": amount, "call_id": call_id}, "Deposit",
                                      wire.new("wallet.DepositRequest", amount=amount), obj_type="Wallet",
                                      call_id=call_id)
             if out.type == "ok":
                 self._acked_calls.append((wallet, call_id, amount))
+            elif self.spec.retry_unknown and (out.type == "info" or attempts) and attempts < 8:
+                self._unknown_calls.append((time.monotonic() + attempts + 1.0, wallet, call_id, amount,
+                                            attempts + 1))
         return op
+
+    def aim_burst(self, shards: set[int], wallets: int = 2) -> tuple[list[str], list[str]]:
+        """Aim the burst at the keys of ``shards`` (a victim's, from the shard map): its increments go
+        to the counter keys there and its deposits to ``wallets`` wallet keys made to fall there (added
+        to the workload's wallets, so the final balances read them). Returns (counter keys, wallets)."""
+        self._burst_counter_keys = [k for k in self.counter_keys if shard_of(k, self.spec.shards) in shards]
+        prefix = self.wallet_keys[0].rsplit("-", 1)[0] if self.wallet_keys else f"{self.spec.key_prefix}-wallet"
+        aimed = [k for k in (f"{prefix}-aim{i}" for i in range(10 * self.spec.shards))
+                 if shard_of(k, self.spec.shards) in shards][:wallets]
+        self._burst_wallets = aimed
+        self.wallet_keys += [k for k in aimed if k not in self.wallet_keys]
+        return list(self._burst_counter_keys), aimed
 
     # ---- after the scenario --------------------------------------------------------------------
     def reads_through_each_gate(self, keys: list[str] | None = None, deadline_s: float = 3.0) -> None:

@@ -26,6 +26,7 @@ from harness.checkers import (
     load,
     operations,
     ownership,
+    readiness,
     routing,
     wallet,
 )
@@ -90,7 +91,12 @@ def all_failed_history() -> History:
                   value={"old_rejected": False, "new_accepted": False, "nodes_on_new": {"node-0": False}}),
             Event(9.8, "sample", "operations", RESTORED_F,
                   value={"backup_point": 1.0, "backup_end": 2.0, "t_data": 25.0, "values": {}}),
-            Event(29.9, "sample", "harness", chaos.PERSISTED_F, value={"keys": list(KEYS), "values": {}})]
+            Event(29.9, "sample", "harness", chaos.PERSISTED_F, value={"keys": list(KEYS), "values": {}}),
+            # readiness ⇒ serving: node-0 says ready and every shard is settled on it
+            Event(0.0, "sample", "readiness", readiness.READY_F,
+                  value={"instance": "node-0", "component": "node", "ready": True, "reason": ""}),
+            Event(0.0, "sample", "oracle", readiness.PLACEMENT_F,
+                  value={"shards": 4, "serving": {"node-0": [0, 1, 2, 3]}})]
     evs.sort(key=lambda e: e.t)
     return History(evs)
 
@@ -111,6 +117,7 @@ CHECKERS: dict[str, Checker] = {
     "every_gate_routes": routing.every_gate_routes(),
     "drained_in_flight": drain.drained_in_flight(KEYS, call_timeout_s=8.0, held_s=5.0),
     "reliable_calls_once": wallet.reliable_calls_once(),
+    "ready_means_serving": readiness.ready_means_serving(0.75),
     # chaos
     "persisted_not_behind": chaos.persisted_not_behind,
     "writes_recover_after_heal": chaos.writes_recover_after_heal(2.0),

@@ -253,6 +253,24 @@ def test_reliable_calls_once_bounds(attempts: list[tuple[str, dict | None]], fin
     assert c.verdict is verdict, c.detail
 
 
+def test_reliable_calls_once_counts_deposits_in_flight_at_each_fault() -> None:
+    """Whether D decided anything about a fault: the deposits in flight when it began, in data and detail."""
+    b = builder()
+    b.op("wallet-0", "deposit", "w", {"amount": 10, "call_id": "c1"}, 1.0, 2.0, "info")  # cut by the kill
+    b.op("wallet-0", "deposit", "w", {"amount": 10, "call_id": "c1"}, 5.0, 0.01, "ok",
+         result={"balance": 10, "status": "SUCCESS"})  # re-sent after the unknown outcome
+    b.op("wallet-0", "deposit", "w", {"amount": 5, "call_id": "c2"}, 1.5, 0.01, "ok",
+         result={"balance": 15, "status": "SUCCESS"})
+    b.fault("kill", "node-0", 2.0, 4.0)
+    b.fault("kill", "node-1", 6.0, 7.0)
+    b.op("final", "final-balance", "w", None, 9.0, 0.01, "ok", result=15)
+    c = reliable_calls_once()(b.history())
+    assert c.verdict is Verdict.PASS, c.detail
+    assert list(c.data["in_flight_at_faults"].values()) == [1, 0]
+    assert c.data["retried_calls"] == 1 and c.data["indeterminate_calls"] == 0
+    assert "deposits in flight at each fault: 1, 0" in c.detail
+
+
 def test_reliable_calls_once_is_unknown_when_every_deposit_failed() -> None:
     """Real Goverse answered 404 to every deposit on the reference stack's HTTP route: 0 <= 0 <= 0
     holds, yet nothing shows a reliable call applied once, so the verdict is unknown, never pass."""

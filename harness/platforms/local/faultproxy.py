@@ -23,7 +23,15 @@ Semantics (``upstream`` = client → server, ``downstream`` = server → client,
 - :class:`Timeout` — a black hole: connections are accepted, nothing is forwarded in either direction
   (data is *held*, as TCP retransmission would deliver it after a healed partition), and with
   ``close_after_ms > 0`` the connection is closed after that long. Clearing the toxic releases what
-  was held.
+  was held. ``direction="downstream"`` holds only the server's answers: requests still reach it (a
+  PostgreSQL commit happens, its reply is not delivered — committed but unanswered).
+- :class:`HoldAfterCommit` — PostgreSQL-aware, server → client only: answers flow until the server says
+  it is idle outside a transaction (ReadyForQuery ``'Z'`` with status ``'I'``: an autocommit statement
+  or a ``COMMIT`` has completed, i.e. committed), and from that message on everything is held until the
+  toxic is cleared. Statements inside a transaction get their answers (``'Z'`` ``'T'``), so a
+  transaction reaches its COMMIT; its client never learns that it committed. A plain downstream
+  :class:`Timeout` would instead stop a multi-statement transaction at its first answer, before COMMIT.
+  Cleartext protocol only (``sslmode=disable``, as the local stack's links are).
 - :class:`ResetPeer` — every open connection is aborted with a TCP RST (``SO_LINGER`` 0) on both
   sides, and every new one is reset right after accept.
 - :class:`Bandwidth` — at most ``rate_kbps`` kilobytes per second in the toxic's direction.
@@ -64,6 +72,15 @@ class Latency:
 @dataclass(frozen=True)
 class Timeout:
     close_after_ms: float = 0.0  # 0: hold until the toxic is removed
+    direction: Direction = "both"  # "downstream": hold only the answers ("upstream": only the requests)
+
+
+@dataclass(frozen=True)
+class HoldAfterCommit:
+    pass
+
+
+IDLE_READY = b"Z\x00\x00\x00\x05I"  # ReadyForQuery, length 5, status idle (not in a transaction)
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,7 @@ class Bandwidth:
     direction: Direction = "downstream"
 
 
-Toxic = Latency | Timeout | ResetPeer | Bandwidth
+Toxic = Latency | Timeout | ResetPeer | Bandwidth | HoldAfterCommit
 
 
 def _applies(toxic_dir: Direction, d: str) -> bool:
@@ -102,7 +119,13 @@ class _Link:
     listen: Addr
     toxics: dict[type, Toxic] = field(default_factory=dict)
     conns: set[_Conn] = field(default_factory=set)
-    flowing: asyncio.Event = field(default_factory=asyncio.Event)
+    flowing_up: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: a Timeout holds requests
+    flowing_down: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: a Timeout holds answers
+
+    commit_hold_cleared: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: HoldAfterCommit
+
+    def flowing(self, d: str) -> asyncio.Event:
+        return self.flowing_up if d == "upstream" else self.flowing_down
     stats: LinkStats = field(default_factory=LinkStats)
     rng: _stdrandom.Random = field(default_factory=lambda: hrand.fork("faultproxy"))
 
@@ -244,7 +267,9 @@ class FaultProxy:
         server = await asyncio.start_server(handle, listen[0], listen[1], reuse_address=True)
         sockname = server.sockets[0].getsockname()
         link = _Link(name=name, upstream=upstream, server=server, listen=(sockname[0], sockname[1]))
-        link.flowing.set()
+        link.flowing_up.set()
+        link.flowing_down.set()
+        link.commit_hold_cleared.set()
         holder["link"] = link
         self._links[name] = link
         return link.listen
@@ -253,10 +278,14 @@ class FaultProxy:
         link = self._links[name]
         link.toxics[type(toxic)] = toxic
         if isinstance(toxic, Timeout):
-            link.flowing.clear()
+            for d in ("upstream", "downstream"):
+                if _applies(toxic.direction, d):
+                    link.flowing(d).clear()
             if toxic.close_after_ms > 0:
                 for c in list(link.conns):
                     self._schedule_close(c, toxic.close_after_ms)
+        elif isinstance(toxic, HoldAfterCommit):
+            link.commit_hold_cleared.clear()
         elif isinstance(toxic, ResetPeer):
             for c in list(link.conns):
                 link.stats.resets += 1
@@ -265,7 +294,9 @@ class FaultProxy:
     async def _clear(self, name: str) -> None:
         link = self._links[name]
         link.toxics.clear()
-        link.flowing.set()
+        link.flowing_up.set()
+        link.flowing_down.set()
+        link.commit_hold_cleared.set()
         for c in link.conns:
             if c.closer is not None:
                 c.closer.cancel()
@@ -357,6 +388,7 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
         deliver = asyncio.ensure_future(self._deliver(link, queue, writer, d))
         last_due = 0.0
+        tail = b""  # the last bytes forwarded, for an IDLE_READY split across two chunks
         try:
             while True:
                 try:
@@ -365,7 +397,16 @@ class FaultProxy:
                     raise _Broken() from None
                 if not data:
                     break
-                await link.flowing.wait()  # black hole: hold this chunk (and stop reading) until healed
+                if d == "downstream" and HoldAfterCommit in link.toxics:
+                    at = (tail + data).find(IDLE_READY)
+                    if at >= 0:  # committed: forward what came before its ReadyForQuery, hold the rest
+                        cut = max(0, at - len(tail))
+                        if cut:
+                            await queue.put((max(last_due, time.monotonic()), data[:cut]))
+                        data = data[cut:]
+                        await link.commit_hold_cleared.wait()
+                tail = (tail + data)[-(len(IDLE_READY) - 1):]
+                await link.flowing(d).wait()  # black hole: hold this chunk (and stop reading) until healed
                 due = max(last_due, time.monotonic() + link.delay_s(d))  # jitter never reorders bytes
                 last_due = due
                 await queue.put((due, data))
@@ -383,7 +424,7 @@ class FaultProxy:
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)  # sleep-ok: the latency toxic's delay is the point
-            await link.flowing.wait()
+            await link.flowing(d).wait()
             if not data:
                 with contextlib.suppress(OSError):
                     if writer.can_write_eof():

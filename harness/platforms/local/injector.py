@@ -15,6 +15,7 @@ even if the run is interrupted between inject and heal.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ class LocalInjector:
     def __init__(self, deployment: LocalDeployment) -> None:
         self.dep = deployment
         self._links: Any = None  # firewall.LinkFilter, made on the first nft link fault
+        self._held: list[str] = []  # fault proxy links whose PostgreSQL replies are held (Kill.hold_replies_ms)
         # operator actions (scale, roll-outs, rotation, backup/restore) go through LocalOperations;
         # unbound ones record no inner windows — a scenario binds its own (use_operations)
         self.actions = OperatorActions(_local_operations(deployment))
@@ -97,16 +99,63 @@ class LocalInjector:
             raise Unsupported(f"the local platform cannot apply {fault.kind!r} faults")
         return handler(fault)
 
+    # ---- preparation before the before-inject hooks (Nemesis.inject) ------------------------------------
+    def prepare(self, fault: Fault) -> None:
+        """``Kill(hold_replies_ms > 0)``: hold PostgreSQL's replies to the target nodes from now on (the
+        burst that the hooks fire then commits without answers); ``_inject_kill`` kills and clears."""
+        if isinstance(fault, Kill) and fault.hold_replies_ms > 0:
+            self._held = self._hold_replies(self._one(fault.target))
+
+    def unprepare(self, fault: Fault) -> None:
+        self._release_replies()
+
+    def _hold_replies(self, targets: list[str]) -> list[str]:
+        from harness.platforms.local import faultproxy
+
+        topo = self.topology()
+        proxy = self.dep.proxy
+        links = [n for t in targets if topo.get(t) == "node" and (n := self._link_name(t, "postgres", topo))]
+        if proxy is None or not links:
+            raise Unsupported(f"holding PostgreSQL's replies needs the node -> postgres fault proxy link of "
+                              f"{targets} (nodes only)")
+        held: list[str] = []
+        try:
+            for name in links:
+                proxy.set_toxic(name, faultproxy.HoldAfterCommit())  # transactions reach COMMIT, unanswered
+                held.append(name)
+        except BaseException:
+            for name in held:
+                with contextlib.suppress(Exception):
+                    proxy.clear(name)
+            raise
+        return held
+
+    def _release_replies(self) -> list[str]:
+        held, self._held = self._held, []
+        for name in held:
+            with contextlib.suppress(Exception):
+                self.dep.proxy.clear(name)
+        return held
+
     def _inject_kill(self, fault: Kill) -> Injected:
         targets = self._one(fault.target)
-        for t in targets:
-            self.dep.kill(t, fault.signum)
+        detail: dict[str, Any] = {}
+        try:
+            if fault.hold_replies_ms > 0:
+                if not self._held:  # not prepared by the nemesis: hold from now on
+                    self._held = self._hold_replies(targets)
+                detail["replies_held_on"] = list(self._held)
+                time.sleep(fault.hold_replies_ms / 1000)  # sleep-ok: the hold before the kill is the subject
+            for t in targets:
+                self.dep.kill(t, fault.signum)
+        finally:
+            self._release_replies()  # the killed process's connections are gone with what was held
 
         def heal() -> dict[str, Any]:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
-        return Injected(targets, heal, {"signal": fault.signal, "how": f"{fault.signal} to the process"})
+        return Injected(targets, heal, {"signal": fault.signal, "how": f"{fault.signal} to the process", **detail})
 
     def _inject_restart(self, fault: Restart) -> Injected:
         targets = self._one(fault.target)

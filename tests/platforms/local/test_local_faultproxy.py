@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.platforms.local.faultproxy import Bandwidth, FaultProxy, Latency, ResetPeer, Timeout
+from harness.platforms.local.faultproxy import (
+    IDLE_READY,
+    Bandwidth,
+    FaultProxy,
+    HoldAfterCommit,
+    Latency,
+    ResetPeer,
+    Timeout,
+)
 from harness.waiting import wait_until
 from tests.support.echo import EchoServer
 
@@ -105,6 +113,65 @@ def test_timeout_holds_data_until_cleared(proxy: FaultProxy, echo: EchoServer) -
         proxy.clear("l")
         s.settimeout(5)
         assert s.recv(10) == b"held"
+
+
+def test_timeout_downstream_delivers_requests_and_holds_the_answers(proxy: FaultProxy, echo: EchoServer) -> None:
+    """Committed but unanswered: the server gets the request (bytes forwarded upstream), the client
+    gets no answer until the toxic is cleared."""
+    addr = proxy.add_link("l", echo.addr)
+    with socket.create_connection(addr, timeout=5) as s:
+        assert rtt_ms(s, 1)  # connected and flowing
+        up = proxy.stats("l").bytes_up
+        proxy.set_toxic("l", Timeout(direction="downstream"))
+        s.sendall(b"commit")
+        wait_until(lambda: proxy.stats("l").bytes_up >= up + 6, 5, "the request to reach the server")
+        s.settimeout(0.4)
+        with pytest.raises(socket.timeout):
+            s.recv(10)
+        proxy.clear("l")
+        s.settimeout(5)
+        assert s.recv(10) == b"commit"
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    got = b""
+    while len(got) < n:
+        more = s.recv(n - len(got))
+        assert more, "connection closed"
+        got += more
+    return got
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "marker-split-across-chunks"])
+def test_hold_after_commit_answers_a_transaction_until_it_commits(proxy: FaultProxy, echo: EchoServer,
+                                                                  split: bool) -> None:
+    """PostgreSQL's backend messages, echoed: answers inside a transaction (ReadyForQuery 'T') flow, the
+    COMMIT's CommandComplete flows, its ReadyForQuery 'I' and all after it are held until cleared."""
+    in_tx = b"C\x00\x00\x00\x0dUPDATE 1\x00" + b"Z\x00\x00\x00\x05T"
+    commit = b"C\x00\x00\x00\x0bCOMMIT\x00"
+    addr = proxy.add_link("l", echo.addr)
+    with socket.create_connection(addr, timeout=5) as s:
+        proxy.set_toxic("l", HoldAfterCommit())
+        s.sendall(in_tx)
+        assert _recv_exactly(s, len(in_tx)) == in_tx  # inside the transaction: answered
+        if split:  # the marker's first bytes travel in one chunk, the rest in the next
+            s.sendall(commit + IDLE_READY[:3])
+            assert _recv_exactly(s, len(commit)) == commit
+            time.sleep(0.2)  # sleep-ok: let the first chunk pass the proxy before the second
+            s.sendall(IDLE_READY[3:] + b"after")
+        else:
+            s.sendall(commit + IDLE_READY + b"after")
+            assert _recv_exactly(s, len(commit)) == commit  # the commit's completion, not its ReadyForQuery
+        s.settimeout(0.4)
+        rest = IDLE_READY + b"after"
+        got = b""
+        with pytest.raises(socket.timeout):
+            while True:
+                got += s.recv(64)
+        assert len(got) < len(rest) and rest.startswith(got)
+        proxy.clear("l")
+        s.settimeout(5)
+        assert got + _recv_exactly(s, len(rest) - len(got)) == rest
 
 
 def test_timeout_with_close_after(proxy: FaultProxy, echo: EchoServer) -> None:

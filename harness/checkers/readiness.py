@@ -1,0 +1,181 @@
+"""Readiness means serving: once an instance says ``/ready`` 200, calls to the shards it owns succeed.
+
+Why: readiness is what a load balancer and a rolling operation trust. A node that answers 200 while
+the shards the cluster gives it are not yet served (claimed in etcd but not activated, loaded, fenced)
+takes traffic it fails; a roll that waits for that 200 stops the next instance too early. Judging
+readiness only at its edges (it drops at SIGTERM, it rises at start) cannot see this — the calls have
+to be compared with what the instances said about themselves at the time.
+
+Data (recorded by ``Scenario.observing(readiness=True)``):
+
+- ``sample`` ``f = "ready"``, value ``{"instance", "component", "ready", "reason"}``: one per change
+  of an instance's ``/ready`` answer (and its first answer); an instance that cannot be reached is
+  not ready.
+- ``sample`` ``f = "placement"``, value ``{"shards": N, "serving": {instance: [shard, ...]}}``: one per
+  change of the shard map's *settled* shards (``target == current``), by instance name.
+
+The judgement, for every client call with a key that did not succeed (``fail`` or ``info``; a call
+still in flight when the history was cut is left out), invoked at ``t`` through gate ``g``:
+the key's shard had one settled owner ``X`` continuously over ``[t − budget, t + budget]``, ``X`` said ready
+at every answer over ``[t − budget, t + budget]`` (its last answer before ``t − budget`` was 200 and
+none in the interval was not 200), and so did ``g`` when the gate's readiness was recorded. Such a
+call is a violation: its node had said for a whole budget that it serves, and it did not — unless a
+fault aimed at ``X`` itself (a nemesis window whose target names it: a kill, a restart, a pause) cut
+the call: one that completed at or after the window's ``apply_began_at`` and was invoked before its
+heal is the fault's doing, not readiness's (a kill that first holds PostgreSQL's replies leaves the
+calls of that hold unanswered while the node still says ready). Faults on other instances do not
+excuse ``X``: the survivors of a kill must serve the shards they claim once they say ready.
+
+The budget (``budgets.ready_serving``: two ticks and a margin) absorbs what a correct stack may lag:
+the gates' view of the shard map (refreshed once a tick), the poll periods of the recorder, and an
+instance whose readiness is about to drop (a SIGKILLed node is only seen not ready at the next poll)
+or a shard about to move (a gate may see the new target before the recorder's next sample): the
+``+ budget`` sides. Calls that succeed in the same state count as judged, so a history in which
+nothing was in this state is ``unknown``, not a pass.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
+from harness.history import NO_COMPLETION, History, Op
+from harness.sharding import shard_of
+
+NAME = "ready_means_serving"
+READY_F = "ready"
+PLACEMENT_F = "placement"
+CALL_FS = ("probe", "increment", "read", "deposit")
+
+
+@dataclass
+class _Series:
+    """One instance's readiness answers as a step function of time (only the changes are recorded)."""
+
+    times: list[float]
+    ready: list[bool]
+
+    def ready_over(self, a: float, b: float) -> bool:
+        """Ready at ``a`` (its last answer at or before ``a`` said so) and no not-ready answer in (a, b]."""
+        i = bisect.bisect_right(self.times, a) - 1
+        if i < 0 or not self.ready[i]:
+            return False
+        j = bisect.bisect_right(self.times, b)
+        return all(self.ready[i:j])
+
+
+def _readiness(history: History) -> dict[str, _Series]:
+    out: dict[str, _Series] = {}
+    for ev in history.samples(READY_F):
+        v = ev.value if isinstance(ev.value, dict) else {}
+        name = v.get("instance")
+        if not name:
+            continue
+        s = out.setdefault(str(name), _Series([], []))
+        s.times.append(ev.t)
+        s.ready.append(bool(v.get("ready")))
+    return out
+
+
+@dataclass
+class _Placement:
+    """Settled owner of each shard over time: per shard, (since, owner) stretches."""
+
+    shards: int
+    stretches: dict[int, list[tuple[float, str | None]]]
+
+    def owner_over(self, shard: int, a: float, b: float) -> str | None:
+        """The one settled owner of ``shard`` at every moment of [a, b], else None."""
+        st = self.stretches.get(shard, [])
+        starts = [t for t, _ in st]
+        i = bisect.bisect_right(starts, a) - 1
+        if i < 0:
+            return None
+        owner = st[i][1]
+        j = bisect.bisect_right(starts, b)
+        if owner is None or any(o != owner for _, o in st[i:j]):
+            return None
+        return owner
+
+
+def _placement(history: History) -> _Placement | None:
+    samples = history.samples(PLACEMENT_F)
+    shards = 0
+    stretches: dict[int, list[tuple[float, str | None]]] = defaultdict(list)
+    for ev in samples:
+        v = ev.value if isinstance(ev.value, dict) else {}
+        shards = int(v.get("shards") or shards)
+        owner_of: dict[int, str] = {}
+        for inst, owned in (v.get("serving") or {}).items():
+            for s in owned:
+                owner_of[int(s)] = str(inst)
+        for s in range(shards):
+            owner = owner_of.get(s)
+            st = stretches[s]
+            if not st or st[-1][1] != owner:
+                st.append((ev.t, owner))
+    return _Placement(shards, dict(stretches)) if shards else None
+
+
+def _aimed_windows(history: History) -> dict[str, list[tuple[float, float]]]:
+    """Per instance name, the [apply_began_at, heal] of the nemesis windows whose target names it."""
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for w in history.faults():
+        targets = w.target if isinstance(w.target, list) else [w.target]
+        began = w.params.get("apply_began_at")
+        start = float(began) if began is not None else w.t_start
+        for name in targets:
+            if isinstance(name, str):
+                out[name].append((start, w.t_stop if w.t_stop is not None else history.end))
+    return out
+
+
+@checker_factory
+def ready_means_serving(budget_s: float) -> Checker:
+    """No call failed on a shard whose settled owner, and the gate it went through, had said ready
+    for ``budget_s`` before it and still said so ``budget_s`` after it."""
+
+    def run(history: History) -> Check:
+        ready = _readiness(history)
+        placement = _placement(history)
+        data: dict[str, Any] = {"budget_s": budget_s, "instances": sorted(ready)}
+        if not ready or placement is None:
+            return Check(NAME, Verdict.UNKNOWN, "readiness or shard placement not recorded "
+                         "(Scenario.observing(readiness=True))", data)
+        aimed = _aimed_windows(history)
+        judged: list[Op] = []
+        bad: list[dict[str, Any]] = []
+        for op in history.ops(CALL_FS):
+            if op.key is None or op.error == NO_COMPLETION:
+                continue
+            t = op.t_invoke
+            owner = placement.owner_over(shard_of(op.key, placement.shards), t - budget_s, t + budget_s)
+            if owner is None or owner not in ready or not ready[owner].ready_over(t - budget_s, t + budget_s):
+                continue
+            gate = (op.extra or {}).get("gate") or op.node
+            if gate in ready and not ready[gate].ready_over(t - budget_s, t + budget_s):
+                continue
+            if any(a <= op.t_complete and t <= b for a, b in aimed.get(owner, ())):
+                continue  # cut by a fault aimed at the node itself
+            judged.append(op)
+            if op.type != "ok":
+                bad.append({"op_id": op.op_id, "f": op.f, "key": op.key, "t": round(t, 3), "node": owner,
+                            "gate": gate, "type": op.type, "error": (op.error or "")[:160]})
+        data.update(judged=len(judged), violations=bad)
+        if not judged:
+            return Check(NAME, Verdict.UNKNOWN, "no call went to a node that had said ready for the whole "
+                         f"budget ({budget_s:g} s): nothing to judge", data)
+        if bad:
+            nodes = sorted({b["node"] for b in bad})
+            return Check(NAME, Verdict.FAIL,
+                         f"{len(bad)} of {len(judged)} calls failed on shards served by a node that had said "
+                         f"/ready 200 for ≥ {budget_s:g} s (nodes {', '.join(nodes)}): "
+                         + examples([f"op {b['op_id']} {b['f']} {b['key']} at t={b['t']} on {b['node']} via "
+                                     f"{b['gate']}: {b['type']} {b['error']}" for b in bad]), data)
+        return Check(NAME, Verdict.PASS, f"{len(judged)} calls to nodes that had said ready for ≥ {budget_s:g} s "
+                     "all succeeded", data)
+
+    return named(NAME, run)

@@ -1,0 +1,124 @@
+"""ready_means_serving on crafted histories: a node that said /ready 200 and then failed calls to the
+shards it owns fails the check; the same failures while it was not ready, just before its readiness
+dropped, or while its shard had only just settled on it, do not."""
+
+from __future__ import annotations
+
+import itertools
+
+from harness.checkers.readiness import PLACEMENT_F, READY_F, ready_means_serving
+from harness.checkers.verdict import Verdict
+from harness.history import Event, History
+from harness.sharding import shard_of
+
+SHARDS = 4
+BUDGET = 0.75
+_ids = itertools.count(1)
+# one key per shard: node-0 settles shards 0 and 1, node-1 shards 2 and 3
+KEYS = {shard_of(k, SHARDS): k for k in (f"k{i}" for i in range(40))}
+
+
+def ready(t: float, inst: str, ok: bool) -> Event:
+    return Event(t, "sample", "readiness", READY_F,
+                 value={"instance": inst, "component": inst.split("-")[0], "ready": ok, "reason": ""})
+
+
+def placement(t: float, serving: dict[str, list[int]]) -> Event:
+    return Event(t, "sample", "oracle", PLACEMENT_F, value={"shards": SHARDS, "serving": serving})
+
+
+def call(t: float, shard: int, outcome: str = "ok", gate: str = "gate-0", f: str = "probe") -> list[Event]:
+    i = next(_ids)
+    key = KEYS[shard]
+    return [Event(t, "invoke", "probe-0", f, key=key, op_id=i, node=gate),
+            Event(t + 0.01, outcome, "probe-0", f, key=key, op_id=i, value=0 if outcome == "ok" else None,
+                  error=None if outcome == "ok" else "CALL_FAILED: shard 1 is being claimed by this node",
+                  extra={"gate": gate})]
+
+
+def base(extra: list[Event]) -> History:
+    evs = [ready(0.0, "node-0", True), ready(0.0, "node-1", True), ready(0.0, "gate-0", True),
+           placement(0.0, {"node-0": [0, 1], "node-1": [2, 3]})]
+    for n in range(50):  # 5 s of good calls on every shard
+        evs += call(n * 0.1, n % SHARDS)
+    evs += extra
+    evs.sort(key=lambda e: e.t)
+    return History(evs)
+
+
+def run(h: History):
+    return ready_means_serving(BUDGET)(h)
+
+
+def test_calls_that_all_succeed_pass():
+    c = run(base([]))
+    assert c.verdict is Verdict.PASS, c.detail
+    assert c.data["judged"] == 42  # the 8 calls of the first budget (0.0 … 0.7 s) have no ready stretch behind them
+
+
+def test_a_ready_node_failing_its_shards_fails():
+    """node-0 says ready throughout (the seeded bug ready-before-serving: claimed, warming up) and
+    fails calls to shard 1, settled on it since t=0."""
+    c = run(base(call(2.05, 1, "fail") + call(2.15, 1, "info")))
+    assert c.verdict is Verdict.FAIL, c.detail
+    assert [v["node"] for v in c.data["violations"]] == ["node-0", "node-0"]
+    assert "node-0" in c.detail and "2 of" in c.detail
+
+
+def test_failures_while_not_ready_or_about_to_drop_or_just_settled_do_not_count():
+    evs = [
+        # node-1 goes not ready at 2.0 (SIGTERM) and its calls fail from 1.9: the +budget side covers it
+        ready(2.0, "node-1", False), *call(1.9, 2, "fail"), *call(2.5, 3, "fail"),
+        ready(3.5, "node-1", True), *call(3.6, 2, "fail"),  # ready again, not yet for a whole budget
+        # shard 0 moves to node-1 at 4.0: failures within the budget after it settled are the gates' lag
+        placement(4.0, {"node-0": [1], "node-1": [0, 2, 3]}), *call(4.3, 0, "fail"),
+        # shard 1 goes into migration at 4.9; a gate saw it before the recorder's sample at 5.1 (seen on
+        # the correct build: "shard 40 is in migration from node-1 to node-0" at t = 7.797)
+        *call(4.95, 1, "fail"), placement(5.1, {"node-1": [0, 2, 3]}),
+    ]
+    c = run(base(evs))
+    assert c.verdict is Verdict.PASS, c.detail
+
+
+def test_calls_cut_by_a_fault_aimed_at_their_node_do_not_count_but_the_survivors_do():
+    """A kill of node-0 that first held PostgreSQL's replies: node-0's calls of the hold end unknown at
+    the kill while it still said ready (the poller saw the kill late, at 2.9) — the kill's doing.
+    node-1, not targeted, failing its shards while ready is still a violation."""
+    kill = [Event(2.5, "nemesis", "nemesis", "start",
+                  value={"id": "f1", "kind": "kill", "target": ["node-0"], "params": {"apply_began_at": 2.2}}),
+            Event(4.0, "nemesis", "nemesis", "stop", value={"id": "f1", "kind": "kill", "target": ["node-0"]})]
+    held = []
+    for n in range(3):  # invoked during the hold (before apply_began_at), unanswered until the kill
+        i = next(_ids)
+        held += [Event(2.0 + n * 0.05, "invoke", "burst-0", "increment", key=KEYS[0], op_id=i, value=1),
+                 Event(2.51, "info", "burst-0", "increment", key=KEYS[0], op_id=i, error="CALL_TIMEOUT")]
+    c = run(base(kill + held + [ready(2.9, "node-0", False)]))
+    assert c.verdict is Verdict.PASS, c.detail
+    c = run(base(kill + held + [ready(2.9, "node-0", False), *call(3.0, 2, "fail")]))
+    assert c.verdict is Verdict.FAIL and [v["node"] for v in c.data["violations"]] == ["node-1"], c.detail
+
+
+def test_a_call_through_a_gate_that_is_not_ready_is_not_the_nodes_fault():
+    c = run(base([ready(2.0, "gate-1", False), *call(2.5, 1, "fail", gate="gate-1")]))
+    assert c.verdict is Verdict.PASS, c.detail
+
+
+def test_unknown_without_readiness_or_placement_or_anything_judged():
+    only_calls = History(sorted(call(1.0, 0, "fail"), key=lambda e: e.t))
+    assert run(only_calls).verdict is Verdict.UNKNOWN
+    # recorded, but every node turned not ready before any call: nothing was judged
+    h = History(sorted([ready(0.0, "node-0", False), ready(0.0, "node-1", False),
+                        placement(0.0, {"node-0": [0, 1], "node-1": [2, 3]}), *call(2.0, 0, "fail")],
+                       key=lambda e: e.t))
+    c = run(h)
+    assert c.verdict is Verdict.UNKNOWN and "nothing to judge" in c.detail
+
+
+def test_a_history_where_every_call_failed_on_ready_nodes_fails():
+    evs = [ready(0.0, "node-0", True), ready(0.0, "node-1", True),
+           placement(0.0, {"node-0": [0, 1], "node-1": [2, 3]})]
+    for n in range(40):
+        evs += call(1.0 + n * 0.1, n % SHARDS, "fail")
+    c = run(History(sorted(evs, key=lambda e: e.t)))
+    assert c.verdict is Verdict.FAIL
+    assert len(c.data["violations"]) == 40
