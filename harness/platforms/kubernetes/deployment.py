@@ -358,9 +358,23 @@ class KubernetesDeployment:
                 return {"exit_code": term.exit_code, "reason": term.reason, "finished_at": str(term.finished_at)}
         return None
 
-    def wait_restarted(self, name: str, uid: str, restarts: int) -> None:
-        """Wait until the kubelet restarted the instance's container in place and it is ready."""
-        self._wait_restarted_in_place(name, uid, restarts, self.spec.timers.failover_budget(60))
+    def container_id(self, name: str) -> str | None:
+        """The instance's current container id (``containerd://…``), None before it has one."""
+        component = naming.pod_for_instance(name)[0]
+        got: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return conditions.running_container_id(self.core.api_client.sanitize_for_serialization(got), component)
+
+    def container_ended(self, name: str, container_id: str) -> dict[str, Any] | None:
+        """How the instance's container ``container_id`` ended, once the kubelet recorded it, else None."""
+        component = naming.pod_for_instance(name)[0]
+        got: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
+        return conditions.container_termination(self.core.api_client.sanitize_for_serialization(got), component,
+                                                container_id)
+
+    def mark_killed(self, name: str, uid: str, restarts: int) -> None:
+        """Record that the instance's container died in place (pod ``uid``, ``restarts`` before), so
+        ``bring_back``/``start`` wait for the kubelet's restart of it (or replace the pod)."""
+        self._killed[name] = (uid, restarts)
 
     def _wait_restarted_in_place(self, name: str, uid: str, restarts: int, timeout: float) -> None:
         def back() -> bool:
