@@ -198,6 +198,14 @@ class ScaleStep:
     converged_s: float | None
     shard_map_before: dict[int, tuple[str, str]] = field(default_factory=dict)
     shard_map_after: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: seconds inside ``converged_s`` the platform held leaving instances before their SIGTERM, one after
+    #: the other (Kubernetes: each pod's ``preStop`` sleep; local: 0) — the platform's declared stop cost,
+    #: not the stack's work, so step budgets add it (``steps_converged_within``)
+    stop_delay_s: float = 0.0
+    #: seconds inside ``converged_s`` until the platform had started the slowest added instance's process
+    #: (Kubernetes: pod scheduling, sandbox, network, container creation, read from the container's
+    #: ``startedAt``; local: 0, the process is spawned at once) — the platform's start cost, measured
+    start_delay_s: float = 0.0
 
 
 @dataclass

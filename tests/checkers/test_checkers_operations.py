@@ -104,6 +104,28 @@ def test_steps_over_budget_or_never_converged_fail() -> None:
     assert c.verdict is Verdict.FAIL and "12.0s" in c.detail and "never" in c.detail
 
 
+def test_platform_stop_delay_is_added_to_the_step_budget_and_named() -> None:
+    """The CI figure on Kubernetes: 5 → 3 nodes took 11.5 s, 10 s of it the two pods' preStop sleeps
+    (the platform's, before each SIGTERM): passes against 10 s + 10 s; the stack's own share still judged."""
+    ev: list[Event] = []
+    window(ev, "f1", "scale-node", "node", 1.0, 12.5, {"to": 3, "converged_s": 11.501, "stop_delay_s": 10.0})
+    c = steps_converged_within(10)(hist(ev))
+    assert c.verdict is Verdict.PASS and "+ 10s preStop before SIGTERM" in c.detail and "budget 20s" in c.detail
+    slow: list[Event] = []
+    window(slow, "f1", "scale-node", "node", 1.0, 22.0, {"to": 3, "converged_s": 21.0, "stop_delay_s": 10.0})
+    assert steps_converged_within(10)(hist(slow)).verdict is Verdict.FAIL
+
+
+def test_platform_start_delay_is_added_to_the_step_budget_and_named() -> None:
+    ev: list[Event] = []
+    window(ev, "f1", "scale-node", "node", 1.0, 13.0, {"to": 5, "converged_s": 12.0, "start_delay_s": 3.0})
+    c = steps_converged_within(10)(hist(ev))
+    assert c.verdict is Verdict.PASS and "+ 3s until the platform started" in c.detail
+    assert c.data["steps"][0]["budget_s"] == 13.0
+    window(ev, "f2", "scale-node", "node", 14.0, 30.0, {"to": 3, "converged_s": 14.0, "start_delay_s": 3.0})
+    assert steps_converged_within(10)(hist(ev)).verdict is Verdict.FAIL
+
+
 def test_no_scale_step_is_unknown() -> None:
     assert steps_converged_within(10)(hist([])).verdict is Verdict.UNKNOWN
 

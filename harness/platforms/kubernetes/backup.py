@@ -41,6 +41,7 @@ from harness.platforms.operations import (
     ScaleStep,
     rpo_s,
 )
+from harness.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,11 @@ class KubernetesBackupOperations(RecordsOperations):
     def counter_values(self, keys: Iterable[str]) -> dict[str, int]:
         """Counter values as stored in PostgreSQL (a key never persisted is 0, a fresh counter)."""
         keys = list(keys)
-        found = self.dep.persisted_objects(keys)
+        # the database was just restored and its pod may be new: a first connection through the forward
+        # can time out on a loaded machine (seen in the wipe scenario at load average ~35), so read again
+        # until a deadline instead of failing the restore on one timeout
+        found = wait_until(lambda: (self.dep.persisted_objects(keys),), 60.0,
+                           "PostgreSQL answers the read of the restored counters", interval=1.0)[0]
         return {k: int((found.get(k) or {}).get("value", 0)) for k in keys}
 
     def restore(self, backup: Backup, keys: Iterable[str], etcd: bool = True, postgres: bool = True,

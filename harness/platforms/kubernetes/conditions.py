@@ -98,3 +98,29 @@ def pod_problem(obj: Mapping[str, Any]) -> str | None:
                                      "CreateContainerConfigError", "CrashLoopBackOff"):
             return f"{cs.get('name')}: {waiting.get('reason')}: {waiting.get('message', '')}".strip()
     return None
+
+
+def running_container_id(obj: Mapping[str, Any], container: str) -> str | None:
+    """The id of ``container``'s current container (``containerd://…``), None when it has none."""
+    for cs in (obj.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == container:
+            return cs.get("containerID") or None
+    return None
+
+
+def container_termination(obj: Mapping[str, Any], container: str, container_id: str) -> dict[str, Any] | None:
+    """How the container with ``container_id`` ended, as the kubelet recorded it (``exit_code``,
+    ``reason``, ``finished_at``, and ``restarted``: whether a new container already runs), or None if
+    it has not ended (or the kubelet has not noticed yet). Matched by id, not by "the last termination":
+    a container killed earlier in the same pod (another scenario of the module) also left a record,
+    and while the kubelet backs off a restart the dead container is still the current one."""
+    for cs in (obj.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") != container:
+            continue
+        for key, restarted in (("state", False), ("lastState", True)):
+            term = (cs.get(key) or {}).get("terminated")
+            if term and term.get("containerID") == container_id:
+                return {"exit_code": term.get("exitCode"), "reason": term.get("reason"),
+                        "finished_at": term.get("finishedAt"),
+                        "restarted": restarted and cs.get("containerID") != container_id}
+    return None

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import signal as _signal
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from harness.faults.nemesis import Injected
@@ -33,6 +34,7 @@ from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
+from harness.waiting import wait_until
 
 if TYPE_CHECKING:
     from harness.platforms.operations import Operations
@@ -329,16 +331,29 @@ class KubernetesInjector:
         filling the group, so the kernel OOM-kills the container; the kubelet restarts it (the
         supervisor the local platform has to provide itself) in a new container group, outside the
         limit. Heal stops the stressor, removes the group, and reports the OOM kills and the restart
-        as the kubelet recorded it, then waits until the pod is ready again."""
+        as the kubelet recorded it, then waits until the pod is ready again.
+
+        How the kill is seen. The stressor fills the group to its limit, so the kill comes within a
+        second of the injection (the target need not allocate anything: the stressor's own next page
+        finds no room and the OOM killer takes the process with the highest badness, the target at
+        ``oom_score_adj`` 1000). The container's runtime then kills what is left in its cgroups (the
+        stressor) and removes them, our group with its ``oom_kill`` counter included — so the kill is
+        read from the kernel log (the target's pid), and the container's end from the kubelet's record
+        *of that container id*. The kubelet's restart may wait out its crash back-off (a node killed
+        earlier in the module): the heal waits for the record, then for the restart in place, and
+        replaces the pod if the back-off outlasts the failover budget (``bring_back``), as a SIGKILL's
+        heal does. Found in CI: a heal that sampled the restart count at once said "did not bite"
+        while the node had been OOM-killed and was in back-off."""
         from harness.platforms.kubernetes import nodeaccess
         from harness.platforms.local.cgroups import MemoryLimit
-        from harness.platforms.local.memfault import MemoryStressor, set_oom_score_adj
+        from harness.platforms.local.memfault import MemoryStressor, kernel_oom_kills, set_oom_score_adj
 
         targets = plan_targets(fault.target, self.topology())
         prefix = f"gvh-{self.dep.run_id}"
         limits: dict[str, MemoryLimit] = {}
         stressors: dict[str, MemoryStressor] = {}
         before: dict[str, tuple[str, int, int, str]] = {}  # instance -> (pod uid, restarts, pid, old score)
+        containers: dict[str, str] = {}  # instance -> the container id that was squeezed
 
         def heal_all() -> dict[str, float]:
             filled = {}
@@ -365,6 +380,7 @@ class KubernetesInjector:
             for t in targets:
                 uid = self.dep.pod_uid(t)
                 pid = nodeaccess.container_pid(uid)
+                containers[t] = self.dep.container_id(t) or ""
                 before[t] = (uid, self.dep.restart_count(t), pid, "")
                 lim = MemoryLimit(prefix, f"memory-{t}", pid, limit_mb=fault.limit_mb,
                                   hierarchy=nodeaccess.container_hierarchy("memory", pid))
@@ -379,21 +395,30 @@ class KubernetesInjector:
             raise
 
         def heal() -> dict[str, Any]:
-            kills = {}
+            kills: dict[str, int | str] = {}
             for t, lim in limits.items():
-                with contextlib.suppress(OSError):
+                try:
                     kills[t] = lim.oom_kills()
+                except OSError:
+                    kills[t] = "group removed with its container"
+            gone = {t for t, (uid, _n, pid, _old) in before.items() if pid not in nodeaccess.pod_pids(uid)}
             filled = heal_all()
+            by_kernel = kernel_oom_kills({before[t][2] for t in gone})
             restarts = []
-            for t, (uid, n, _pid, _old) in before.items():
-                last = self.dep.last_termination(t)
-                if self.dep.restart_count(t) > n and last is not None:
-                    code = last.get("exit_code")
-                    # a container killed by signal N exits 128+N; the local supervisor records -N
-                    restarts.append({"instance": t, "exit_code": -(code - 128) if code and code > 128 else code,
-                                     "reason": last.get("reason"), "by": "kubelet"})
-                    self.dep.wait_restarted(t, uid, n)
-            return {"oom_kills": kills, "restarts": restarts, "filled_mb": filled}
+            for t in sorted(gone):
+                uid, n, pid, _old = before[t]
+                # the kubelet notices a dead container at its next relist (~1 s; longer on a loaded machine)
+                term = wait_until(partial(self.dep.container_ended, t, containers[t]), 60.0,
+                                  f"the kubelet to record the end of {t}'s container", interval=0.2) or {}
+                code = term.get("exit_code")
+                self.dep.mark_killed(t, uid, n)
+                back = self.dep.bring_back(t)
+                # a container killed by signal N exits 128+N; the local supervisor records -N
+                restarts.append({"instance": t, "exit_code": -(code - 128) if code and code > 128 else code,
+                                 "reason": term.get("reason"),
+                                 "oom_killed_by_kernel": None if by_kernel is None else pid in by_kernel,
+                                 "by": f"kubelet: {back}"})
+            return {"oom_kills": kills, "oom_killed_pids": by_kernel, "restarts": restarts, "filled_mb": filled}
         return Injected(targets, heal, {"limit_mb": fault.limit_mb,
                                         "how": "limit + tmpfs stressor nested in the container's memory cgroup, "
                                                "target oom_score_adj 1000 (node access); the kubelet restarts it"})

@@ -41,10 +41,11 @@ from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming
 from harness.platforms.kubernetes.backup import KubernetesBackupOperations
-from harness.platforms.kubernetes.deployment import KubernetesDeployment
+from harness.platforms.kubernetes.deployment import KubernetesDeployment, prestop_sleep_s
 from harness.platforms.kubernetes.opshelpers import (
     ROLL_ANNOTATION,
     VERSION_ENV,
+    container_start_delay,
     env_source,
     is_balanced,
     roll_stamp,
@@ -170,9 +171,12 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
         before_names = sorted((i.name for i in self.dep.instances(component)), key=ordinal)
         before = len(before_names)  # pods, ready or not (a starved node may be unready for a moment)
         map_before = self._shard_map()
-        t0 = time.monotonic()
+        leaving = before_names[n:]
+        # nodes leave one after another, each pod's preStop sleep before its SIGTERM; gates together
+        delays = [self._prestop_s(name) for name in leaving]
+        stop_delay = sum(delays) if component == "node" else max(delays, default=0.0)
+        t0, t0_wall = time.monotonic(), time.time()
         with self.window(f"scale-{component}", component, {"from": before, "to": n}) as res:
-            leaving = before_names[n:]
             if component == "gate" and leaving:
                 for name in leaving:
                     pod = self.dep.pod_name(name)
@@ -182,11 +186,15 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
                     self._publish_endpoints(exclude=leaving)
             steps = list(range(before - 1, n - 1, -1)) if component == "node" and n < before else [n]
             changed = sorted({name for replicas in steps for name in self.dep.scale(component, replicas)})
-            res.update(to=n, changed=changed)
+            res.update(to=n, changed=changed, stop_delay_s=stop_delay)
             converged: float | None = None
+            start_delay = 0.0
             try:
                 for name in changed if n > before else ():
                     self.wait_instance_ready(name, max(1.0, timeout - (time.monotonic() - t0)))
+                if n > before:  # the added pods start together: the slowest one's start is the platform's
+                    start_delay = max((self._start_delay(name, t0_wall) for name in changed), default=0.0)
+                    res["start_delay_s"] = start_delay
                 if component == "node":
                     self.wait_converged_balanced(max(1.0, timeout - (time.monotonic() - t0)))
                 converged = round(time.monotonic() - t0, 3)
@@ -195,7 +203,27 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
             if component == "gate":
                 self._publish_endpoints()
             res["converged_s"] = converged
-        return ScaleStep(component, before, n, changed, converged, map_before, self._shard_map())
+        return ScaleStep(component, before, n, changed, converged, map_before, self._shard_map(), stop_delay,
+                         start_delay)
+
+    def _start_delay(self, name: str, t_request: float) -> float:
+        """How long after ``t_request`` the kubelet started the added instance's container (0 if unknown)."""
+        component = naming.pod_for_instance(name)[0]
+        pod = self.dep.core.read_namespaced_pod(self.dep.pod_name(name), self.dep.namespace)
+        got = container_start_delay(self.dep.core.api_client.sanitize_for_serialization(pod), component, t_request)
+        return got or 0.0
+
+    def _prestop_s(self, name: str) -> float:
+        """The leaving instance's ``preStop`` sleep: the kubelet holds SIGTERM back that long after the
+        pod's deletion, so it is inside a scale-down step's time but not the stack's (0 if the pod is gone)."""
+        from kubernetes.client.exceptions import ApiException
+
+        component = naming.pod_for_instance(name)[0]
+        try:
+            pod = self.dep.core.read_namespaced_pod(self.dep.pod_name(name), self.dep.namespace)
+        except (KeyError, ApiException):
+            return 0.0
+        return prestop_sleep_s(self.dep.core.api_client.sanitize_for_serialization(pod), component)
 
     # --------------------------------------------------------------------------- rolling procedure
     def _components(self, components: Sequence[str]) -> list[str]:

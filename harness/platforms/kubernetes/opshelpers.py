@@ -11,6 +11,7 @@ import copy
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 #: pod-template annotation the harness sets to make a controller roll its pods (the ``checksum/config``
@@ -91,3 +92,20 @@ def is_balanced(owners: Mapping[str, int], nodes: set[str], shards: int) -> bool
     counts = [owners.get(n, 0) for n in nodes]
     spread = max(counts) - min(counts)
     return spread < 2 or spread <= 0.2 * shards / len(nodes)
+
+
+def container_start_delay(pod: Mapping[str, Any], container: str, t_request: float) -> float | None:
+    """Seconds from ``t_request`` (wall clock, when the harness asked for the pod) until the kubelet
+    started ``container``'s process (``state.running.startedAt``): scheduling, sandbox, network and
+    container creation — the platform's start cost, before the stack's own start. The API's timestamps
+    have whole seconds and are rounded down, so this never credits the platform more than it took.
+    None while the container has not started; never negative (a clock ahead of the API server's)."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") != container:
+            continue
+        started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+        if not started:
+            return None
+        t = datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
+        return max(0.0, round(t - t_request, 3))
+    return None

@@ -6,6 +6,7 @@ what the OOM killer took while the fault holds. Used by ``LocalInjector._inject_
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import threading
@@ -34,6 +35,28 @@ def restore_oom_scores(dep: Any, scores: dict[str, tuple[int, str]]) -> None:
             continue
         with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as f:
             f.write(old)
+
+
+_OOM_KILLED = re.compile(r"Memory cgroup out of memory: Killed process (\d+) ")
+
+
+def parse_oom_kills(kernel_log: str) -> list[int]:
+    """Pids the memory cgroup OOM killer killed, in the order of the kernel log's lines."""
+    return [int(m.group(1)) for m in _OOM_KILLED.finditer(kernel_log)]
+
+
+def kernel_oom_kills(pids: set[int]) -> list[int] | None:
+    """Which of ``pids`` the kernel log says the memory cgroup OOM killer killed. Why the log: when a
+    container's main process dies, its runtime kills what is left in the container's cgroups and
+    removes them, our nested group included, so the group's own ``oom_kill`` counter is gone by the
+    time a heal reads it. None when the log cannot be read (no ``dmesg``, or not allowed)."""
+    try:
+        res = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    return [p for p in parse_oom_kills(res.stdout) if p in pids]
 
 
 STRESSOR_CODE = r"""

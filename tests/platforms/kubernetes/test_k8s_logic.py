@@ -121,6 +121,33 @@ def test_pod_ready_and_problems() -> None:
     assert conditions.pod_problem({"status": {}}) is None
 
 
+def test_container_termination_matches_the_container_id_through_back_off_and_restart() -> None:
+    """The three shapes the kubelet reports after a container dies (CI: node-1 OOM-killed, then in
+    CrashLoopBackOff at heal time, with an older SIGKILL's record in the same pod)."""
+    old = {"terminated": {"containerID": "containerd://aaa", "exitCode": 137, "reason": "Error"}}
+    running = {"status": {"containerStatuses": [{"name": "node", "containerID": "containerd://bbb",
+                                                 "state": {"running": {}}, "lastState": old}]}}
+    assert conditions.running_container_id(running, "node") == "containerd://bbb"
+    assert conditions.container_termination(running, "node", "containerd://bbb") is None  # still runs
+    backing_off = {"status": {"containerStatuses": [{"name": "node", "containerID": "containerd://bbb",
+                                                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                                     "lastState": {"terminated": {
+                                                         "containerID": "containerd://bbb", "exitCode": 137,
+                                                         "reason": "Error", "finishedAt": "t"}}}]}}
+    got = conditions.container_termination(backing_off, "node", "containerd://bbb")
+    assert got == {"exit_code": 137, "reason": "Error", "finished_at": "t", "restarted": False}
+    restarted = copy.deepcopy(backing_off)
+    cs = restarted["status"]["containerStatuses"][0]
+    cs.update(containerID="containerd://ccc", state={"running": {}})
+    assert (conditions.container_termination(restarted, "node", "containerd://bbb") or {})["restarted"] is True
+    ended_now = {"status": {"containerStatuses": [{"name": "node", "containerID": "containerd://bbb",
+                                                   "state": {"terminated": {"containerID": "containerd://bbb",
+                                                                            "exitCode": 0}}}]}}
+    assert (conditions.container_termination(ended_now, "node", "containerd://bbb") or {})["exit_code"] == 0
+    assert conditions.container_termination(ended_now, "gate", "containerd://bbb") is None
+    assert conditions.running_container_id({"status": {}}, "node") is None
+
+
 # --- fault plans --------------------------------------------------------------------------------------
 
 TOPO = {"node-0": "node", "node-1": "node", "node-2": "node", "etcd-0": "etcd", "etcd-1": "etcd",

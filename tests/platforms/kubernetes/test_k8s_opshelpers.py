@@ -10,6 +10,7 @@ import pytest
 from harness.platforms.kubernetes import render
 from harness.platforms.kubernetes.opshelpers import (
     EnvSource,
+    container_start_delay,
     env_source,
     is_balanced,
     roll_stamp,
@@ -74,3 +75,20 @@ def test_is_balanced_uses_the_rebalance_tolerance() -> None:
     assert not is_balanced({"a": 40, "b": 12, "c": 12}, {"a", "b", "c"}, 64)
     assert not is_balanced({"a": 32, "b": 32}, {"a", "b", "c"}, 64)  # a ready node with no shard
     assert not is_balanced({}, set(), 64)
+
+
+def test_container_start_delay_reads_started_at_of_the_named_container() -> None:
+    """startedAt has whole seconds (rounded down): 12:00:03Z after a request at 12:00:00.4 is 2.6 s."""
+    from datetime import UTC, datetime
+
+    t_req = datetime(2026, 12, 3, 12, 0, 0, 400000, tzinfo=UTC).timestamp()
+    pod = {"status": {"containerStatuses": [
+        {"name": "sidecar", "state": {"running": {"startedAt": "2026-12-03T12:00:09Z"}}},
+        {"name": "node", "state": {"running": {"startedAt": "2026-12-03T12:00:03Z"}}}]}}
+    assert container_start_delay(pod, "node", t_req) == 2.6
+    waiting = {"status": {"containerStatuses": [{"name": "node", "state": {"waiting": {"reason": "x"}}}]}}
+    assert container_start_delay(waiting, "node", t_req) is None
+    assert container_start_delay({"status": {}}, "node", t_req) is None
+    early = {"status": {"containerStatuses": [{"name": "node", "state": {"running": {
+        "startedAt": "2026-12-03T11:59:59Z"}}}]}}
+    assert container_start_delay(early, "node", t_req) == 0.0

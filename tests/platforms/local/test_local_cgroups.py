@@ -161,6 +161,11 @@ def test_memory_limit_ends_in_an_oom_kill_that_is_detected(prefix: str) -> None:
             proc.stdin.flush()
             assert proc.wait(30) == -9  # SIGKILLed by the OOM killer
             assert lim.oom_kills() >= 1
+        # the kernel log names the pid too (what the Kubernetes heal reads once the group is gone)
+        from harness.platforms.local.memfault import kernel_oom_kills
+        if subprocess.run(["dmesg"], capture_output=True, check=False).returncode == 0:
+            assert kernel_oom_kills({proc.pid}) == [proc.pid]
+            assert kernel_oom_kills({os.getpid()}) == []
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -206,3 +211,15 @@ def test_needs_a_live_pid() -> None:
     with pytest.raises(Exception, match="not running"):
         CpuLimit(p, "ghost", 999_999_999, quota=0.5).apply()
     assert cgroups.find_groups(p) == []
+
+
+def test_parse_oom_kills_reads_the_memory_cgroup_killer_lines() -> None:
+    from harness.platforms.local.memfault import parse_oom_kills
+
+    log = ("[23804.615616] Memory cgroup out of memory: Killed process 25119 (python) total-vm:222724kB, "
+           "anon-rss:38016kB, UID:65532 pgtables:196kB oom_score_adj:1000\n"
+           "[23804.62] gvh0 (unregistering): left promiscuous mode\n"
+           "[23804.621016] Memory cgroup out of memory: Killed process 26281 (python3) total-vm:17624kB\n"
+           "[23805.1] Out of memory: Killed process 999 (x)\n")  # a global OOM kill: not ours
+    assert parse_oom_kills(log) == [25119, 26281]
+    assert parse_oom_kills("") == []
