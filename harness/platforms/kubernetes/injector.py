@@ -11,10 +11,31 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal as _signal
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from harness.faults.handlers import Handler, Handlers, handler_table
 from harness.faults.nemesis import Injected
+from harness.faults.outcomes import (
+    ChaosRecovered,
+    CpuDetail,
+    CpuHealed,
+    DiskDetail,
+    DiskHealed,
+    KillDetail,
+    KillHealed,
+    LinkDetail,
+    LinkHealed,
+    MemoryDetail,
+    MemoryHealed,
+    MemoryRestart,
+    PartitionDetail,
+    PartitionHealed,
+    PauseDetail,
+    PauseHealed,
+    RestartDetail,
+    RestartHealed,
+)
 from harness.faults.plan import PartitionPlan, plan_link, plan_partition, plan_targets
 from harness.faults.spec import (
     CpuStress,
@@ -38,6 +59,8 @@ if TYPE_CHECKING:
     from harness.platforms.operations import Operations
 
 _counter = itertools.count()
+D = TypeVar("D", CpuDetail, DiskDetail, LinkDetail, MemoryDetail, PartitionDetail)  # each has ``experiments``
+H = TypeVar("H", bound=Mapping[str, Any])
 
 
 class KubernetesInjector:
@@ -56,18 +79,21 @@ class KubernetesInjector:
         else:
             self.actions.use(ops)
 
-    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
-        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
+    def handlers(self) -> dict[type[Fault], Handler]:
+        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind); the
+        typed table (``faults/handlers.py``) holds each to its kind's outcome records, as locally."""
         return {
-            Kill: self._inject_kill,
-            Restart: self._inject_restart,
-            Pause: self._inject_pause,
-            Partition: self._inject_partition,
-            Latency: self._inject_latency,
-            Timeout: self._inject_timeout,
-            CpuStress: self._inject_cpu_stress,
-            MemoryPressure: self._inject_memory_pressure,
-            DiskFault: self._inject_disk,
+            **handler_table(Handlers(
+                kill=self._inject_kill,
+                restart=self._inject_restart,
+                pause=self._inject_pause,
+                partition=self._inject_partition,
+                latency=self._inject_latency,
+                timeout=self._inject_timeout,
+                cpu_stress=self._inject_cpu_stress,
+                memory_pressure=self._inject_memory_pressure,
+                disk=self._inject_disk,
+            )),
             **self.actions.handlers(),
         }
 
@@ -77,7 +103,7 @@ class KubernetesInjector:
     def _name(self, what: str) -> str:
         return f"gvh-{self.dep.run_id}-{what}-{next(_counter)}"
 
-    def inject(self, fault: Fault) -> Injected:
+    def inject(self, fault: Fault) -> Injected[Any, Any]:
         handler = self.handlers().get(type(fault))
         if handler is None:
             raise Unsupported(f"the Kubernetes platform cannot apply {fault.kind!r} faults")
@@ -87,7 +113,9 @@ class KubernetesInjector:
         if not self.dep.chaos.available():
             raise Unsupported(f"{what} needs Chaos Mesh, which is not installed in this cluster")
 
-    def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: dict[str, Any]) -> Injected:
+    def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: D,
+                 healed: Callable[[ChaosRecovered], H]) -> Injected[D, H]:
+        """Apply the experiments; the heal deletes them and returns ``healed(what the deletion did)``."""
         scoped = [chaos.scope(cr, self.dep.namespace, self.dep.run_id) for cr in crs]
         applied: list[dict[str, Any]] = []
         try:
@@ -99,16 +127,18 @@ class KubernetesInjector:
                 self.dep.chaos.recover(cr, timeout=self.chaos_timeout)
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> H:
             clean = [self.dep.chaos.recover(cr, timeout=self.chaos_timeout) for cr in applied]
-            return {"recovered": all(clean), "forced": [c["metadata"]["name"] for c, ok in zip(applied, clean,
-                                                                                             strict=True) if not ok]}
+            return healed({"recovered": all(clean), "forced": [c["metadata"]["name"] for c, ok in zip(applied, clean,
+                                                                                                     strict=True)
+                                                               if not ok]})
 
-        return Injected(targets, heal, {**detail, "experiments": [c["metadata"]["name"] for c in scoped]})
+        # every detail type _run_crs takes has ``experiments`` (D's constraints): the cast adds only that key
+        return Injected(targets, heal, cast(D, {**detail, "experiments": [c["metadata"]["name"] for c in scoped]}))
 
     # --- pod lifecycle -------------------------------------------------------------------------------
 
-    def _inject_kill(self, fault: Kill) -> Injected:
+    def _inject_kill(self, fault: Kill) -> Injected[KillDetail, KillHealed]:
         if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
             raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
         targets = plan_targets(fault.target, self.topology())
@@ -117,13 +147,13 @@ class KubernetesInjector:
         for t in targets:
             self.dep.kill(t, fault.signum)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> KillHealed:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
         return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
 
-    def _kill_held_down(self, targets: list[str], fault: Kill) -> Injected:
+    def _kill_held_down(self, targets: list[str], fault: Kill) -> Injected[KillDetail, KillHealed]:
         """SIGKILL from the node, and the pod kept down until heal, as the local platform keeps a killed
         process down until ``start``: the kubelet restarts the container in place within a second or two,
         under the same name and IP, which would make every kill a quick restart (and hide a stack that
@@ -155,23 +185,25 @@ class KubernetesInjector:
             uncut()
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> KillHealed:
             gone = uncut()
             back = {t: self.dep.bring_back(t) for t in targets}
             return {"restarted": targets, "how_back": back, "pods_gone": gone}
         return Injected(targets, heal, {"signal": fault.signal,
                                         "how": "SIGKILL from the node, pod network cut until heal (node access)"})
 
-    def _inject_restart(self, fault: Restart) -> Injected:
+    def _inject_restart(self, fault: Restart) -> Injected[RestartDetail, RestartHealed]:
         targets = plan_targets(fault.target, self.topology())
         for t in targets:
             self.dep.restart(t, graceful=fault.graceful)
         codes = {t: self.dep.exit_codes.get(t) for t in targets}
-        return Injected(targets, lambda: {"restarted": targets},
+        def healed() -> RestartHealed:
+            return {"restarted": targets}
+        return Injected(targets, healed,
                         {"graceful": fault.graceful, "exit_codes": codes,
                          "how": "graceful pod delete" if fault.graceful else "pod delete with grace 0"})
 
-    def _inject_pause(self, fault: Pause) -> Injected:
+    def _inject_pause(self, fault: Pause) -> Injected[PauseDetail, PauseHealed]:
         """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
         targets = plan_targets(fault.target, self.topology())
         paused: list[str] = []
@@ -184,7 +216,7 @@ class KubernetesInjector:
                 self.dep.resume(t)
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> PauseHealed:
             for t in paused:
                 self.dep.resume(t)
             return {"resumed": paused}
@@ -192,20 +224,18 @@ class KubernetesInjector:
 
     # --- network -------------------------------------------------------------------------------------
 
-    def _inject_partition(self, fault: Partition) -> Injected:
+    def _inject_partition(self, fault: Partition) -> Injected[PartitionDetail, PartitionHealed]:
         topo = self.topology()
         if self.dep.chaos.available():
             part = plan_partition(fault, topo)
             grudge = part.as_sets()
             pods = {h: self.dep.pod_name(h) for h in part.hosts}
             crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
-            injected = self._run_crs(crs, part.targets, {**part.detail(), "how": "chaos-mesh"})
-            recover = injected.heal
+            detail: PartitionDetail = {**part.detail(), "how": "chaos-mesh"}
 
-            def heal() -> dict[str, Any]:
-                return {**(recover() or {}), "healed": sorted(grudge)}
-            injected.heal = heal
-            return injected
+            def healed(recovered: ChaosRecovered) -> PartitionHealed:
+                return {**recovered, "healed": sorted(grudge)}
+            return self._run_crs(crs, part.targets, detail, healed)
         if self.dep.node_access():
             return self._node_partition(fault, topo)
         return self._netpol_partition(fault, topo)
@@ -222,7 +252,7 @@ class KubernetesInjector:
                 out[inst] = ip
         return out
 
-    def _node_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
+    def _node_partition(self, fault: Partition, topo: dict[str, str]) -> Injected[PartitionDetail, PartitionHealed]:
         """The local platform's nft drops, inside each pod's network namespace (from the node)."""
         from harness.platforms.kubernetes import nodeaccess
         from harness.platforms.local import firewall
@@ -249,7 +279,7 @@ class KubernetesInjector:
                 nodeaccess.nft_in_pod(uids[h], nodeaccess.heal_script())
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> PartitionHealed:
             gone = []
             for h in installed:
                 try:
@@ -260,7 +290,7 @@ class KubernetesInjector:
 
         return Injected(part.targets, heal, {**part.detail(), "how": "nft in pod network namespaces (node access)"})
 
-    def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
+    def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected[PartitionDetail, PartitionHealed]:
         keep = netpol.FALLBACK_SHAPES.get(fault.shape)
         if keep is None or fault.one_way:
             raise Unsupported(f"partition {fault.shape}{' one-way' if fault.one_way else ''} needs Chaos Mesh; "
@@ -278,7 +308,7 @@ class KubernetesInjector:
         k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
                         {"metadata": {"labels": {naming.QUARANTINE_LABEL: pid}}})
 
-        def heal() -> dict[str, Any]:
+        def heal() -> PartitionHealed:
             try:
                 k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
                                 {"metadata": {"labels": {naming.QUARANTINE_LABEL: None}}})
@@ -297,33 +327,35 @@ class KubernetesInjector:
         dsts = sorted({d for _, d in pairs})
         return [self.dep.pod_name(s) for s in srcs], [self.dep.pod_name(d) for d in dsts], srcs + dsts
 
-    def _inject_latency(self, fault: Latency) -> Injected:
+    def _inject_latency(self, fault: Latency) -> Injected[LinkDetail, LinkHealed]:
         self._need_chaos_mesh("latency")
         if fault.direction != "upstream":
             raise Unsupported(f"latency direction {fault.direction!r}: the Chaos Mesh delay here delays the "
                               "source's packets to the destination (upstream) only")
         src, dst, targets = self._link_pods(fault.link)
         cr = plan.link_delay_cr(self._name("delay"), src, dst, self.dep.namespace, fault.ms, fault.jitter_ms)
-        return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms})
+        return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
+                                             "how": "chaos-mesh delay"}, _link_healed)
 
-    def _inject_timeout(self, fault: Timeout) -> Injected:
+    def _inject_timeout(self, fault: Timeout) -> Injected[LinkDetail, LinkHealed]:
         self._need_chaos_mesh("a link timeout")
         src, dst, targets = self._link_pods(fault.link)
         return self._run_crs([plan.link_blackhole_cr(self._name("blackhole"), src, dst, self.dep.namespace)],
-                             targets, {"how": "one-way partition"})
+                             targets, {"how": "one-way partition"}, _link_healed)
 
     # --- resources -----------------------------------------------------------------------------------
 
-    def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+    def _inject_cpu_stress(self, fault: CpuStress) -> Injected[CpuDetail, CpuHealed]:
         if not self.dep.chaos.available() and self.dep.node_access():
             return self._node_cpu_limit(fault)
         self._need_chaos_mesh("CPU stress")
         targets = plan_targets(fault.target, self.topology())
         crs = [plan.cpu_stress_cr(self._name("cpu"), self.dep.pod_name(t), self.dep.namespace, fault.quota)
                for t in targets]
-        return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
+        return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"},
+                             _cpu_healed)
 
-    def _node_memory_limit(self, fault: MemoryPressure) -> Injected:
+    def _node_memory_limit(self, fault: MemoryPressure) -> Injected[MemoryDetail, MemoryHealed]:
         """The local platform's squeeze, in the pod: a ``MemoryLimit`` nested in the container's memory
         cgroup (v1), the container's process made the preferred OOM victim, and the ``MemoryStressor``
         filling the group, so the kernel OOM-kills the container; the kubelet restarts it (the
@@ -378,19 +410,19 @@ class KubernetesInjector:
             heal_all()
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> MemoryHealed:
             kills = {}
             for t, lim in limits.items():
                 with contextlib.suppress(OSError):
                     kills[t] = lim.oom_kills()
             filled = heal_all()
-            restarts = []
+            restarts: list[MemoryRestart] = []
             for t, (uid, n, _pid, _old) in before.items():
                 last = self.dep.last_termination(t)
                 if self.dep.restart_count(t) > n and last is not None:
                     code = last.get("exit_code")
                     # a container killed by signal N exits 128+N; the local supervisor records -N
-                    restarts.append({"instance": t, "exit_code": -(code - 128) if code and code > 128 else code,
+                    restarts.append({"target": t, "exit_code": -(code - 128) if code and code > 128 else code,
                                      "reason": last.get("reason"), "by": "kubelet"})
                     self.dep.wait_restarted(t, uid, n)
             return {"oom_kills": kills, "restarts": restarts, "filled_mb": filled}
@@ -398,7 +430,7 @@ class KubernetesInjector:
                                         "how": "limit + tmpfs stressor nested in the container's memory cgroup, "
                                                "target oom_score_adj 1000 (node access); the kubelet restarts it"})
 
-    def _node_cpu_limit(self, fault: CpuStress) -> Injected:
+    def _node_cpu_limit(self, fault: CpuStress) -> Injected[CpuDetail, CpuHealed]:
         """A CFS quota on the pod's container from the node: the local platform's ``CpuLimit`` with the
         container's own cgroup as its base (``nodeaccess.container_hierarchy``), so the group nests inside
         the container's and the processes move back at heal (also at teardown, ``dep.limits``)."""
@@ -430,7 +462,7 @@ class KubernetesInjector:
             heal_all()
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> CpuHealed:
             throttled = {}
             for t, lim in limits.items():
                 with contextlib.suppress(OSError):
@@ -440,16 +472,16 @@ class KubernetesInjector:
         return Injected(targets, heal, {"quota": fault.quota, "how": "CFS quota in the container's cgroup "
                                                                      "(node access)"})
 
-    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected[MemoryDetail, MemoryHealed]:
         if not self.dep.chaos.available() and self.dep.node_access():
             return self._node_memory_limit(fault)
         self._need_chaos_mesh("memory pressure")
         targets = plan_targets(fault.target, self.topology())
         crs = [plan.memory_pressure_cr(self._name("mem"), self.dep.pod_name(t), self.dep.namespace,
                                        fault.limit_mb, container_limit_mb=512) for t in targets]
-        return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"})
+        return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"}, _memory_healed)
 
-    def _inject_disk(self, fault: DiskFault) -> Injected:
+    def _inject_disk(self, fault: DiskFault) -> Injected[DiskDetail, DiskHealed]:
         self._need_chaos_mesh("disk faults")
         targets = plan_targets(fault.target, self.topology())
         crs = []
@@ -460,4 +492,21 @@ class KubernetesInjector:
             volume, container = plan.DATA_VOLUMES[component]
             crs.append(plan.disk_fault_cr(self._name("io"), self.dep.pod_name(t), self.dep.namespace, volume,
                                           fault.disk, fault.latency_ms, container))
-        return self._run_crs(crs, targets, {"disk": fault.disk})
+        return self._run_crs(crs, targets, {"disk": fault.disk, "how": "chaos-mesh IOChaos"}, _disk_healed)
+
+
+# What a heal that only deleted experiments returns, per kind (the same keys; one function per outcome type).
+def _link_healed(r: ChaosRecovered) -> LinkHealed:
+    return {**r}
+
+
+def _cpu_healed(r: ChaosRecovered) -> CpuHealed:
+    return {**r}
+
+
+def _memory_healed(r: ChaosRecovered) -> MemoryHealed:
+    return {**r}
+
+
+def _disk_healed(r: ChaosRecovered) -> DiskHealed:
+    return {**r}

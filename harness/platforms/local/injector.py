@@ -18,7 +18,29 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from harness.faults.handlers import Handler, Handlers, handler_table
 from harness.faults.nemesis import Injected
+from harness.faults.outcomes import (
+    CpuDetail,
+    CpuHealed,
+    CutEvidence,
+    DiskDetail,
+    DiskHealed,
+    KillDetail,
+    KillHealed,
+    LinkDetail,
+    LinkFigures,
+    LinkHealed,
+    MemoryDetail,
+    MemoryHealed,
+    PartitionDetail,
+    PartitionEvidence,
+    PartitionHealed,
+    PauseDetail,
+    PauseHealed,
+    RestartDetail,
+    RestartHealed,
+)
 from harness.faults.plan import plan_link, plan_partition, plan_targets
 from harness.faults.spec import (
     CpuStress,
@@ -75,44 +97,47 @@ class LocalInjector:
     def _one(self, spec: str) -> list[str]:
         return plan_targets(spec, self.topology())
 
-    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
-        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
+    def handlers(self) -> dict[type[Fault], Handler]:
+        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind); the
+        typed table (``faults/handlers.py``) holds each to its kind's outcome records."""
         return {
-            Kill: self._inject_kill,
-            Restart: self._inject_restart,
-            Pause: self._inject_pause,
-            Partition: self._inject_partition,
-            Latency: self._inject_latency,
-            Timeout: self._inject_timeout,
-            Reset: self._inject_reset,
-            CpuStress: self._inject_cpu_stress,
-            MemoryPressure: self._inject_memory_pressure,
-            DiskFault: self._inject_disk,
+            **handler_table(Handlers(
+                kill=self._inject_kill,
+                restart=self._inject_restart,
+                pause=self._inject_pause,
+                partition=self._inject_partition,
+                latency=self._inject_latency,
+                timeout=self._inject_timeout,
+                reset=self._inject_reset,
+                cpu_stress=self._inject_cpu_stress,
+                memory_pressure=self._inject_memory_pressure,
+                disk=self._inject_disk,
+            )),
             **self.actions.handlers(),
         }
 
-    def inject(self, fault: Fault) -> Injected:
+    def inject(self, fault: Fault) -> Injected[Any, Any]:
         handler = self.handlers().get(type(fault))
         if handler is None:
             raise Unsupported(f"the local platform cannot apply {fault.kind!r} faults")
         return handler(fault)
 
-    def _inject_kill(self, fault: Kill) -> Injected:
+    def _inject_kill(self, fault: Kill) -> Injected[KillDetail, KillHealed]:
         targets = self._one(fault.target)
         for t in targets:
             self.dep.kill(t, fault.signum)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> KillHealed:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
         return Injected(targets, heal, {"signal": fault.signal, "how": f"{fault.signal} to the process"})
 
-    def _inject_restart(self, fault: Restart) -> Injected:
+    def _inject_restart(self, fault: Restart) -> Injected[RestartDetail, RestartHealed]:
         targets = self._one(fault.target)
         codes = {t: self.dep.stop(t, graceful=fault.graceful) for t in targets}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> RestartHealed:
             for t in targets:
                 self.dep.start(t)
             return {"restarted": targets}
@@ -120,19 +145,19 @@ class LocalInjector:
                                         "how": "SIGTERM, SIGKILL after the grace period" if fault.graceful
                                         else "SIGKILL"})
 
-    def _inject_pause(self, fault: Pause) -> Injected:
+    def _inject_pause(self, fault: Pause) -> Injected[PauseDetail, PauseHealed]:
         targets = self._one(fault.target)
         for t in targets:
             self.dep.pause(t)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> PauseHealed:
             for t in targets:
                 self.dep.resume(t)
             return {"resumed": targets}
         return Injected(targets, heal, {"how": "SIGSTOP, SIGCONT at the heal"})
 
     # ---- network: partitions (nft/iptables in the namespaces) --------------------------------------
-    def _inject_partition(self, fault: Partition) -> Injected:
+    def _inject_partition(self, fault: Partition) -> Injected[PartitionDetail, PartitionHealed]:
         """Compute the shape's grudge over the live topology and install it; heal removes every drop.
 
         The grudge goes into the history (``detail["grudge"]``): who drops whom is what a reader of
@@ -144,13 +169,13 @@ class LocalInjector:
         plan = plan_partition(fault, self.topology())
         grudge = plan.as_sets()
         part.apply(grudge)
-        detail = {**plan.detail(), "how": f"{part.backend} drops in the hosts' network namespaces"}
+        detail: PartitionDetail = {**plan.detail(), "how": f"{part.backend} drops in the hosts' network namespaces"}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> PartitionHealed:
             part.heal()
             return {"healed": sorted(grudge)}
 
-        def verify() -> dict[str, Any]:
+        def verify() -> PartitionEvidence:
             return {"verified_cut": self._verify_cut(grudge)}
         return Injected(plan.targets, heal, detail, verify=verify)
 
@@ -166,7 +191,7 @@ class LocalInjector:
 
     CUT_PROBE_TIMEOUT_S = 0.25
 
-    def _verify_cut(self, grudge: dict[str, set[str]]) -> dict[str, Any]:
+    def _verify_cut(self, grudge: dict[str, set[str]]) -> CutEvidence:
         """Evidence that the drops bite, taken while the fault holds (the nemesis runs it on its own
         thread and records its times; it costs the fault's window nothing): a TCP connect from a host
         the grudge names, made inside that host's namespace, to a port its holder listens on must
@@ -240,7 +265,7 @@ class LocalInjector:
                               "gates' namespaces did not take), so a fault on them would do nothing")
         return names
 
-    def _inject_toxic(self, link: Link, toxic: Any, detail: dict[str, Any]) -> Injected:
+    def _inject_toxic(self, link: Link, toxic: Any, figures: LinkFigures) -> Injected[LinkDetail, LinkHealed]:
         names = self._proxy_links(link)
         proxy = self.dep.proxy
         done: list[str] = []
@@ -255,29 +280,29 @@ class LocalInjector:
             raise
         before = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down for n in names}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> LinkHealed:
             for name in names:
                 proxy.clear(name)
             moved = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down - before[n] for n in names}
             return {"cleared": names, "bytes_during": moved}
-        return Injected([n.split("->")[0] for n in names], heal, {**detail, "links": names, "via": "faultproxy",
+        return Injected([n.split("->")[0] for n in names], heal, {**figures, "links": names, "via": "faultproxy",
                                                                       "how": "TCP fault proxy toxic"})
 
-    def _inject_latency(self, fault: Latency) -> Injected:
+    def _inject_latency(self, fault: Latency) -> Injected[LinkDetail, LinkHealed]:
         from harness.platforms.local import faultproxy
 
         toxic = faultproxy.Latency(ms=fault.ms, jitter_ms=fault.jitter_ms, direction=fault.direction)
         return self._inject_toxic(fault.link, toxic, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
                                                       "direction": fault.direction})
 
-    def _inject_timeout(self, fault: Timeout) -> Injected:
+    def _inject_timeout(self, fault: Timeout) -> Injected[LinkDetail, LinkHealed]:
         from harness.platforms.local import faultproxy
 
         if not self._all_proxied(fault.link):
             return self._inject_nft_link(fault.link, "drop")
         return self._inject_toxic(fault.link, faultproxy.Timeout(), {"toxic": "timeout"})
 
-    def _inject_reset(self, fault: Reset) -> Injected:
+    def _inject_reset(self, fault: Reset) -> Injected[LinkDetail, LinkHealed]:
         from harness.platforms.local import faultproxy
 
         if not self._all_proxied(fault.link):
@@ -290,7 +315,7 @@ class LocalInjector:
         topo = self.topology()
         return all(self._link_name(src, dst, topo) is not None for src, dst in plan_link(link, topo))
 
-    def _inject_nft_link(self, link: Link, action: str) -> Injected:
+    def _inject_nft_link(self, link: Link, action: str) -> Injected[LinkDetail, LinkHealed]:
         """Black hole (``drop``) or reset on links not wired through a fault proxy — gate → node,
         node → etcd, node → node — as nft rules in each source host's namespace
         (``firewall.LinkFilter``): every TCP packet from the source to the destination's address is
@@ -311,12 +336,13 @@ class LocalInjector:
         links = self._links
         links.apply(pairs, action)  # type: ignore[arg-type]
         sources = sorted({src for src, _ in pairs})
-        detail = {"links": [f"{s}->{d}" for s, d in pairs], "via": "nft", "action": action,
-                  "how": f"nft {action} in the sources' network namespaces"}
+        cleared = [f"{s}->{d}" for s, d in pairs]
+        detail: LinkDetail = {"links": cleared, "via": "nft", "action": action,
+                              "how": f"nft {action} in the sources' network namespaces"}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> LinkHealed:
             links.heal(sources)
-            return {"cleared": detail["links"]}
+            return {"cleared": cleared}
         return Injected(sources, heal, detail)
 
     # ---- cgroups: CPU starvation and memory pressure ----------------------------------------------------
@@ -326,14 +352,14 @@ class LocalInjector:
             raise PlatformError(f"{name} has no running process")
         return int(pid)
 
-    def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+    def _inject_cpu_stress(self, fault: CpuStress) -> Injected[CpuDetail, CpuHealed]:
         from harness.platforms.local.cgroups import CpuLimit
 
         targets = self._one(fault.target)
         limits = self._apply_limits("cpu", targets, lambda key, pid: CpuLimit(self.dep.fault_prefix, key, pid,
                                                                               quota=fault.quota))
 
-        def heal() -> dict[str, Any]:
+        def heal() -> CpuHealed:
             throttled = {}
             for t, lim in limits.items():
                 with contextlib.suppress(OSError):
@@ -367,7 +393,7 @@ class LocalInjector:
         if errors:
             raise PlatformError(f"healing {kind} limits failed: {'; '.join(errors)}")
 
-    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected[MemoryDetail, MemoryHealed]:
         """A memory limit on the target and a stressor that fills the group (see
         :class:`MemoryStressor`), so the kernel OOM-kills the target; a supervisor (a watcher thread,
         as a kubelet would) restarts it at once — outside the limit, which stays for the fault's
@@ -396,7 +422,7 @@ class LocalInjector:
             self._heal_limits("memory", limits)
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> MemoryHealed:
             supervisor.heal()
             restore_oom_scores(self.dep, scores)
             kills = {}
@@ -418,7 +444,7 @@ class LocalInjector:
         return held
 
     # ---- disk: PostgreSQL's own small filesystem and FUSE layer --------------------------------------
-    def _inject_disk(self, fault: DiskFault) -> Injected:
+    def _inject_disk(self, fault: DiskFault) -> Injected[DiskDetail, DiskHealed]:
         targets = self._one(fault.target)
         if targets != ["postgres"]:
             raise Unsupported(f"disk faults are wired under PostgreSQL's data directory only, not {targets}")
@@ -427,11 +453,11 @@ class LocalInjector:
             if disk is None:
                 raise Unsupported("disk full: " + self.dep.fault_unwired.get("disk-full", "not wired"))
             ballast = disk.fill()
-            detail = {"disk": "full", "how": "ballast in a small filesystem", "ballast_bytes": ballast,
+            detail: DiskDetail = {"disk": "full", "how": "ballast in a small filesystem", "ballast_bytes": ballast,
                       "free_bytes": disk.free_bytes(),
                       "filesystem_mb": disk.size_mb}
 
-            def heal_full() -> dict[str, Any]:
+            def heal_full() -> DiskHealed:
                 disk.free()
                 return {"free_bytes": disk.free_bytes()}
             return Injected(targets, heal_full, detail)
@@ -443,7 +469,8 @@ class LocalInjector:
         else:
             layer.eio()
 
-        def heal() -> None:
+        def heal() -> DiskHealed | None:
             layer.heal()
+            return None
         return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse",
                                         "how": "FUSE fault layer"})
