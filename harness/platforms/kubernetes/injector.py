@@ -14,56 +14,30 @@ import signal as _signal
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from harness.faults.handlers import Handler, Handlers, handler_table
+from harness.faults import outcomes as out
+from harness.faults import spec
+from harness.faults.handlers import Handlers
 from harness.faults.nemesis import Injected
-from harness.faults.outcomes import (
-    ChaosRecovered,
-    CpuDetail,
-    CpuHealed,
-    DiskDetail,
-    DiskHealed,
-    KillDetail,
-    KillHealed,
-    LinkDetail,
-    LinkHealed,
-    MemoryDetail,
-    MemoryHealed,
-    MemoryRestart,
-    PartitionDetail,
-    PartitionHealed,
-    PauseDetail,
-    PauseHealed,
-    RestartDetail,
-    RestartHealed,
-)
 from harness.faults.plan import PartitionPlan, plan_link, plan_partition, plan_targets
-from harness.faults.spec import (
-    CpuStress,
-    DiskFault,
-    Fault,
-    Kill,
-    Latency,
-    MemoryPressure,
-    Partition,
-    Pause,
-    Restart,
-    Timeout,
-)
 from harness.platforms.actions import OperationsSource, OperatorActions
-from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.base import Unsupported
+from harness.platforms.interpreter import Interpreter, start_again
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 
 if TYPE_CHECKING:
-    from harness.platforms.operations import Operations
+    from harness.platforms.local.cgroups import Hierarchy, L
 
 _counter = itertools.count()
-D = TypeVar("D", CpuDetail, DiskDetail, LinkDetail, MemoryDetail, PartitionDetail)  # each has ``experiments``
+# the detail types _run_crs takes: each has ``experiments``
+D = TypeVar("D", out.CpuDetail, out.DiskDetail, out.LinkDetail, out.MemoryDetail, out.PartitionDetail)
 H = TypeVar("H", bound=Mapping[str, Any])
 
 
-class KubernetesInjector:
+class KubernetesInjector(Interpreter):
+    platform = "Kubernetes"
+
     def __init__(self, deployment: KubernetesDeployment, chaos_timeout: float = 60.0,
                  operations: OperationsSource | None = None) -> None:
         self.dep = deployment
@@ -72,30 +46,18 @@ class KubernetesInjector:
         # skip) until this platform has an implementation or a scenario binds one (use_operations)
         self.actions = OperatorActions(operations)
 
-    def use_operations(self, ops: Operations | OperationsSource) -> None:
-        """Carry out operator actions with ``ops`` (or a factory of them): the scenario's."""
-        if callable(ops):
-            self.actions.use_source(ops)
-        else:
-            self.actions.use(ops)
-
-    def handlers(self) -> dict[type[Fault], Handler]:
-        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind); the
-        typed table (``faults/handlers.py``) holds each to its kind's outcome records, as locally."""
-        return {
-            **handler_table(Handlers(
-                kill=self._inject_kill,
-                restart=self._inject_restart,
-                pause=self._inject_pause,
-                partition=self._inject_partition,
-                latency=self._inject_latency,
-                timeout=self._inject_timeout,
-                cpu_stress=self._inject_cpu_stress,
-                memory_pressure=self._inject_memory_pressure,
-                disk=self._inject_disk,
-            )),
-            **self.actions.handlers(),
-        }
+    def fault_handlers(self) -> Handlers:
+        return Handlers(
+            kill=self._inject_kill,
+            restart=self._inject_restart,
+            pause=self._inject_pause,
+            partition=self._inject_partition,
+            latency=self._inject_latency,
+            timeout=self._inject_timeout,
+            cpu_stress=self._inject_cpu_stress,
+            memory_pressure=self._inject_memory_pressure,
+            disk=self._inject_disk,
+        )
 
     def topology(self) -> dict[str, str]:
         return {i.name: i.component for i in self.dep.instances()}
@@ -103,18 +65,12 @@ class KubernetesInjector:
     def _name(self, what: str) -> str:
         return f"gvh-{self.dep.run_id}-{what}-{next(_counter)}"
 
-    def inject(self, fault: Fault) -> Injected[Any, Any]:
-        handler = self.handlers().get(type(fault))
-        if handler is None:
-            raise Unsupported(f"the Kubernetes platform cannot apply {fault.kind!r} faults")
-        return handler(fault)
-
     def _need_chaos_mesh(self, what: str) -> None:
         if not self.dep.chaos.available():
             raise Unsupported(f"{what} needs Chaos Mesh, which is not installed in this cluster")
 
     def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: D,
-                 healed: Callable[[ChaosRecovered], H]) -> Injected[D, H]:
+                 healed: Callable[[out.ChaosRecovered], H]) -> Injected[D, H]:
         """Apply the experiments; the heal deletes them and returns ``healed(what the deletion did)``."""
         scoped = [chaos.scope(cr, self.dep.namespace, self.dep.run_id) for cr in crs]
         applied: list[dict[str, Any]] = []
@@ -138,7 +94,7 @@ class KubernetesInjector:
 
     # --- pod lifecycle -------------------------------------------------------------------------------
 
-    def _inject_kill(self, fault: Kill) -> Injected[KillDetail, KillHealed]:
+    def _inject_kill(self, fault: spec.Kill) -> Injected[out.KillDetail, out.KillHealed]:
         if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
             raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
         targets = plan_targets(fault.target, self.topology())
@@ -146,14 +102,10 @@ class KubernetesInjector:
             return self._kill_held_down(targets, fault)
         for t in targets:
             self.dep.kill(t, fault.signum)
+        return Injected(targets, start_again(targets, self.dep.start),
+                        {"signal": fault.signal, "how": "pod deletion"})
 
-        def heal() -> KillHealed:
-            for t in targets:
-                self.dep.start(t)
-            return {"restarted": targets}
-        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
-
-    def _kill_held_down(self, targets: list[str], fault: Kill) -> Injected[KillDetail, KillHealed]:
+    def _kill_held_down(self, targets: list[str], fault: spec.Kill) -> Injected[out.KillDetail, out.KillHealed]:
         """SIGKILL from the node, and the pod kept down until heal, as the local platform keeps a killed
         process down until ``start``: the kubelet restarts the container in place within a second or two,
         under the same name and IP, which would make every kill a quick restart (and hide a stack that
@@ -185,25 +137,25 @@ class KubernetesInjector:
             uncut()
             raise
 
-        def heal() -> KillHealed:
+        def heal() -> out.KillHealed:
             gone = uncut()
             back = {t: self.dep.bring_back(t) for t in targets}
             return {"restarted": targets, "how_back": back, "pods_gone": gone}
         return Injected(targets, heal, {"signal": fault.signal,
                                         "how": "SIGKILL from the node, pod network cut until heal (node access)"})
 
-    def _inject_restart(self, fault: Restart) -> Injected[RestartDetail, RestartHealed]:
+    def _inject_restart(self, fault: spec.Restart) -> Injected[out.RestartDetail, out.RestartHealed]:
         targets = plan_targets(fault.target, self.topology())
         for t in targets:
             self.dep.restart(t, graceful=fault.graceful)
         codes = {t: self.dep.exit_codes.get(t) for t in targets}
-        def healed() -> RestartHealed:
+        def healed() -> out.RestartHealed:
             return {"restarted": targets}
         return Injected(targets, healed,
                         {"graceful": fault.graceful, "exit_codes": codes,
                          "how": "graceful pod delete" if fault.graceful else "pod delete with grace 0"})
 
-    def _inject_pause(self, fault: Pause) -> Injected[PauseDetail, PauseHealed]:
+    def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
         """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
         targets = plan_targets(fault.target, self.topology())
         paused: list[str] = []
@@ -216,7 +168,7 @@ class KubernetesInjector:
                 self.dep.resume(t)
             raise
 
-        def heal() -> PauseHealed:
+        def heal() -> out.PauseHealed:
             for t in paused:
                 self.dep.resume(t)
             return {"resumed": paused}
@@ -224,16 +176,16 @@ class KubernetesInjector:
 
     # --- network -------------------------------------------------------------------------------------
 
-    def _inject_partition(self, fault: Partition) -> Injected[PartitionDetail, PartitionHealed]:
+    def _inject_partition(self, fault: spec.Partition) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         topo = self.topology()
         if self.dep.chaos.available():
             part = plan_partition(fault, topo)
             grudge = part.as_sets()
             pods = {h: self.dep.pod_name(h) for h in part.hosts}
             crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
-            detail: PartitionDetail = {**part.detail(), "how": "chaos-mesh"}
+            detail: out.PartitionDetail = {**part.detail(), "how": "chaos-mesh"}
 
-            def healed(recovered: ChaosRecovered) -> PartitionHealed:
+            def healed(recovered: out.ChaosRecovered) -> out.PartitionHealed:
                 return {**recovered, "healed": sorted(grudge)}
             return self._run_crs(crs, part.targets, detail, healed)
         if self.dep.node_access():
@@ -242,17 +194,18 @@ class KubernetesInjector:
 
     def _service_ips(self) -> dict[str, str]:
         """Single-instance components reached through a Service: replies come back from its ClusterIP."""
-        out = {}
+        ips = {}
         for inst, svc in (("postgres", "goverse-postgres"), ("etcd-0", "goverse-etcd")):
             if inst == "etcd-0" and self.dep.spec.etcd_members != 1:
                 continue
             obj: Any = self.dep.core.read_namespaced_service(svc, self.dep.namespace)
             ip = obj.spec.cluster_ip
             if ip and ip != "None":
-                out[inst] = ip
-        return out
+                ips[inst] = ip
+        return ips
 
-    def _node_partition(self, fault: Partition, topo: dict[str, str]) -> Injected[PartitionDetail, PartitionHealed]:
+    def _node_partition(self, fault: spec.Partition,
+                        topo: dict[str, str]) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         """The local platform's nft drops, inside each pod's network namespace (from the node)."""
         from harness.platforms.kubernetes import nodeaccess
         from harness.platforms.local import firewall
@@ -279,7 +232,7 @@ class KubernetesInjector:
                 nodeaccess.nft_in_pod(uids[h], nodeaccess.heal_script())
             raise
 
-        def heal() -> PartitionHealed:
+        def heal() -> out.PartitionHealed:
             gone = []
             for h in installed:
                 try:
@@ -290,7 +243,8 @@ class KubernetesInjector:
 
         return Injected(part.targets, heal, {**part.detail(), "how": "nft in pod network namespaces (node access)"})
 
-    def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected[PartitionDetail, PartitionHealed]:
+    def _netpol_partition(self, fault: spec.Partition,
+                          topo: dict[str, str]) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         keep = netpol.FALLBACK_SHAPES.get(fault.shape)
         if keep is None or fault.one_way:
             raise Unsupported(f"partition {fault.shape}{' one-way' if fault.one_way else ''} needs Chaos Mesh; "
@@ -308,7 +262,7 @@ class KubernetesInjector:
         k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
                         {"metadata": {"labels": {naming.QUARANTINE_LABEL: pid}}})
 
-        def heal() -> PartitionHealed:
+        def heal() -> out.PartitionHealed:
             try:
                 k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
                                 {"metadata": {"labels": {naming.QUARANTINE_LABEL: None}}})
@@ -327,7 +281,7 @@ class KubernetesInjector:
         dsts = sorted({d for _, d in pairs})
         return [self.dep.pod_name(s) for s in srcs], [self.dep.pod_name(d) for d in dsts], srcs + dsts
 
-    def _inject_latency(self, fault: Latency) -> Injected[LinkDetail, LinkHealed]:
+    def _inject_latency(self, fault: spec.Latency) -> Injected[out.LinkDetail, out.LinkHealed]:
         self._need_chaos_mesh("latency")
         if fault.direction != "upstream":
             raise Unsupported(f"latency direction {fault.direction!r}: the Chaos Mesh delay here delays the "
@@ -337,7 +291,7 @@ class KubernetesInjector:
         return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
                                              "how": "chaos-mesh delay"}, _link_healed)
 
-    def _inject_timeout(self, fault: Timeout) -> Injected[LinkDetail, LinkHealed]:
+    def _inject_timeout(self, fault: spec.Timeout) -> Injected[out.LinkDetail, out.LinkHealed]:
         self._need_chaos_mesh("a link timeout")
         src, dst, targets = self._link_pods(fault.link)
         return self._run_crs([plan.link_blackhole_cr(self._name("blackhole"), src, dst, self.dep.namespace)],
@@ -345,7 +299,7 @@ class KubernetesInjector:
 
     # --- resources -----------------------------------------------------------------------------------
 
-    def _inject_cpu_stress(self, fault: CpuStress) -> Injected[CpuDetail, CpuHealed]:
+    def _inject_cpu_stress(self, fault: spec.CpuStress) -> Injected[out.CpuDetail, out.CpuHealed]:
         if not self.dep.chaos.available() and self.dep.node_access():
             return self._node_cpu_limit(fault)
         self._need_chaos_mesh("CPU stress")
@@ -355,7 +309,18 @@ class KubernetesInjector:
         return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"},
                              _cpu_healed)
 
-    def _node_memory_limit(self, fault: MemoryPressure) -> Injected[MemoryDetail, MemoryHealed]:
+    def _node_limits(self, kind: str, targets: list[str], make: Callable[[str, int, Hierarchy], L],
+                     pids: dict[str, int]) -> dict[str, L]:
+        """The local platform's cgroup limits on pods' containers from the node: each nested in its
+        container's own cgroup (``nodeaccess.container_hierarchy``), registered in ``dep.limits`` (the
+        teardown heals them) and healed again if one cannot be applied (``cgroups.apply_limits``)."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local.cgroups import apply_limits
+
+        return apply_limits(kind, targets, lambda key, t: make(key, pids[t], nodeaccess.container_hierarchy(
+            kind, pids[t])), self.dep.limits)
+
+    def _node_memory_limit(self, fault: spec.MemoryPressure) -> Injected[out.MemoryDetail, out.MemoryHealed]:
         """The local platform's squeeze, in the pod: a ``MemoryLimit`` nested in the container's memory
         cgroup (v1), the container's process made the preferred OOM victim, and the ``MemoryStressor``
         filling the group, so the kernel OOM-kills the container; the kubelet restarts it (the
@@ -363,7 +328,7 @@ class KubernetesInjector:
         limit. Heal stops the stressor, removes the group, and reports the OOM kills and the restart
         as the kubelet recorded it, then waits until the pod is ready again."""
         from harness.platforms.kubernetes import nodeaccess
-        from harness.platforms.local.cgroups import MemoryLimit
+        from harness.platforms.local.cgroups import MemoryLimit, heal_limits
         from harness.platforms.local.memfault import MemoryStressor, set_oom_score_adj
 
         targets = plan_targets(fault.target, self.topology())
@@ -382,27 +347,18 @@ class KubernetesInjector:
                 if old and pid in nodeaccess.pod_pids(uid):
                     with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as f:
                         f.write(old)
-            errors = []
-            for t, lim in limits.items():
-                try:
-                    lim.heal()
-                except Exception as exc:  # noqa: BLE001 - heal the others, then report
-                    errors.append(f"{t}: {exc!r}")
-                self.dep.limits.pop(f"memory-{t}", None)
-            if errors:
-                raise PlatformError(f"healing memory limits failed: {'; '.join(errors)}")
+            heal_limits("memory", limits, self.dep.limits)
             return filled
 
+        for t in targets:  # what the heal compares with: the pod, its restart count, its process
+            uid = self.dep.pod_uid(t)
+            before[t] = (uid, self.dep.restart_count(t), nodeaccess.container_pid(uid), "")
+        limits.update(self._node_limits("memory", targets, lambda key, pid, h: MemoryLimit(
+            prefix, key, pid, limit_mb=fault.limit_mb, hierarchy=h), {t: b[2] for t, b in before.items()}))
         try:
-            for t in targets:
-                uid = self.dep.pod_uid(t)
-                pid = nodeaccess.container_pid(uid)
-                before[t] = (uid, self.dep.restart_count(t), pid, "")
-                lim = MemoryLimit(prefix, f"memory-{t}", pid, limit_mb=fault.limit_mb,
-                                  hierarchy=nodeaccess.container_hierarchy("memory", pid))
-                self.dep.limits[f"memory-{t}"] = lim
-                limits[t] = lim.apply()
-                before[t] = (uid, before[t][1], pid, set_oom_score_adj(pid, "1000")[1])
+            for t, lim in limits.items():
+                uid, n, pid, _ = before[t]
+                before[t] = (uid, n, pid, set_oom_score_adj(pid, "1000")[1])
                 st = MemoryStressor(prefix, t)
                 self.dep.limits[f"stressor-{t}"] = st
                 stressors[t] = st.start(lim.group, fault.limit_mb)
@@ -410,13 +366,13 @@ class KubernetesInjector:
             heal_all()
             raise
 
-        def heal() -> MemoryHealed:
+        def heal() -> out.MemoryHealed:
             kills = {}
             for t, lim in limits.items():
                 with contextlib.suppress(OSError):
                     kills[t] = lim.oom_kills()
             filled = heal_all()
-            restarts: list[MemoryRestart] = []
+            restarts: list[out.MemoryRestart] = []
             for t, (uid, n, _pid, _old) in before.items():
                 last = self.dep.last_termination(t)
                 if self.dep.restart_count(t) > n and last is not None:
@@ -430,49 +386,26 @@ class KubernetesInjector:
                                         "how": "limit + tmpfs stressor nested in the container's memory cgroup, "
                                                "target oom_score_adj 1000 (node access); the kubelet restarts it"})
 
-    def _node_cpu_limit(self, fault: CpuStress) -> Injected[CpuDetail, CpuHealed]:
+    def _node_cpu_limit(self, fault: spec.CpuStress) -> Injected[out.CpuDetail, out.CpuHealed]:
         """A CFS quota on the pod's container from the node: the local platform's ``CpuLimit`` with the
         container's own cgroup as its base (``nodeaccess.container_hierarchy``), so the group nests inside
         the container's and the processes move back at heal (also at teardown, ``dep.limits``)."""
         from harness.platforms.kubernetes import nodeaccess
-        from harness.platforms.local.cgroups import CpuLimit
+        from harness.platforms.local.cgroups import CpuLimit, heal_limits, throttled_counts
 
         targets = plan_targets(fault.target, self.topology())
-        limits: dict[str, CpuLimit] = {}
+        pids = {t: nodeaccess.container_pid(self.dep.pod_uid(t)) for t in targets}
+        limits = self._node_limits("cpu", targets, lambda key, pid, h: CpuLimit(
+            f"gvh-{self.dep.run_id}", key, pid, quota=fault.quota, hierarchy=h), pids)
 
-        def heal_all() -> None:
-            errors = []
-            for t, lim in limits.items():
-                try:
-                    lim.heal()
-                except Exception as exc:  # noqa: BLE001 - heal the others, then report
-                    errors.append(f"{t}: {exc!r}")
-                self.dep.limits.pop(f"cpu-{t}", None)
-            if errors:
-                raise PlatformError(f"healing CPU limits failed: {'; '.join(errors)}")
-
-        try:
-            for t in targets:
-                pid = nodeaccess.container_pid(self.dep.pod_uid(t))
-                lim = CpuLimit(f"gvh-{self.dep.run_id}", f"cpu-{t}", pid, quota=fault.quota,
-                               hierarchy=nodeaccess.container_hierarchy("cpu", pid))
-                self.dep.limits[f"cpu-{t}"] = lim
-                limits[t] = lim.apply()
-        except BaseException:
-            heal_all()
-            raise
-
-        def heal() -> CpuHealed:
-            throttled = {}
-            for t, lim in limits.items():
-                with contextlib.suppress(OSError):
-                    throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
-            heal_all()
+        def heal() -> out.CpuHealed:
+            throttled = throttled_counts(limits)
+            heal_limits("cpu", limits, self.dep.limits)
             return {"throttled": throttled}
         return Injected(targets, heal, {"quota": fault.quota, "how": "CFS quota in the container's cgroup "
                                                                      "(node access)"})
 
-    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected[MemoryDetail, MemoryHealed]:
+    def _inject_memory_pressure(self, fault: spec.MemoryPressure) -> Injected[out.MemoryDetail, out.MemoryHealed]:
         if not self.dep.chaos.available() and self.dep.node_access():
             return self._node_memory_limit(fault)
         self._need_chaos_mesh("memory pressure")
@@ -481,7 +414,7 @@ class KubernetesInjector:
                                        fault.limit_mb, container_limit_mb=512) for t in targets]
         return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"}, _memory_healed)
 
-    def _inject_disk(self, fault: DiskFault) -> Injected[DiskDetail, DiskHealed]:
+    def _inject_disk(self, fault: spec.DiskFault) -> Injected[out.DiskDetail, out.DiskHealed]:
         self._need_chaos_mesh("disk faults")
         targets = plan_targets(fault.target, self.topology())
         crs = []
@@ -496,17 +429,17 @@ class KubernetesInjector:
 
 
 # What a heal that only deleted experiments returns, per kind (the same keys; one function per outcome type).
-def _link_healed(r: ChaosRecovered) -> LinkHealed:
+def _link_healed(r: out.ChaosRecovered) -> out.LinkHealed:
     return {**r}
 
 
-def _cpu_healed(r: ChaosRecovered) -> CpuHealed:
+def _cpu_healed(r: out.ChaosRecovered) -> out.CpuHealed:
     return {**r}
 
 
-def _memory_healed(r: ChaosRecovered) -> MemoryHealed:
+def _memory_healed(r: out.ChaosRecovered) -> out.MemoryHealed:
     return {**r}
 
 
-def _disk_healed(r: ChaosRecovered) -> DiskHealed:
+def _disk_healed(r: out.ChaosRecovered) -> out.DiskHealed:
     return {**r}

@@ -67,7 +67,6 @@ from harness.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_STACK = ("node", "gate", "inspector")
 #: the controller deletes the pods with the lowest cost first on a scale-down (a Kubernetes feature)
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 class KubernetesOperations(SecretRotation, RecordsOperations):
@@ -93,12 +92,6 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
         if self.rec is not None and fid is not None:
             self.rec.nemesis_stop(fid, kind, target, result)
 
-
-    def running(self, component: str | None = None) -> list[str]:
-        """Ready stack instances (nodes, gates, inspector), optionally of one component."""
-        comps = (component,) if component else _STACK
-        names = [i.name for c in comps for i in self.dep.instances(c) if i.running]
-        return sorted(names, key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
 
     def wait_instance_ready(self, name: str, timeout: float) -> float:
         t0 = time.monotonic()
