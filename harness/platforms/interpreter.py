@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.faults.handlers import Handler, Handlers, handler_table
 from harness.faults.nemesis import Injected
-from harness.faults.outcomes import KillHealed
+from harness.faults.outcomes import KillHealed, PauseHealed
 from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import Unsupported
 
@@ -61,4 +61,26 @@ def start_again(targets: list[str], start: Callable[[str], object]) -> Callable[
         for t in targets:
             start(t)
         return {"restarted": targets}
+    return heal
+
+
+def pause_all(targets: list[str], pause: Callable[[str], object],
+              resume: Callable[[str], object]) -> Callable[[], PauseHealed]:
+    """Pause each target (a process stopped, a pod's cgroup frozen); if one cannot be paused, resume
+    those already paused before the error surfaces (the nemesis never saw the fault, so no heal would).
+    Returns the heal: resume them all, ``{"resumed": targets}``."""
+    paused: list[str] = []
+    try:
+        for t in targets:
+            pause(t)
+            paused.append(t)
+    except BaseException:
+        for t in paused:
+            resume(t)
+        raise
+
+    def heal() -> PauseHealed:
+        for t in paused:
+            resume(t)
+        return {"resumed": paused}
     return heal

@@ -21,7 +21,7 @@ from harness.faults.nemesis import Injected
 from harness.faults.plan import PartitionPlan, plan_link, plan_partition, plan_targets
 from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import Unsupported
-from harness.platforms.interpreter import Interpreter, start_again
+from harness.platforms.interpreter import Interpreter, pause_all, start_again
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
@@ -158,20 +158,7 @@ class KubernetesInjector(Interpreter):
     def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
         """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
         targets = plan_targets(fault.target, self.topology())
-        paused: list[str] = []
-        try:
-            for t in targets:
-                self.dep.pause(t)
-                paused.append(t)
-        except BaseException:
-            for t in paused:
-                self.dep.resume(t)
-            raise
-
-        def heal() -> out.PauseHealed:
-            for t in paused:
-                self.dep.resume(t)
-            return {"resumed": paused}
+        heal = pause_all(targets, self.dep.pause, self.dep.resume)
         return Injected(targets, heal, {"how": "pod cgroup freezer (node access)"})
 
     # --- network -------------------------------------------------------------------------------------

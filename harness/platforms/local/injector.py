@@ -24,7 +24,7 @@ from harness.faults.nemesis import Injected
 from harness.faults.plan import plan_link, plan_partition, plan_targets
 from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import PlatformError, Unsupported
-from harness.platforms.interpreter import Interpreter, start_again
+from harness.platforms.interpreter import Interpreter, pause_all, start_again
 from harness.platforms.local.cgroups import apply_limits, heal_limits, throttled_counts
 from harness.platforms.local.memfault import MemoryStressor, Supervisor, restore_oom_scores, set_oom_score_adj
 
@@ -90,14 +90,8 @@ class LocalInjector(Interpreter):
 
     def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
         targets = self._one(fault.target)
-        for t in targets:
-            self.dep.pause(t)
-
-        def heal() -> out.PauseHealed:
-            for t in targets:
-                self.dep.resume(t)
-            return {"resumed": targets}
-        return Injected(targets, heal, {"how": "SIGSTOP, SIGCONT at the heal"})
+        return Injected(targets, pause_all(targets, self.dep.pause, self.dep.resume),
+                        {"how": "SIGSTOP, SIGCONT at the heal"})
 
     # ---- network: partitions (nft/iptables in the namespaces) --------------------------------------
     def _inject_partition(self, fault: spec.Partition) -> Injected[out.PartitionDetail, out.PartitionHealed]:
