@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from harness.operation_kinds import RESTORE_KIND, RESTORED_F
+from harness.platforms.base import PlatformError
 
 COMPONENT_ORDER = ("node", "gate", "inspector")
 _LEVEL_RANK = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "critical": 50}
@@ -82,6 +83,29 @@ class RecordsOperations:
             gates = self.serving_gates(exclude)
             if gates:
                 self.on_endpoints(gates)
+
+
+class RollbackToPrevious:
+    """``rollback`` as the undo of the last ``rolling_upgrade``, the same on every platform: roll every
+    instance back to the one version they ran before it, with the platform's own one-at-a-time
+    procedure (``rolling_upgrade(kind="rollback")``), then forget it (a second rollback has nothing
+    to return to). The platform's ``rolling_upgrade`` fills ``_previous_versions``."""
+
+    _previous_versions: dict[str, str]
+
+    def rolling_upgrade(self, version: str, components: Sequence[str] = COMPONENT_ORDER,
+                        timeout: float | None = None, kind: str = "rolling-upgrade") -> RollResult:
+        raise NotImplementedError
+
+    def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult:
+        """Roll back to the version every instance ran before the last :meth:`rolling_upgrade`."""
+        prev = set(self._previous_versions.values())
+        if len(prev) != 1:
+            raise PlatformError(f"rollback: need exactly one previous version, have {sorted(prev) or 'none'} "
+                                "(call rolling_upgrade first)")
+        result = self.rolling_upgrade(prev.pop(), components, timeout, kind="rollback")
+        self._previous_versions = {}
+        return result
 
 
 class RestoreProcedure(RecordsOperations):

@@ -55,6 +55,7 @@ from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
     RecordsOperations,
+    RollbackToPrevious,
     RollResult,
     RollStep,
     ScaleStep,
@@ -69,7 +70,7 @@ log = logging.getLogger(__name__)
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 #: the controller deletes the pods with the lowest cost first on a scale-down (a Kubernetes feature)
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-class KubernetesOperations(SecretRotation, RecordsOperations):
+class KubernetesOperations(SecretRotation, RollbackToPrevious, RecordsOperations):
     """Operator actions on a :class:`KubernetesDeployment`; ``recorder`` and ``on_endpoints`` as in the
     local ``OperationsBase`` (``on_endpoints`` gets the gates clients should use)."""
 
@@ -452,16 +453,6 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
         seen = {n: self._scrape(n) for n in names}
         self._sample(VERSIONS_F, {"expected": version, "instances": seen})
         return RollResult(kind, steps, {"versions": seen, "previous": previous})
-
-    def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult:
-        """Roll back to the version every instance ran before the last :meth:`rolling_upgrade`."""
-        prev = set(self._previous_versions.values())
-        if len(prev) != 1:
-            raise PlatformError(f"rollback: need exactly one previous version, have {sorted(prev) or 'none'} "
-                                "(call rolling_upgrade first)")
-        result = self.rolling_upgrade(prev.pop(), components, timeout, kind="rollback")
-        self._previous_versions = {}
-        return result
 
     # ------------------------------------------------------------------- backup (not here)
     # ------------------------------------------------------------ backup and restore (Jobs, PVCs)
