@@ -11,13 +11,14 @@ stay in scenarios/chaos_checks.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from harness.capabilities import Capabilities, stored_state_reason
 from harness.checkers.bounds import increment_bounds
 from harness.checkers.latency import nearest_rank, phase_of
 from harness.checkers.ops import FINAL_FS, as_int
 from harness.checkers.verdict import Check, Checker, Verdict, decide, examples
+from harness.faults.outcomes import CutEvidence, PartitionDetail, PartitionStopped, Verification
 from harness.history import History
 
 PERSISTED_F = "persisted"  # the sample scenarios/chaos_checks.record_persisted writes
@@ -167,9 +168,13 @@ def partition_bit(clients_notice: bool) -> Checker:
         windows = [f for f in history.faults() if f.kind == "partition"]
         if not found or not windows:
             return Check(name, Verdict.UNKNOWN, "no healed partition in the history", {})
-        (params, result), w = found[0], windows[0]
-        vres = result.get("verification") or result  # evidence taken while the cut held (own timestamps)
-        grudge, verified = params.get("grudge") or {}, vres.get("verified_cut") or {}
+        # the records every platform's interpreter returns for a partition (harness/faults/outcomes.py)
+        params, result = cast(PartitionDetail, found[0][0]), cast(PartitionStopped, found[0][1])
+        w = windows[0]
+        # evidence taken while the cut held (own timestamps); older histories kept it in the result itself
+        vres: Verification = result.get("verification") or cast(Verification, result)
+        grudge = params.get("grudge") or {}
+        verified: CutEvidence = vres.get("verified_cut") or {}
         stop = w.t_stop if w.t_stop is not None else history.end
         hurt = [o for o in history.ops()
                 if w.t_start <= o.t_invoke <= stop and o.type != "ok" and o.f not in FINAL_FS]

@@ -19,18 +19,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from harness.faults.spec import Fault
 from harness.history import Recorder
 
 log = logging.getLogger(__name__)
 
+D = TypeVar("D", bound=Mapping[str, Any])
+H = TypeVar("H", bound=Mapping[str, Any])
+
 
 @dataclass
-class Injected:
+class Injected(Generic[D, H]):
     """What an injector did: the instances actually hit, how to undo it, and optionally how to show
     that it bites (``verify``, run by the nemesis while the fault holds; it must not change the fault).
 
@@ -38,12 +41,15 @@ class Injected:
     ``ScaleStep``, ``RollResult``, ``Backup``…; the scenario reads it), ``undone`` the typed result of
     its heal (e.g. the rollback that undid an upgrade; set by the heal). The nemesis fills the rest
     on the history clock: ``began_at`` (the application began), ``t_inject``, ``t_heal`` and
-    ``healed`` (the heal result as recorded in the stop event, also when the heal raised)."""
+    ``healed`` (the heal result as recorded in the stop event, also when the heal raised).
+
+    ``D`` and ``H`` are the fault kind's outcome records (``harness/faults/outcomes.py``: what the start
+    event's params gain, what the heal returns), the same on every platform."""
 
     targets: list[str]
-    heal: Callable[[], dict[str, Any] | None]
-    detail: dict[str, Any] = field(default_factory=dict)
-    verify: Callable[[], dict[str, Any]] | None = None
+    heal: Callable[[], H | None]
+    detail: D = field(default_factory=dict)  # type: ignore[assignment]
+    verify: Callable[[], Mapping[str, Any]] | None = None
     outcome: Any = None
     undone: Any = None
     began_at: float | None = None
@@ -55,7 +61,7 @@ class Injected:
 class _Verification:
     """``Injected.verify`` on its own thread, with its own start and end times on the history clock."""
 
-    def __init__(self, verify: Callable[[], dict[str, Any]], now: Callable[[], float]) -> None:
+    def __init__(self, verify: Callable[[], Mapping[str, Any]], now: Callable[[], float]) -> None:
         self._verify = verify
         self._now = now
         self.started_at = 0.0
@@ -88,7 +94,7 @@ class _Verification:
 @dataclass
 class _Active:
     fault: Fault
-    injected: Injected
+    injected: Injected[Any, Any]
     t_inject: float
     requested_hold_s: float | None
     verification: _Verification | None
@@ -97,7 +103,7 @@ class _Active:
 class Injector(Protocol):
     """Per-platform fault application. ``inject`` raises ``Unsupported`` for what it cannot do."""
 
-    def inject(self, fault: Fault) -> Injected: ...
+    def inject(self, fault: Fault) -> Injected[Any, Any]: ...
 
 
 @runtime_checkable
@@ -125,7 +131,7 @@ class Nemesis:
         self.before_inject: list[Callable[[Fault], Any]] = []
 
     @contextlib.contextmanager
-    def fault(self, fault: Fault) -> Iterator[Injected]:
+    def fault(self, fault: Fault) -> Iterator[Injected[Any, Any]]:
         """Inject on enter, heal on exit (also on exceptions and Ctrl-C). The hold is the block's
         length; prefer :meth:`apply` when the scenario knows it (the history then records it)."""
         fid, injected = self.inject(fault)
@@ -134,7 +140,7 @@ class Nemesis:
         finally:
             self.heal(fid)
 
-    def inject(self, fault: Fault, hold_s: float | None = None) -> tuple[str, Injected]:
+    def inject(self, fault: Fault, hold_s: float | None = None) -> tuple[str, Injected[Any, Any]]:
         """Apply ``fault``; t_inject is stamped when the injector returns (the fault is in effect)."""
         prepares = self.injector if isinstance(self.injector, Prepares) else None
         if prepares is not None:
@@ -174,7 +180,7 @@ class Nemesis:
         if entry is None:
             return
         began = self.recorder.now()
-        result: dict[str, Any] | None = None
+        result: Mapping[str, Any] | None = None
         try:
             result = entry.injected.heal()
         except BaseException as exc:
@@ -193,7 +199,7 @@ class Nemesis:
             self.recorder.nemesis_stop(fid, entry.fault.kind, target=entry.injected.targets, result=out, t=t_heal)
             log.info("nemesis: healed %s", entry.fault)
 
-    def apply(self, fault: Fault, hold: float) -> Injected:
+    def apply(self, fault: Fault, hold: float) -> Injected[Any, Any]:
         """Inject, keep the fault until t_inject + ``hold``, heal. The hold is time as the subject."""
         if hold < 0:
             raise ValueError(f"hold must be >= 0 seconds, got {hold}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from harness import random as hrand
 from harness.faults import shapes
+from harness.faults.outcomes import PartitionShape
 from harness.faults.spec import Link, Partition, TargetError, resolve_link, resolve_target
 from harness.platforms.base import Unsupported
 
@@ -61,7 +62,7 @@ class PartitionPlan:
         """The grudge as the history records it on every platform: host → sorted drops."""
         return {h: sorted(d) for h, d in sorted(self.grudge.items())}
 
-    def detail(self) -> dict[str, object]:
+    def detail(self) -> PartitionShape:
         """The part of ``Injected.detail`` every interpreter records for a partition (it adds ``how``)."""
         return {"shape": self.shape, "one_way": self.one_way, "victim": self.victim, "grudge": self.listed()}
 

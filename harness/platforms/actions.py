@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from harness.faults.nemesis import Injected
+from harness.faults.outcomes import ActionDetail, ActionHealed, RollSummary, RotationSummary
 from harness.faults.spec import (
     Fault,
     Restore,
@@ -42,6 +43,7 @@ from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.operations import Backup, Operations, RollResult
 
 OperationsSource = Callable[[], Operations]
+Action = Injected[ActionDetail, ActionHealed]
 log = logging.getLogger(__name__)
 
 
@@ -88,7 +90,7 @@ def _undo_on_failure(action: Callable[[], Any], undo: Callable[[], Any], what: s
         raise
 
 
-def _roll_summary(roll: RollResult) -> dict[str, Any]:
+def _roll_summary(roll: RollResult) -> RollSummary:
     return {"roll_s": roll.duration_s, "instances": [s.name for s in roll.steps]}
 
 
@@ -118,7 +120,7 @@ class OperatorActions:
             self._ops = self._source()
         return self._ops
 
-    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
+    def handlers(self) -> dict[type[Fault], Callable[[Any], Action]]:
         return {
             ScaleTo: self.scale,
             RollingRestart: self.rolling_restart,
@@ -133,15 +135,16 @@ class OperatorActions:
         }
 
     # ---- scale ------------------------------------------------------------------------------------
-    def scale(self, fault: ScaleTo) -> Injected:
+    def scale(self, fault: ScaleTo) -> Action:
         ops = self.operations()
         before = len(ops.running(fault.component))
         step = _undo_on_failure(lambda: ops.scale(fault.component, fault.n, drain_endpoints=fault.drain_endpoints),
                                 lambda: ops.scale(fault.component, before), str(fault))
-        inj = Injected(list(step.changed), lambda: {}, {"how": "operations.scale", "from": before, "to": fault.n,
-                                                       "converged_s": step.converged_s}, outcome=step)
+        inj: Action = Injected(list(step.changed), lambda: None, {"how": "operations.scale", "from": before,
+                                                                  "to": fault.n, "converged_s": step.converged_s},
+                               outcome=step)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             back = ops.scale(fault.component, before)
             inj.undone = back
             return {"undo": f"scaled back to {before}", "changed": back.changed, "converged_s": back.converged_s}
@@ -149,58 +152,58 @@ class OperatorActions:
         return inj
 
     # ---- rolls --------------------------------------------------------------------------------------
-    def rolling_restart(self, fault: RollingRestart) -> Injected:
+    def rolling_restart(self, fault: RollingRestart) -> Action:
         ops = self.operations()
         roll = ops.rolling_restart(fault.components)
         names = [s.name for s in roll.steps]
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             down = [n for n in names if n not in set(ops.running())]
             if down:
                 raise PlatformError(f"rolling restart: {down} did not stay up after their restart")
             return {"undo": "none: a restart has nothing to give back", "verified_running": names}
         return Injected(names, heal, {"how": "operations.rolling_restart", **_roll_summary(roll)}, outcome=roll)
 
-    def update_config(self, fault: UpdateConfig) -> Injected:
+    def update_config(self, fault: UpdateConfig) -> Action:
         ops = self.operations()
         previous = previous_config(ops.config_value(fault.key, fault.components), fault.key)
         roll = _undo_on_failure(lambda: ops.update_config(fault.key, fault.value, fault.components),
                                 lambda: ops.update_config(fault.key, previous, fault.components), str(fault))
-        inj = Injected([s.name for s in roll.steps], lambda: {},
+        inj: Action = Injected([s.name for s in roll.steps], lambda: None,
                        {"how": "operations.update_config", "previous": previous, **_roll_summary(roll)}, outcome=roll)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             back = ops.update_config(fault.key, previous, fault.components)
             inj.undone = back
             return {"undo": f"{fault.key} rolled back to its previous value", **_roll_summary(back)}
         inj.heal = heal
         return inj
 
-    def upgrade(self, fault: Upgrade) -> Injected:
+    def upgrade(self, fault: Upgrade) -> Action:
         ops = self.operations()
         before = previous_version({n: ops.version_of(n) for c in fault.components for n in ops.running(c)})
         roll = _undo_on_failure(lambda: ops.rolling_upgrade(fault.version, fault.components),
                                 lambda: ops.rolling_upgrade(before, fault.components), str(fault))
-        inj = Injected([s.name for s in roll.steps], lambda: {},
+        inj: Action = Injected([s.name for s in roll.steps], lambda: None,
                        {"how": "operations.rolling_upgrade", "previous": roll.verified.get("previous"),
                         **_roll_summary(roll)}, outcome=roll)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             back = ops.rollback(fault.components)
             inj.undone = back
             return {"undo": "rolled back to the previous versions", **_roll_summary(back)}
         inj.heal = heal
         return inj
 
-    def rollback(self, fault: Rollback) -> Injected:
+    def rollback(self, fault: Rollback) -> Action:
         ops = self.operations()
         left = previous_version({n: ops.version_of(n) for c in fault.components for n in ops.running(c)})
         roll = _undo_on_failure(lambda: ops.rollback(fault.components),
                                 lambda: ops.rolling_upgrade(left, fault.components), str(fault))
-        inj = Injected([s.name for s in roll.steps], lambda: {},
+        inj: Action = Injected([s.name for s in roll.steps], lambda: None,
                        {"how": "operations.rollback", "left": left, **_roll_summary(roll)}, outcome=roll)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             forward = ops.rolling_upgrade(left, fault.components)
             inj.undone = forward
             return {"undo": f"rolled forward to {left}", **_roll_summary(forward)}
@@ -208,13 +211,13 @@ class OperatorActions:
         return inj
 
     # ---- secrets ------------------------------------------------------------------------------------
-    def rotate_secret(self, fault: RotateSecret) -> Injected:
+    def rotate_secret(self, fault: RotateSecret) -> Action:
         ops = self.operations()
         rot = ops.rotate_postgres_password()
-        summary = {"reload_s": rot.reload_s, "revoked": rot.revoked, "old_rejected": rot.old_rejected,
+        summary: RotationSummary = {"reload_s": rot.reload_s, "revoked": rot.revoked, "old_rejected": rot.old_rejected,
                    "new_accepted": rot.new_accepted}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             if not (rot.old_rejected and rot.new_accepted):
                 raise PlatformError(f"secret rotation did not complete (old rejected: {rot.old_rejected}, "
                                     f"new accepted: {rot.new_accepted}); there is no undo for it either")
@@ -222,13 +225,13 @@ class OperatorActions:
         return Injected(["postgres"], heal, {"how": "operations.rotate_postgres_password", **summary}, outcome=rot)
 
     # ---- backup, restore, data loss -----------------------------------------------------------------
-    def take_backup(self, fault: TakeBackup) -> Injected:
+    def take_backup(self, fault: TakeBackup) -> Action:
         backup = self.operations().backup(Path(fault.dest))
         manifest = backup.save()
 
         dest = Path(fault.dest).resolve()
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             # only files on this machine (under ``dest``) can be looked at here; a platform that keeps its
             # backups on a volume of its own (Kubernetes: the backup PVC) verified them when it took them
             files = [p for p in (backup.pg_dump, backup.etcd_snapshot, manifest) if p is not None]
@@ -245,12 +248,12 @@ class OperatorActions:
                  t_fault: float | None) -> dict[str, Any]:
         return self.operations().restore(backup, list(keys), etcd=etcd, postgres=postgres, t_fault=t_fault)
 
-    def restore(self, fault: Restore) -> Injected:
+    def restore(self, fault: Restore) -> Action:
         backup = Backup.load(fault.backup)
         done = self._restore(backup, fault.keys, fault.etcd, fault.postgres, None)
         targets = [c for c, on in (("etcd", fault.etcd), ("postgres", fault.postgres)) if on]
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             if done.get("restore_s") is None:
                 raise PlatformError(f"the restore reported no duration, so it did not complete: {sorted(done)}")
             return {"undo": "none: a completed restore replaced the state it recovered from"}
@@ -258,25 +261,33 @@ class OperatorActions:
                         outcome=done)
 
     def _loss_then_restore(self, lose: Callable[[], dict[str, Any]], backup_dir: str, keys: Sequence[str],
-                           etcd: bool, postgres: bool, targets: list[str], how: str) -> Injected:
+                           etcd: bool, postgres: bool, targets: list[str], how: str) -> Action:
         backup = Backup.load(backup_dir)  # before the loss: no backup, no undo, nothing lost
         lost = lose()
-        inj = Injected(targets, lambda: {}, {"how": how, "backup_point": round(backup.t_point, 6)}, outcome=lost)
+        inj: Action = Injected(targets, lambda: None, {"how": how, "backup_point": round(backup.t_point, 6)},
+                               outcome=lost)
 
-        def heal() -> dict[str, Any]:
+        def heal() -> ActionHealed:
             restored = self._restore(backup, keys, etcd, postgres, inj.began_at)
             inj.undone = restored
-            return {"undo": f"restored {'+'.join(targets)} from {Path(backup_dir).name}",
-                    **{k: restored[k] for k in ("restore_s", "rpo_s", "phases") if k in restored}}
+            out: ActionHealed = {"undo": f"restored {'+'.join(targets)} from {Path(backup_dir).name}"}
+            # the restore's figures it reported, in this order (the history's keys as before)
+            if "restore_s" in restored:
+                out["restore_s"] = restored["restore_s"]
+            if "rpo_s" in restored:
+                out["rpo_s"] = restored["rpo_s"]
+            if "phases" in restored:
+                out["phases"] = restored["phases"]
+            return out
         inj.heal = heal
         return inj
 
-    def wipe(self, fault: Wipe) -> Injected:
+    def wipe(self, fault: Wipe) -> Action:
         ops = self.operations()
         return self._loss_then_restore(ops.wipe, fault.backup, fault.keys, True, True, ["etcd", "postgres"],
                                        "operations.wipe")
 
-    def volume_loss(self, fault: VolumeLoss) -> Injected:
+    def volume_loss(self, fault: VolumeLoss) -> Action:
         ops = self.operations()
         return self._loss_then_restore(lambda: ops.lose_data_dir(fault.component), fault.backup, fault.keys,
                                        fault.component == "etcd", fault.component == "postgres", [fault.component],

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from harness.operation_kinds import RESTORE_KIND, RESTORED_F
+from harness.platforms.base import PlatformError
+
 COMPONENT_ORDER = ("node", "gate", "inspector")
 _LEVEL_RANK = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "critical": 50}
 
@@ -62,6 +65,14 @@ class RecordsOperations:
     dep: Any
     on_endpoints: Any
 
+    def running(self, component: str | None = None) -> list[str]:
+        """Names of the running stack instances (nodes, gates, inspector), optionally of one component,
+        by component then ordinal — from the deployment contract's ``instances``, so every platform
+        lists them alike."""
+        names = [i.name for i in self.dep.instances(component)
+                 if i.running and i.component in COMPONENT_ORDER and (component is None or i.component == component)]
+        return sorted(names, key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
+
     def serving_gates(self, exclude: Iterable[str] = ()) -> dict[str, str]:
         """Client URLs of the running gates (minus ``exclude``): what an endpoint list would hold."""
         skip = set(exclude)
@@ -72,6 +83,97 @@ class RecordsOperations:
             gates = self.serving_gates(exclude)
             if gates:
                 self.on_endpoints(gates)
+
+
+class RollbackToPrevious:
+    """``rollback`` as the undo of the last ``rolling_upgrade``, the same on every platform: roll every
+    instance back to the one version they ran before it, with the platform's own one-at-a-time
+    procedure (``rolling_upgrade(kind="rollback")``), then forget it (a second rollback has nothing
+    to return to). The platform's ``rolling_upgrade`` fills ``_previous_versions``."""
+
+    _previous_versions: dict[str, str]
+
+    def rolling_upgrade(self, version: str, components: Sequence[str] = COMPONENT_ORDER,
+                        timeout: float | None = None, kind: str = "rolling-upgrade") -> RollResult:
+        raise NotImplementedError
+
+    def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult:
+        """Roll back to the version every instance ran before the last :meth:`rolling_upgrade`."""
+        prev = set(self._previous_versions.values())
+        if len(prev) != 1:
+            raise PlatformError(f"rollback: need exactly one previous version, have {sorted(prev) or 'none'} "
+                                "(call rolling_upgrade first)")
+        result = self.rolling_upgrade(prev.pop(), components, timeout, kind="rollback")
+        self._previous_versions = {}
+        return result
+
+
+class RestoreProcedure(RecordsOperations):
+    """``restore`` as docs/runbooks/restore.md exercises it, one procedure on every platform: stop the
+    nodes (their memory holds state newer than the backup and must not be written over it), restore
+    etcd and/or PostgreSQL, read the counters ``keys`` back straight from PostgreSQL (sample
+    ``restored``, judged by ``restored_matches_backup``), start what was stopped and wait until the
+    stack is ready. Why here: the steps, their phases and the recorded result are what the backup
+    scenarios judge, and two copies of them (local, Kubernetes) had to be kept in step by hand; a
+    platform supplies only the steps' mechanics (the hooks below)."""
+
+    def _restore_timeout(self) -> float:
+        raise NotImplementedError
+
+    def _stop_nodes(self) -> list[str]:
+        """Stop every running node; the names stopped."""
+        raise NotImplementedError
+
+    def _restore_etcd(self, backup: Backup) -> None:
+        raise NotImplementedError
+
+    def _restore_postgres(self, backup: Backup) -> None:
+        raise NotImplementedError
+
+    def counter_values(self, keys: Iterable[str]) -> dict[str, int]:
+        raise NotImplementedError
+
+    def _start_stopped_after_restore(self) -> dict[str, Any]:
+        """Start what ``_stop_nodes`` stopped; what to add to the result (after ``stopped_nodes``)."""
+        raise NotImplementedError
+
+    def _after_restore_ready(self) -> None:
+        """After the stack is ready again (e.g. hand the workload the gates that serve)."""
+
+    def restore(self, backup: Backup, keys: Iterable[str], etcd: bool = True, postgres: bool = True,
+                t_fault: float | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Recover from ``backup`` (see the class). Returns ``restore_s`` (the procedure's duration), the
+        nodes stopped, the phases' durations and, given the fault time, ``rpo_s``."""
+        timeout = timeout if timeout is not None else self._restore_timeout()
+        target = "+".join(c for c, on in (("etcd", etcd), ("postgres", postgres)) if on) or "stack"
+        with self.window(RESTORE_KIND, target, {"backup": backup.dir.name}) as res:
+            t0 = time.monotonic()
+            phases: dict[str, float] = {}
+
+            def phase(name: str) -> None:
+                phases[name] = round(time.monotonic() - t0 - sum(phases.values()), 3)
+
+            stopped = self._stop_nodes()
+            phase("stop_nodes_s")
+            if etcd:
+                self._restore_etcd(backup)
+                phase("etcd_s")
+            if postgres:
+                self._restore_postgres(backup)
+                phase("postgres_s")
+            t_data = self._now()
+            values = self.counter_values(keys)
+            self._sample(RESTORED_F, {"backup_point": backup.t_point, "backup_end": backup.t_end,
+                                      "t_data": t_data, "values": values})
+            started = self._start_stopped_after_restore()
+            phase("start_s")
+            self.dep.wait_ready(timeout)
+            phase("ready_s")
+            self._after_restore_ready()
+            res.update(restore_s=round(time.monotonic() - t0, 3), stopped_nodes=stopped, **started, phases=phases)
+            if t_fault is not None:
+                res["rpo_s"] = rpo_s(backup.t_point, t_fault)
+        return res
 
 
 def rolling_order(instances: Iterable[tuple[str, str]], leader: str | None = None) -> list[str]:

@@ -43,6 +43,11 @@ class FakeDeployment:
         with open(self._procs[name].instance.log_path or "", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"level": level, "msg": msg}) + "\n")
 
+    def instances(self, component: str | None = None) -> list[Instance]:
+        """As LocalDeployment's (the contract operations list running instances with)."""
+        return sorted((p.instance for p in self._procs.values() if component in (None, p.instance.component)),
+                      key=lambda i: i.name)
+
     def _level(self, name: str) -> str:
         return self._procs[name].env.get("LOG_LEVEL", "info") if self.honour else "info"
 

@@ -28,18 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.history import Recorder
-from harness.operation_kinds import BACKUP_KIND, RESTORE_KIND, RESTORED_F, VOLUME_LOSS_KIND, WIPE_KIND
+from harness.operation_kinds import BACKUP_KIND, VOLUME_LOSS_KIND, WIPE_KIND
 from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import backup_jobs, conditions, naming, watch
 from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
-    RecordsOperations,
+    RestoreProcedure,
     RollResult,
     RotationResult,
     ScaleStep,
-    rpo_s,
 )
 from harness.waiting import wait_until
 
@@ -49,7 +48,7 @@ DATA_TEMPLATE = "data"  # the volumeClaimTemplate of the etcd and PostgreSQL Sta
 STOP_ORDER = ("node", "gate", "inspector")  # what a wipe stops: every Goverse process
 
 
-class KubernetesBackupOperations(RecordsOperations):
+class KubernetesBackupOperations(RestoreProcedure):
     """Backup and restore operator actions on a Kubernetes deployment (the ``Operations`` subset
     above). ``job_timeout`` bounds each Job (backup, verify, restore)."""
 
@@ -282,54 +281,27 @@ class KubernetesBackupOperations(RecordsOperations):
                            "PostgreSQL answers the read of the restored counters", interval=1.0)[0]
         return {k: int((found.get(k) or {}).get("value", 0)) for k in keys}
 
-    def restore(self, backup: Backup, keys: Iterable[str], etcd: bool = True, postgres: bool = True,
-                t_fault: float | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """docs/runbooks/restore.md as exercised: stop the nodes (scale to 0: their memory holds state
-        newer than the backup), restore etcd and/or PostgreSQL with Jobs from the backup volumes, read
-        the counters ``keys`` back from PostgreSQL (sample ``restored``), scale back what was stopped
-        and wait until the stack is ready and converged. Returns ``restore_s`` and its phases."""
-        timeout = timeout if timeout is not None else self.job_timeout
-        target = "+".join(c for c, on in (("etcd", etcd), ("postgres", postgres)) if on) or "stack"
-        with self.window(RESTORE_KIND, target, {"backup": backup.dir.name}) as res:
-            t0 = time.monotonic()
-            phases: dict[str, float] = {}
+    # ---- restore's steps (the procedure: ``RestoreProcedure.restore``) -------------------------------
+    def _restore_timeout(self) -> float:
+        return self.job_timeout
 
-            def phase(name: str) -> None:
-                phases[name] = round(time.monotonic() - t0 - sum(phases.values()), 3)
+    def _stop_nodes(self) -> list[str]:
+        """Scale the nodes to 0 (their memory holds state newer than the backup); the pods stopped."""
+        stopped = [p["metadata"]["name"] for p in self.dep._pods("node")]
+        self._stop("node")
+        return stopped
 
-            stopped = [p["metadata"]["name"] for p in self.dep._pods("node")]
-            self._stop("node")
-            phase("stop_nodes_s")
-            if etcd:
-                self._restore_etcd(backup)
-                phase("etcd_s")
-            if postgres:
-                self._restore_postgres(backup)
-                phase("postgres_s")
-            t_data = self._now()
-            values = self.counter_values(keys)
-            self._sample(RESTORED_F, {"backup_point": backup.t_point, "backup_end": backup.t_end,
-                                      "t_data": t_data, "values": values})
-            started = self._start_stopped()
-            phase("start_s")
-            self.dep.wait_ready(timeout)
-            phase("ready_s")
-            if self.on_endpoints is not None:
-                gates = self.dep.gate_urls(only_running=True)
-                if gates:
-                    self.on_endpoints(gates)
-            res.update(restore_s=round(time.monotonic() - t0, 3), stopped_nodes=stopped, started=started,
-                       phases=phases)
-            if t_fault is not None:
-                res["rpo_s"] = rpo_s(backup.t_point, t_fault)
-        return res
+    def _start_stopped_after_restore(self) -> dict[str, Any]:
+        return {"started": self._start_stopped()}
+
+    def _after_restore_ready(self) -> None:
+        if self.on_endpoints is not None:
+            gates = self.dep.gate_urls(only_running=True)
+            if gates:
+                self.on_endpoints(gates)
 
     # ------------------------------------------------- the rest of Operations: another module's job
     _ELSEWHERE = "not in the Kubernetes backup operations (KubernetesOperations implements it)"
-
-    def running(self, component: str | None = None) -> list[str]:
-        return [i.name for i in self.dep.instances(component) if i.running
-                and (component is not None or i.component in COMPONENT_ORDER)]
 
     def wait_instance_ready(self, name: str, timeout: float) -> float:
         t0 = time.monotonic()

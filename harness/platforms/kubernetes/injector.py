@@ -11,38 +11,35 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal as _signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from harness.faults import outcomes as out
+from harness.faults import spec
+from harness.faults.handlers import Handlers
 from harness.faults.nemesis import Injected
 from harness.faults.plan import PartitionPlan, plan_link, plan_partition, plan_targets
-from harness.faults.spec import (
-    CpuStress,
-    DiskFault,
-    Fault,
-    Kill,
-    Latency,
-    MemoryPressure,
-    Partition,
-    Pause,
-    Restart,
-    Timeout,
-)
 from harness.platforms.actions import OperationsSource, OperatorActions
-from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.base import Unsupported
+from harness.platforms.interpreter import Interpreter, pause_all, start_again
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.waiting import wait_until
 
 if TYPE_CHECKING:
-    from harness.platforms.operations import Operations
+    from harness.platforms.local.cgroups import Hierarchy, L
 
 _counter = itertools.count()
+# the detail types _run_crs takes: each has ``experiments``
+D = TypeVar("D", out.CpuDetail, out.DiskDetail, out.LinkDetail, out.MemoryDetail, out.PartitionDetail)
+H = TypeVar("H", bound=Mapping[str, Any])
 
 
-class KubernetesInjector:
+class KubernetesInjector(Interpreter):
+    platform = "Kubernetes"
+
     def __init__(self, deployment: KubernetesDeployment, chaos_timeout: float = 60.0,
                  operations: OperationsSource | None = None) -> None:
         self.dep = deployment
@@ -51,27 +48,18 @@ class KubernetesInjector:
         # skip) until this platform has an implementation or a scenario binds one (use_operations)
         self.actions = OperatorActions(operations)
 
-    def use_operations(self, ops: Operations | OperationsSource) -> None:
-        """Carry out operator actions with ``ops`` (or a factory of them): the scenario's."""
-        if callable(ops):
-            self.actions.use_source(ops)
-        else:
-            self.actions.use(ops)
-
-    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
-        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
-        return {
-            Kill: self._inject_kill,
-            Restart: self._inject_restart,
-            Pause: self._inject_pause,
-            Partition: self._inject_partition,
-            Latency: self._inject_latency,
-            Timeout: self._inject_timeout,
-            CpuStress: self._inject_cpu_stress,
-            MemoryPressure: self._inject_memory_pressure,
-            DiskFault: self._inject_disk,
-            **self.actions.handlers(),
-        }
+    def fault_handlers(self) -> Handlers:
+        return Handlers(
+            kill=self._inject_kill,
+            restart=self._inject_restart,
+            pause=self._inject_pause,
+            partition=self._inject_partition,
+            latency=self._inject_latency,
+            timeout=self._inject_timeout,
+            cpu_stress=self._inject_cpu_stress,
+            memory_pressure=self._inject_memory_pressure,
+            disk=self._inject_disk,
+        )
 
     def topology(self) -> dict[str, str]:
         return {i.name: i.component for i in self.dep.instances()}
@@ -79,17 +67,13 @@ class KubernetesInjector:
     def _name(self, what: str) -> str:
         return f"gvh-{self.dep.run_id}-{what}-{next(_counter)}"
 
-    def inject(self, fault: Fault) -> Injected:
-        handler = self.handlers().get(type(fault))
-        if handler is None:
-            raise Unsupported(f"the Kubernetes platform cannot apply {fault.kind!r} faults")
-        return handler(fault)
-
     def _need_chaos_mesh(self, what: str) -> None:
         if not self.dep.chaos.available():
             raise Unsupported(f"{what} needs Chaos Mesh, which is not installed in this cluster")
 
-    def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: dict[str, Any]) -> Injected:
+    def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: D,
+                 healed: Callable[[out.ChaosRecovered], H]) -> Injected[D, H]:
+        """Apply the experiments; the heal deletes them and returns ``healed(what the deletion did)``."""
         scoped = [chaos.scope(cr, self.dep.namespace, self.dep.run_id) for cr in crs]
         applied: list[dict[str, Any]] = []
         try:
@@ -101,16 +85,18 @@ class KubernetesInjector:
                 self.dep.chaos.recover(cr, timeout=self.chaos_timeout)
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> H:
             clean = [self.dep.chaos.recover(cr, timeout=self.chaos_timeout) for cr in applied]
-            return {"recovered": all(clean), "forced": [c["metadata"]["name"] for c, ok in zip(applied, clean,
-                                                                                             strict=True) if not ok]}
+            return healed({"recovered": all(clean), "forced": [c["metadata"]["name"] for c, ok in zip(applied, clean,
+                                                                                                     strict=True)
+                                                               if not ok]})
 
-        return Injected(targets, heal, {**detail, "experiments": [c["metadata"]["name"] for c in scoped]})
+        # every detail type _run_crs takes has ``experiments`` (D's constraints): the cast adds only that key
+        return Injected(targets, heal, cast(D, {**detail, "experiments": [c["metadata"]["name"] for c in scoped]}))
 
     # --- pod lifecycle -------------------------------------------------------------------------------
 
-    def _inject_kill(self, fault: Kill) -> Injected:
+    def _inject_kill(self, fault: spec.Kill) -> Injected[out.KillDetail, out.KillHealed]:
         if fault.signum not in (_signal.SIGKILL, _signal.SIGTERM):
             raise Unsupported(f"Kubernetes can only SIGKILL (grace 0) or SIGTERM (graceful delete), not {fault.signal}")
         targets = plan_targets(fault.target, self.topology())
@@ -118,14 +104,10 @@ class KubernetesInjector:
             return self._kill_held_down(targets, fault)
         for t in targets:
             self.dep.kill(t, fault.signum)
+        return Injected(targets, start_again(targets, self.dep.start),
+                        {"signal": fault.signal, "how": "pod deletion"})
 
-        def heal() -> dict[str, Any]:
-            for t in targets:
-                self.dep.start(t)
-            return {"restarted": targets}
-        return Injected(targets, heal, {"signal": fault.signal, "how": "pod deletion"})
-
-    def _kill_held_down(self, targets: list[str], fault: Kill) -> Injected:
+    def _kill_held_down(self, targets: list[str], fault: spec.Kill) -> Injected[out.KillDetail, out.KillHealed]:
         """SIGKILL from the node, and the pod kept down until heal, as the local platform keeps a killed
         process down until ``start``: the kubelet restarts the container in place within a second or two,
         under the same name and IP, which would make every kill a quick restart (and hide a stack that
@@ -157,74 +139,62 @@ class KubernetesInjector:
             uncut()
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.KillHealed:
             gone = uncut()
             back = {t: self.dep.bring_back(t) for t in targets}
             return {"restarted": targets, "how_back": back, "pods_gone": gone}
         return Injected(targets, heal, {"signal": fault.signal,
                                         "how": "SIGKILL from the node, pod network cut until heal (node access)"})
 
-    def _inject_restart(self, fault: Restart) -> Injected:
+    def _inject_restart(self, fault: spec.Restart) -> Injected[out.RestartDetail, out.RestartHealed]:
         targets = plan_targets(fault.target, self.topology())
         for t in targets:
             self.dep.restart(t, graceful=fault.graceful)
         codes = {t: self.dep.exit_codes.get(t) for t in targets}
-        return Injected(targets, lambda: {"restarted": targets},
+        def healed() -> out.RestartHealed:
+            return {"restarted": targets}
+        return Injected(targets, healed,
                         {"graceful": fault.graceful, "exit_codes": codes,
                          "how": "graceful pod delete" if fault.graceful else "pod delete with grace 0"})
 
-    def _inject_pause(self, fault: Pause) -> Injected:
+    def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
         """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
         targets = plan_targets(fault.target, self.topology())
-        paused: list[str] = []
-        try:
-            for t in targets:
-                self.dep.pause(t)
-                paused.append(t)
-        except BaseException:
-            for t in paused:
-                self.dep.resume(t)
-            raise
-
-        def heal() -> dict[str, Any]:
-            for t in paused:
-                self.dep.resume(t)
-            return {"resumed": paused}
+        heal = pause_all(targets, self.dep.pause, self.dep.resume)
         return Injected(targets, heal, {"how": "pod cgroup freezer (node access)"})
 
     # --- network -------------------------------------------------------------------------------------
 
-    def _inject_partition(self, fault: Partition) -> Injected:
+    def _inject_partition(self, fault: spec.Partition) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         topo = self.topology()
         if self.dep.chaos.available():
             part = plan_partition(fault, topo)
             grudge = part.as_sets()
             pods = {h: self.dep.pod_name(h) for h in part.hosts}
             crs = plan.partition_crs(self._name("part"), grudge, pods, self.dep.namespace)
-            injected = self._run_crs(crs, part.targets, {**part.detail(), "how": "chaos-mesh"})
-            recover = injected.heal
+            detail: out.PartitionDetail = {**part.detail(), "how": "chaos-mesh"}
 
-            def heal() -> dict[str, Any]:
-                return {**(recover() or {}), "healed": sorted(grudge)}
-            injected.heal = heal
-            return injected
+            def healed(recovered: out.ChaosRecovered) -> out.PartitionHealed:
+                return {**recovered, "healed": sorted(grudge)}
+            return self._run_crs(crs, part.targets, detail, healed)
         if self.dep.node_access():
             return self._node_partition(fault, topo)
         return self._netpol_partition(fault, topo)
 
     def _service_ips(self) -> dict[str, str]:
         """Single-instance components reached through a Service: replies come back from its ClusterIP."""
-        out = {}
+        ips = {}
         for inst, svc in (("postgres", "goverse-postgres"), ("etcd-0", "goverse-etcd")):
             if inst == "etcd-0" and self.dep.spec.etcd_members != 1:
                 continue
             obj: Any = self.dep.core.read_namespaced_service(svc, self.dep.namespace)
             ip = obj.spec.cluster_ip
             if ip and ip != "None":
-                out[inst] = ip
-        return out
+                ips[inst] = ip
+        return ips
 
-    def _node_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
+    def _node_partition(self, fault: spec.Partition,
+                        topo: dict[str, str]) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         """The local platform's nft drops, inside each pod's network namespace (from the node)."""
         from harness.platforms.kubernetes import nodeaccess
         from harness.platforms.local import firewall
@@ -251,7 +221,7 @@ class KubernetesInjector:
                 nodeaccess.nft_in_pod(uids[h], nodeaccess.heal_script())
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.PartitionHealed:
             gone = []
             for h in installed:
                 try:
@@ -262,7 +232,8 @@ class KubernetesInjector:
 
         return Injected(part.targets, heal, {**part.detail(), "how": "nft in pod network namespaces (node access)"})
 
-    def _netpol_partition(self, fault: Partition, topo: dict[str, str]) -> Injected:
+    def _netpol_partition(self, fault: spec.Partition,
+                          topo: dict[str, str]) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         keep = netpol.FALLBACK_SHAPES.get(fault.shape)
         if keep is None or fault.one_way:
             raise Unsupported(f"partition {fault.shape}{' one-way' if fault.one_way else ''} needs Chaos Mesh; "
@@ -280,7 +251,7 @@ class KubernetesInjector:
         k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
                         {"metadata": {"labels": {naming.QUARANTINE_LABEL: pid}}})
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.PartitionHealed:
             try:
                 k8s.patch_merge(self.dep.dyn, "v1", "Pod", pod, self.dep.namespace,
                                 {"metadata": {"labels": {naming.QUARANTINE_LABEL: None}}})
@@ -299,33 +270,46 @@ class KubernetesInjector:
         dsts = sorted({d for _, d in pairs})
         return [self.dep.pod_name(s) for s in srcs], [self.dep.pod_name(d) for d in dsts], srcs + dsts
 
-    def _inject_latency(self, fault: Latency) -> Injected:
+    def _inject_latency(self, fault: spec.Latency) -> Injected[out.LinkDetail, out.LinkHealed]:
         self._need_chaos_mesh("latency")
         if fault.direction != "upstream":
             raise Unsupported(f"latency direction {fault.direction!r}: the Chaos Mesh delay here delays the "
                               "source's packets to the destination (upstream) only")
         src, dst, targets = self._link_pods(fault.link)
         cr = plan.link_delay_cr(self._name("delay"), src, dst, self.dep.namespace, fault.ms, fault.jitter_ms)
-        return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms})
+        return self._run_crs([cr], targets, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
+                                             "how": "chaos-mesh delay"}, _link_healed)
 
-    def _inject_timeout(self, fault: Timeout) -> Injected:
+    def _inject_timeout(self, fault: spec.Timeout) -> Injected[out.LinkDetail, out.LinkHealed]:
         self._need_chaos_mesh("a link timeout")
         src, dst, targets = self._link_pods(fault.link)
         return self._run_crs([plan.link_blackhole_cr(self._name("blackhole"), src, dst, self.dep.namespace)],
-                             targets, {"how": "one-way partition"})
+                             targets, {"how": "one-way partition"}, _link_healed)
 
     # --- resources -----------------------------------------------------------------------------------
 
-    def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+    def _inject_cpu_stress(self, fault: spec.CpuStress) -> Injected[out.CpuDetail, out.CpuHealed]:
         if not self.dep.chaos.available() and self.dep.node_access():
             return self._node_cpu_limit(fault)
         self._need_chaos_mesh("CPU stress")
         targets = plan_targets(fault.target, self.topology())
         crs = [plan.cpu_stress_cr(self._name("cpu"), self.dep.pod_name(t), self.dep.namespace, fault.quota)
                for t in targets]
-        return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"})
+        return self._run_crs(crs, targets, {"how": "stress-ng contention (no live quota change on Kubernetes)"},
+                             _cpu_healed)
 
-    def _node_memory_limit(self, fault: MemoryPressure) -> Injected:
+    def _node_limits(self, kind: str, targets: list[str], make: Callable[[str, int, Hierarchy], L],
+                     pids: dict[str, int]) -> dict[str, L]:
+        """The local platform's cgroup limits on pods' containers from the node: each nested in its
+        container's own cgroup (``nodeaccess.container_hierarchy``), registered in ``dep.limits`` (the
+        teardown heals them) and healed again if one cannot be applied (``cgroups.apply_limits``)."""
+        from harness.platforms.kubernetes import nodeaccess
+        from harness.platforms.local.cgroups import apply_limits
+
+        return apply_limits(kind, targets, lambda key, t: make(key, pids[t], nodeaccess.container_hierarchy(
+            kind, pids[t])), self.dep.limits)
+
+    def _node_memory_limit(self, fault: spec.MemoryPressure) -> Injected[out.MemoryDetail, out.MemoryHealed]:
         """The local platform's squeeze, in the pod: a ``MemoryLimit`` nested in the container's memory
         cgroup (v1), the container's process made the preferred OOM victim, and the ``MemoryStressor``
         filling the group, so the kernel OOM-kills the container; the kubelet restarts it (the
@@ -345,7 +329,7 @@ class KubernetesInjector:
         heal does. Found in CI: a heal that sampled the restart count at once said "did not bite"
         while the node had been OOM-killed and was in back-off."""
         from harness.platforms.kubernetes import nodeaccess
-        from harness.platforms.local.cgroups import MemoryLimit
+        from harness.platforms.local.cgroups import MemoryLimit, heal_limits
         from harness.platforms.local.memfault import MemoryStressor, kernel_oom_kills, set_oom_score_adj
 
         targets = plan_targets(fault.target, self.topology())
@@ -365,28 +349,19 @@ class KubernetesInjector:
                 if old and pid in nodeaccess.pod_pids(uid):
                     with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as f:
                         f.write(old)
-            errors = []
-            for t, lim in limits.items():
-                try:
-                    lim.heal()
-                except Exception as exc:  # noqa: BLE001 - heal the others, then report
-                    errors.append(f"{t}: {exc!r}")
-                self.dep.limits.pop(f"memory-{t}", None)
-            if errors:
-                raise PlatformError(f"healing memory limits failed: {'; '.join(errors)}")
+            heal_limits("memory", limits, self.dep.limits)
             return filled
 
+        for t in targets:  # what the heal compares with: the pod, its restart count, its process, its container
+            uid = self.dep.pod_uid(t)
+            before[t] = (uid, self.dep.restart_count(t), nodeaccess.container_pid(uid), "")
+            containers[t] = self.dep.container_id(t) or ""
+        limits.update(self._node_limits("memory", targets, lambda key, pid, h: MemoryLimit(
+            prefix, key, pid, limit_mb=fault.limit_mb, hierarchy=h), {t: b[2] for t, b in before.items()}))
         try:
-            for t in targets:
-                uid = self.dep.pod_uid(t)
-                pid = nodeaccess.container_pid(uid)
-                containers[t] = self.dep.container_id(t) or ""
-                before[t] = (uid, self.dep.restart_count(t), pid, "")
-                lim = MemoryLimit(prefix, f"memory-{t}", pid, limit_mb=fault.limit_mb,
-                                  hierarchy=nodeaccess.container_hierarchy("memory", pid))
-                self.dep.limits[f"memory-{t}"] = lim
-                limits[t] = lim.apply()
-                before[t] = (uid, before[t][1], pid, set_oom_score_adj(pid, "1000")[1])
+            for t, lim in limits.items():
+                uid, n, pid, _ = before[t]
+                before[t] = (uid, n, pid, set_oom_score_adj(pid, "1000")[1])
                 st = MemoryStressor(prefix, t)
                 self.dep.limits[f"stressor-{t}"] = st
                 stressors[t] = st.start(lim.group, fault.limit_mb)
@@ -394,7 +369,7 @@ class KubernetesInjector:
             heal_all()
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.MemoryHealed:
             kills: dict[str, int | str] = {}
             for t, lim in limits.items():
                 try:
@@ -404,7 +379,7 @@ class KubernetesInjector:
             gone = {t for t, (uid, _n, pid, _old) in before.items() if pid not in nodeaccess.pod_pids(uid)}
             filled = heal_all()
             by_kernel = kernel_oom_kills({before[t][2] for t in gone})
-            restarts = []
+            restarts: list[out.MemoryRestart] = []
             for t in sorted(gone):
                 uid, n, pid, _old = before[t]
                 # the kubelet notices a dead container at its next relist (~1 s; longer on a loaded machine)
@@ -414,7 +389,7 @@ class KubernetesInjector:
                 self.dep.mark_killed(t, uid, n)
                 back = self.dep.bring_back(t)
                 # a container killed by signal N exits 128+N; the local supervisor records -N
-                restarts.append({"instance": t, "exit_code": -(code - 128) if code and code > 128 else code,
+                restarts.append({"target": t, "exit_code": -(code - 128) if code and code > 128 else code,
                                  "reason": term.get("reason"),
                                  "oom_killed_by_kernel": None if by_kernel is None else pid in by_kernel,
                                  "by": f"kubelet: {back}"})
@@ -423,58 +398,35 @@ class KubernetesInjector:
                                         "how": "limit + tmpfs stressor nested in the container's memory cgroup, "
                                                "target oom_score_adj 1000 (node access); the kubelet restarts it"})
 
-    def _node_cpu_limit(self, fault: CpuStress) -> Injected:
+    def _node_cpu_limit(self, fault: spec.CpuStress) -> Injected[out.CpuDetail, out.CpuHealed]:
         """A CFS quota on the pod's container from the node: the local platform's ``CpuLimit`` with the
         container's own cgroup as its base (``nodeaccess.container_hierarchy``), so the group nests inside
         the container's and the processes move back at heal (also at teardown, ``dep.limits``)."""
         from harness.platforms.kubernetes import nodeaccess
-        from harness.platforms.local.cgroups import CpuLimit
+        from harness.platforms.local.cgroups import CpuLimit, heal_limits, throttled_counts
 
         targets = plan_targets(fault.target, self.topology())
-        limits: dict[str, CpuLimit] = {}
+        pids = {t: nodeaccess.container_pid(self.dep.pod_uid(t)) for t in targets}
+        limits = self._node_limits("cpu", targets, lambda key, pid, h: CpuLimit(
+            f"gvh-{self.dep.run_id}", key, pid, quota=fault.quota, hierarchy=h), pids)
 
-        def heal_all() -> None:
-            errors = []
-            for t, lim in limits.items():
-                try:
-                    lim.heal()
-                except Exception as exc:  # noqa: BLE001 - heal the others, then report
-                    errors.append(f"{t}: {exc!r}")
-                self.dep.limits.pop(f"cpu-{t}", None)
-            if errors:
-                raise PlatformError(f"healing CPU limits failed: {'; '.join(errors)}")
-
-        try:
-            for t in targets:
-                pid = nodeaccess.container_pid(self.dep.pod_uid(t))
-                lim = CpuLimit(f"gvh-{self.dep.run_id}", f"cpu-{t}", pid, quota=fault.quota,
-                               hierarchy=nodeaccess.container_hierarchy("cpu", pid))
-                self.dep.limits[f"cpu-{t}"] = lim
-                limits[t] = lim.apply()
-        except BaseException:
-            heal_all()
-            raise
-
-        def heal() -> dict[str, Any]:
-            throttled = {}
-            for t, lim in limits.items():
-                with contextlib.suppress(OSError):
-                    throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
-            heal_all()
+        def heal() -> out.CpuHealed:
+            throttled = throttled_counts(limits)
+            heal_limits("cpu", limits, self.dep.limits)
             return {"throttled": throttled}
         return Injected(targets, heal, {"quota": fault.quota, "how": "CFS quota in the container's cgroup "
                                                                      "(node access)"})
 
-    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+    def _inject_memory_pressure(self, fault: spec.MemoryPressure) -> Injected[out.MemoryDetail, out.MemoryHealed]:
         if not self.dep.chaos.available() and self.dep.node_access():
             return self._node_memory_limit(fault)
         self._need_chaos_mesh("memory pressure")
         targets = plan_targets(fault.target, self.topology())
         crs = [plan.memory_pressure_cr(self._name("mem"), self.dep.pod_name(t), self.dep.namespace,
                                        fault.limit_mb, container_limit_mb=512) for t in targets]
-        return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"})
+        return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"}, _memory_healed)
 
-    def _inject_disk(self, fault: DiskFault) -> Injected:
+    def _inject_disk(self, fault: spec.DiskFault) -> Injected[out.DiskDetail, out.DiskHealed]:
         self._need_chaos_mesh("disk faults")
         targets = plan_targets(fault.target, self.topology())
         crs = []
@@ -485,4 +437,21 @@ class KubernetesInjector:
             volume, container = plan.DATA_VOLUMES[component]
             crs.append(plan.disk_fault_cr(self._name("io"), self.dep.pod_name(t), self.dep.namespace, volume,
                                           fault.disk, fault.latency_ms, container))
-        return self._run_crs(crs, targets, {"disk": fault.disk})
+        return self._run_crs(crs, targets, {"disk": fault.disk, "how": "chaos-mesh IOChaos"}, _disk_healed)
+
+
+# What a heal that only deleted experiments returns, per kind (the same keys; one function per outcome type).
+def _link_healed(r: out.ChaosRecovered) -> out.LinkHealed:
+    return {**r}
+
+
+def _cpu_healed(r: out.ChaosRecovered) -> out.CpuHealed:
+    return {**r}
+
+
+def _memory_healed(r: out.ChaosRecovered) -> out.MemoryHealed:
+    return {**r}
+
+
+def _disk_healed(r: out.ChaosRecovered) -> out.DiskHealed:
+    return {**r}

@@ -56,6 +56,7 @@ from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
     RecordsOperations,
+    RollbackToPrevious,
     RollResult,
     RollStep,
     ScaleStep,
@@ -68,10 +69,9 @@ from harness.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_STACK = ("node", "gate", "inspector")
 #: the controller deletes the pods with the lowest cost first on a scale-down (a Kubernetes feature)
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-class KubernetesOperations(SecretRotation, RecordsOperations):
+class KubernetesOperations(SecretRotation, RollbackToPrevious, RecordsOperations):
     """Operator actions on a :class:`KubernetesDeployment`; ``recorder`` and ``on_endpoints`` as in the
     local ``OperationsBase`` (``on_endpoints`` gets the gates clients should use)."""
 
@@ -94,12 +94,6 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
         if self.rec is not None and fid is not None:
             self.rec.nemesis_stop(fid, kind, target, result)
 
-
-    def running(self, component: str | None = None) -> list[str]:
-        """Ready stack instances (nodes, gates, inspector), optionally of one component."""
-        comps = (component,) if component else _STACK
-        names = [i.name for c in comps for i in self.dep.instances(c) if i.running]
-        return sorted(names, key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
 
     def wait_instance_ready(self, name: str, timeout: float) -> float:
         t0 = time.monotonic()
@@ -487,16 +481,6 @@ class KubernetesOperations(SecretRotation, RecordsOperations):
         seen = {n: self._scrape(n) for n in names}
         self._sample(VERSIONS_F, {"expected": version, "instances": seen})
         return RollResult(kind, steps, {"versions": seen, "previous": previous})
-
-    def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult:
-        """Roll back to the version every instance ran before the last :meth:`rolling_upgrade`."""
-        prev = set(self._previous_versions.values())
-        if len(prev) != 1:
-            raise PlatformError(f"rollback: need exactly one previous version, have {sorted(prev) or 'none'} "
-                                "(call rolling_upgrade first)")
-        result = self.rolling_upgrade(prev.pop(), components, timeout, kind="rollback")
-        self._previous_versions = {}
-        return result
 
     # ------------------------------------------------------------------- backup (not here)
     # ------------------------------------------------------------ backup and restore (Jobs, PVCs)

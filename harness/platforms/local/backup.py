@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.operation_kinds import (
     BACKUP_KIND,
-    RESTORE_KIND,
-    RESTORED_F,
     VOLUME_LOSS_KIND,
     WIPE_KIND,
 )
@@ -25,14 +22,14 @@ from harness.platforms.local.tools import find_etcdctl, run_tool
 from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
+    RestoreProcedure,
     ordinal,
-    rpo_s,
 )
 
 log = logging.getLogger(__name__)
 
 
-class BackupOperations(OperationsBase):
+class BackupOperations(RestoreProcedure, OperationsBase):
     """Backing up and restoring the stack's state, and the data losses a restore recovers from."""
 
     # ----------------------------------------------------------------------- backup and restore
@@ -135,44 +132,18 @@ class BackupOperations(OperationsBase):
         found = {r[0]: int((r[1] or {}).get("value", 0)) for r in rows}
         return {k: found.get(k, 0) for k in keys}
 
-    def restore(self, backup: Backup, keys: Iterable[str], etcd: bool = True, postgres: bool = True,
-                t_fault: float | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Recover from ``backup``: stop the nodes still running (their memory holds state newer than
-        the backup and must not be written over it), restore etcd from its snapshot and/or PostgreSQL
-        from its dump, read back the counters ``keys`` straight from PostgreSQL (sample ``restored``,
-        judged by :func:`restored_matches_backup`), start every stopped stack process and wait until
-        the stack is converged and ready. Returns ``restore_s`` (procedure duration) and, given the
-        fault time, ``rpo_s``."""
-        timeout = timeout if timeout is not None else 2 * self._converge_budget()
-        target = "+".join(c for c, on in (("etcd", etcd), ("postgres", postgres)) if on) or "stack"
-        with self.window(RESTORE_KIND, target, {"backup": backup.dir.name}) as res:
-            t0 = time.monotonic()
-            phases: dict[str, float] = {}
+    # ---- restore's steps (the procedure: ``RestoreProcedure.restore``) -------------------------------
+    def _restore_timeout(self) -> float:
+        return 2 * self._converge_budget()
 
-            def phase(name: str) -> None:
-                phases[name] = round(time.monotonic() - t0 - sum(phases.values()), 3)
+    def _stop_nodes(self) -> list[str]:
+        return self._kill_stack(("node",))
 
-            stopped = self._kill_stack(("node",))
-            phase("stop_nodes_s")
-            if etcd:
-                self._restore_etcd(backup)
-                phase("etcd_s")
-            if postgres:
-                self._restore_postgres(backup)
-                phase("postgres_s")
-            t_data = self._now()
-            values = self.counter_values(keys)
-            self._sample(RESTORED_F, {"backup_point": backup.t_point, "backup_end": backup.t_end,
-                                      "t_data": t_data, "values": values})
-            rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
-            for n in sorted(self._killed, key=lambda n: (rank.get(self._proc(n).instance.component, 9), ordinal(n))):
-                self.dep.start(n)
-            self._killed.clear()
-            phase("start_s")
-            self.dep.wait_ready(timeout)
-            phase("ready_s")
-            restore_s = round(time.monotonic() - t0, 3)
-            res.update(restore_s=restore_s, stopped_nodes=stopped, phases=phases)
-            if t_fault is not None:
-                res["rpo_s"] = rpo_s(backup.t_point, t_fault)
-        return res
+    def _start_stopped_after_restore(self) -> dict[str, Any]:
+        """Every stack process killed before (by the restore, a wipe or a volume loss), in component
+        order, then by ordinal."""
+        rank = {c: i for i, c in enumerate(COMPONENT_ORDER)}
+        for n in sorted(self._killed, key=lambda n: (rank.get(self._proc(n).instance.component, 9), ordinal(n))):
+            self.dep.start(n)
+        self._killed.clear()
+        return {}

@@ -21,10 +21,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import psutil
 
@@ -418,3 +418,49 @@ def cleanup_leftovers(prefix: str, roots: Iterable[Path] | None = None) -> list[
         remove_group(g, g.parent)
         removed.append(f"cgroup {g}")
     return removed
+
+
+# --- what both fault interpreters do with a set of limits (local processes, pods from the node) ---------
+L = TypeVar("L", "CpuLimit", "MemoryLimit")
+
+
+def throttled_counts(limits: Mapping[str, CpuLimit]) -> dict[str, dict[str, int]]:
+    """Per instance, the CFS periods and throttled periods while the quota held (read before the heal
+    removes the group; an instance whose group is already gone is left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for t, lim in limits.items():
+        with contextlib.suppress(OSError):
+            out[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
+    return out
+
+
+def heal_limits(kind: str, limits: Mapping[str, _Limit], registry: dict[str, Any]) -> None:
+    """Heal every limit and drop it from ``registry`` (the deployment's teardown list, keyed
+    ``{kind}-{instance}``); one that fails does not stop the others, and all failures are raised
+    together at the end, named by instance."""
+    errors = []
+    for t, lim in limits.items():
+        try:
+            lim.heal()
+        except Exception as exc:  # noqa: BLE001 - heal the others, then report
+            errors.append(f"{t}: {exc!r}")
+        registry.pop(f"{kind}-{t}", None)
+    if errors:
+        raise PlatformError(f"healing {kind} limits failed: {'; '.join(errors)}")
+
+
+def apply_limits(kind: str, targets: list[str], make: Callable[[str, str], L],
+                 registry: dict[str, Any]) -> dict[str, L]:
+    """One limit per target (``make(key, target)``, key ``{kind}-{target}``), registered in ``registry``
+    (so the deployment's teardown heals it if the run is interrupted) and applied; if one fails, those
+    applied are healed before the error surfaces."""
+    limits: dict[str, L] = {}
+    try:
+        for t in targets:
+            lim = make(f"{kind}-{t}", t)
+            registry[f"{kind}-{t}"] = lim
+            limits[t] = lim.apply()
+    except BaseException:
+        heal_limits(kind, limits, registry)
+        raise
+    return limits

@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from harness.faults import outcomes as out
+from harness.faults import spec
+from harness.faults.handlers import Handlers
 from harness.faults.nemesis import Injected
 from harness.faults.plan import plan_link, plan_partition, plan_targets
-from harness.faults.spec import (
-    CpuStress,
-    DiskFault,
-    Fault,
-    Kill,
-    Latency,
-    Link,
-    MemoryPressure,
-    Partition,
-    Pause,
-    Reset,
-    Restart,
-    Timeout,
-)
 from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.interpreter import Interpreter, pause_all, start_again
+from harness.platforms.local.cgroups import apply_limits, heal_limits, throttled_counts
 from harness.platforms.local.memfault import MemoryStressor, Supervisor, restore_oom_scores, set_oom_score_adj
 
 if TYPE_CHECKING:
@@ -52,8 +42,10 @@ def _local_operations(dep: LocalDeployment) -> OperationsSource:
     return make
 
 
-class LocalInjector:
+class LocalInjector(Interpreter):
     """Fault application for ``LocalDeployment`` (see harness/platforms/local/deploy.py)."""
+
+    platform = "local"
 
     def __init__(self, deployment: LocalDeployment) -> None:
         self.dep = deployment
@@ -63,50 +55,34 @@ class LocalInjector:
         # unbound ones record no inner windows — a scenario binds its own (use_operations)
         self.actions = OperatorActions(_local_operations(deployment))
 
-    def use_operations(self, ops: Operations | OperationsSource) -> None:
-        """Carry out operator actions with ``ops`` (or a factory of them): the scenario's, recording
-        into its history and publishing gates to its workload."""
-        if callable(ops):
-            self.actions.use_source(ops)
-        else:
-            self.actions.use(ops)
-
     def topology(self, running_only: bool = True) -> dict[str, str]:
         return {i.name: i.component for i in self.dep.instances() if i.running or not running_only}
 
     def _one(self, spec: str) -> list[str]:
         return plan_targets(spec, self.topology())
 
-    def handlers(self) -> dict[type[Fault], Callable[[Any], Injected]]:
-        """One handler per fault type, spelled out (a renamed method cannot silently drop a kind)."""
-        return {
-            Kill: self._inject_kill,
-            Restart: self._inject_restart,
-            Pause: self._inject_pause,
-            Partition: self._inject_partition,
-            Latency: self._inject_latency,
-            Timeout: self._inject_timeout,
-            Reset: self._inject_reset,
-            CpuStress: self._inject_cpu_stress,
-            MemoryPressure: self._inject_memory_pressure,
-            DiskFault: self._inject_disk,
-            **self.actions.handlers(),
-        }
-
-    def inject(self, fault: Fault) -> Injected:
-        handler = self.handlers().get(type(fault))
-        if handler is None:
-            raise Unsupported(f"the local platform cannot apply {fault.kind!r} faults")
-        return handler(fault)
+    def fault_handlers(self) -> Handlers:
+        return Handlers(
+            kill=self._inject_kill,
+            restart=self._inject_restart,
+            pause=self._inject_pause,
+            partition=self._inject_partition,
+            latency=self._inject_latency,
+            timeout=self._inject_timeout,
+            reset=self._inject_reset,
+            cpu_stress=self._inject_cpu_stress,
+            memory_pressure=self._inject_memory_pressure,
+            disk=self._inject_disk,
+        )
 
     # ---- preparation before the before-inject hooks (Nemesis.inject) ------------------------------------
-    def prepare(self, fault: Fault) -> None:
+    def prepare(self, fault: spec.Fault) -> None:
         """``Kill(hold_replies_ms > 0)``: hold PostgreSQL's replies to the target nodes from now on (the
         burst that the hooks fire then commits without answers); ``_inject_kill`` kills and clears."""
-        if isinstance(fault, Kill) and fault.hold_replies_ms > 0:
+        if isinstance(fault, spec.Kill) and fault.hold_replies_ms > 0:
             self._held = self._hold_replies(self._one(fault.target))
 
-    def unprepare(self, fault: Fault) -> None:
+    def unprepare(self, fault: spec.Fault) -> None:
         self._release_replies()
 
     def _hold_replies(self, targets: list[str]) -> list[str]:
@@ -137,51 +113,39 @@ class LocalInjector:
                 self.dep.proxy.clear(name)
         return held
 
-    def _inject_kill(self, fault: Kill) -> Injected:
+    def _inject_kill(self, fault: spec.Kill) -> Injected[out.KillDetail, out.KillHealed]:
         targets = self._one(fault.target)
-        detail: dict[str, Any] = {}
+        held_on: list[str] | None = None
         try:
             if fault.hold_replies_ms > 0:
                 if not self._held:  # not prepared by the nemesis: hold from now on
                     self._held = self._hold_replies(targets)
-                detail["replies_held_on"] = list(self._held)
+                held_on = list(self._held)
                 time.sleep(fault.hold_replies_ms / 1000)  # sleep-ok: the hold before the kill is the subject
             for t in targets:
                 self.dep.kill(t, fault.signum)
         finally:
             self._release_replies()  # the killed process's connections are gone with what was held
 
-        def heal() -> dict[str, Any]:
-            for t in targets:
-                self.dep.start(t)
-            return {"restarted": targets}
-        return Injected(targets, heal, {"signal": fault.signal, "how": f"{fault.signal} to the process", **detail})
+        detail: out.KillDetail = {"signal": fault.signal, "how": f"{fault.signal} to the process"}
+        if held_on is not None:
+            detail["replies_held_on"] = held_on
+        return Injected(targets, start_again(targets, self.dep.start), detail)
 
-    def _inject_restart(self, fault: Restart) -> Injected:
+    def _inject_restart(self, fault: spec.Restart) -> Injected[out.RestartDetail, out.RestartHealed]:
         targets = self._one(fault.target)
         codes = {t: self.dep.stop(t, graceful=fault.graceful) for t in targets}
-
-        def heal() -> dict[str, Any]:
-            for t in targets:
-                self.dep.start(t)
-            return {"restarted": targets}
-        return Injected(targets, heal, {"graceful": fault.graceful, "exit_codes": codes,
+        return Injected(targets, start_again(targets, self.dep.start), {"graceful": fault.graceful, "exit_codes": codes,
                                         "how": "SIGTERM, SIGKILL after the grace period" if fault.graceful
                                         else "SIGKILL"})
 
-    def _inject_pause(self, fault: Pause) -> Injected:
+    def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
         targets = self._one(fault.target)
-        for t in targets:
-            self.dep.pause(t)
-
-        def heal() -> dict[str, Any]:
-            for t in targets:
-                self.dep.resume(t)
-            return {"resumed": targets}
-        return Injected(targets, heal, {"how": "SIGSTOP, SIGCONT at the heal"})
+        return Injected(targets, pause_all(targets, self.dep.pause, self.dep.resume),
+                        {"how": "SIGSTOP, SIGCONT at the heal"})
 
     # ---- network: partitions (nft/iptables in the namespaces) --------------------------------------
-    def _inject_partition(self, fault: Partition) -> Injected:
+    def _inject_partition(self, fault: spec.Partition) -> Injected[out.PartitionDetail, out.PartitionHealed]:
         """Compute the shape's grudge over the live topology and install it; heal removes every drop.
 
         The grudge goes into the history (``detail["grudge"]``): who drops whom is what a reader of
@@ -193,13 +157,13 @@ class LocalInjector:
         plan = plan_partition(fault, self.topology())
         grudge = plan.as_sets()
         part.apply(grudge)
-        detail = {**plan.detail(), "how": f"{part.backend} drops in the hosts' network namespaces"}
+        detail: out.PartitionDetail = {**plan.detail(), "how": f"{part.backend} drops in the hosts' network namespaces"}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.PartitionHealed:
             part.heal()
             return {"healed": sorted(grudge)}
 
-        def verify() -> dict[str, Any]:
+        def verify() -> out.PartitionEvidence:
             return {"verified_cut": self._verify_cut(grudge)}
         return Injected(plan.targets, heal, detail, verify=verify)
 
@@ -215,7 +179,7 @@ class LocalInjector:
 
     CUT_PROBE_TIMEOUT_S = 0.25
 
-    def _verify_cut(self, grudge: dict[str, set[str]]) -> dict[str, Any]:
+    def _verify_cut(self, grudge: dict[str, set[str]]) -> out.CutEvidence:
         """Evidence that the drops bite, taken while the fault holds (the nemesis runs it on its own
         thread and records its times; it costs the fault's window nothing): a TCP connect from a host
         the grudge names, made inside that host's namespace, to a port its holder listens on must
@@ -255,7 +219,7 @@ class LocalInjector:
                 return name
         return None
 
-    def _proxy_links(self, link: Link) -> list[str]:
+    def _proxy_links(self, link: spec.Link) -> list[str]:
         """The fault proxy links a link spec covers; Unsupported for links not wired through one.
 
         Wired (deploy.py): node → PostgreSQL always; gate → node, node → etcd and gate → etcd when
@@ -289,7 +253,8 @@ class LocalInjector:
                               "gates' namespaces did not take), so a fault on them would do nothing")
         return names
 
-    def _inject_toxic(self, link: Link, toxic: Any, detail: dict[str, Any]) -> Injected:
+    def _inject_toxic(self, link: spec.Link, toxic: Any,
+                      figures: out.LinkFigures) -> Injected[out.LinkDetail, out.LinkHealed]:
         names = self._proxy_links(link)
         proxy = self.dep.proxy
         done: list[str] = []
@@ -304,42 +269,42 @@ class LocalInjector:
             raise
         before = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down for n in names}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.LinkHealed:
             for name in names:
                 proxy.clear(name)
             moved = {n: proxy.stats(n).bytes_up + proxy.stats(n).bytes_down - before[n] for n in names}
             return {"cleared": names, "bytes_during": moved}
-        return Injected([n.split("->")[0] for n in names], heal, {**detail, "links": names, "via": "faultproxy",
+        return Injected([n.split("->")[0] for n in names], heal, {**figures, "links": names, "via": "faultproxy",
                                                                       "how": "TCP fault proxy toxic"})
 
-    def _inject_latency(self, fault: Latency) -> Injected:
+    def _inject_latency(self, fault: spec.Latency) -> Injected[out.LinkDetail, out.LinkHealed]:
         from harness.platforms.local import faultproxy
 
         toxic = faultproxy.Latency(ms=fault.ms, jitter_ms=fault.jitter_ms, direction=fault.direction)
         return self._inject_toxic(fault.link, toxic, {"ms": fault.ms, "jitter_ms": fault.jitter_ms,
                                                       "direction": fault.direction})
 
-    def _inject_timeout(self, fault: Timeout) -> Injected:
+    def _inject_timeout(self, fault: spec.Timeout) -> Injected[out.LinkDetail, out.LinkHealed]:
         from harness.platforms.local import faultproxy
 
         if not self._all_proxied(fault.link):
             return self._inject_nft_link(fault.link, "drop")
         return self._inject_toxic(fault.link, faultproxy.Timeout(), {"toxic": "timeout"})
 
-    def _inject_reset(self, fault: Reset) -> Injected:
+    def _inject_reset(self, fault: spec.Reset) -> Injected[out.LinkDetail, out.LinkHealed]:
         from harness.platforms.local import faultproxy
 
         if not self._all_proxied(fault.link):
             return self._inject_nft_link(fault.link, "reset")
         return self._inject_toxic(fault.link, faultproxy.ResetPeer(), {"toxic": "reset_peer"})
 
-    def _all_proxied(self, link: Link) -> bool:
+    def _all_proxied(self, link: spec.Link) -> bool:
         """Whether every pair of ``link`` goes through a fault proxy link (then black hole and reset
         are the proxy's toxics: nft rules on the destination's address would miss a proxied path)."""
         topo = self.topology()
         return all(self._link_name(src, dst, topo) is not None for src, dst in plan_link(link, topo))
 
-    def _inject_nft_link(self, link: Link, action: str) -> Injected:
+    def _inject_nft_link(self, link: spec.Link, action: str) -> Injected[out.LinkDetail, out.LinkHealed]:
         """Black hole (``drop``) or reset on links not wired through a fault proxy — gate → node,
         node → etcd, node → node — as nft rules in each source host's namespace
         (``firewall.LinkFilter``): every TCP packet from the source to the destination's address is
@@ -360,12 +325,13 @@ class LocalInjector:
         links = self._links
         links.apply(pairs, action)  # type: ignore[arg-type]
         sources = sorted({src for src, _ in pairs})
-        detail = {"links": [f"{s}->{d}" for s, d in pairs], "via": "nft", "action": action,
-                  "how": f"nft {action} in the sources' network namespaces"}
+        cleared = [f"{s}->{d}" for s, d in pairs]
+        detail: out.LinkDetail = {"links": cleared, "via": "nft", "action": action,
+                              "how": f"nft {action} in the sources' network namespaces"}
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.LinkHealed:
             links.heal(sources)
-            return {"cleared": detail["links"]}
+            return {"cleared": cleared}
         return Injected(sources, heal, detail)
 
     # ---- cgroups: CPU starvation and memory pressure ----------------------------------------------------
@@ -375,48 +341,20 @@ class LocalInjector:
             raise PlatformError(f"{name} has no running process")
         return int(pid)
 
-    def _inject_cpu_stress(self, fault: CpuStress) -> Injected:
+    def _inject_cpu_stress(self, fault: spec.CpuStress) -> Injected[out.CpuDetail, out.CpuHealed]:
         from harness.platforms.local.cgroups import CpuLimit
 
         targets = self._one(fault.target)
-        limits = self._apply_limits("cpu", targets, lambda key, pid: CpuLimit(self.dep.fault_prefix, key, pid,
-                                                                              quota=fault.quota))
+        limits = apply_limits("cpu", targets, lambda key, t: CpuLimit(self.dep.fault_prefix, key, self._pid(t),
+                                                                      quota=fault.quota), self.dep.fault_limits)
 
-        def heal() -> dict[str, Any]:
-            throttled = {}
-            for t, lim in limits.items():
-                with contextlib.suppress(OSError):
-                    throttled[t] = dict(zip(("periods", "throttled"), lim.throttled(), strict=True))
-            self._heal_limits("cpu", limits)
+        def heal() -> out.CpuHealed:
+            throttled = throttled_counts(limits)
+            heal_limits("cpu", limits, self.dep.fault_limits)
             return {"throttled": throttled}
         return Injected(targets, heal, {"quota": fault.quota, "how": "cgroup CPU quota"})
 
-    def _apply_limits(self, kind: str, targets: list[str], make: Callable[[str, int], Any]) -> dict[str, Any]:
-        """One cgroup limit per target (``make(key, pid)``), applied and registered with the deployment
-        (its teardown heals them if the run is interrupted); if one fails, those applied are healed."""
-        limits: dict[str, Any] = {}
-        try:
-            for t in targets:
-                lim = make(f"{kind}-{t}", self._pid(t))
-                self.dep.fault_limits[f"{kind}-{t}"] = lim
-                limits[t] = lim.apply()
-        except BaseException:
-            self._heal_limits(kind, limits)
-            raise
-        return limits
-
-    def _heal_limits(self, kind: str, limits: dict[str, Any]) -> None:
-        errors = []
-        for t, lim in limits.items():
-            try:
-                lim.heal()
-            except Exception as exc:  # noqa: BLE001 - heal the others, then report
-                errors.append(f"{t}: {exc!r}")
-            self.dep.fault_limits.pop(f"{kind}-{t}", None)
-        if errors:
-            raise PlatformError(f"healing {kind} limits failed: {'; '.join(errors)}")
-
-    def _inject_memory_pressure(self, fault: MemoryPressure) -> Injected:
+    def _inject_memory_pressure(self, fault: spec.MemoryPressure) -> Injected[out.MemoryDetail, out.MemoryHealed]:
         """A memory limit on the target and a stressor that fills the group (see
         :class:`MemoryStressor`), so the kernel OOM-kills the target; a supervisor (a watcher thread,
         as a kubelet would) restarts it at once — outside the limit, which stays for the fault's
@@ -424,8 +362,10 @@ class LocalInjector:
         from harness.platforms.local.cgroups import MemoryLimit
 
         targets = self._one(fault.target)
-        limits = self._apply_limits("memory", targets, lambda key, pid: MemoryLimit(self.dep.fault_prefix, key, pid,
-                                                                                    limit_mb=fault.limit_mb))
+        limits = apply_limits("memory", targets,
+                              lambda key, t: MemoryLimit(self.dep.fault_prefix, key, self._pid(t),
+                                                         limit_mb=fault.limit_mb),
+                              self.dep.fault_limits)
         supervisor = Supervisor(self.dep, limits)
         stressors: dict[str, MemoryStressor] = {}
         scores: dict[str, tuple[int, str]] = {}
@@ -442,10 +382,10 @@ class LocalInjector:
             supervisor.heal()
             restore_oom_scores(self.dep, scores)
             self._heal_stressors(stressors)
-            self._heal_limits("memory", limits)
+            heal_limits("memory", limits, self.dep.fault_limits)
             raise
 
-        def heal() -> dict[str, Any]:
+        def heal() -> out.MemoryHealed:
             supervisor.heal()
             restore_oom_scores(self.dep, scores)
             kills = {}
@@ -453,7 +393,7 @@ class LocalInjector:
                 with contextlib.suppress(OSError):
                     kills[t] = lim.oom_kills()
             held = self._heal_stressors(stressors)
-            self._heal_limits("memory", limits)
+            heal_limits("memory", limits, self.dep.fault_limits)
             return {"oom_kills": {**supervisor.kills, **kills}, "restarts": supervisor.restarts,
                     "filled_mb": held}
         return Injected(targets, heal, {"limit_mb": fault.limit_mb,
@@ -467,7 +407,7 @@ class LocalInjector:
         return held
 
     # ---- disk: PostgreSQL's own small filesystem and FUSE layer --------------------------------------
-    def _inject_disk(self, fault: DiskFault) -> Injected:
+    def _inject_disk(self, fault: spec.DiskFault) -> Injected[out.DiskDetail, out.DiskHealed]:
         targets = self._one(fault.target)
         if targets != ["postgres"]:
             raise Unsupported(f"disk faults are wired under PostgreSQL's data directory only, not {targets}")
@@ -476,11 +416,11 @@ class LocalInjector:
             if disk is None:
                 raise Unsupported("disk full: " + self.dep.fault_unwired.get("disk-full", "not wired"))
             ballast = disk.fill()
-            detail = {"disk": "full", "how": "ballast in a small filesystem", "ballast_bytes": ballast,
+            detail: out.DiskDetail = {"disk": "full", "how": "ballast in a small filesystem", "ballast_bytes": ballast,
                       "free_bytes": disk.free_bytes(),
                       "filesystem_mb": disk.size_mb}
 
-            def heal_full() -> dict[str, Any]:
+            def heal_full() -> out.DiskHealed:
                 disk.free()
                 return {"free_bytes": disk.free_bytes()}
             return Injected(targets, heal_full, detail)
@@ -492,7 +432,8 @@ class LocalInjector:
         else:
             layer.eio()
 
-        def heal() -> None:
+        def heal() -> out.DiskHealed | None:
             layer.heal()
+            return None
         return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse",
                                         "how": "FUSE fault layer"})

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from harness.faults.outcomes import MemoryRestart
 from harness.platforms.base import PlatformError
 
 
@@ -151,7 +152,7 @@ class Supervisor:
         self.dep = dep
         self.limits = limits
         self.kills: dict[str, int] = {}
-        self.restarts: list[dict[str, Any]] = []
+        self.restarts: list[MemoryRestart] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-supervisor", daemon=True)
         self._t0 = time.monotonic()

@@ -43,10 +43,11 @@ from harness.operation_kinds import (
     SECRET_F,
     VERSIONS_F,
 )
-from harness.platforms.base import PlatformError, Unsupported
+from harness.platforms.base import Unsupported
 from harness.platforms.local.backup import BackupOperations
 from harness.platforms.operations import (
     COMPONENT_ORDER,
+    RollbackToPrevious,
     RollResult,
     RollStep,
     RotationResult,
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
-class LocalOperations(BackupOperations):
+class LocalOperations(RollbackToPrevious, BackupOperations):
     """Operator actions on a :class:`~harness.platforms.local.deploy.LocalDeployment` (the
     ``Operations`` contract): scaling, rolling restarts and upgrades, secret rotation here; backup and
     restore in :class:`BackupOperations`; ``recorder`` and ``on_endpoints`` as in :class:`OperationsBase`."""
@@ -247,17 +248,6 @@ class LocalOperations(BackupOperations):
         seen = self.versions()
         self._sample(VERSIONS_F, {"expected": version, "instances": {n: seen.get(n, []) for n in names}})
         return RollResult(kind, steps, {"versions": seen, "previous": previous})
-
-    def rollback(self, components: Sequence[str] = COMPONENT_ORDER, timeout: float | None = None) -> RollResult:
-        """Roll every instance back to the version it ran before the last :meth:`rolling_upgrade`,
-        with the same one-at-a-time procedure."""
-        prev = set(self._previous_versions.values())
-        if len(prev) != 1:
-            raise PlatformError(f"rollback: need exactly one previous version, have {sorted(prev) or 'none'} "
-                                "(call rolling_upgrade first)")
-        result = self.rolling_upgrade(prev.pop(), components, timeout, kind="rollback")
-        self._previous_versions = {}
-        return result
 
     # -------------------------------------------------------------------------------- secrets
     def _pg_sessions(self) -> list[tuple[str, str | None, Any]]:

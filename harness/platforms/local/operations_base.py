@@ -16,7 +16,7 @@ import requests
 
 from harness.history import Recorder
 from harness.platforms.base import Timers
-from harness.platforms.operations import RecordsOperations, ordinal
+from harness.platforms.operations import RecordsOperations
 from harness.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,6 @@ class OperationsBase(RecordsOperations):
             return self.dep._procs[name]
         except KeyError:
             raise KeyError(f"no stack instance {name!r}; have {sorted(self.dep._procs)}") from None
-
-    def running(self, component: str | None = None) -> list[str]:
-        """Names of running stack instances (nodes, gates, inspector), optionally of one component."""
-        return sorted((n for n, p in self.dep._procs.items()
-                       if p.instance.running and (component is None or p.instance.component == component)),
-                      key=lambda n: (n.rsplit("-", 1)[0], ordinal(n)))
 
     def _is_ready(self, name: str) -> bool:
         p = self._proc(name)

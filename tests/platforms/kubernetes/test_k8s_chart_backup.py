@@ -10,7 +10,6 @@ Same environment as tests/platforms/kubernetes/test_k8s_cluster.py (``GVH_KUBE_C
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,9 @@ import pytest
 
 from harness.platforms.base import StackSpec
 from harness.platforms.kubernetes import apply as k8s
-from harness.platforms.kubernetes import client, guard
+from tests.support.kubecluster import deployed, platform_or_skip
 
 pytestmark = pytest.mark.k8s
-
-
-def _cluster_or_skip() -> str:
-    pytest.importorskip("kubernetes")
-    ok, why = client.reachable(None, os.environ.get("GVH_KUBE_CONTEXT"))
-    if not ok:
-        pytest.skip(f"no reachable Kubernetes cluster: {why}")
-    ctx = os.environ.get("GVH_KUBE_CONTEXT") or client.contexts(None)[1] or ""
-    try:
-        guard.check_context(ctx, [os.environ.get("GVH_ALLOW_CONTEXT", "")])
-    except guard.UnsafeContext as exc:
-        pytest.skip(str(exc))
-    return ctx
 
 
 def _leftovers(dyn: Any, namespace: str) -> list[str]:
@@ -49,22 +35,16 @@ def _leftovers(dyn: Any, namespace: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def helm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform, options_from
     from harness.waiting import wait_until
 
-    ctx = _cluster_or_skip()
-    opts = options_from("kubernetes", ctx, os.environ.get("GVH_ALLOW_CONTEXT"), "unused", False, False,
-                        os.environ.get("GVH_IMAGE", "goverse-harness/refstack:dev"), deploy_with="helm")
-    platform = KubernetesPlatform(opts)
-    run_dir: Path = tmp_path_factory.mktemp("k8s-helm")
-    dep = platform.deploy(StackSpec(nodes=2, gates=1, etcd_members=1, inspector=False), str(run_dir))
-    try:
-        yield dep
-    finally:
-        dep.teardown()
+    def nothing_left(dep: Any) -> None:
         # PVs are released when their claims go and deleted by the provisioner right after
         wait_until(lambda: not _leftovers(dep.dyn, dep.namespace), 120, "nothing of the run left",
                    interval=0.5, describe=lambda: str(_leftovers(dep.dyn, dep.namespace)))
+
+    with deployed(platform_or_skip(deploy_with="helm"), StackSpec(nodes=2, gates=1, etcd_members=1, inspector=False),
+                  tmp_path_factory.mktemp("k8s-helm"), nothing_left) as dep:
+        yield dep
 
 
 def test_the_chart_installed_the_stack_as_a_helm_release(helm_stack: Any) -> None:

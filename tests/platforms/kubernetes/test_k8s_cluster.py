@@ -13,50 +13,25 @@ run them on kind after building and loading the reference image::
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from harness.platforms.base import StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
-from harness.platforms.kubernetes import chaos, client, guard, naming
+from harness.platforms.kubernetes import chaos, naming
+from tests.support.kubecluster import deployed, platform_or_skip
 
 pytestmark = pytest.mark.k8s
 
 
-def _cluster_or_skip() -> str:
-    pytest.importorskip("kubernetes")
-    ok, why = client.reachable(None, os.environ.get("GVH_KUBE_CONTEXT"))
-    if not ok:
-        pytest.skip(f"no reachable Kubernetes cluster: {why}")
-    ctx = os.environ.get("GVH_KUBE_CONTEXT") or client.contexts(None)[1] or ""
-    try:
-        guard.check_context(ctx, [os.environ.get("GVH_ALLOW_CONTEXT", "")])
-    except guard.UnsafeContext as exc:
-        pytest.skip(str(exc))
-    return ctx
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform, options_from
-
-    ctx = _cluster_or_skip()
-    opts = options_from("kubernetes", ctx, os.environ.get("GVH_ALLOW_CONTEXT"), "unused", False, False,
-                        os.environ.get("GVH_IMAGE", "goverse-harness/refstack:dev"))
-    opts.deploy_timeout = 600
-    platform = KubernetesPlatform(opts)
-    run_dir: Path = tmp_path_factory.mktemp("k8s-run")
-    dep = platform.deploy(StackSpec(nodes=3, gates=2, etcd_members=1), str(run_dir))
-    try:
+    platform = platform_or_skip()
+    platform.opts.deploy_timeout = 600
+    with deployed(platform, StackSpec(nodes=3, gates=2, etcd_members=1), tmp_path_factory.mktemp("k8s-run")) as dep:
         yield dep
-    finally:
-        dep.teardown()
-        ns = k8s.resource(dep.dyn, "v1", "Namespace").get().to_dict()["items"]
-        assert dep.namespace not in {n["metadata"]["name"] for n in ns}, "teardown left the run namespace"
 
 
 def test_deploy_converges_with_every_instance_ready(deployment) -> None:

@@ -263,3 +263,28 @@ def test_kind_missing_from_path_is_unsupported_with_a_hint(tmp_path) -> None:
         cluster.ensure(tmp_path / "kubeconfig")
     cluster.delete()  # created nothing, so deletes nothing (and does not need kind)
     assert cluster.context == "kind-gvh"
+
+
+def test_the_k8s_tests_deployment_is_torn_down_and_checked_also_when_the_module_fails(tmp_path) -> None:  # noqa: ANN001
+    """tests/support/kubecluster.deployed, which every k8s-marked module's fixture uses: teardown, then
+    the leftover check, on success and on failure (with a stand-in platform: the real one needs a cluster)."""
+    from harness.platforms.base import StackSpec
+    from tests.support.kubecluster import deployed
+
+    events: list[str] = []
+
+    class Dep:
+        def teardown(self) -> None:
+            events.append("teardown")
+
+    class Platform:
+        def deploy(self, spec: StackSpec, run_dir: str) -> Dep:
+            events.append(f"deploy {spec.nodes} {run_dir == str(tmp_path)}")
+            return Dep()
+
+    with deployed(Platform(), StackSpec(nodes=2), tmp_path, lambda d: events.append("checked")) as dep:
+        assert isinstance(dep, Dep)
+    with pytest.raises(RuntimeError), deployed(Platform(), StackSpec(nodes=3), tmp_path,
+                                               lambda d: events.append("checked")):
+        raise RuntimeError("a test failed")
+    assert events == ["deploy 2 True", "teardown", "checked", "deploy 3 True", "teardown", "checked"]

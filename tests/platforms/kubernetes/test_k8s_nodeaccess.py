@@ -8,7 +8,6 @@ tests/platforms/kubernetes/test_k8s_cluster.py.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,40 +16,20 @@ import requests
 
 from harness.faults.spec import CpuStress, Kill
 from harness.platforms.base import StackSpec
-from harness.platforms.kubernetes import apply as k8s
-from harness.platforms.kubernetes import client, guard, nodeaccess
+from harness.platforms.kubernetes import nodeaccess
 from harness.waiting import wait_until
+from tests.support.kubecluster import deployed, platform_or_skip
 
 pytestmark = pytest.mark.k8s
 
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform, options_from
-
-    pytest.importorskip("kubernetes")
-    ctx = os.environ.get("GVH_KUBE_CONTEXT")
-    ok, why = client.reachable(None, ctx)
-    if not ok:
-        pytest.skip(f"no reachable Kubernetes cluster: {why}")
-    ctx = ctx or client.contexts(None)[1] or ""
-    try:
-        guard.check_context(ctx, [os.environ.get("GVH_ALLOW_CONTEXT", "")])
-    except guard.UnsafeContext as exc:
-        pytest.skip(str(exc))
-    opts = options_from("kubernetes", ctx, os.environ.get("GVH_ALLOW_CONTEXT"), "unused", False, False,
-                        os.environ.get("GVH_IMAGE", "goverse-harness/refstack:dev"))
-    platform = KubernetesPlatform(opts)
-    run_dir: Path = tmp_path_factory.mktemp("k8s-nodeaccess")
-    d = platform.deploy(StackSpec(nodes=2, gates=1, etcd_members=1), str(run_dir))
-    try:
+    with deployed(platform_or_skip(), StackSpec(nodes=2, gates=1, etcd_members=1),
+                  tmp_path_factory.mktemp("k8s-nodeaccess")) as d:
         if not d.node_access():
             pytest.skip("the pods' processes are not on this machine (no node access)")
         yield d
-    finally:
-        d.teardown()
-        ns = k8s.resource(d.dyn, "v1", "Namespace").get().to_dict()["items"]
-        assert d.namespace not in {n["metadata"]["name"] for n in ns}, "teardown left the run namespace"
 
 
 def dep_injector(dep):  # noqa: ANN001, ANN201 - test helper

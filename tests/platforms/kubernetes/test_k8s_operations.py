@@ -5,7 +5,6 @@ for how to point them at one)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,27 +14,17 @@ from harness.history import Recorder
 from harness.operation_kinds import CONFIG_F
 from harness.platforms.base import StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
-from tests.platforms.kubernetes.test_k8s_cluster import _cluster_or_skip
+from tests.support.kubecluster import deployed, platform_or_skip
 
 pytestmark = pytest.mark.k8s
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform, options_from
-
-    ctx = _cluster_or_skip()
-    opts = options_from("kubernetes", ctx, os.environ.get("GVH_ALLOW_CONTEXT"), "unused", False, False,
-                        os.environ.get("GVH_IMAGE", "goverse-harness/refstack:dev"))
-    platform = KubernetesPlatform(opts)
-    run_dir: Path = tmp_path_factory.mktemp("k8s-ops")
-    dep = platform.deploy(StackSpec(nodes=2, gates=2, etcd_members=1, inspector=False), str(run_dir))
-    try:
+    platform = platform_or_skip()
+    with deployed(platform, StackSpec(nodes=2, gates=2, etcd_members=1, inspector=False),
+                  tmp_path_factory.mktemp("k8s-ops")) as dep:
         yield platform, dep
-    finally:
-        dep.teardown()
-        ns = k8s.resource(dep.dyn, "v1", "Namespace").get().to_dict()["items"]
-        assert dep.namespace not in {n["metadata"]["name"] for n in ns}, "teardown left the run namespace"
 
 
 def test_scale_gates_removes_the_highest_slot_and_comes_back(deployment) -> None:

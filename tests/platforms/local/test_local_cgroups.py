@@ -223,3 +223,47 @@ def test_parse_oom_kills_reads_the_memory_cgroup_killer_lines() -> None:
            "[23805.1] Out of memory: Killed process 999 (x)\n")  # a global OOM kill: not ours
     assert parse_oom_kills(log) == [25119, 26281]
     assert parse_oom_kills("") == []
+
+
+class _Recorded:
+    """A limit whose apply/heal only record (or fail): the bookkeeping of apply_limits/heal_limits is
+    pure and shared by both interpreters; the real limits are exercised by the tests above."""
+
+    def __init__(self, name: str, log: list[str], fail_apply: bool = False, fail_heal: bool = False) -> None:
+        self.name, self.log, self.fail_apply, self.fail_heal = name, log, fail_apply, fail_heal
+
+    def apply(self) -> _Recorded:
+        if self.fail_apply:
+            raise OSError(f"cannot limit {self.name}")
+        self.log.append(f"apply {self.name}")
+        return self
+
+    def heal(self) -> None:
+        self.log.append(f"heal {self.name}")
+        if self.fail_heal:
+            raise OSError(f"cannot heal {self.name}")
+
+
+def test_apply_limits_registers_each_and_heals_the_applied_ones_when_one_fails() -> None:
+    log: list[str] = []
+    registry: dict[str, object] = {"other": 1}
+    ok = cgroups.apply_limits("cpu", ["a", "b"], lambda key, t: _Recorded(key, log),  # type: ignore[arg-type]
+                              registry)
+    assert list(ok) == ["a", "b"] and set(registry) == {"other", "cpu-a", "cpu-b"}
+    log.clear()
+    registry = {}
+    with pytest.raises(OSError, match="cannot limit memory-b"):
+        cgroups.apply_limits("memory", ["a", "b", "c"],  # type: ignore[arg-type, type-var]
+                             lambda key, t: _Recorded(key, log, fail_apply=t == "b"), registry)
+    assert log == ["apply memory-a", "heal memory-a"]
+    assert set(registry) == {"memory-b"}  # registered before its apply failed: the teardown's heal of it is a no-op
+
+
+def test_heal_limits_heals_every_one_and_names_each_that_failed() -> None:
+    log: list[str] = []
+    limits = {t: _Recorded(f"cpu-{t}", log, fail_heal=t in ("a", "c")) for t in ("a", "b", "c")}
+    registry: dict[str, object] = {f"cpu-{t}": lim for t, lim in limits.items()}
+    with pytest.raises(Exception, match=r"healing cpu limits failed: a: OSError\('cannot heal cpu-a'\); c: ") as exc:
+        cgroups.heal_limits("cpu", limits, registry)  # type: ignore[arg-type]
+    assert type(exc.value).__name__ == "PlatformError"
+    assert log == ["heal cpu-a", "heal cpu-b", "heal cpu-c"] and registry == {}
