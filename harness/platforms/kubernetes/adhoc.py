@@ -250,6 +250,7 @@ class KubernetesAdhoc:
     def _pg_credentials(self) -> tuple[str, str]: ...  # type: ignore[empty-body]
     def _new_forward(self, pod: Any, port: int) -> Any: ...
     def _etcd_pod(self) -> str: ...  # type: ignore[empty-body]
+    def _pod_ip(self, pod: str) -> str: ...  # type: ignore[empty-body]
 
     @property
     def _adhoc_states(self) -> PodStates:
@@ -288,12 +289,17 @@ class KubernetesAdhoc:
         return adhocspec.config_path(cm)
 
     def adhoc_etcd_endpoints(self) -> list[str]:
-        """The stack's etcd as the harness reaches it (the forward the shard-map oracle uses)."""
+        """The stack's etcd as the harness reaches it: the etcd pod's IP where this machine routes to pods
+        (ad-hoc pods need that anyway; a link proxy then makes one hop, not two), else its forward."""
+        if self._direct():
+            return [f"{self._pod_ip(self._etcd_pod())}:2379"]
         if "etcd" not in self._forwards:
             self._forwards["etcd"] = self._new_forward(self._etcd_pod, 2379)
         return [str(self._forwards["etcd"].address)]
 
     def adhoc_postgres(self) -> tuple[str, int]:
+        if self._direct():
+            return self._pod_ip(naming.statefulset_pod("postgres", 0)), 5432
         if "postgres" not in self._forwards:
             self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
         host, port = str(self._forwards["postgres"].address).rsplit(":", 1)
