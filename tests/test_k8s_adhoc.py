@@ -97,7 +97,7 @@ def test_environment_reaches_the_pod_and_a_bug_ignoring_it_fails_the_check(dep) 
     try:
         procs = {}
         for name, bugs in (("good", None), ("bugged", "env-ignored")):
-            addr = cluster.node_addr(f"e-{name}")
+            addr = cluster.node_addr(f"id-{name}")  # the config has its entry; only the env names it
             env = {"GOVERSE_NODE_ID": f"id-{name}"}
             if bugs:
                 env["REFSTACK_BUGS"] = bugs
