@@ -159,11 +159,20 @@ class AdhocCluster:
         return self.dep.stop_adhoc(f"cf-{self.tag}-{name}", grace)
 
     def stop_all(self, grace: float = 3.0) -> None:
-        for full in self.names:
+        """Stop every instance of the cluster at once: each stop waits for its drain and (pods) for the
+        deletion to finish, which one after the other added up to tens of seconds on a small cluster."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(full: str) -> None:
             try:
                 self.dep.stop_adhoc(full, grace)
             except Exception:  # noqa: BLE001 - best effort in finalizers
-                continue
+                return
+
+        names = list(dict.fromkeys(self.names))
+        if names:
+            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"adhoc-stop-{self.tag}") as pool:
+                list(pool.map(one, names))
 
     # ---- observation -------------------------------------------------------------------------------
     def view(self) -> EtcdView:

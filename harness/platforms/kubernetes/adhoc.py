@@ -145,10 +145,10 @@ class PodStates:
 class AdhocPod:
     """One ad-hoc pod as a :class:`~harness.platforms.base.Process` (see the module docstring)."""
 
-    def __init__(self, owner: KubernetesAdhoc, name: str, component: str, uid: str) -> None:
+    def __init__(self, owner: KubernetesAdhoc, name: str, pod: str, component: str, uid: str) -> None:
         self.owner = owner
         self.name = name
-        self.pod = adhocspec.pod_name(name)
+        self.pod = pod
         self.component = component
         self.uid = uid
         self.pod_name = self.pod
@@ -360,21 +360,27 @@ class KubernetesAdhoc:
             raise Unsupported("ad-hoc pods are observed at their pod IP, which this machine does not route to "
                               "(API-server port-forwards to pods the harness creates are not implemented)")
         pods = self._adhoc_pods()
+        generation = 0
         if name in pods:
             if pods[name].is_running():
                 raise PlatformError(f"ad-hoc instance {name!r} is already running")
-            self._finish(name)
+            generation = self.__dict__.setdefault("_adhoc_generations", {}).get(name, 0) + 1
+            # a restart: the new pod gets its own name and starts at once; the old one's deletion is
+            # waited for at the next stop (``_finish``), not here (on a loaded node that took seconds)
+            self._finish(name, wait_gone=False)
+        self.__dict__.setdefault("_adhoc_generations", {})[name] = generation
+        pod_name = adhocspec.pod_name(name if not generation else f"{name}-r{generation}")
         self._ensure_policies()
         kind, workload = naming.WORKLOADS[component]
         obj = k8s.resource(self.dyn, "apps/v1", kind).get(name=workload, namespace=self.namespace).to_dict()
         password = self._pg_credentials()[1]
         secret_values = {password: (adhocspec.PG_SECRET, "postgres-password")} if password else {}
         grace = int(self.spec.timers.shutdown_grace) + 5
-        body = adhocspec.adhoc_pod(obj["spec"]["template"], component, name, self.namespace, self.run_id,
+        body = adhocspec.adhoc_pod(obj["spec"]["template"], component, pod_name, self.namespace, self.run_id,
                                    list(extra_args), env or {}, grace, secret_values)
         self._adhoc_states.start()
         created = self.core.create_namespaced_pod(self.namespace, body, _request_timeout=30)
-        proc = AdhocPod(self, name, component, str(created.metadata.uid))
+        proc = AdhocPod(self, name, pod_name, component, str(created.metadata.uid))
         pods[name] = proc
         return proc
 
@@ -394,9 +400,10 @@ class KubernetesAdhoc:
         self._finish(name)
         return code
 
-    def _finish(self, name: str) -> None:
+    def _finish(self, name: str, wait_gone: bool = True) -> None:
         """Save the pod's log (appended: a restarted instance keeps one file, as locally) and delete the
-        pod, waiting until it is gone."""
+        pod; wait until it is gone, and every earlier pod of the instance (``wait_gone=False`` leaves
+        that to the next call)."""
         proc = self._adhoc_pods().pop(name, None)
         if proc is None:
             return
@@ -411,10 +418,14 @@ class KubernetesAdhoc:
             f.write(text)
         with contextlib.suppress(Exception):
             self.core.delete_namespaced_pod(proc.pod, self.namespace, grace_period_seconds=0)
+        deleting: list[str] = self.__dict__.setdefault("_adhoc_deleting", [])
+        deleting.append(proc.pod)
+        if not wait_gone:
+            return
         states = self._adhoc_states
-        if not states.wait(f"{proc.pod} gone", lambda: (states.pods.get(proc.pod) or {}).get("metadata", {})
-                           .get("uid") != proc.uid, 60.0):
-            log.warning("ad-hoc pod %s was not gone within 60 s", proc.pod)
+        if not states.wait(f"{', '.join(deleting)} gone", lambda: not set(deleting) & set(states.pods), 60.0):
+            log.warning("ad-hoc pods %s were not gone within 60 s", sorted(set(deleting) & set(states.pods)))
+        deleting[:] = [p for p in deleting if p in states.pods]
 
     def _pod_log(self, pod: str) -> str:
         try:
