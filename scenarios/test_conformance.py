@@ -31,7 +31,13 @@ from harness.conformance.experiments import (
     sigterm_experiment,
     wait_until_converged,
 )
-from harness.conformance.judges_config import judge_advertise, judge_identity, judge_registered, judge_rejected
+from harness.conformance.judges_config import (
+    judge_advertise,
+    judge_etcd_override,
+    judge_identity,
+    judge_registered,
+    judge_rejected,
+)
 from harness.conformance.judges_lifecycle import (
     judge_all,
     judge_drains_in_flight,
@@ -230,9 +236,10 @@ def test_sigterm_no_acked_write_lost(sigterm, run_dir, secrets, cid):
 # ---- §2.3 configuration, §2.4 pod identity -------------------------------------------------------------
 @check_id("2.3-env-etcd-endpoints")
 def test_env_etcd_endpoints(env_run, run_dir, secrets, cid):
-    conclude(run_dir, cid, env_judged(env_run, "etcd", lambda run: judge_registered(
-        run.observations.get("etcd"), "its config names an etcd endpoint where nothing listens; only "
-                                      "GOVERSE_ETCD_ENDPOINTS names the real one")), secrets)
+    conclude(run_dir, cid, env_judged(env_run, "etcd", lambda run: judge_etcd_override(
+        run.observations.get("etcd"), run.expected["etcd_env"], run.expected["etcd_dead"],
+        "its config names an etcd endpoint where nothing listens; only GOVERSE_ETCD_ENDPOINTS names the real one")),
+        secrets)
 
 
 @check_id("2.3-env-node-id")

@@ -255,7 +255,8 @@ def env_experiment(dep: Any, timeout: float = 25.0, with_pod: bool = True) -> En
             plan("pod", pod, {"POD_NAME": POD_NAME, "POD_IP": POD_IP, "POD_NAMESPACE": "gvh-conformance",
                               "NODE_NAME": "local"}, with_id=False)
             run.expected.update(pod_name=POD_NAME)
-        run.expected.update(node_id="env-nodeid", invalid_variable=INVALID_VARIABLE)
+        run.expected.update(node_id="env-nodeid", invalid_variable=INVALID_VARIABLE, etcd_env=endpoints,
+                            etcd_dead=dead_etcd)
         procs = {name: cluster.spawn("node", name, cluster.write(name, doc), env=env, args=args)
                  for name, (doc, env, args, _addr) in plans.items()}
         deadline = time.monotonic() + timeout
@@ -350,7 +351,7 @@ def pod_platform_env_experiment(dep: Any, timeout: float = 60.0) -> EnvRun:
         run.not_made = dict.fromkeys(ENV_BATCH, f"the environment batch failed: {type(exc).__name__}: {exc}")
         return run
     run.observations.update({k: v for k, v in batch.observations.items() if k in ENV_BATCH})
-    run.expected["node_id"] = batch.expected["node_id"]
+    run.expected.update({k: batch.expected[k] for k in ("node_id", "etcd_env", "etcd_dead")})
     run.quiet_log = batch.quiet_log
     run.notes += batch.notes
     return run
