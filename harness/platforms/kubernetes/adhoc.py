@@ -203,9 +203,16 @@ class AdhocPod:
         if self.owner.node_access():
             from harness.platforms.kubernetes import nodeaccess
 
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(nodeaccess.container_pid(self.uid), sig)
-            return
+            try:
+                pid: int | None = nodeaccess.container_pid(self.uid)
+            except Unsupported:  # not started yet, just ended, or on another node: the API's way below
+                pid = None
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                return
+            if not self.is_running():
+                return
         if sig == _signal.SIGKILL:
             self.owner.core.delete_namespaced_pod(self.pod, self.owner.namespace, grace_period_seconds=0)
             return
