@@ -56,6 +56,7 @@ class PodStates:
         self.selector = f"{naming.NAME_LABEL}={adhocspec.ADHOC_NAME}"
         self.pods: dict[str, dict[str, Any]] = {}
         self.exits: dict[str, tuple[int | None, float]] = {}
+        self.seen: set[str] = set()  # uids the watch has reported at least once
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,6 +86,7 @@ class PodStates:
     def _see(self, obj: dict[str, Any], deleted: bool = False) -> None:
         meta = obj.get("metadata") or {}
         name, uid = str(meta.get("name")), str(meta.get("uid"))
+        self.seen.add(uid)
         term = adhocspec.termination(obj)
         if term is not None and uid not in self.exits:
             self.exits[uid] = (term["exit_code"], time.monotonic())
@@ -190,11 +192,13 @@ class AdhocPod:
 
     def is_running(self) -> bool:
         """Not ended yet (a pod still being created counts: the instance has not exited)."""
-        if self.owner._adhoc_states.exit_of(self.uid) is not None:
+        states = self.owner._adhoc_states
+        if states.exit_of(self.uid) is not None:
             return False
-        obj = self.owner._adhoc_states.get(self.pod)
-        return obj is not None and (obj.get("metadata") or {}).get("uid") == self.uid and \
-            (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        obj = states.get(self.pod)
+        if obj is None or (obj.get("metadata") or {}).get("uid") != self.uid:
+            return self.uid not in states.seen  # created, not reported by the watch yet; or deleted
+        return (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
     def signal(self, sig: int) -> None:
         """A real signal to the container's process (see the module docstring)."""
@@ -225,8 +229,12 @@ class AdhocPod:
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code once the container ended, ``None`` if it still runs after ``timeout``."""
         states = self.owner._adhoc_states
-        states.wait(f"{self.pod} ended", lambda: self.uid in states.exits or self.pod not in states.pods,
-                    3600.0 if timeout is None else timeout)
+
+        def ended() -> bool:
+            here = (states.pods.get(self.pod) or {}).get("metadata", {}).get("uid") == self.uid
+            return self.uid in states.exits or (self.uid in states.seen and not here)
+
+        states.wait(f"{self.pod} ended", ended, 3600.0 if timeout is None else timeout)
         return self.returncode
 
     def stop(self, grace: float = 10.0) -> int | None:
