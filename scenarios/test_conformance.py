@@ -27,11 +27,17 @@ from harness.conformance.experiments import (
     lifecycle_experiment,
     metrics_under_load,
     node_budget,
-    pod_identity_experiment,
+    pod_platform_env_experiment,
     sigterm_experiment,
     wait_until_converged,
 )
-from harness.conformance.judges_config import judge_advertise, judge_identity, judge_registered, judge_rejected
+from harness.conformance.judges_config import (
+    judge_advertise,
+    judge_etcd_override,
+    judge_identity,
+    judge_registered,
+    judge_rejected,
+)
 from harness.conformance.judges_lifecycle import (
     judge_all,
     judge_drains_in_flight,
@@ -59,7 +65,7 @@ from harness.conformance.judges_observability import (
 from harness.conformance.live import health_status, http_status, read_metrics
 from harness.conformance.model import Judgement, Verdict, not_applicable, unknown
 from harness.conformance.runner import Outcome, check_id, conclude, judged, run_experiment
-from harness.platforms.base import AdhocInstances, Instance, InstanceLogs, PodIdentity, Timers
+from harness.platforms.base import Instance, InstanceLogs, PodIdentity, Timers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.conformance]
 
@@ -94,8 +100,8 @@ def lifecycle(stack: Any) -> Outcome:
 
 @pytest.fixture(scope="module")
 def env_run(stack: Any) -> Outcome:
-    if isinstance(stack, PodIdentity) and not isinstance(stack, AdhocInstances):
-        return run_experiment(lambda: pod_identity_experiment(stack))  # §2.4 on the stack's own pods
+    if isinstance(stack, PodIdentity):  # §2.4 on the stack's own pods, §2.3 on ad-hoc pods
+        return run_experiment(lambda: pod_platform_env_experiment(stack))
     return run_experiment(lambda: env_experiment(stack), needs_adhoc=stack)
 
 
@@ -104,6 +110,8 @@ def env_judged(outcome: Outcome, observation: str, judge: Any) -> Judgement:
     def one(run: Any) -> Judgement:
         if observation in run.not_applicable:
             return not_applicable(run.not_applicable[observation])
+        if observation in run.not_made:
+            return unknown(run.not_made[observation])
         return judge(run)
     return judged(outcome, one)
 
@@ -228,9 +236,10 @@ def test_sigterm_no_acked_write_lost(sigterm, run_dir, secrets, cid):
 # ---- §2.3 configuration, §2.4 pod identity -------------------------------------------------------------
 @check_id("2.3-env-etcd-endpoints")
 def test_env_etcd_endpoints(env_run, run_dir, secrets, cid):
-    conclude(run_dir, cid, env_judged(env_run, "etcd", lambda run: judge_registered(
-        run.observations.get("etcd"), "its config names an etcd endpoint where nothing listens; only "
-                                      "GOVERSE_ETCD_ENDPOINTS names the real one")), secrets)
+    conclude(run_dir, cid, env_judged(env_run, "etcd", lambda run: judge_etcd_override(
+        run.observations.get("etcd"), run.expected["etcd_env"], run.expected["etcd_dead"],
+        "its config names an etcd endpoint where nothing listens; only GOVERSE_ETCD_ENDPOINTS names the real one")),
+        secrets)
 
 
 @check_id("2.3-env-node-id")
@@ -353,8 +362,13 @@ def test_json_logs(stack, run_dir, secrets, cid):
 @check_id("2.6-log-level")
 def test_log_level(stack, env_run, run_dir, secrets, cid):
     info_log = "\n".join(instance_log(stack, i) for i in stack.instances("node"))
-    conclude(run_dir, cid, env_judged(env_run, "quiet", lambda run: judge_log_level(
-        run.quiet_log, "warn", info_log, "info")), secrets)
+    def judge(run: Any) -> Judgement:
+        quiet = run.observations.get("quiet")
+        if quiet is None or not quiet.registered:  # silence of a node that never ran proves nothing
+            return unknown("the LOG_LEVEL=warn node did not register, so its silence shows nothing"
+                           + (f": {quiet.log_tail}" if quiet is not None and quiet.log_tail else ""))
+        return judge_log_level(run.quiet_log, "warn", info_log, "info")
+    conclude(run_dir, cid, env_judged(env_run, "quiet", judge), secrets)
 
 
 @check_id("2.6-no-secrets-in-logs")

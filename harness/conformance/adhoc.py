@@ -5,7 +5,9 @@ their etcd, SIGTERM them mid-call — none of which may disturb the stack the ot
 separate etcd prefix is a separate Goverse cluster on the same etcd; a separate database is needed too
 because the reference stack fences shard ownership per shard in PostgreSQL (a second cluster claiming
 shard 5 in the same database would fence the first one out). Processes are started through the
-platform's ``spawn_adhoc`` (local platform only); other platforms make these checks not-applicable.
+platform's ``spawn_adhoc`` (local processes, or pods on Kubernetes); a platform without it makes these
+checks not-applicable. Where an instance's address is only known once it runs (a pod's IP), the
+process's ``host`` says it (:meth:`AdhocCluster.host_of`).
 Real Goverse needs its schema in each new database (``pgadmin init``) and its password inside the
 config file, so for ``stack=goverse`` configs are written where only the deployment can read them and
 the run directory keeps redacted copies.
@@ -36,8 +38,9 @@ LOOPBACK = "127.0.0.1"
 
 def unsupported_reason(dep: Any) -> str | None:
     """Why ad-hoc instances cannot be started on this deployment (None: they can)."""
-    for attr in ("spawn_adhoc", "stop_adhoc", "adhoc_config", "redacted_config", "link_proxy", "topology",
-                 "postgres"):
+    for attr in ("spawn_adhoc", "stop_adhoc", "adhoc_config", "redacted_config", "link_proxy",
+                 "adhoc_etcd_endpoints", "adhoc_postgres", "create_adhoc_database", "adhoc_config_file",
+                 "adhoc_log"):
         if getattr(dep, attr, None) is None:
             return f"the {type(dep).__name__} platform cannot start ad-hoc instances (no {attr})"
     if getattr(dep.spec, "stack", "reference") != "reference" and getattr(dep, "init_goverse_schema", None) is None:
@@ -66,11 +69,8 @@ def pg_password(dep: Any) -> str:
         return ""
 
 
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+def _tail(text: str, lines: int = 8) -> str:
+    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclasses.dataclass
@@ -90,11 +90,7 @@ class AdhocCluster:
             raise ValueError(f"bad ad-hoc cluster tag {tag!r}")
         suffix = secrets.token_hex(3)
         database = f"gvh_cf_{tag}_{suffix}"
-        from psycopg import sql
-
-        with dep.postgres.admin_connect() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(dep.postgres.user)))
+        dep.create_adhoc_database(database)
         config_dir = Path(dep.run_dir) / "adhoc"
         config_dir.mkdir(parents=True, exist_ok=True)
         cluster = cls(dep, tag, f"/gvh-conformance/{tag}-{suffix}", database, config_dir)
@@ -116,7 +112,18 @@ class AdhocCluster:
         return InspectorAddr(host, free_port(host), free_port(host))
 
     def etcd_endpoints(self) -> list[str]:
-        return list(self.dep.topology.etcd_endpoints)
+        """Where the harness reads the cluster's etcd (and a link proxy forwards to)."""
+        return list(self.dep.adhoc_etcd_endpoints())
+
+    def instance_etcd(self) -> list[str]:
+        """The etcd endpoints the instances themselves are given (their config's)."""
+        return list(self.config()["cluster"]["etcd"]["endpoints"])
+
+    @staticmethod
+    def host_of(proc: Any, configured: str) -> str:
+        """The address an instance listens on: the process's own (a pod's IP) where the platform knows
+        it only once it runs, else the one its config gave it."""
+        return str(getattr(proc, "host", None) or configured)
 
     def config(self, nodes: list[NodeAddr] = (), gates: list[GateAddr] = (),  # type: ignore[assignment]
                inspector: InspectorAddr | None = None, etcd: list[str] | None = None,
@@ -133,9 +140,7 @@ class AdhocCluster:
         path = self.config_dir / f"{self.tag}-{name}.yaml"
         safe = self.dep.redacted_config(doc)
         path.write_text(yaml.safe_dump(safe, sort_keys=False), encoding="utf-8")
-        if safe != doc:
-            return Path(self.dep.private_config(f"adhoc-{self.tag}-{name}", doc))
-        return path
+        return Path(self.dep.adhoc_config_file(f"{self.tag}-{name}", doc, path))
 
     # ---- processes ---------------------------------------------------------------------------------
     def spawn(self, component: str, name: str, config: Path | None, env: dict[str, str | None] | None = None,
@@ -146,18 +151,28 @@ class AdhocCluster:
         self.names.append(full_name)
         return proc
 
-    def log_path(self, name: str) -> Path:
-        return Path(self.dep.run_dir) / "logs" / f"cf-{self.tag}-{name}.log"
+    def log(self, name: str) -> str:
+        """What the instance logged (its log file, or its pod's log)."""
+        return str(self.dep.adhoc_log(f"cf-{self.tag}-{name}"))
 
     def stop(self, name: str, grace: float | None = None) -> int | None:
         return self.dep.stop_adhoc(f"cf-{self.tag}-{name}", grace)
 
     def stop_all(self, grace: float = 3.0) -> None:
-        for full in self.names:
+        """Stop every instance of the cluster at once: each stop waits for its drain and (pods) for the
+        deletion to finish, which one after the other added up to tens of seconds on a small cluster."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(full: str) -> None:
             try:
                 self.dep.stop_adhoc(full, grace)
             except Exception:  # noqa: BLE001 - best effort in finalizers
-                continue
+                return
+
+        names = list(dict.fromkeys(self.names))
+        if names:
+            with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"adhoc-stop-{self.tag}") as pool:
+                list(pool.map(one, names))
 
     # ---- observation -------------------------------------------------------------------------------
     def view(self) -> EtcdView:
@@ -192,10 +207,13 @@ class AdhocCluster:
             # membership first: the info record is written in the same transaction, so it is there too
             nodes = self.registered_nodes()
             for key, info in self.info_records().items():
-                if key.startswith("node/") and info.get("pid") == proc.pid:
+                if key.startswith("node/") and proc.pid is not None and info.get("pid") == proc.pid:
                     found.update(advertise=key[len("node/"):], node_id=info.get("id"))
             if found.get("advertise") not in nodes and expected_advertise in nodes:
                 found["advertise"] = expected_advertise
+                # no pid to match (a pod's): the info record under that address names the id
+                info = self.info_records().get(f"node/{expected_advertise}") or {}
+                found["node_id"] = info.get("id", found.get("node_id"))
             found["registered"] = found.get("advertise") in nodes
             return bool(found["registered"]) or not proc.is_running()
 
@@ -204,7 +222,7 @@ class AdhocCluster:
         code = None if proc.is_running() else proc.returncode
         return InstanceObservation(name=name, registered=bool(found.get("registered")),
                                    advertise=found.get("advertise"), node_id=found.get("node_id"), exit_code=code,
-                                   log_tail=str(redact(_tail(self.log_path(name)), secrets_)), waited_s=waited)
+                                   log_tail=str(redact(_tail(self.log(name)), secrets_)), waited_s=waited)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:

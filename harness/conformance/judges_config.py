@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.conformance.model import Judgement, failed, passed, unknown
+from harness.conformance.model import Judgement, Verdict, failed, passed, unknown
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,22 @@ def judge_registered(obs: InstanceObservation | None, effect: str) -> Judgement:
     if not obs.registered:
         return failed(f"{_why_not(obs)} — {effect}", **_data(obs))
     return passed(f"{obs.name} registered as {obs.advertise}: {effect}", **_data(obs))
+
+
+def judge_etcd_override(obs: InstanceObservation | None, real: str, dead: str, effect: str) -> Judgement:
+    """``judge_registered`` for ``GOVERSE_ETCD_ENDPOINTS``: a node that did not register but whose last
+    words name the variable's endpoint (``real``) and not the config's dead one took the variable and
+    found etcd too slow to answer (a loaded machine): that is unknown, not a fail. Naming the dead
+    endpoint, or neither, stays a fail."""
+    j = judge_registered(obs, effect)
+    if obs is None or j.verdict != Verdict.FAIL:
+        return j
+    tail = obs.log_tail or ""
+    hosts = [e.split("://", 1)[-1] for e in real.split(",") if e]
+    if hosts and any(h in tail for h in hosts) and dead.split("://", 1)[-1] not in tail:
+        return unknown(f"{obs.name} took GOVERSE_ETCD_ENDPOINTS (it tried {real}) but did not register: etcd "
+                       f"did not answer in time — {_why_not(obs)}", **_data(obs))
+    return j
 
 
 def judge_identity(obs: InstanceObservation | None, expected_id: str, source: str) -> Judgement:

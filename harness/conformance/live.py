@@ -76,9 +76,16 @@ class ReadyPoller:
         self._threads.append(th)
         th.start()
 
+    def retarget(self, name: str, url: str) -> None:
+        """Poll ``name`` at a new address from now on (a pod that came back under a new IP)."""
+        with self._lock:
+            self.urls[name] = url
+
     def _run(self, name: str, url: str) -> None:
         session = requests.Session()
         while not self._stop.is_set():
+            with self._lock:
+                url = self.urls.get(name, url)
             try:
                 status: int | None = session.get(f"{url}/ready", timeout=0.5).status_code
             except requests.RequestException:

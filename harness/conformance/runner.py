@@ -20,6 +20,7 @@ from harness.conformance import catalogue
 from harness.conformance.adhoc import unsupported_reason
 from harness.conformance.model import Judgement, Result, Verdict, not_applicable, unknown
 from harness.conformance.results import redact, write_result
+from harness.platforms.base import Unsupported
 
 
 def check_id(cid: str) -> pytest.MarkDecorator:
@@ -46,6 +47,8 @@ def run_experiment(fn: Callable[[], Any], needs_adhoc: Any = None) -> Outcome:
             return Outcome(not_applicable=reason)
     try:
         return Outcome(value=fn())
+    except Unsupported as exc:  # a capability the experiment needs is missing here, with the reason
+        return Outcome(not_applicable=f"the platform cannot run this experiment: {exc}")
     except Exception as exc:  # noqa: BLE001 - a broken experiment is "unknown" for its checks
         return Outcome(error=f"the experiment failed: {type(exc).__name__}: {exc}")
 

@@ -267,7 +267,14 @@ class AdhocInstances(Protocol):
     """The platform can start extra stack processes beside the deployed ones (conformance experiments),
     and render the config of an ad-hoc cluster of them (its own etcd prefix and database) on the
     deployment's etcd and PostgreSQL; ``redacted_config`` is that config without secrets; ``link_proxy``
-    a fresh :class:`LinkProxy` to put between such a cluster and its etcd or PostgreSQL."""
+    a fresh :class:`LinkProxy` to put between such a cluster and its etcd or PostgreSQL.
+
+    ``adhoc_config_file`` makes a rendered config available to ad-hoc instances (a file here, a
+    ConfigMap on Kubernetes; ``copy`` is the run directory's redacted copy, already written) and
+    returns the path to give them as ``--config``; ``adhoc_log`` is what an ad-hoc instance logged.
+    The process ``spawn_adhoc`` returns may have a ``host`` attribute: the address the instance
+    listens on when the config cannot say it in advance (a pod's IP); callers fall back to the
+    address they configured."""
 
     def spawn_adhoc(self, component: str, name: str, env: dict[str, str | None] | None = None,
                     extra_args: list[str] | tuple[str, ...] = ()) -> Process: ...
@@ -279,6 +286,14 @@ class AdhocInstances(Protocol):
                      pg_password: str = "") -> dict[str, Any]: ...
     def redacted_config(self, doc: dict[str, Any]) -> dict[str, Any]: ...
     def link_proxy(self) -> LinkProxy: ...
+    # where the harness itself reaches the etcd and PostgreSQL the ad-hoc clusters use (for reading
+    # their state in etcd, and as the upstreams of a link proxy); differs from what the instances are
+    # given where the stack runs in a cluster network
+    def adhoc_etcd_endpoints(self) -> list[str]: ...
+    def adhoc_postgres(self) -> tuple[str, int]: ...
+    def create_adhoc_database(self, name: str) -> None: ...
+    def adhoc_config_file(self, name: str, doc: dict[str, Any], copy: Path) -> str: ...
+    def adhoc_log(self, name: str) -> str: ...
 
 
 @runtime_checkable

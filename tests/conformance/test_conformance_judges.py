@@ -286,3 +286,18 @@ def test_no_secret() -> None:
     j = jo.judge_no_secret(["logs/node-0.log"], 12)
     assert j.verdict == "fail" and "logs/node-0.log" in j.evidence
     assert jo.judge_no_secret([], 0).verdict == "unknown"
+
+
+def test_etcd_override_slow_etcd_is_unknown_but_the_dead_endpoint_fails() -> None:
+    real, dead = "goverse-etcd:2379", "http://127.0.0.1:41999"
+    ok = jc.judge_etcd_override(obs(True), real, dead, "why")
+    assert ok.verdict == "pass"
+    tail = "startup error: no etcd endpoint answered: http://goverse-etcd:2379: TimeoutError"
+    slow = jc.judge_etcd_override(obs(False, exit_code=2, tail=tail), real, dead, "why")
+    assert slow.verdict == "unknown" and "took GOVERSE_ETCD_ENDPOINTS" in slow.evidence
+    ignored = jc.judge_etcd_override(obs(False, exit_code=2, tail="no etcd endpoint answered: "
+                                                                "http://127.0.0.1:41999: ConnectionRefused"),
+                                     real, dead, "why")
+    assert ignored.verdict == "fail"
+    assert jc.judge_etcd_override(obs(False, exit_code=2, tail="config error"), real, dead, "why").verdict == "fail"
+    assert jc.judge_etcd_override(None, real, dead, "why").verdict == "unknown"

@@ -42,3 +42,13 @@ def test_conclude_writes_then_passes_skips_or_fails(tmp_path: Path) -> None:
     assert "s3cret" not in str(err.value)
     saved = json.loads((tmp_path / "conformance" / f"{CID}.json").read_text())
     assert saved["verdict"] == "fail" and "s3cret" not in json.dumps(saved)
+
+
+def test_an_experiment_missing_a_platform_piece_is_not_applicable_with_the_reason() -> None:
+    from harness.platforms.base import Unsupported
+
+    def needs_proxy() -> None:
+        raise Unsupported("the harness does not run on this cluster's node")
+    out = run_experiment(needs_proxy)
+    assert out.not_applicable and "does not run on this cluster's node" in out.not_applicable
+    assert judged(out, lambda v: passed("x")).verdict == "not-applicable"

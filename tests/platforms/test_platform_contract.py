@@ -48,6 +48,11 @@ def test_local_deployment_offers_every_capability() -> None:
         assert not missing, f"LocalDeployment lacks {cap.__name__}: {missing}"
 
 
+def test_kubernetes_deployment_offers_adhoc_instances() -> None:
+    missing = sorted(n for n in members(base.AdhocInstances) if not has(KubernetesDeployment, n))
+    assert not missing, f"KubernetesDeployment lacks AdhocInstances: {missing}"
+
+
 def test_the_check_itself_sees_a_missing_member() -> None:
     class Half:
         spec = None

@@ -23,6 +23,7 @@ from harness.cluster_state import ClusterState, EtcdView
 from harness.platforms.base import Endpoints, Instance, PlatformError, StackSpec, Termination, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots, stackconfig, watch
+from harness.platforms.kubernetes.adhoc import KubernetesAdhoc
 from harness.platforms.kubernetes.chaos_runner import ChaosRunner
 from harness.platforms.kubernetes.portforward import PortForward
 from harness.waiting import Deadline, wait_until
@@ -43,7 +44,9 @@ def prestop_sleep_s(pod: Mapping[str, Any], container: str) -> float:
     return 0.0
 
 
-class KubernetesDeployment:
+class KubernetesDeployment(KubernetesAdhoc):
+    """See the module docstring; ad-hoc pods (the ``AdhocInstances`` capability) come from ``adhoc``."""
+
     def __init__(self, spec: StackSpec, api: Any, namespace: str, run_id: str, run_dir: Path,
                  on_teardown: Any = None) -> None:
         from kubernetes import client
@@ -663,6 +666,7 @@ class KubernetesDeployment:
             with contextlib.suppress(Exception):
                 lim.heal()
             self.limits.pop(key, None)
+        self.stop_all_adhoc(grace=0.0)  # saves their logs; the namespace's deletion would take them anyway
         try:
             self.collect_evidence()
         except Exception as exc:  # noqa: BLE001 - evidence is best effort; teardown must go on

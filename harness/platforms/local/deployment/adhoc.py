@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from harness.platforms.base import GateAddr, InspectorAddr, LinkProxy, NodeAddr, PlatformError, Unsupported
@@ -90,6 +91,37 @@ class AdhocProcesses(BringUp):
     def link_proxy(self) -> LinkProxy:
         """A fresh TCP fault proxy on 127.0.0.1 (``LinkProxy``); the caller stops it."""
         return ProxyLinks(FaultProxy())
+
+    def adhoc_etcd_endpoints(self) -> list[str]:
+        """The stack's etcd, as the harness and the ad-hoc processes both reach it."""
+        assert self.topology is not None
+        return list(self.topology.etcd_endpoints)
+
+    def adhoc_postgres(self) -> tuple[str, int]:
+        assert self.topology is not None
+        return self.topology.pg_host, self.topology.pg_port
+
+    def create_adhoc_database(self, name: str) -> None:
+        """An empty database owned by the stack's user (an ad-hoc cluster's own fencing table)."""
+        from psycopg import sql
+
+        assert self.postgres is not None
+        with self.postgres.admin_connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(self.postgres.user)))
+
+    def adhoc_config_file(self, name: str, doc: dict[str, Any], copy: Path) -> str:
+        """The run directory's copy itself, unless ``doc`` holds a secret (real Goverse's password):
+        then a private file only the deployment reads."""
+        if redacted(doc) != doc:
+            return str(self.private_config(f"adhoc-{name}", doc))
+        return str(copy)
+
+    def adhoc_log(self, name: str) -> str:
+        try:
+            return (self.run_dir / "logs" / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
 
 
 class ProxyLinks:
