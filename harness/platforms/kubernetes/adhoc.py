@@ -21,7 +21,7 @@ How the ``Process`` contract maps onto a pod (:class:`AdhocPod`):
 
 Everything carries the run label, so the namespace's deletion removes what a crash left;
 ``stop_all_adhoc`` removes pods, ConfigMaps and NetworkPolicies and is what the conformance module's
-finalizer calls (tests/test_k8s_adhoc.py proves nothing stays).
+finalizer calls (tests/platforms/kubernetes/test_k8s_adhoc.py proves nothing stays).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why pure and apart from ``adhoc.py``: what an ad-hoc pod looks like decides what a conformance check
 sees (its environment, its config, how it is stopped), so it is built from data — the stack's own pod
-template read from the cluster — and tested without a cluster (tests/test_k8s_adhocspec.py).
+template read from the cluster — and tested without a cluster (tests/platforms/kubernetes/test_k8s_adhocspec.py).
 
 An ad-hoc pod is the stack's pod for that component with these differences, each for a reason:
 

@@ -5,7 +5,7 @@ it is left afterwards.
 
 Needs a cluster whose pods this machine routes to (the binaries provider, ``goverse-harness cluster
 up``); skipped with the reason otherwise. ``GVH_KUBE_CONTEXT``/``GVH_ALLOW_CONTEXT``/``GVH_IMAGE`` as
-in tests/test_k8s_cluster.py.
+in tests/platforms/kubernetes/test_k8s_cluster.py.
 """
 
 from __future__ import annotations
@@ -21,31 +21,19 @@ from harness.conformance.adhoc import AdhocCluster
 from harness.conformance.judges_config import judge_identity
 from harness.conformance.live import http_status
 from harness.platforms.base import AdhocInstances, StackSpec
-from harness.platforms.kubernetes import adhocspec, client, guard
+from harness.platforms.kubernetes import adhocspec
 from harness.platforms.kubernetes import apply as k8s
 from harness.waiting import wait_until
+from tests.support.kubecluster import cluster_or_skip
 
 pytestmark = pytest.mark.k8s
-
-
-def _cluster_or_skip() -> str:
-    pytest.importorskip("kubernetes")
-    ok, why = client.reachable(None, os.environ.get("GVH_KUBE_CONTEXT"))
-    if not ok:
-        pytest.skip(f"no reachable Kubernetes cluster: {why}")
-    ctx = os.environ.get("GVH_KUBE_CONTEXT") or client.contexts(None)[1] or ""
-    try:
-        guard.check_context(ctx, [os.environ.get("GVH_ALLOW_CONTEXT", "")])
-    except guard.UnsafeContext as exc:
-        pytest.skip(str(exc))
-    return ctx
 
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from harness.platforms.kubernetes.platform import KubernetesPlatform, options_from
 
-    ctx = _cluster_or_skip()
+    ctx = cluster_or_skip()
     opts = options_from("kubernetes", ctx, os.environ.get("GVH_ALLOW_CONTEXT"), "unused", False, False,
                         os.environ.get("GVH_IMAGE", "goverse-harness/refstack:dev"))
     opts.deploy_timeout = 600
