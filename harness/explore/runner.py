@@ -135,9 +135,10 @@ def failed_checks(scenario: dict[str, Any]) -> list[str]:
     return [str(c["name"]) for c in scenario.get("checks") or [] if c.get("verdict") == "fail"]
 
 
-def save_failure(scenario: dict[str, Any], out: Path, meta: dict[str, Any]) -> Path:
-    """Copy a failing segment's files into ``out/failures/<schedule id>/`` with explore.json."""
-    src = Path(str(scenario.get("dir") or ""))
+def save_failure(scenario: dict[str, Any], run_dir: Path, out: Path, meta: dict[str, Any]) -> Path:
+    """Copy a failing segment's files (``run_dir``/its dir) into ``out/failures/<schedule id>/`` with
+    explore.json."""
+    src = run_dir / str(scenario.get("dir") or "")
     sched = json.loads((src / "schedule.json").read_text(encoding="utf-8"))
     dest = out / "failures" / str(sched["id"])
     dest.mkdir(parents=True, exist_ok=True)
@@ -155,13 +156,14 @@ def save_failure(scenario: dict[str, Any], out: Path, meta: dict[str, Any]) -> P
 def summarize(run: dict[str, Any] | None, out: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """The exploration's summary (explore.json), failures saved on the way."""
     segments = [s for s in (run or {}).get("scenarios") or [] if "explore_segment" in str(s.get("id"))]
+    run_dir = out / "run" / "runs" / str((run or {}).get("run_id"))
     rows, failures = [], []
     for s in segments:
         ex = (s.get("extra") or {}).get("explore") or {}
         rows.append({"schedule": ex.get("schedule"), "faults": ex.get("faults"), "verdict": s.get("verdict"),
                      "failed_checks": failed_checks(s), "ended_s": ex.get("ended_s")})
         if s.get("verdict") == "fail":
-            failures.append(str(save_failure(s, out, meta)))
+            failures.append(str(save_failure(s, run_dir, out, meta)))
     firsts = [r["ended_s"] for r in rows if r["verdict"] == "fail" and r["ended_s"] is not None]
     return {"schema": SUMMARY_SCHEMA, **meta, "schedules": len(rows),
             "verdicts": {v: sum(1 for r in rows if r["verdict"] == v) for v in ("pass", "fail", "unknown", "skipped")},
