@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated fault kinds to draw from (default all): {','.join(EXPLORABLE)}")
     p.add_argument("--replay", type=Path, default=None, metavar="DIR",
                    help="re-run the schedule saved in a failure directory and say whether it reproduces")
+    p.add_argument("--without-bugs", action="store_true",
+                   help="with --replay: run the schedule against the correct build (no seeded bug)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifacts directory")
     return p
 
@@ -172,6 +174,8 @@ def summarize(run: dict[str, Any] | None, out: Path, meta: dict[str, Any]) -> di
 
 
 def explore(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.without_bugs:
+        raise UsageError("--without-bugs: only with --replay DIR (a new exploration takes --bug or not)")
     budget = parse_budget(args.budget)
     kinds = parse_faults(args.faults)
     bugs = parse_bugs(args.bug)
@@ -221,7 +225,7 @@ def replay(args: argparse.Namespace, extra: list[str]) -> int:
                          f"{exc}") from None
     out = args.artifacts / "explore" / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-replay")
     out.mkdir(parents=True, exist_ok=True)
-    bugs = tuple(info.get("bugs") or ())
+    bugs = () if args.without_bugs else tuple(info.get("bugs") or ())
     run_args = [*(info.get("run_args") or []), *extra]
     print(f"goverse-harness explore --replay {src}: schedule {schedule.id} ({schedule.describe()}), "
           f"bugs {','.join(bugs) or 'none'}; in {out}", flush=True)
@@ -233,7 +237,8 @@ def replay(args: argparse.Namespace, extra: list[str]) -> int:
     before = list(info.get("failed_checks") or [])
     reproduced = verdict == "fail"
     same = sorted(now_failed) == sorted(before)
-    result = {"replayed": str(src), "schedule_id": schedule.id, "verdict": verdict, "reproduced": reproduced,
+    result = {"replayed": str(src), "schedule_id": schedule.id, "bugs": list(bugs), "verdict": verdict,
+              "reproduced": reproduced,
               "failed_checks": now_failed, "originally_failed": before, "same_checks": same,
               "run_dir": str(out / "run")}
     (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
