@@ -54,7 +54,7 @@ SCHEMA = "goverse-harness/explore-schedule/v1"
 # mix). Operator actions that need set-up or have no undo (upgrade, backup, restore, secret rotation,
 # config update) are left to their own scenarios.
 WEIGHTS: dict[str, int] = {
-    "kill": 3, "pause": 2, "restart": 2, "partition": 3, "latency": 1, "timeout": 1, "reset": 1,
+    "kill": 4, "pause": 3, "restart": 2, "partition": 3, "latency": 1, "timeout": 1, "reset": 1,
     "cpu-stress": 1, "memory-pressure": 1, "disk": 1, "scale": 1, "rolling-restart": 1,
 }
 EXPLORABLE: tuple[str, ...] = tuple(WEIGHTS)
