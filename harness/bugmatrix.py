@@ -102,7 +102,16 @@ class Cell:
 
 
 def _scenarios(run: Run) -> list[dict[str, Any]]:
-    return list((run.run_json or {}).get("scenarios") or [])
+    """The run's scenarios, and its conformance checks as scenarios of one check each: a conformance
+    selection (``test_conformance.py -k test_env_``) writes its verdicts as run.json ``conformance``
+    rows, not scenarios, and would otherwise read as a run without results (an error, never a catch;
+    a false alarm of the correct build). Rows that decided nothing (skipped, not applicable) are left out."""
+    data = run.run_json or {}
+    rows = [{"id": f"conformance {r.get('id')}", "verdict": r.get("verdict"),
+             "checks": [{"name": str(r.get("id")), "verdict": r.get("verdict")}]}
+            for r in data.get("conformance") or [] if isinstance(r, dict)
+            and r.get("verdict") in ("pass", "fail", "unknown")]
+    return list(data.get("scenarios") or []) + rows
 
 
 def build_matrix(runs: list[Run], rates: dict[str, float] | None = None) -> dict[str, Any]:

@@ -67,3 +67,19 @@ def test_a_plain_run_has_no_matrix_section(tmp_path: Path) -> None:
     run = finalize(tmp_path, {"platform": "local"})
     assert "bug_matrix" not in run
     assert 'id="bug-matrix"' not in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_conformance_selections_count_their_checks() -> None:
+    """Real runs of ``test_conformance.py -k test_env_`` (2026-12-03): with ``env-ignored`` the four 2.3
+    checks fail, on the correct build they pass. Both wrote conformance rows and no scenario, which the
+    matrix once counted as errors (and as false alarms of the correct build)."""
+    env = Selection("scenarios/test_conformance.py", "test_env_")
+    m = build_matrix([Run("env-ignored", env, 0, run_json("conformance_env_ignored"), 1),
+                      Run(None, env, 0, run_json("conformance_env_correct"), 0)])
+    b = m["bugs"]["env-ignored"]
+    assert (b["caught"], b["ok"]) == (1, True)
+    cell = b["scenarios"]["conformance 2.3-env-node-id"]
+    assert (cell["caught"], cell["errors"], cell["failed_checks"]) == (1, 0, {"2.3-env-node-id": 1})
+    assert len(b["scenarios"]) == 4
+    cb = m["correct_build"]
+    assert (cb["runs"], cb["false_alarms"]) == (4, 0) and m["ok"] is True
