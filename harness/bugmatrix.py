@@ -104,7 +104,16 @@ class Cell:
 
 
 def _scenarios(run: Run) -> list[dict[str, Any]]:
-    return list((run.run_json or {}).get("scenarios") or [])
+    """The run's scenarios, and its conformance checks as scenarios of one check each: a conformance
+    selection (``test_conformance.py -k test_env_``) writes its verdicts as run.json ``conformance``
+    rows, not scenarios, and would otherwise read as a run without results (an error, never a catch;
+    a false alarm of the correct build). Rows that decided nothing (skipped, not applicable) are left out."""
+    data = run.run_json or {}
+    rows = [{"id": f"conformance {r.get('id')}", "verdict": r.get("verdict"),
+             "checks": [{"name": str(r.get("id")), "verdict": r.get("verdict")}]}
+            for r in data.get("conformance") or [] if isinstance(r, dict)
+            and r.get("verdict") in ("pass", "fail", "unknown")]
+    return list(data.get("scenarios") or []) + rows
 
 
 def build_matrix(runs: list[Run], rates: dict[str, float] | None = None) -> dict[str, Any]:
@@ -182,11 +191,8 @@ def render_markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(matrix: dict[str, Any], out: Path | None = None) -> str:
-    """The matrix as an HTML page (``matrix.html``): per bug, bug × scenario, the correct build, and
-    each run linked to its own report.html (relative to ``out``, the matrix's directory)."""
-    from harness.report.html import template
-
+def run_links(matrix: dict[str, Any], out: Path | None = None) -> list[dict[str, Any]]:
+    """``matrix["runs"]`` with each run's report.html (relative to ``out``, the matrix's directory)."""
     runs = []
     for r in matrix.get("runs") or []:
         report = None
@@ -195,7 +201,31 @@ def render_html(matrix: dict[str, Any], out: Path | None = None) -> str:
             page = art / "runs" / str(r["run_id"]) / "report.html"
             report = str(page.relative_to(out)) if out is not None and page.is_relative_to(out) else str(page)
         runs.append({**r, "report": report})
-    return template("bugs.html.j2").render(matrix=matrix, runs=runs)
+    return runs
+
+
+def render_html(matrix: dict[str, Any], out: Path | None = None) -> str:
+    """The matrix as an HTML page (``matrix.html``): per bug, bug × scenario, the correct build, and
+    each run linked to its own report.html (relative to ``out``, the matrix's directory)."""
+    from harness.report.html import template
+
+    return template("bugs.html.j2").render(matrix=matrix, runs=run_links(matrix, out))
+
+
+def write_outputs(matrix: dict[str, Any], out: Path, started_at: str | None = None) -> dict[str, Any]:
+    """matrix.json / .md / .html, and ``out`` as a run directory of its own: run.json carries the matrix
+    (``bug_matrix``, each run with its report link) and report.html renders it with the other reports'
+    template, so the matrix is read, archived and compared like any run. Returns the run.json dict."""
+    from harness.report.finalize import finalize
+
+    matrix = {**matrix, "runs": run_links(matrix, out)}
+    (out / "matrix.json").write_text(json.dumps(matrix, indent=2) + "\n", encoding="utf-8")
+    (out / "matrix.md").write_text(render_markdown(matrix), encoding="utf-8")
+    (out / "matrix.html").write_text(render_html(matrix, out), encoding="utf-8")
+    meta: dict[str, Any] = {"command": "bugs", "bug_matrix": matrix}
+    if started_at is not None:
+        meta["started_at"] = started_at
+    return finalize(out, meta)
 
 
 # ---- the runner ---------------------------------------------------------------------------------------
@@ -224,7 +254,9 @@ def bugs_main(argv: list[str]) -> int:
     if unknown:
         p.error(f"--only: unknown seeded bug {unknown[0]!r}; known: {', '.join(CATCHERS)}")
     bugs = args.only or list(CATCHERS)
-    out = args.artifacts / "bugs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    now = datetime.now(UTC)
+    started_at = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+    out = args.artifacts / "bugs" / now.strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     for i in range(args.repeat):
@@ -236,10 +268,8 @@ def bugs_main(argv: list[str]) -> int:
     matrix = build_matrix(runs)
     matrix["runs"] = [{"bug": r.bug, "selection": r.selection.label, "repeat": r.repeat, "exit_code": r.exit_code,
                        "artifacts": r.artifacts, "run_id": (r.run_json or {}).get("run_id")} for r in runs]
-    (out / "matrix.json").write_text(json.dumps(matrix, indent=2) + "\n", encoding="utf-8")
-    md = render_markdown(matrix)
-    (out / "matrix.md").write_text(md, encoding="utf-8")
-    (out / "matrix.html").write_text(render_html(matrix, out), encoding="utf-8")
-    print(md)
-    print(f"matrix: {out / 'matrix.json'}, {out / 'matrix.md'}, {out / 'matrix.html'}")
+    write_outputs(matrix, out, started_at)
+    print(render_markdown(matrix))
+    print(f"matrix: {out / 'matrix.json'}, {out / 'matrix.md'}, {out / 'matrix.html'}; "
+          f"run.json and report.html: {out}")
     return 0 if matrix["ok"] else 1

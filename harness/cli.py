@@ -259,6 +259,12 @@ def _cmd_bugs(args: argparse.Namespace, rest: list[str]) -> int:
     return bugs_main(rest)
 
 
+def _cmd_explore(args: argparse.Namespace, rest: list[str]) -> int:
+    from harness.explore.runner import explore_main
+
+    return explore_main(rest)
+
+
 def _cmd_refstack(args: argparse.Namespace, rest: list[str]) -> int:
     from harness.refstack.main import main as refstack_main
 
@@ -283,13 +289,15 @@ COMMANDS = {
     "load-report": (_cmd_load_report, "standalone HTML load report of a run; --compare BASELINE flags regressions"),
     "bugs": (_cmd_bugs, "run each seeded bug against the scenarios meant to catch it (and the correct build): "
                         "caught k/N matrix; --repeat N, --only BUG"),
+    "explore": (_cmd_explore, "random fault schedules (seeded, overlapping) against one stack, every checker on; "
+                              "--seed S --budget 10m [--bug BUG] [--faults KINDS]; --replay DIR re-runs a failure"),
     "refstack": (_cmd_refstack, "run a reference-stack process: refstack node|gate|inspector --config F"),
     "cluster": (_cmd_cluster, "Kubernetes test cluster: cluster up|down|status|load-image [--provider ...]"),
 }
 
 
 # Subcommands whose arguments (including --help) belong to the program they front.
-PASSTHROUGH = ("run", "up", "report", "refstack", "conformance", "load-report", "cluster", "bugs")
+PASSTHROUGH = ("run", "up", "report", "refstack", "conformance", "load-report", "cluster", "bugs", "explore")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ run.json (schema ``goverse-harness/run/v1``)::
      "summary": {"verdict", "total", "pass", "fail", "unknown", "skipped",
                  "starved" (how many of the unknown are "harness starved")},
      "scenarios": [ScenarioResult...], "conformance": [{id, section, title, verdict, evidence}]?,
+     "bug_matrix": {...}? (goverse-harness bugs: harness/bugmatrix.py's matrix; ok decides the verdict),
      ...any other meta the caller passes (settings, seed, argv)}
 """
 
@@ -58,6 +59,9 @@ def build_run_json(run_dir: RunDir, meta: Mapping[str, Any] | None = None,
     verdicts = [s["verdict"] for s in scenarios]
     # conformance checks decide the run too: a conformance-only run was "unknown" with 25 decided checks
     conformance = [str(r.get("verdict")) for r in merged.get("conformance") or [] if isinstance(r, dict)]
+    # a detection matrix (goverse-harness bugs) decides its run: ok = pass, below rate or false alarms = fail
+    bug_matrix = merged.get("bug_matrix")
+    matrix_verdict = ([("pass" if bug_matrix.get("ok") else "fail")] if isinstance(bug_matrix, dict) else [])
     run: dict[str, Any] = {
         "schema": RUN_SCHEMA,
         "run_id": run_dir.run_id,
@@ -66,7 +70,7 @@ def build_run_json(run_dir: RunDir, meta: Mapping[str, Any] | None = None,
         "platform": merged.pop("platform", None),
         "stack": merged.pop("stack", None),
         "tool_versions": {**default_tool_versions(), **(merged.pop("tool_versions", None) or {})},
-        "summary": {"verdict": overall_verdict(verdicts + conformance), "total": len(scenarios),
+        "summary": {"verdict": overall_verdict(verdicts + conformance + matrix_verdict), "total": len(scenarios),
                     **{v: verdicts.count(v) for v in ("pass", "fail", "unknown", "skipped")},
                     "starved": sum(1 for s in scenarios if is_starved(s))},
     }

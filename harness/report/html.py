@@ -120,4 +120,5 @@ def render_report(run: dict[str, Any], run_dir: Path) -> str:
         verdict=overall_verdict([str(s.get("verdict")) for s in scenarios]),
         conformance=conformance_groups(conformance) if conformance else None,
         bugs=seeded_bugs(run),
+        bug_matrix=run.get("bug_matrix"),
     )

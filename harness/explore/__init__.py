@@ -1,0 +1,1 @@
+"""`goverse-harness explore`: seeded random fault schedules against one stack (docs/explore.md)."""

@@ -1,0 +1,150 @@
+"""The segments of ``goverse-harness explore``: random fault schedules (harness/explore/schedule.py)
+against one deployed stack, each judged by the chaos scenarios' checkers.
+
+Not collected by default (its name does not start with ``test_``): ``goverse-harness explore`` runs it
+with a plan in ``GVH_EXPLORE_PLAN`` (a JSON file: seed, fault kinds, deadline, or the schedules to
+replay). Each parametrized item is one segment — a scenario of its own, with its history, checks.json
+and the schedule it ran (``schedule.json``) — and all of them share the module's stack, as the
+segments of a Jepsen run share one cluster. The explorer stops starting segments once its budget is
+spent (pytest's ``shouldstop``; a segment is never cut short).
+
+A segment: the standard workload (hot counter keys with reads, wallet deposits so D decides, a burst
+of writes in flight at every fault) and the probe; a baseline; the schedule's faults injected and
+healed at their times through the Nemesis (overlapping ones included; the history holds every
+window); the after phase; reads through each gate; final reads and the stored state; then every
+invariant the chaos scenarios judge: L (client view and stored state), M, linearizable counters, O, D,
+C, every gate routing, and recovery after every heal within the failover budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaos_checks import after_the_heal, final_reads_and_stored
+
+from harness import budgets
+from harness.checkers import (
+    converged,
+    linearizable_counters,
+    monotonic_reads,
+    no_lost_writes,
+    reads_see_acknowledged,
+    recovery_after_heal,
+    reliable_calls_once,
+    single_ownership,
+)
+from harness.checkers.chaos import persisted_not_behind
+from harness.checkers.routing import every_gate_routes
+from harness.explore.schedule import Schedule, Timing, generate
+from harness.platforms.base import Timers, Unsupported
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+PLAN_ENV = "GVH_EXPLORE_PLAN"
+# three etcd members (a member can be killed with a quorum left) and node/gate → etcd through the fault
+# proxy, so latency can be put on what they hear from etcd (stale views)
+STACK = {"etcd_members": 3, "proxy_links": ("node-etcd", "gate-etcd")}
+# fault kind -> the capability that says whether this platform can apply it (absent: the kind itself;
+# a kind the platform does not report is tried, and an Unsupported is logged and left out)
+CAPABILITY = {"disk": "disk-full", "rolling-restart": "scale"}
+BASELINE_S = 2.0
+AFTER_S = 2.5  # ≥ the 2 s window in which recovered availability must hold (H)
+WORKLOAD = {"counter_keys": 12, "counter_rate": 40.0, "read_ratio": 0.5, "wallet_keys": 4, "wallet_rate": 8.0,
+            "burst_at_inject": 8}
+
+
+def _plan() -> dict[str, Any]:
+    path = os.environ.get(PLAN_ENV)
+    if not path:
+        return {"segments": 0}
+    return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+PLAN = _plan()
+REPLAY = [Schedule.from_dict(d) for d in PLAN.get("replay") or []]
+SEGMENTS = [s.id for s in REPLAY] if REPLAY else [f"segment-{i:03d}" for i in range(int(PLAN.get("segments", 0)))]
+
+
+def invariants(t: Timers, faulted: bool = True) -> list[Any]:
+    """Every check the chaos and stale-view scenarios judge that holds under any fault mix (recovery
+    after heal only when some fault was applied: a schedule whose faults this platform could not apply
+    has no heal to recover from)."""
+    checks = [no_lost_writes(), persisted_not_behind, reads_see_acknowledged(), monotonic_reads(),
+              linearizable_counters(), single_ownership(), reliable_calls_once(),
+              converged(within_s=budgets.convergence(t)), every_gate_routes()]
+    return [*checks, recovery_after_heal(budget_s=budgets.failover(t))] if faulted else checks
+
+
+def run_schedule(scenario: Any, schedule: Schedule, stop: threading.Event) -> list[dict[str, Any]]:
+    """Inject and heal the schedule's faults at their times (relative to now), from this one thread,
+    so Ctrl-C interrupts a wait and the scenario's heal_all heals whatever is active. A fault the
+    platform cannot apply is logged and left out (the segment goes on with the others)."""
+    t0 = scenario.recorder.now()
+    pending = sorted(enumerate(schedule.steps), key=lambda p: p[1].at_s)
+    active: list[tuple[float, str]] = []  # (heal due, fault id)
+    outcome: list[dict[str, Any]] = []
+    while pending or active:
+        next_inject = t0 + pending[0][1].at_s if pending else float("inf")
+        next_heal = min((due for due, _ in active), default=float("inf"))
+        delay = min(next_inject, next_heal) - scenario.recorder.now()
+        if delay > 0 and stop.wait(delay):  # sleep-ok: the schedule's times are the subject
+            break
+        if next_heal <= next_inject:
+            due, fid = min(active)
+            active.remove((due, fid))
+            scenario.nemesis.heal(fid)
+            continue
+        i, step = pending.pop(0)
+        try:
+            fid, injected = scenario.nemesis.inject(step.fault, hold_s=step.hold_s)
+        except Unsupported as exc:
+            scenario.recorder.log(f"explore: {step.fault} left out", reason=str(exc)[:300])
+            outcome.append({"step": i, "fault": str(step.fault), "unsupported": str(exc)[:300]})
+            continue
+        active.append((scenario.recorder.now() + step.hold_s, fid))
+        outcome.append({"step": i, "fault": str(step.fault), "targets": injected.targets})
+    return outcome
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_explore_segment(request, stack, scenario, segment):
+    """One random schedule (or the replayed one) under load; every invariant judged."""
+    t = stack.spec.timers
+    if REPLAY:
+        schedule = REPLAY[SEGMENTS.index(segment)]
+    else:
+        caps = stack.capabilities()
+        kinds = [k for k in PLAN["kinds"] if not caps.get(CAPABILITY.get(k, k))]
+        if not kinds:
+            pytest.skip(f"unsupported on this platform: none of {PLAN['kinds']} ("
+                        + "; ".join(f"{k}: {caps.get(CAPABILITY.get(k, k))}" for k in PLAN["kinds"]) + ")")
+        topology = {i.name: i.component for i in stack.instances() if i.running}
+        schedule = generate(int(PLAN["seed"]), SEGMENTS.index(segment), topology, kinds, Timing.of(t),
+                            proxied=stack.spec.proxy_links)
+    (scenario.dir / "schedule.json").write_text(json.dumps(schedule.to_dict(), indent=2) + "\n", encoding="utf-8")
+    started = time.time() - float(PLAN.get("started", time.time()))
+    scenario.recorder.log(f"explore schedule {schedule.id}: {schedule.describe()}")
+    wl = scenario.workload(**WORKLOAD)
+    try:
+        with scenario.observing(), wl.running():
+            scenario.settle(BASELINE_S, "baseline")
+            steps = run_schedule(scenario, schedule, threading.Event())
+            after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
+        wl.reads_through_each_gate()
+        final_reads_and_stored(stack, scenario, budgets.convergence(t), wl)
+    finally:
+        deadline = PLAN.get("deadline")
+        if deadline is not None and time.time() >= float(deadline):
+            request.session.shouldstop = "explore budget spent"  # no further segment starts
+    ended = time.time() - float(PLAN.get("started", time.time()))
+    faulted = any("unsupported" not in s for s in steps)
+    result = scenario.conclude(*invariants(t, faulted), extra={"explore": {
+        "schedule": schedule.id, "faults": schedule.describe(), "steps": steps,
+        "started_s": round(started, 1), "ended_s": round(ended, 1)}})
+    assert result.passed, result.explain()
