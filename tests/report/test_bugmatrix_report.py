@@ -9,8 +9,9 @@ from pathlib import Path
 
 from harness.bugmatrix import Run, Selection, build_matrix, write_outputs
 from harness.report.finalize import finalize
+from tests.support.paths import DATA as TEST_DATA
 
-RUNS = Path(__file__).parent / "data" / "runs"
+RUNS = TEST_DATA / "runs"
 RESTART = Selection("scenarios/test_restarts.py", "restart_node_sigkill")
 PAUSE = Selection("scenarios/test_chaos.py", "pause-one-node]")
 

@@ -18,8 +18,9 @@ import pytest
 from harness.explore.runner import explore_main
 from harness.explore.schedule import Timing, generate
 from harness.waiting import wait_until
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 TOPOLOGY = {"node-0": "node", "node-1": "node", "node-2": "node", "gate-0": "gate", "gate-1": "gate",
             "etcd-0": "etcd", "etcd-1": "etcd", "etcd-2": "etcd", "postgres": "postgres", "inspector": "inspector"}
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from harness.explore.runner import render_summary, summarize
 from harness.explore.schedule import Schedule
+from tests.support.paths import DATA as TEST_DATA
 
-DATA = Path(__file__).parent / "data" / "explore" / "run"
+DATA = TEST_DATA / "explore" / "run"
 
 
 def test_failures_are_saved_with_their_schedule_checks_and_replay(tmp_path: Path) -> None:
