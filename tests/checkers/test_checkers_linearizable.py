@@ -200,7 +200,7 @@ def test_many_concurrent_answers_after_a_long_cut_are_decided_not_unknown() -> N
     only goes up cannot return to a value some pending op found, so those branches are cut, and it is
     decided in 48 configurations after the plain search's share. A read changed to an impossible value
     in the same history still fails (the search, not the sums test, refutes it)."""
-    path = DATA / "histories" / "goverse_gates_cut_one_key.jsonl"
+    path = DATA / "goverse" / "gates_cut_one_key.jsonl"  # not in histories/ (the reference stack's)
     ok = linearizable_counters()(History.load(path))
     assert ok.verdict is Verdict.PASS, ok.detail
     assert ok.data["states_explored"] < 21_000  # the plain search's 20k share, then 48 with the cut
