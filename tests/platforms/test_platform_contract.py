@@ -25,9 +25,10 @@ def members(proto: type) -> set[str]:
 def has(cls: type, name: str) -> bool:
     if hasattr(cls, name):
         return True
-    # attributes set in __init__ or declared as dataclass fields
+    # attributes set in an __init__ (the class's or a part's it is composed of) or declared as dataclass fields
     annotated = any(name in getattr(k, "__annotations__", {}) for k in cls.__mro__)
-    return annotated or re.search(rf"self\.{name}\s*[:=]", inspect.getsource(cls)) is not None
+    return annotated or any(re.search(rf"self\.{name}\s*[:=]", inspect.getsource(k)) is not None
+                            for k in cls.__mro__ if k.__module__.startswith("harness."))
 
 
 @pytest.mark.parametrize("cls", [LocalDeployment, KubernetesDeployment])
