@@ -89,6 +89,22 @@ def test_provisioner_answers_pending_claims_of_our_class_only() -> None:
     assert not provisioner.wants_volume({**claim, "metadata": {**claim["metadata"], "annotations": {}}})
 
 
+def test_down_removes_the_kubelets_pod_cgroups_deepest_first(tmp_path: Path) -> None:
+    """The kubelet leaves ``kubepods`` in every cgroup controller after it stops (found after a real
+    ``cluster down`` that said "nothing left"); down removes them, and names one it cannot (here a file
+    stands in for a process still in the group, so its ``rmdir`` fails as it would)."""
+    for ctl in ("cpu", "memory", "pids"):
+        (tmp_path / ctl / "kubepods" / "burstable" / "pod-a" / "c1").mkdir(parents=True)
+        (tmp_path / ctl / "kubepods" / "besteffort").mkdir()
+    (tmp_path / "cpu" / "gvh-other").mkdir()  # not the kubelet's: untouched
+    (tmp_path / "pids" / "kubepods" / "burstable" / "busy").write_text("1234")
+    assert [p.parent.name for p in hostnet.kubelet_cgroups(tmp_path)] == ["cpu", "memory", "pids"]
+    problems = hostnet.remove_kubelet_cgroups(tmp_path)
+    assert [p.parent.name for p in hostnet.kubelet_cgroups(tmp_path)] == ["pids"]
+    assert len(problems) == 1 and "pids/kubepods" in problems[0]
+    assert (tmp_path / "cpu" / "gvh-other").is_dir()
+
+
 def test_pki_identities_follow_kubernetes_conventions(tmp_path: Path) -> None:
     from cryptography import x509
 

@@ -246,6 +246,7 @@ class BinariesCluster:
         _unmount_under([str(L.root), *OUTSIDE_DIRS], netns_prefix="/run/netns/cni-")
         kube_bin = Path((L.root / "kube-bin").read_text()) if (L.root / "kube-bin").exists() else None
         hostnet.teardown(L.root, kube_bin / "kube-proxy" if kube_bin else None)
+        hostnet.remove_kubelet_cgroups()  # the kubelet's kubepods hierarchy, in every controller
         for d in (*OUTSIDE_DIRS, str(L.root)):
             shutil.rmtree(d, ignore_errors=True)
         left = hostnet.leftovers()

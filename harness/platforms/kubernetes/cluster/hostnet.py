@@ -15,6 +15,7 @@ Why each piece:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -137,9 +138,37 @@ def teardown(state: Path, kube_proxy: Path | None) -> list[str]:
     return problems
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+KUBELET_CGROUP = "kubepods"  # the kubelet's pod hierarchy (cgroupfs driver), in every controller
+
+
+def kubelet_cgroups(root: Path = CGROUP_ROOT) -> list[Path]:
+    """The kubelet's pod cgroup hierarchies still present: ``<controller>/kubepods`` under cgroup v1,
+    ``kubepods`` under a v2 (unified) root. The kubelet creates them and never removes them itself."""
+    if not root.is_dir():
+        return []
+    found = [d / KUBELET_CGROUP for d in sorted(root.iterdir()) if (d / KUBELET_CGROUP).is_dir()]
+    return found + ([root / KUBELET_CGROUP] if (root / KUBELET_CGROUP).is_dir() else [])
+
+
+def remove_kubelet_cgroups(root: Path = CGROUP_ROOT) -> list[str]:
+    """Remove the kubelet's pod cgroups, deepest first (a cgroup directory goes with ``rmdir`` once it has
+    no process and no child); returns those that would not go (a process still in one)."""
+    problems = []
+    for top in kubelet_cgroups(root):
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        try:
+            top.rmdir()
+        except OSError as exc:
+            problems.append(f"cgroup {top}: {exc.strerror}")
+    return problems
+
+
 def leftovers() -> list[str]:
     """What of a cluster is still on this host (empty when ``down`` left nothing)."""
-    out = []
+    out = [f"cgroup {d}" for d in kubelet_cgroups()]
     if v.NODE_IP in sh(["ip", "-4", "addr", "show", "dev", "lo"]).stdout:
         out.append(f"address {v.NODE_IP} on lo")
     routes = sh(["ip", "route", "show", "type", "blackhole"]).stdout
