@@ -310,6 +310,10 @@ class PostgresServer:
                 "-c", f"unix_socket_directories={self.socket_dir}",
                 "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
                 "-c", "password_encryption=scram-sha-256", "-c", "log_min_messages=warning",
+                # as the manifests: a client that dies silently (isolated, then killed) must not keep its
+                # fence-row locks until the network heals
+                "-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1", "-c", "tcp_keepalives_count=2",
+                "-c", "idle_in_transaction_session_timeout=10s",
             ]
             self.process = ManagedProcess("postgres", argv, self.workdir / "postgres.log",
                                           user=self._os_user, wrap=self.wrap)

@@ -141,3 +141,9 @@ def test_the_first_revision_holds_only_etcd_postgres_and_the_schema(tmp_path: Pa
     replicas = {d["metadata"]["name"]: d["spec"].get("replicas") for d in docs
                 if d["kind"] in ("StatefulSet", "Deployment")}
     assert replicas == {"goverse-etcd": 3, "goverse-postgres": 1, "goverse-node": 0, "goverse-gate": 0}
+
+
+def test_the_charts_postgres_finds_a_silently_dead_client(rendered: list[dict[str, Any]]) -> None:
+    from tests.support.postgres_args import DEAD_CLIENT_SETTINGS, postgres_settings
+
+    assert postgres_settings(rendered).items() >= DEAD_CLIENT_SETTINGS.items()

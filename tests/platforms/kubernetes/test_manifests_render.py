@@ -18,6 +18,7 @@ import yaml
 
 from harness.platforms.base import StackSpec, Timers
 from harness.platforms.kubernetes import k8sschema, naming, render, stackconfig
+from tests.support.postgres_args import DEAD_CLIENT_SETTINGS, postgres_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) is not on PATH")
 
@@ -45,6 +46,14 @@ def test_overlay_renders(platform: str, stack: str) -> None:
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "StatefulSet", "Deployment", "Job", "Service", "NetworkPolicy", "ConfigMap"} <= kinds
     assert all(d["metadata"].get("namespace") == "goverse" for d in docs if d["kind"] != "Namespace")
+
+
+@pytest.mark.parametrize("platform,stack", OVERLAYS, ids=OVERLAY_IDS)
+def test_postgres_finds_a_silently_dead_client_in_seconds(platform: str, stack: str) -> None:
+    """A node killed behind a cut network never closes its socket: with the OS default keepalive (2 h) its
+    session kept its fence-row locks and the shards' next owner waited for the network to heal (the
+    Kubernetes SIGKILL scenario's RTO went 3.9 s -> 13.5 s)."""
+    assert postgres_settings(rendered(platform, stack)).items() >= DEAD_CLIENT_SETTINGS.items()
 
 
 @pytest.mark.parametrize("version", k8sschema.SUPPORTED_VERSIONS)
