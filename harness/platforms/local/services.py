@@ -313,7 +313,7 @@ class PostgresServer:
                 # as the manifests: a client that dies silently (isolated, then killed) must not keep its
                 # fence-row locks until the network heals
                 "-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1", "-c", "tcp_keepalives_count=2",
-                "-c", "idle_in_transaction_session_timeout=10s",
+                "-c", "tcp_user_timeout=4000", "-c", "idle_in_transaction_session_timeout=10s",
             ]
             self.process = ManagedProcess("postgres", argv, self.workdir / "postgres.log",
                                           user=self._os_user, wrap=self.wrap)
