@@ -6,8 +6,10 @@ fault has taken effect (t_inject: the injector returned), a ``stop`` event when 
 heal returned), and a final heal of everything still active even when the scenario fails or is
 interrupted (Jepsen's final generator).
 
-Timing (docs/faults.md "Fault windows"): ``apply(fault, hold)`` heals at t_inject + hold, so the window
-in the history is the hold asked for plus only the heal's own duration. The start event's params carry
+Timing (docs/faults.md "Fault windows"): ``apply(fault, hold)`` starts the heal at t_inject + hold − lead,
+where the lead is the heal's expected duration (the last heal of the same kind, else this fault's own
+apply time; at most ``HEAL_LEAD_CAP_S``), so that t_heal — the moment the fault is gone — lands on the
+hold asked for instead of one heal later. The start event's params carry
 ``requested_hold_s`` and ``apply_began_at`` (the effect began somewhere in [apply_began_at, t_inject]);
 the stop event's result carries ``actual_hold_s`` = t_heal − t_inject and ``heal_began_at``. Evidence
 that a fault bites (``Injected.verify``: a connect that must time out) runs on its own thread while the
@@ -27,6 +29,10 @@ from harness.faults.spec import Fault
 from harness.history import Recorder
 
 log = logging.getLogger(__name__)
+
+# The most a heal is started ahead of t_inject + hold: enough for an nft transaction in every namespace
+# (~20-70 ms), never so much that a slow heal (a restart, a rollback: seconds) shortens the fault.
+HEAL_LEAD_CAP_S = 0.1
 
 D = TypeVar("D", bound=Mapping[str, Any])
 H = TypeVar("H", bound=Mapping[str, Any])
@@ -98,6 +104,7 @@ class _Active:
     t_inject: float
     requested_hold_s: float | None
     verification: _Verification | None
+    heal_lead_s: float | None = None
 
 
 class Injector(Protocol):
@@ -129,6 +136,7 @@ class Nemesis:
         # writes in flight at every t_inject, see Workload.burst). A hook that raises is logged and
         # skipped: the fault is what the scenario asked for, the burst only sharpens it.
         self.before_inject: list[Callable[[Fault], Any]] = []
+        self._heal_s: dict[str, float] = {}  # fault kind -> how long its last heal took
 
     @contextlib.contextmanager
     def fault(self, fault: Fault) -> Iterator[Injected[Any, Any]]:
@@ -188,11 +196,14 @@ class Nemesis:
             raise
         finally:
             t_heal = self.recorder.now()
+            self._heal_s[entry.fault.kind] = t_heal - began
             out: dict[str, Any] = dict(result or {})
             out["heal_began_at"] = round(began, 6)
             out["actual_hold_s"] = round(t_heal - entry.t_inject, 6)
             if entry.requested_hold_s is not None:
                 out["requested_hold_s"] = entry.requested_hold_s
+            if entry.heal_lead_s is not None:
+                out["heal_lead_s"] = round(entry.heal_lead_s, 6)
             if entry.verification is not None:
                 out["verification"] = entry.verification.finish(t_heal)
             entry.injected.t_heal, entry.injected.healed = t_heal, out
@@ -208,7 +219,11 @@ class Nemesis:
             with self._lock:
                 entry = self._active.get(fid)
             t_inject = entry.t_inject if entry is not None else self.recorder.now()
-            remaining = t_inject + hold - self.recorder.now()
+            applied_in = max(0.0, t_inject - (injected.began_at or t_inject))
+            lead = min(HEAL_LEAD_CAP_S, self._heal_s.get(fault.kind, applied_in))
+            if entry is not None:
+                entry.heal_lead_s = lead
+            remaining = t_inject + hold - lead - self.recorder.now()
             if remaining > 0:
                 threading.Event().wait(remaining)  # sleep-ok: the fault's duration is what is being tested
         finally:

@@ -112,6 +112,47 @@ def test_apply_records_requested_and_actual_hold_and_the_verification_outside_it
     assert w.t_start <= v["started_at"] <= v["ended_at"] <= w.t_stop
 
 
+class SlowInjector(RecordingInjector):
+    """Applying and healing each take ``took_s`` (an nft transaction in every namespace, say)."""
+
+    def __init__(self, took_s: float) -> None:
+        super().__init__()
+        self.took_s = took_s
+
+    def inject(self, fault: Fault) -> Injected:
+        threading.Event().wait(self.took_s)  # sleep-ok: the apply's own duration is the subject
+        injected = super().inject(fault)
+        inner = injected.heal
+
+        def heal() -> Any:
+            threading.Event().wait(self.took_s)  # sleep-ok: the heal's own duration is the subject
+            return inner()
+        injected.heal = heal
+        return injected
+
+
+def test_the_heal_starts_early_by_its_expected_duration_so_the_window_is_the_hold_asked() -> None:
+    """First window: the lead is the apply's own time (>= 40 ms); second: the last heal's time. The heal
+    never starts before t_inject + hold - lead (a late wake-up only moves it later)."""
+    inj, rec = SlowInjector(0.04), Recorder()
+    nem = Nemesis(inj, rec)
+    nem.apply(Pause("node-0"), hold=0.3)
+    nem.apply(Pause("node-0"), hold=0.3)
+    for w in rec.history().faults():
+        assert w.result is not None
+        lead = w.result["heal_lead_s"]
+        assert 0.04 <= lead <= 0.1
+        assert w.result["heal_began_at"] >= w.t_start + 0.3 - lead - 1e-6
+
+
+def test_a_slow_heal_never_shortens_the_fault_by_more_than_the_cap() -> None:
+    inj, rec = SlowInjector(0.25), Recorder()
+    Nemesis(inj, rec).apply(Pause("node-0"), hold=0.3)
+    (w,) = rec.history().faults()
+    assert w.result is not None and w.result["heal_lead_s"] == 0.1
+    assert w.result["heal_began_at"] >= w.t_start + 0.2 - 1e-6
+
+
 def test_a_verification_still_running_at_the_heal_is_not_conclusive_and_does_not_stretch_the_window() -> None:
     inj, rec = RecordingInjector(verify_s=0.4), Recorder()
     Nemesis(inj, rec).apply(Kill("node-0"), hold=0.1)
