@@ -129,6 +129,7 @@ class KubernetesPlatform:
         atexit.register(dep.teardown)
         t0 = time.monotonic()
         try:
+            self._wire_pg_volume(dep)
             self._apply_phases(dep, docs)
             dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
             dep.timings["total_s"] = round(time.monotonic() - t0, 3)
@@ -194,6 +195,34 @@ class KubernetesPlatform:
             raise
         return dep
 
+    def _wire_pg_volume(self, dep: KubernetesDeployment) -> None:
+        """For a run that asks for disk faults: PostgreSQL's volume on a filesystem the harness can fault
+        (``pgvolume``), made before the StatefulSet claims it. Optional, like the local platform's disk
+        wiring: what cannot be built here goes into ``dep.disk_unwired`` (the capability's reason)."""
+        from harness.platforms.kubernetes import pgvolume
+
+        spec = dep.spec
+        if not spec.disk_faults:
+            return
+        why = ""
+        if spec.stack != "reference":
+            why = ("the Goverse stack's PostgreSQL volume is left to the cluster's provisioner (a directory on "
+                   "the machine's root filesystem: filling it fills the machine)")
+        elif self.opts.keep_stack:
+            why = "--keep-stack: a volume mounted by the harness would not outlive it"
+        else:
+            node, why = pgvolume.local_node(dep.core)
+            if node is not None:
+                try:
+                    dep.pg_volume = pgvolume.PostgresFaultVolume(
+                        dep.dyn, dep.run_id, dep.namespace, node, pgvolume.default_storage_class(dep.dyn)).create()
+                    dep.disk_unwired.update(dep.pg_volume.unwired)
+                    return
+                except (Unsupported, PlatformError, OSError) as exc:
+                    why = f"could not make PostgreSQL's volume on a small filesystem: {exc}"
+                    log.warning("%s", why)
+        dep.disk_unwired.update({k: why for k in ("disk-full", "disk-latency", "disk-eio")})
+
     def _apply_phases(self, dep: KubernetesDeployment, docs: list[dict[str, Any]]) -> None:
         t0 = time.monotonic()
 
@@ -239,7 +268,12 @@ class KubernetesPlatform:
                     helm.uninstall(release[0], dep.namespace, release[1], release[2])
                 except PlatformError as exc:  # the namespace deletion below still takes everything
                     log.error("%s", exc)
-            delete_run(dep.dyn, dep.namespace, dep.run_id)
+            try:
+                delete_run(dep.dyn, dep.namespace, dep.run_id)
+            finally:
+                if dep.pg_volume is not None:  # after the namespace: its claim and pod no longer hold it
+                    dep.pg_volume.remove()
+                    dep.pg_volume = None
         if self.kind is not None and not self.opts.keep_cluster:
             self.kind.delete()
 
