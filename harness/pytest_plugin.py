@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -302,11 +302,15 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Platform
 
 
 def _asks_disk_faults(request: pytest.FixtureRequest) -> bool:
-    """Whether a selected scenario of this module injects a disk fault (its ``fault`` parameter): then a
+    return asks_disk_faults(request.session.items, request.module)
+
+
+def asks_disk_faults(items: Iterable[Any], module: Any) -> bool:
+    """Whether a selected scenario of ``module`` injects a disk fault (its ``fault`` parameter): then a
     platform that must prepare PostgreSQL's volume for it at deploy time (Kubernetes) does so."""
-    for item in request.session.items:
+    for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if getattr(item, "module", None) is request.module and getattr(params.get("fault"), "kind", None) == "disk":
+        if getattr(item, "module", None) is module and getattr(params.get("fault"), "kind", None) == "disk":
             return True
     return False
 

@@ -225,3 +225,21 @@ def test_ctrl_c_during_deploy_removes_the_pv_mounts_and_fuse_daemon(cluster: Any
     assert diskfault.leftovers(prefix) == [], "mounts or the FUSE daemon outlived the interrupted run"
     ns = {n["metadata"]["name"] for n in k8s.resource(dyn, "v1", "Namespace").get().to_dict()["items"]}
     assert naming.namespace_for(run_id) not in ns
+
+
+def test_the_stack_asks_for_disk_faults_only_when_a_selected_scenario_of_its_module_injects_one() -> None:
+    import types
+
+    from harness.faults.spec import DiskFault, Kill
+    from harness.pytest_plugin import asks_disk_faults
+
+    chaos, other = types.ModuleType("test_chaos"), types.ModuleType("test_other")
+
+    def item(module: types.ModuleType, fault: object | None) -> types.SimpleNamespace:
+        params = {} if fault is None else {"fault": fault}
+        return types.SimpleNamespace(module=module, callspec=types.SimpleNamespace(params=params))
+
+    kill, full = item(chaos, Kill("node-0", "SIGKILL")), item(chaos, DiskFault("postgres", "full"))
+    assert asks_disk_faults([kill, full], chaos)
+    assert not asks_disk_faults([kill, item(chaos, None)], chaos)
+    assert not asks_disk_faults([kill, item(other, DiskFault("postgres", "latency", latency_ms=50))], chaos)
