@@ -452,6 +452,11 @@ class KubernetesInjector(Interpreter):
         targets = plan_targets(fault.target, self.topology())
         if targets != ["postgres"]:
             raise Unsupported(f"disk faults are wired under PostgreSQL's volume only, not {targets}")
+        from harness.platforms.kubernetes import pgvolume
+
+        ours, why = pgvolume.bound_here(self.dep.core, self.dep.namespace, self.dep.run_id)
+        if not ours:  # the fault would touch nothing PostgreSQL uses: never a silent no-op
+            raise Unsupported(f"disk {fault.disk}: {why}")
         vol = self.dep.pg_volume
         return inject_pg_disk(fault, vol.disk, vol.layer, self.dep.disk_unwired)
 

@@ -43,13 +43,15 @@ def pv_name(run_id: str) -> str:
 
 
 def prebound_pv(run_id: str, namespace: str, path: str, node: str, storage_class: str,
-                size_mb: int = SIZE_MB) -> dict[str, Any]:
-    """The PersistentVolume pre-bound to PostgreSQL's claim (pure). ``Retain``: nothing but the harness
-    touches the directory (it is a mount the harness removes); pinned to ``node``, where the mount is;
-    no ``goverse-harness/provisioned`` label, so the provisioner's reclaim loop never sees it."""
+                capacity: str) -> dict[str, Any]:
+    """The PersistentVolume pre-bound to PostgreSQL's claim (pure). ``capacity`` must be at least the
+    claim's request, or the claim is not bound to it (and the provisioner answers it instead): it is
+    declarative only, what PostgreSQL can write is the small filesystem's size. ``Retain``: nothing but
+    the harness touches the directory (a mount the harness removes); pinned to ``node``, where the mount
+    is; no ``goverse-harness/provisioned`` label, so the provisioner's reclaim loop never sees it."""
     return {"apiVersion": "v1", "kind": "PersistentVolume",
             "metadata": {"name": pv_name(run_id), "labels": naming.run_labels(run_id)},
-            "spec": {"capacity": {"storage": f"{size_mb}Mi"}, "accessModes": ["ReadWriteOnce"],
+            "spec": {"capacity": {"storage": capacity}, "accessModes": ["ReadWriteOnce"],
                      "persistentVolumeReclaimPolicy": "Retain", "storageClassName": storage_class,
                      "volumeMode": "Filesystem",
                      "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace,
@@ -57,6 +59,24 @@ def prebound_pv(run_id: str, namespace: str, path: str, node: str, storage_class
                      "hostPath": {"path": path, "type": "Directory"},
                      "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                          {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}}
+
+
+def claim_request(docs: list[dict[str, Any]]) -> str:
+    """What the rendered PostgreSQL StatefulSet's claim template ``data`` requests (pure)."""
+    for d in docs:
+        if d.get("kind") == "StatefulSet" and d["metadata"]["name"] == "goverse-postgres":
+            for t in d["spec"].get("volumeClaimTemplates", []):
+                if t["metadata"]["name"] == "data":
+                    return str(t["spec"]["resources"]["requests"]["storage"])
+    raise ValueError("the rendered manifests have no goverse-postgres StatefulSet with a 'data' claim template")
+
+
+def bound_here(core: Any, namespace: str, run_id: str) -> tuple[bool, str]:
+    """Whether PostgreSQL's claim is bound to the harness's volume (and not to one the provisioner made):
+    a fault on the small filesystem would otherwise touch nothing PostgreSQL uses."""
+    claim = core.read_namespaced_persistent_volume_claim(CLAIM, namespace)
+    got = claim.spec.volume_name
+    return got == pv_name(run_id), f"{CLAIM} is bound to {got or 'nothing'}, not to {pv_name(run_id)}"
 
 
 def local_node(core: Any) -> tuple[str | None, str]:
@@ -92,12 +112,13 @@ class PostgresFaultVolume:
     the directory."""
 
     def __init__(self, dyn: Any, run_id: str, namespace: str, node: str, storage_class: str,
-                 size_mb: int = SIZE_MB, workdir: str | Path | None = None) -> None:
+                 capacity: str = "1Gi", size_mb: int = SIZE_MB, workdir: str | Path | None = None) -> None:
         self.dyn = dyn
         self.run_id = run_id
         self.namespace = namespace
         self.node = node
         self.storage_class = storage_class
+        self.capacity = capacity
         self.size_mb = size_mb
         self.prefix = f"gvh-{run_id}-pgvol"
         self.root = Path(workdir or tempfile.gettempdir()) / self.prefix
@@ -140,7 +161,7 @@ class PostgresFaultVolume:
         try:
             view = self.mount()
             self.pv = prebound_pv(self.run_id, self.namespace, str(view), self.node, self.storage_class,
-                                  self.size_mb)
+                                  self.capacity)
             k8s.apply(self.dyn, self.pv)
         except BaseException:
             self.remove()

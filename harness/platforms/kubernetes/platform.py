@@ -129,7 +129,7 @@ class KubernetesPlatform:
         atexit.register(dep.teardown)
         t0 = time.monotonic()
         try:
-            self._wire_pg_volume(dep)
+            self._wire_pg_volume(dep, docs)
             self._apply_phases(dep, docs)
             dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
             dep.timings["total_s"] = round(time.monotonic() - t0, 3)
@@ -195,7 +195,7 @@ class KubernetesPlatform:
             raise
         return dep
 
-    def _wire_pg_volume(self, dep: KubernetesDeployment) -> None:
+    def _wire_pg_volume(self, dep: KubernetesDeployment, docs: list[dict[str, Any]]) -> None:
         """For a run that asks for disk faults: PostgreSQL's volume on a filesystem the harness can fault
         (``pgvolume``), made before the StatefulSet claims it. Optional, like the local platform's disk
         wiring: what cannot be built here goes into ``dep.disk_unwired`` (the capability's reason)."""
@@ -215,10 +215,11 @@ class KubernetesPlatform:
             if node is not None:
                 try:
                     dep.pg_volume = pgvolume.PostgresFaultVolume(
-                        dep.dyn, dep.run_id, dep.namespace, node, pgvolume.default_storage_class(dep.dyn)).create()
+                        dep.dyn, dep.run_id, dep.namespace, node, pgvolume.default_storage_class(dep.dyn),
+                        capacity=pgvolume.claim_request(docs)).create()
                     dep.disk_unwired.update(dep.pg_volume.unwired)
                     return
-                except (Unsupported, PlatformError, OSError) as exc:
+                except (Unsupported, PlatformError, OSError, ValueError) as exc:
                     why = f"could not make PostgreSQL's volume on a small filesystem: {exc}"
                     log.warning("%s", why)
         dep.disk_unwired.update({k: why for k in ("disk-full", "disk-latency", "disk-eio")})

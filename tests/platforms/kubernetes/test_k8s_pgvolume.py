@@ -26,13 +26,13 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting filesystems 
 
 
 def test_prebound_pv_names_the_claim_keeps_its_data_and_stays_on_this_node() -> None:
-    pv = pgvolume.prebound_pv("r1abc", "gvh-r1abc", "/tmp/x/data", "gvh-node", "standard", size_mb=160)
+    pv = pgvolume.prebound_pv("r1abc", "gvh-r1abc", "/tmp/x/data", "gvh-node", "standard", "1Gi")
     spec = pv["spec"]
     assert spec["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "gvh-r1abc",
                                 "name": "data-goverse-postgres-0"}
     assert spec["hostPath"] == {"path": "/tmp/x/data", "type": "Directory"}  # never created by the kubelet
     assert spec["persistentVolumeReclaimPolicy"] == "Retain" and spec["storageClassName"] == "standard"
-    assert spec["capacity"] == {"storage": "160Mi"}
+    assert spec["capacity"] == {"storage": "1Gi"}  # at least the claim's request, or it would not bind
     term = spec["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
     assert term == {"key": "kubernetes.io/hostname", "operator": "In", "values": ["gvh-node"]}
     labels = pv["metadata"]["labels"]
@@ -119,6 +119,25 @@ def cluster() -> Any:
     return plat, api, node
 
 
+def render_postgres() -> list[dict[str, Any]]:
+    """The manifests a run renders (kind overlay, reference stack)."""
+    import tempfile
+
+    from harness.platforms.base import StackSpec
+    from harness.platforms.kubernetes import render, stackconfig
+    spec = StackSpec()
+    opts = render.RunOptions(run_id="r0test", platform="kind", stack="reference", nodes=1, gates=1, inspector=False,
+                             etcd_members=1, images={}, bugs=())
+    with tempfile.TemporaryDirectory() as d:
+        return render.kustomize_build(render.write_run_kustomization(Path(d), opts, stackconfig.stack_config(spec)))
+
+
+def test_the_claim_request_is_read_from_the_rendered_statefulset() -> None:
+    assert pgvolume.claim_request(render_postgres()) == "1Gi"  # the kind overlay's PostgreSQL claim
+    with pytest.raises(ValueError, match="goverse-postgres"):
+        pgvolume.claim_request([])
+
+
 def _pod(image: str) -> dict[str, Any]:
     script = ("id -u; echo hello > /data/hello && echo wrote; "
               "dd if=/dev/zero of=/data/big bs=1M count=64 2>&1; echo dd=$?")
@@ -141,7 +160,10 @@ def test_claim_binds_the_harness_volume_and_a_uid_70_pod_meets_enospc(cluster: A
     dyn = k8s.dynamic(api)
     run_id = naming.new_run_id()
     ns = naming.namespace_for(run_id)
-    vol = pgvolume.PostgresFaultVolume(dyn, run_id, ns, node, pgvolume.default_storage_class(dyn), size_mb=32)
+    # the claim as the kind overlay renders it: a request larger than the small filesystem
+    request = pgvolume.claim_request(render_postgres())
+    vol = pgvolume.PostgresFaultVolume(dyn, run_id, ns, node, pgvolume.default_storage_class(dyn),
+                                       capacity=request, size_mb=32)
     image = render.BACKUP_SHELL_IMAGE  # postgres:16-alpine, loaded for the stack: sh and dd as uid 70
     try:
         vol.create()
@@ -149,13 +171,16 @@ def test_claim_binds_the_harness_volume_and_a_uid_70_pod_meets_enospc(cluster: A
                         "metadata": {"name": ns, "labels": naming.run_labels(run_id)}})
         k8s.apply(dyn, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                         "metadata": {"name": pgvolume.CLAIM, "namespace": ns},
-                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "32Mi"}}}})
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": request}}}})
         claims = k8s.resource(dyn, "v1", "PersistentVolumeClaim")
         watch.wait_object(dyn, claims, ns, pgvolume.CLAIM,
                           lambda o: (bool(o) and o.get("status", {}).get("phase") == "Bound",
                                      str(o and o.get("status"))), 60, "the claim bound")
         pvc = claims.get(name=pgvolume.CLAIM, namespace=ns).to_dict()
         assert pvc["spec"]["volumeName"] == pgvolume.pv_name(run_id)  # ours, not the provisioner's
+        from kubernetes import client as kc
+
+        assert pgvolume.bound_here(kc.CoreV1Api(api), ns, run_id)[0]
         k8s.apply(dyn, {**_pod(image), "metadata": {"name": "writer", "namespace": ns}})
         watch.wait_object(dyn, k8s.resource(dyn, "v1", "Pod"), ns, "writer",
                           lambda o: (bool(o) and o.get("status", {}).get("phase") in ("Succeeded", "Failed"),
