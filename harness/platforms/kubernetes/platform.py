@@ -158,6 +158,9 @@ class KubernetesPlatform:
         if problems:
             raise PlatformError("the chart renders manifests that break seed requirements:\n  " + "\n  ".join(problems))
         dep = KubernetesDeployment(spec, api, namespace, run_id, rd, on_teardown=self._teardown)
+        if spec.disk_faults:
+            why = "deployed with helm: the harness prepares PostgreSQL's volume on the kustomize path only"
+            dep.disk_unwired.update({k: why for k in ("disk-full", "disk-latency", "disk-eio")})
         atexit.register(dep.teardown)
         t0 = time.monotonic()
         try:
