@@ -181,6 +181,8 @@ def test_claim_binds_the_harness_volume_and_a_uid_70_pod_meets_enospc(cluster: A
         from kubernetes import client as kc
 
         assert pgvolume.bound_here(kc.CoreV1Api(api), ns, run_id)[0]
+        ok, why = pgvolume.bound_here(kc.CoreV1Api(api), ns, "someoneelse")  # the injector's refusal
+        assert not ok and pgvolume.pv_name(run_id) in why
         k8s.apply(dyn, {**_pod(image), "metadata": {"name": "writer", "namespace": ns}})
         watch.wait_object(dyn, k8s.resource(dyn, "v1", "Pod"), ns, "writer",
                           lambda o: (bool(o) and o.get("status", {}).get("phase") in ("Succeeded", "Failed"),
