@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +279,7 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Platform
     """The deployed stack for one scenario module. ``STACK = {...}`` in the module overrides the spec."""
     overrides = dict(getattr(request.module, "STACK", {}) or {})
     overrides.setdefault("fault_proxies", not settings.keep_stack)  # in-process proxies die with us
+    overrides.setdefault("disk_faults", not settings.keep_stack and _asks_disk_faults(request))
     spec = settings.stack_spec(**overrides)
     name = request.module.__name__.rsplit(".", 1)[-1]
     stack_dir = run_dir / "stacks" / name
@@ -298,6 +299,20 @@ def stack(request: pytest.FixtureRequest, settings: Settings, platform: Platform
             _keep(request.config, dep, name, stack_dir)
         else:
             dep.teardown()
+
+
+def _asks_disk_faults(request: pytest.FixtureRequest) -> bool:
+    return asks_disk_faults(request.session.items, request.module)
+
+
+def asks_disk_faults(items: Iterable[Any], module: Any) -> bool:
+    """Whether a selected scenario of ``module`` injects a disk fault (its ``fault`` parameter): then a
+    platform that must prepare PostgreSQL's volume for it at deploy time (Kubernetes) does so."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(item, "module", None) is module and getattr(params.get("fault"), "kind", None) == "disk":
+            return True
+    return False
 
 
 def _keep(config: pytest.Config, dep: Any, name: str, stack_dir: Path) -> None:

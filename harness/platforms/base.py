@@ -88,6 +88,10 @@ class StackSpec:
     # more links through the fault proxy, for latency on them (no netem here; docs/faults.md):
     # "gate-node" (every gate -> every node), "node-etcd", "gate-etcd" (-> every etcd member)
     proxy_links: tuple[str, ...] = ()
+    # Kubernetes with node access: PostgreSQL's volume made by the harness on a small filesystem with a
+    # FUSE fault layer (kubernetes/pgvolume.py), so disk faults can bite; set by the stack fixture when a
+    # selected scenario injects a DiskFault. The local platform wires its disk faults whenever it is root.
+    disk_faults: bool = False
 
 
 @dataclass

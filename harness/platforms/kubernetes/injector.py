@@ -427,6 +427,11 @@ class KubernetesInjector(Interpreter):
         return self._run_crs(crs, targets, {"how": "allocate past the container's memory limit"}, _memory_healed)
 
     def _inject_disk(self, fault: spec.DiskFault) -> Injected[out.DiskDetail, out.DiskHealed]:
+        if not self.dep.chaos.available() and self.dep.pg_volume is not None:
+            return self._node_disk(fault)
+        if not self.dep.chaos.available() and self.dep.disk_unwired.get(f"disk-{fault.disk}"):
+            raise Unsupported(f"disk {fault.disk} needs Chaos Mesh, which is not installed in this cluster; "
+                              f"node access: {self.dep.disk_unwired[f'disk-{fault.disk}']}")
         self._need_chaos_mesh("disk faults")
         targets = plan_targets(fault.target, self.topology())
         crs = []
@@ -438,6 +443,22 @@ class KubernetesInjector(Interpreter):
             crs.append(plan.disk_fault_cr(self._name("io"), self.dep.pod_name(t), self.dep.namespace, volume,
                                           fault.disk, fault.latency_ms, container))
         return self._run_crs(crs, targets, {"disk": fault.disk, "how": "chaos-mesh IOChaos"}, _disk_healed)
+
+    def _node_disk(self, fault: spec.DiskFault) -> Injected[out.DiskDetail, out.DiskHealed]:
+        """The local platform's disk fault on the volume the harness made for PostgreSQL (``pgvolume``):
+        the same small filesystem and FUSE layer, so the same act and the same evidence."""
+        from harness.platforms.local.diskinject import inject_pg_disk
+
+        targets = plan_targets(fault.target, self.topology())
+        if targets != ["postgres"]:
+            raise Unsupported(f"disk faults are wired under PostgreSQL's volume only, not {targets}")
+        from harness.platforms.kubernetes import pgvolume
+
+        ours, why = pgvolume.bound_here(self.dep.core, self.dep.namespace, self.dep.run_id)
+        if not ours:  # the fault would touch nothing PostgreSQL uses: never a silent no-op
+            raise Unsupported(f"disk {fault.disk}: {why}")
+        vol = self.dep.pg_volume
+        return inject_pg_disk(fault, vol.disk, vol.layer, self.dep.disk_unwired)
 
 
 # What a heal that only deleted experiments returns, per kind (the same keys; one function per outcome type).

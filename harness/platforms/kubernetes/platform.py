@@ -129,6 +129,7 @@ class KubernetesPlatform:
         atexit.register(dep.teardown)
         t0 = time.monotonic()
         try:
+            self._wire_pg_volume(dep, docs)
             self._apply_phases(dep, docs)
             dep.timings["converged_s"] = round(dep.wait_converged(self.opts.deploy_timeout), 3)
             dep.timings["total_s"] = round(time.monotonic() - t0, 3)
@@ -157,6 +158,9 @@ class KubernetesPlatform:
         if problems:
             raise PlatformError("the chart renders manifests that break seed requirements:\n  " + "\n  ".join(problems))
         dep = KubernetesDeployment(spec, api, namespace, run_id, rd, on_teardown=self._teardown)
+        if spec.disk_faults:
+            why = "deployed with helm: the harness prepares PostgreSQL's volume on the kustomize path only"
+            dep.disk_unwired.update({k: why for k in ("disk-full", "disk-latency", "disk-eio")})
         atexit.register(dep.teardown)
         t0 = time.monotonic()
         try:
@@ -193,6 +197,35 @@ class KubernetesPlatform:
             self._on_failure(dep)
             raise
         return dep
+
+    def _wire_pg_volume(self, dep: KubernetesDeployment, docs: list[dict[str, Any]]) -> None:
+        """For a run that asks for disk faults: PostgreSQL's volume on a filesystem the harness can fault
+        (``pgvolume``), made before the StatefulSet claims it. Optional, like the local platform's disk
+        wiring: what cannot be built here goes into ``dep.disk_unwired`` (the capability's reason)."""
+        from harness.platforms.kubernetes import pgvolume
+
+        spec = dep.spec
+        if not spec.disk_faults:
+            return
+        why = ""
+        if spec.stack != "reference":
+            why = ("the Goverse stack's PostgreSQL volume is left to the cluster's provisioner (a directory on "
+                   "the machine's root filesystem: filling it fills the machine)")
+        elif self.opts.keep_stack:
+            why = "--keep-stack: a volume mounted by the harness would not outlive it"
+        else:
+            node, why = pgvolume.local_node(dep.core)
+            if node is not None:
+                try:
+                    dep.pg_volume = pgvolume.PostgresFaultVolume(
+                        dep.dyn, dep.run_id, dep.namespace, node, pgvolume.default_storage_class(dep.dyn),
+                        capacity=pgvolume.claim_request(docs)).create()
+                    dep.disk_unwired.update(dep.pg_volume.unwired)
+                    return
+                except (Unsupported, PlatformError, OSError, ValueError) as exc:
+                    why = f"could not make PostgreSQL's volume on a small filesystem: {exc}"
+                    log.warning("%s", why)
+        dep.disk_unwired.update({k: why for k in ("disk-full", "disk-latency", "disk-eio")})
 
     def _apply_phases(self, dep: KubernetesDeployment, docs: list[dict[str, Any]]) -> None:
         t0 = time.monotonic()
@@ -239,7 +272,12 @@ class KubernetesPlatform:
                     helm.uninstall(release[0], dep.namespace, release[1], release[2])
                 except PlatformError as exc:  # the namespace deletion below still takes everything
                     log.error("%s", exc)
-            delete_run(dep.dyn, dep.namespace, dep.run_id)
+            try:
+                delete_run(dep.dyn, dep.namespace, dep.run_id)
+            finally:
+                if dep.pg_volume is not None:  # after the namespace: its claim and pod no longer hold it
+                    dep.pg_volume.remove()
+                    dep.pg_volume = None
         if self.kind is not None and not self.opts.keep_cluster:
             self.kind.delete()
 

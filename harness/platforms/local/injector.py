@@ -27,6 +27,7 @@ from harness.platforms.actions import OperationsSource, OperatorActions
 from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.interpreter import Interpreter, pause_all, start_again
 from harness.platforms.local.cgroups import apply_limits, heal_limits, throttled_counts
+from harness.platforms.local.diskinject import inject_pg_disk
 from harness.platforms.local.memfault import MemoryStressor, Supervisor, restore_oom_scores, set_oom_score_adj
 
 if TYPE_CHECKING:
@@ -411,29 +412,4 @@ class LocalInjector(Interpreter):
         targets = self._one(fault.target)
         if targets != ["postgres"]:
             raise Unsupported(f"disk faults are wired under PostgreSQL's data directory only, not {targets}")
-        if fault.disk == "full":
-            disk = self.dep.pg_disk
-            if disk is None:
-                raise Unsupported("disk full: " + self.dep.fault_unwired.get("disk-full", "not wired"))
-            ballast = disk.fill()
-            detail: out.DiskDetail = {"disk": "full", "how": "ballast in a small filesystem", "ballast_bytes": ballast,
-                      "free_bytes": disk.free_bytes(),
-                      "filesystem_mb": disk.size_mb}
-
-            def heal_full() -> out.DiskHealed:
-                disk.free()
-                return {"free_bytes": disk.free_bytes()}
-            return Injected(targets, heal_full, detail)
-        layer = self.dep.pg_faultfs
-        if layer is None or layer.proc is None:
-            raise Unsupported(f"disk {fault.disk}: " + self.dep.fault_unwired.get(f"disk-{fault.disk}", "not wired"))
-        if fault.disk == "latency":
-            layer.latency(fault.latency_ms)
-        else:
-            layer.eio()
-
-        def heal() -> out.DiskHealed | None:
-            layer.heal()
-            return None
-        return Injected(targets, heal, {"disk": fault.disk, "latency_ms": fault.latency_ms, "via": "fuse",
-                                        "how": "FUSE fault layer"})
+        return inject_pg_disk(fault, self.dep.pg_disk, self.dep.pg_faultfs, self.dep.fault_unwired)

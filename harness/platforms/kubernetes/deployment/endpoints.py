@@ -129,18 +129,44 @@ class InstancesAndEndpoints(DeploymentState):
         the password stays in memory."""
         import psycopg
 
-        user, password = self._pg_credentials()
-        if "postgres" not in self._forwards:
-            self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
-        host, port = self._forwards["postgres"].address.rsplit(":", 1)
         try:
-            with psycopg.connect(host=host, port=int(port), user=user, password=password, dbname="goverse",
-                                 connect_timeout=5) as conn:
+            with self._pg_connect() as conn:
                 rows = conn.execute("SELECT object_id, data FROM goverse_objects WHERE object_id = ANY(%s)",
                                     (list(object_ids),)).fetchall()
         except psycopg.Error as exc:
             raise PlatformError(f"reading goverse_objects failed: {type(exc).__name__}") from None
         return {str(r[0]): r[1] for r in rows}
+
+    def _pg_connect(self) -> Any:
+        """A connection to the stack's database through a port-forward to the PostgreSQL pod."""
+        import psycopg
+
+        user, password = self._pg_credentials()
+        if "postgres" not in self._forwards:
+            self._forwards["postgres"] = self._new_forward(lambda: naming.statefulset_pod("postgres", 0), 5432)
+        host, port = self._forwards["postgres"].address.rsplit(":", 1)
+        return psycopg.connect(host=host, port=int(port), user=user, password=password, dbname="goverse",
+                               connect_timeout=5, autocommit=True)
+
+    def compact_storage(self) -> dict[str, int]:
+        """``VACUUM FULL`` the stack's tables, as the local platform does before a "disk full" fault (see
+        its method for why): the next writes must allocate new blocks. Returns each table's size."""
+        import psycopg
+
+        tables = ("goverse_objects", "goverse_reliable_calls", "refstack_shard_fences")
+        try:
+            with self._pg_connect() as conn:
+                present = [r[0] for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
+                    (list(tables),)).fetchall()]
+                sizes = {}
+                for table in present:
+                    conn.execute(f"VACUUM FULL {table}")  # names from the fixed tuple above
+                    row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
+                    sizes[table] = int(row[0]) if row is not None else 0
+        except psycopg.Error as exc:
+            raise PlatformError(f"VACUUM FULL failed: {type(exc).__name__}: {exc}") from None
+        return sizes
 
     def _pg_credentials(self) -> tuple[str, str]:
         """(user, password) from the run's Secret, read afresh (secret rotation changes them)."""

@@ -111,10 +111,16 @@ class Observation(InstancesAndEndpoints):
             "cpu-stress": None if chaos_ok or self._node_cgroup("cpu") else no_cm,
             "memory-pressure": None if chaos_ok or self._node_cgroup("memory") else no_cm,
             # named as Fault.kind, like the local platform's: the scenarios ask for these names
-            "disk-full": None if chaos_ok else no_cm + (self._NO_NODE_DISK if self.node_access() else ""),
-            "disk-latency": None if chaos_ok else no_cm + (self._NO_NODE_DISK if self.node_access() else ""),
-            "disk-eio": None if chaos_ok else no_cm + (self._NO_NODE_DISK if self.node_access() else ""),
+            **{k: None if chaos_ok else self._disk_reason(k, no_cm) for k in ("disk-full", "disk-latency", "disk-eio")},
         }
+
+    def _disk_reason(self, kind: str, no_cm: str) -> str | None:
+        """None when the harness made PostgreSQL's volume and can do ``kind`` on it (``pgvolume``)."""
+        if self.pg_volume is not None and kind not in self.disk_unwired:
+            return None
+        if kind in self.disk_unwired:
+            return f"{no_cm}; node access: {self.disk_unwired[kind]}"
+        return no_cm + (self._NO_NODE_DISK if self.node_access() else "")
 
     def pod_identity(self, name: str) -> dict[str, str]:
         """What the downward API gives the instance's pod (the manifests map these fields)."""

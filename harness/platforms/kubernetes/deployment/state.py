@@ -48,6 +48,8 @@ class DeploymentState(KubernetesAdhoc):
         self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
         self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
         self.limits: dict[str, Any] = {}  # cgroup limits from the node (local.cgroups), healed at teardown
+        self.pg_volume: Any = None  # pgvolume.PostgresFaultVolume when the run asked for disk faults
+        self.disk_unwired: dict[str, str] = {}  # disk-full/-latency/-eio -> why pg_volume cannot do it
         self._on_teardown = on_teardown
         self._torn_down = False
         self.timings: dict[str, float] = {}  # bring-up phases, seconds (the bootstrap scenario reports them)
@@ -94,9 +96,10 @@ class DeploymentState(KubernetesAdhoc):
                         "qdisc (absent on our machines), and a redirect to a delaying proxy would miss the "
                         "pooled connections")
 
-    _NO_NODE_DISK = ("; node access cannot fault PostgreSQL's volume: it is a hostPath directory on the "
-                     "machine's root filesystem (filling it fills the machine; a mount over it does not "
-                     "reach the running container)")
+    _NO_NODE_DISK = ("; node access faults PostgreSQL's volume only when the run asked for disk faults at deploy "
+                     "(StackSpec.disk_faults, set when a selected scenario injects one): otherwise the volume is a "
+                     "hostPath directory on the machine's root filesystem (filling it fills the machine; a mount "
+                     "over it does not reach the running container)")
 
     def node_access(self) -> bool:
         """Whether the pods' processes run on this machine (then cgroups and netns are reachable)."""
