@@ -85,12 +85,16 @@ while True:
     c, _ = srv.accept()
     threading.Thread(target=echo, args=(c,), daemon=True).start()
 """
+# Bound before "ready", so a datagram that arrives waits in the socket's buffer however slowly the
+# sender starts on a loaded machine; the 0.8 s wait for one that never comes starts only once the
+# sender has finished ("sent" on stdin).
 UDP_RECV = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(float(sys.argv[2]))
 print("ready", flush=True)
+sys.stdin.readline()
+s.settimeout(float(sys.argv[2]))
 try:
     print(s.recvfrom(100)[0].decode(), flush=True)
 except socket.timeout:
@@ -102,10 +106,13 @@ FAIL_S = 0.6  # a dropped SYN never completes; 0.6 s is plenty for a working con
 
 
 def udp_delivered(src: Host, dst: Host) -> bool:
-    rx = dst.popen([sys.executable, "-c", UDP_RECV, "7001", "0.8"], stdout=subprocess.PIPE, text=True)
+    rx = dst.popen([sys.executable, "-c", UDP_RECV, "7001", "0.8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                   text=True)
     try:
-        assert rx.stdout is not None and rx.stdout.readline().strip() == "ready"
+        assert rx.stdin is not None and rx.stdout is not None and rx.stdout.readline().strip() == "ready"
         src.run([sys.executable, "-c", UDP_SEND, dst.ip, "7001"])
+        rx.stdin.write("sent\n")
+        rx.stdin.flush()
         return rx.stdout.readline().strip() == "hi"
     finally:
         rx.kill()

@@ -50,7 +50,9 @@ from harness.platforms.local.injector import LocalInjector
 from harness.platforms.local.netns import Network
 from harness.platforms.local.process import ManagedProcess
 from harness.waiting import wait_until
+from harness.workload.lagwatch import LagWatch
 from tests.support.echo import EchoServer
+from tests.support.ontime import assert_on_time, lag_watched
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces, cgroups and mounts need root")
 CAPS = detect()
@@ -243,7 +245,7 @@ def test_timeout_and_reset_on_gate_node_and_node_etcd_links_via_nft(rig: Rig) ->
         assert outcome(net, "node-0", "etcd-0") == "connected"
         inj.heal()
         assert outcome(net, "node-1", "etcd-0") == "connected"
-        assert_held_as_asked(held(rig, Reset(("all-gates", "node-0"))))
+        assert_held_as_asked(*held(rig, Reset(("all-gates", "node-0"))))
         assert outcome(net, "gate-1", "node-0") == "connected"
 
 
@@ -386,15 +388,17 @@ TOLERANCE_S = 0.05
 HEAL_RUN_S = 0.5  # the heal's own run, generous for a loaded machine (see assert_held_as_asked)
 
 
-def held(rig: Rig, fault: Fault, hold: float = HOLD_S) -> FaultWindow:
-    """Apply ``fault`` through the nemesis for ``hold`` seconds; the window the history records."""
+def held(rig: Rig, fault: Fault, hold: float = HOLD_S) -> tuple[FaultWindow, LagWatch]:
+    """Apply ``fault`` through the nemesis for ``hold`` seconds; the window the history records and this
+    process's scheduling lag meanwhile (tests/support/ontime.py)."""
     rec = Recorder()
-    Nemesis(LocalInjector(rig), rec).apply(fault, hold=hold)
+    with lag_watched() as lag:
+        Nemesis(LocalInjector(rig), rec).apply(fault, hold=hold)
     (w,) = rec.history().faults()
-    return w
+    return w, lag
 
 
-def assert_held_as_asked(w: FaultWindow, hold: float = HOLD_S) -> None:
+def assert_held_as_asked(w: FaultWindow, lag: LagWatch, hold: float = HOLD_S) -> None:
     """The nemesis heals on time — the heal begins at the recorded t_inject + the hold asked for − its lead
     (the heal's expected run, ≤ 0.1 s), ±50 ms — and the heal itself is quick, so the recorded window
     (t_inject .. t_heal) is the hold give or take the heal run's variation; both the requested and the
@@ -403,29 +407,31 @@ def assert_held_as_asked(w: FaultWindow, hold: float = HOLD_S) -> None:
     Why not assert the whole window within ±50 ms: the heal's own run (an nft transaction in every
     namespace, a proxy flip, a process start) takes 5-20 ms on a quiet machine but 60+ ms on a loaded
     2-core one, and a timed assertion on it flakes (CI met 0.064 s). The part the harness schedules is
-    asserted here; the whole-window figures per kind are in docs/faults.md, measured on a quiet machine."""
+    asserted here; the whole-window figures per kind are in docs/faults.md, measured on a quiet machine.
+    A late heal start is excused only by as much lag as this process measurably suffered (two CPU burners
+    made wake-ups 64-73 ms late)."""
     assert w.t_stop is not None and w.result is not None
     assert w.requested_hold_s == hold and w.result["requested_hold_s"] == hold
     assert w.actual_hold_s == pytest.approx(w.result["actual_hold_s"], abs=1e-6)
     began, lead = w.result["heal_began_at"], w.result["heal_lead_s"]
     assert 0 <= lead <= HEAL_LEAD_CAP_S
-    assert abs(began - (w.t_start + hold - lead)) <= TOLERANCE_S, (w.t_start, began, w.result)
+    assert_on_time(began - (w.t_start + hold - lead), TOLERANCE_S, lag, f"heal start {w.result}")
     assert w.t_stop - began <= HEAL_RUN_S, (began, w.t_stop, w.result)
     assert w.params["apply_began_at"] <= w.t_start and w.t_start <= began <= w.t_stop
 
 
 def test_kill_window_is_the_hold(rig: Rig) -> None:
     rig.add("node-0", "node", argv=["sleep", "300"])
-    w = held(rig, Kill("node-0", "SIGKILL"))
-    assert_held_as_asked(w)
+    w, lag = held(rig, Kill("node-0", "SIGKILL"))
+    assert_held_as_asked(w, lag)
     assert rig.process("node-0").is_running()  # healed: started again
     assert w.result is not None and w.result["restarted"] == ["node-0"] and w.params["how"]
 
 
 def test_pause_window_is_the_hold(rig: Rig) -> None:
     rig.add("node-0", "node", argv=["sleep", "300"])
-    w = held(rig, Pause("node-0"))
-    assert_held_as_asked(w)
+    w, lag = held(rig, Pause("node-0"))
+    assert_held_as_asked(w, lag)
     assert w.result is not None and w.result["resumed"] == ["node-0"] and w.params["how"].startswith("SIGSTOP")
     assert psutil.Process(rig.process("node-0").pid).status() != psutil.STATUS_STOPPED
 
@@ -436,7 +442,7 @@ def test_link_fault_window_is_the_hold(rig: Rig, fault: Fault) -> None:
     with proxied_node_postgres(rig) as (fp, listen):
         socket.create_connection(listen, timeout=5).close()  # the link carries the node's traffic
         wait_until(lambda: fp.stats("node-0->postgres").accepted > 0, 5, "the proxy to count the connection")
-        assert_held_as_asked(held(rig, fault))
+        assert_held_as_asked(*held(rig, fault))
         assert fp.toxics("node-0->postgres") == []
 
 
@@ -446,8 +452,8 @@ def test_link_fault_window_is_the_hold(rig: Rig, fault: Fault) -> None:
 def test_partition_window_is_the_hold_and_the_cut_is_verified_outside_it(rig: Rig) -> None:
     hosts = (("node-0", "node"), ("gate-0", "gate"), ("gate-1", "gate"), ("postgres", "postgres"))
     with listening_hosts(rig, hosts) as net:
-        w = held(rig, Partition("gates-node", target="node-0"))
-        assert_held_as_asked(w)
+        w, lag = held(rig, Partition("gates-node", target="node-0"))
+        assert_held_as_asked(w, lag)
         v = w.result["verification"]
         assert v["verified_cut"]["dropped"] is True and v["conclusive"] is True, v
         assert w.t_start <= v["started_at"] <= v["ended_at"] <= w.t_stop
@@ -459,7 +465,7 @@ def test_partition_window_is_the_hold_and_the_cut_is_verified_outside_it(rig: Ri
 @pytest.mark.skipif(not CAPS["fault:cpu-stress"][0], reason=CAPS["fault:cpu-stress"][1])
 def test_cpu_stress_window_is_the_hold(rig: Rig) -> None:
     rig.add("node-0", "node", argv=[sys.executable, "-c", BUSY])
-    assert_held_as_asked(held(rig, CpuStress("node-0", quota=0.1)))
+    assert_held_as_asked(*held(rig, CpuStress("node-0", quota=0.1)))
     assert rig.fault_limits == {}
 
 
@@ -468,7 +474,7 @@ def test_cpu_stress_window_is_the_hold(rig: Rig) -> None:
 @pytest.mark.skipif(not CAPS["fault:memory-pressure"][0], reason=CAPS["fault:memory-pressure"][1])
 def test_memory_pressure_window_is_the_hold(rig: Rig) -> None:
     rig.add("node-0", "node", argv=["sleep", "300"])
-    assert_held_as_asked(held(rig, MemoryPressure("node-0", limit_mb=32)))
+    assert_held_as_asked(*held(rig, MemoryPressure("node-0", limit_mb=32)))
     assert rig.fault_limits == {} and stressors(rig.fault_prefix) == []
 
 
@@ -479,4 +485,4 @@ def test_disk_full_window_is_the_hold(rig: Rig, tmp_path: Path) -> None:
     rig.add("postgres", "postgres")
     with SmallFilesystem(rig.fault_prefix, tmp_path / "pgdisk", size_mb=8) as disk:
         rig.pg_disk = disk
-        assert_held_as_asked(held(rig, DiskFault("postgres", "full")))
+        assert_held_as_asked(*held(rig, DiskFault("postgres", "full")))
