@@ -288,7 +288,7 @@ COMMANDS = {
     "conformance": (_cmd_conformance, "run only the seed conformance checks and print the table"),
     "load-report": (_cmd_load_report, "standalone HTML load report of a run; --compare BASELINE flags regressions"),
     "bugs": (_cmd_bugs, "run each seeded bug against the scenarios meant to catch it (and the correct build): "
-                        "caught k/N matrix; --repeat N, --only BUG"),
+                        "caught k/N matrix; --repeat N, --only BUG, --quick (CI: one quick catcher each)"),
     "explore": (_cmd_explore, "random fault schedules (seeded, overlapping) against one stack, every checker on; "
                               "--seed S --budget 10m [--bug BUG] [--faults KINDS]; --replay DIR re-runs a failure"),
     "refstack": (_cmd_refstack, "run a reference-stack process: refstack node|gate|inspector --config F"),

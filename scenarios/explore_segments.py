@@ -13,7 +13,9 @@ of writes in flight at every fault) and the probe; a baseline; the schedule's fa
 healed at their times through the Nemesis (overlapping ones included; the history holds every
 window); the after phase; reads through each gate; final reads and the stored state; then every
 invariant the chaos scenarios judge: L (client view and stored state), M, linearizable counters, O, D,
-C, every gate routing, and recovery after every heal within the failover budget.
+C, every gate routing, recovery after every heal within the failover budget, and readiness means
+serving (every node's and gate's /ready answers and the settled shard map are recorded; a call cut by
+any fault window is excused, so what is judged is the baseline and the stretches after each heal).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.checkers.chaos import persisted_not_behind
+from harness.checkers.readiness import ready_means_serving
 from harness.checkers.routing import every_gate_routes
 from harness.explore.schedule import Schedule, Timing, generate
 from harness.platforms.base import Timers, Unsupported
@@ -72,12 +75,13 @@ SEGMENTS = [s.id for s in REPLAY] if REPLAY else [f"segment-{i:03d}" for i in ra
 
 
 def invariants(t: Timers, faulted: bool = True) -> list[Any]:
-    """Every check the chaos and stale-view scenarios judge that holds under any fault mix (recovery
-    after heal only when some fault was applied: a schedule whose faults this platform could not apply
-    has no heal to recover from)."""
+    """Every check the chaos, stale-view and restart scenarios judge that holds under any fault mix
+    (recovery after heal only when some fault was applied: a schedule whose faults this platform could
+    not apply has no heal to recover from; readiness ⇒ serving outside the fault windows)."""
     checks = [no_lost_writes(), persisted_not_behind, reads_see_acknowledged(), monotonic_reads(),
               linearizable_counters(), single_ownership(), reliable_calls_once(),
-              converged(within_s=budgets.convergence(t)), every_gate_routes()]
+              converged(within_s=budgets.convergence(t)), every_gate_routes(),
+              ready_means_serving(budgets.ready_serving(t), any_fault=True)]
     return [*checks, recovery_after_heal(budget_s=budgets.failover(t))] if faulted else checks
 
 
@@ -132,7 +136,7 @@ def test_explore_segment(request, stack, scenario, segment):
     scenario.recorder.log(f"explore schedule {schedule.id}: {schedule.describe()}")
     wl = scenario.workload(**WORKLOAD)
     try:
-        with scenario.observing(), wl.running():
+        with scenario.observing(readiness=True), wl.running():
             scenario.settle(BASELINE_S, "baseline")
             steps = run_schedule(scenario, schedule, threading.Event())
             after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)

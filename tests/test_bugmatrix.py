@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from harness.bugmatrix import CATCHERS, CORRECT, STATED_RATE, Run, Selection, build_matrix, render_markdown
+from harness import bugmatrix
+from harness.bugmatrix import CATCHERS, CORRECT, QUICK, STATED_RATE, Run, Selection, build_matrix, render_markdown
 from harness.refstack.bugs import BUGS
 from harness.settings import KNOWN_BUGS
 from tests.support.paths import DATA, ROOT
@@ -89,6 +90,57 @@ def test_every_catcher_selects_a_scenario(sel: Selection) -> None:
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                           sel.file, "-k", sel.k], cwd=ROOT, capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "::" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def _collected(*args: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "-p", "no:locust", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return {line.strip() for line in out.stdout.splitlines() if "::" in line}
+
+
+def test_each_quick_catcher_is_one_of_its_bugs_catchers_and_runs_on_the_correct_build_in_scripts_test() -> None:
+    """`bugs --quick --no-correct` in scripts/test is honest only if (1) each quick selection selects
+    scenarios its bug's CATCHERS select (a narrower -k inside one is fine) and (2) scripts/test's local
+    scenario step collects every one of them, so the correct build is run on them there. The step's
+    marker expression is read from scripts/test itself, so a change of the step is seen here."""
+    assert set(QUICK) == set(CATCHERS)
+    script = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    step = next(line for line in script.splitlines() if "harness.cli run -m" in line)
+    marker = step.split("-m", 1)[1].split('"')[1]
+    in_step = _collected("-m", marker, "scenarios")
+    assert len(in_step) > 20, "the local scenario step collects every family"
+    for bug, quick in QUICK.items():
+        ids = _collected(quick.file, "-k", quick.k)
+        assert ids, f"{bug}: {quick.label} selects nothing"
+        full: set[str] = set()
+        for sel in CATCHERS[bug]:
+            full |= _collected(sel.file, "-k", sel.k)
+        assert ids <= full, f"{bug}: {quick.label} selects {sorted(ids - full)}, not among its CATCHERS"
+        assert ids <= in_step, f"{bug}: {sorted(ids - in_step)} is not run on the correct build by scripts/test"
+
+
+def test_quick_runs_each_bug_once_on_its_quick_selection_and_no_correct_leaves_the_correct_build_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's choice of runs (the `goverse-harness run` processes replaced by real run.json data:
+    no-fencing caught by its pause run, slow-failover missed by a correct restart run): --quick runs
+    QUICK only, --no-correct no correct-build run, and a bug not caught makes the exit code 1."""
+    calls: list[tuple[str | None, Selection]] = []
+    data = {"no-fencing": "pause_no_fencing", "slow-failover": "restarts_correct"}
+
+    def fake(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str]) -> Run:
+        calls.append((bug, sel))
+        return Run(bug, sel, repeat, run_json(data[bug] if bug else "restarts_correct"), 0, str(out), 1.0)
+
+    monkeypatch.setattr(bugmatrix, "_run_once", fake)
+    argv = ["--only", "no-fencing", "--quick", "--artifacts", str(tmp_path)]
+    assert bugmatrix.bugs_main([*argv, "--no-correct"]) == 0
+    assert calls == [("no-fencing", QUICK["no-fencing"])] and len(CATCHERS["no-fencing"]) == 2
+    calls.clear()
+    assert bugmatrix.bugs_main(argv) == 0
+    assert calls == [("no-fencing", QUICK["no-fencing"]), (None, QUICK["no-fencing"])]
+    calls.clear()
+    assert bugmatrix.bugs_main(["--only", "slow-failover", *argv[2:], "--no-correct"]) == 1  # not caught
 
 
 def test_the_html_page_shows_rates_checks_false_alarms_and_links_each_run(tmp_path: Path) -> None:

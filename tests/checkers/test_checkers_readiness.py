@@ -122,3 +122,23 @@ def test_a_history_where_every_call_failed_on_ready_nodes_fails():
     c = run(History(sorted(evs, key=lambda e: e.t)))
     assert c.verdict is Verdict.FAIL
     assert len(c.data["violations"]) == 40
+
+
+def _disk_full(t0: float, t1: float) -> list[Event]:
+    """A fault on what every node shares (PostgreSQL's disk): its target names no node."""
+    return [Event(t0, "nemesis", "nemesis", "start",
+                  value={"id": "d1", "kind": "disk", "target": ["postgres"], "params": {}}),
+            Event(t1, "nemesis", "nemesis", "stop", value={"id": "d1", "kind": "disk", "target": ["postgres"]})]
+
+
+def test_any_fault_excuses_calls_cut_by_a_shared_fault_but_not_after_its_heal():
+    """The explorer's form: node-0 fails writes while PostgreSQL's disk is full and rightly says ready —
+    excused with any_fault (not without: the fault names no node). After the heal node-0 still says
+    ready and fails its shard (ready-before-serving after a rebalance): a violation either way."""
+    during = _disk_full(2.0, 3.0) + call(2.5, 1, "fail")
+    assert run(base(during)).verdict is Verdict.FAIL  # aimed-only: a disk fault does not excuse node-0
+    c = ready_means_serving(BUDGET, any_fault=True)(base(during))
+    assert c.verdict is Verdict.PASS and c.data["any_fault"] is True, c.detail
+    c = ready_means_serving(BUDGET, any_fault=True)(base(during + call(3.6, 1, "fail")))
+    assert c.verdict is Verdict.FAIL, c.detail
+    assert [(v["node"], v["t"]) for v in c.data["violations"]] == [("node-0", 3.6)]
