@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.childrun import run_child
 from harness.refstack.bugs import BUGS
 
 
@@ -258,12 +258,12 @@ def _run_once(bug: str | None, sel: Selection, repeat: int, out: Path, extra: li
            *(["--bug", bug] if bug else []), *extra]
     print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: {' '.join(cmd[2:])}", flush=True)
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, check=False)  # output goes to the terminal: the run's own progress
+    code = run_child(cmd)  # output goes to the terminal: the run's own progress
     wall = round(time.monotonic() - t0, 1)
     found = sorted(art.glob("runs/*/run.json"))
     data = json.loads(found[-1].read_text(encoding="utf-8")) if found else None
-    print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: exit {proc.returncode} in {wall} s", flush=True)
-    return Run(bug, sel, repeat, data, proc.returncode, str(art), wall)
+    print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: exit {code} in {wall} s", flush=True)
+    return Run(bug, sel, repeat, data, code, str(art), wall)
 
 
 def _in_run_s(data: dict[str, Any] | None) -> float | None:
