@@ -99,9 +99,28 @@ def is_frozen(path: Path) -> bool:
     return text == "FROZEN" if path.name == "freezer.state" else text == "1"
 
 
-def container_pid(uid: str) -> int:
-    """The oldest process of the pod that is not its sandbox (the app container's main process)."""
+def container_pids(uid: str, container_id: str | None = None) -> list[int]:
+    """Processes of the pod's containers (not its sandbox), oldest pid first; with ``container_id``
+    (``containerd://<id>`` or the bare id) only that container's: a pod with a sidecar (the node's
+    pg-proxy, started first) has more than one, and the oldest is then not the app's."""
     pids = [p for p in pod_pids(uid) if not is_sandbox(p)]
+    if not container_id:
+        return pids
+    cid = container_id.rsplit("://", 1)[-1]
+    out = []
+    for p in pids:
+        try:
+            if cid in Path(f"/proc/{p}/cgroup").read_text():
+                out.append(p)
+        except OSError:
+            continue
+    return out
+
+
+def container_pid(uid: str, container_id: str | None = None) -> int:
+    """The oldest process of the pod's container ``container_id`` (else of any container but the
+    sandbox): the app container's main process."""
+    pids = container_pids(uid, container_id)
     if not pids:
         raise Unsupported(f"pod {uid} has no container process on this machine: the harness does not run on its node")
     return pids[0]

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.platforms.base import PlatformError, Termination, Unsupported
-from harness.platforms.kubernetes import naming
+from harness.platforms.kubernetes import conditions, naming
 from harness.platforms.kubernetes.deployment.observe import Observation
 from harness.waiting import wait_until
 
@@ -89,7 +89,10 @@ class PodControl(Observation):
         pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
         uid = str(pod.metadata.uid)
         restarts = sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
-        victims = [p for p in nodeaccess.pod_pids(uid) if not nodeaccess.is_sandbox(p)]
+        # the instance's own container only: a node pod's pg-proxy sidecar is not the node
+        container = conditions.running_container_id(self.core.api_client.sanitize_for_serialization(pod),
+                                                    naming.pod_for_instance(name)[0])
+        victims = nodeaccess.container_pids(uid, container)
         if not victims:
             raise PlatformError(f"{name}: no container process of pod {pod.metadata.name} on this node")
         for pid in victims:

@@ -44,6 +44,7 @@ class DeploymentState(KubernetesAdhoc):
         self._direct_ok: bool | None = None
         self._ip_cache: dict[str, tuple[str, float]] = {}
         self._node_access: bool | None = None
+        self._pg_proxied: bool | None = None  # node -> PostgreSQL through the pg-proxy sidecar (endpoints)
         self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
         self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
         self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
@@ -90,9 +91,10 @@ class DeploymentState(KubernetesAdhoc):
 
     # why node access does not stand in for Chaos Mesh here (docs/kubernetes.md "Faults on Kubernetes")
 
-    _NO_NODE_LATENCY = ("; node access has no link delay: one on a pod's interface needs the kernel's netem "
-                        "qdisc (absent on our machines), and a redirect to a delaying proxy would miss the "
-                        "pooled connections")
+    _NO_NODE_LATENCY = ("; and node -> PostgreSQL is not wired through the fault proxy sidecar (the Goverse "
+                        "stack, a Helm deployment or StackSpec(fault_proxies=False)): node access alone has no "
+                        "link delay, since one on a pod's interface needs the kernel's netem qdisc (absent on "
+                        "our machines), and a redirect to a delaying proxy would miss the pooled connections")
 
     _NO_NODE_DISK = ("; node access cannot fault PostgreSQL's volume: it is a hostPath directory on the "
                      "machine's root filesystem (filling it fills the machine; a mount over it does not "
