@@ -50,7 +50,7 @@ def test_cpu_limit_nests_in_the_container_group_throttles_and_heals_to_nothing(d
     lim = dep.limits["cpu-node-0"]
     assert lim.group is not None and lim.group.parent == lim.hierarchy.path(lim.hierarchy.own)
     group = lim.group
-    pid = nodeaccess.container_pid(dep.pod_uid("node-0"))
+    pid = nodeaccess.container_pid(dep.pod_uid("node-0"), dep.container_id("node-0"))  # not the pg-proxy sidecar
     assert pid in [int(x) for x in (group / "cgroup.procs").read_text().split()]
     wait_until(lambda: lim.throttled()[1] > 0, 30, "the 2 % quota throttles the node")
     result = injected.heal()
