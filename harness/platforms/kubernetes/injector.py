@@ -68,9 +68,12 @@ class KubernetesInjector(Interpreter):
     def _name(self, what: str) -> str:
         return f"gvh-{self.dep.run_id}-{what}-{next(_counter)}"
 
-    def _need_chaos_mesh(self, what: str) -> None:
+    def _need_chaos_mesh(self, what: str, capability: str | None = None) -> None:
+        """Unsupported without Chaos Mesh, with the deployment's reason for ``capability`` when it has one
+        (the physical one: why node access cannot stand in)."""
         if not self.dep.chaos.available():
-            raise Unsupported(f"{what} needs Chaos Mesh, which is not installed in this cluster")
+            why = self.dep.capabilities().get(capability) if capability else None
+            raise Unsupported(why or f"{what} needs Chaos Mesh, which is not installed in this cluster")
 
     def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: D,
                  healed: Callable[[out.ChaosRecovered], H]) -> Injected[D, H]:
@@ -275,7 +278,7 @@ class KubernetesInjector(Interpreter):
         figures: out.LinkFigures = {"ms": fault.ms, "jitter_ms": fault.jitter_ms, "direction": fault.direction}
         if self._use_pg_proxy():
             return self._proxy_toxic(fault.link, {"kind": "latency", **figures}, figures)
-        self._need_chaos_mesh("latency")
+        self._need_chaos_mesh("latency", "latency")
         if fault.direction != "upstream":
             raise Unsupported(f"latency direction {fault.direction!r}: the Chaos Mesh delay here delays the "
                               "source's packets to the destination (upstream) only")
@@ -287,7 +290,7 @@ class KubernetesInjector(Interpreter):
     def _inject_timeout(self, fault: spec.Timeout) -> Injected[out.LinkDetail, out.LinkHealed]:
         if self._use_pg_proxy():
             return self._proxy_toxic(fault.link, {"kind": "timeout"}, {"toxic": "timeout"})
-        self._need_chaos_mesh("a link timeout")
+        self._need_chaos_mesh("a link timeout", "timeout")
         src, dst, targets = self._link_pods(fault.link)
         return self._run_crs([plan.link_blackhole_cr(self._name("blackhole"), src, dst, self.dep.namespace)],
                              targets, {"how": "one-way partition"}, _link_healed)
