@@ -131,6 +131,8 @@ def test_latency_on_node_postgres_is_the_sidecars_toxic_and_heals(dep) -> None:
     finally:
         healed = injected.heal()
     after = min(_pg_rtt_from_pod(dep, "node-0") for _ in range(3))
+    print(f"PostgreSQL round trip through node-0's pg-proxy: before {before * 1000:.1f} ms, during "
+          f"{during * 1000:.1f} ms, after {after * 1000:.1f} ms")
     assert injected.targets == ["node-0"] and injected.detail["links"] == ["node-0->postgres"]
     assert during >= 0.19 and before < 0.15 and after < 0.15, (before, during, after)
     assert healed["cleared"] == ["node-0->postgres"] and healed["bytes_during"]["node-0->postgres"] > 0
