@@ -162,10 +162,11 @@ class KubernetesInjector(Interpreter):
                          "how": "graceful pod delete" if fault.graceful else "pod delete with grace 0"})
 
     def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
-        """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
+        """Freeze the instances' containers' cgroups (SIGSTOP's effect on every process of the container);
+        heal thaws them."""
         targets = plan_targets(fault.target, self.topology())
         heal = pause_all(targets, self.dep.pause, self.dep.resume)
-        return Injected(targets, heal, {"how": "pod cgroup freezer (node access)"})
+        return Injected(targets, heal, {"how": "container cgroup freezer (node access)"})
 
     # --- network -------------------------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ class DeploymentState(KubernetesAdhoc):
         self._node_access: bool | None = None
         self._pg_proxied: bool | None = None  # node -> PostgreSQL through the pg-proxy sidecar (endpoints)
         self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
-        self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
+        # paused instance -> (pod uid, container id) (thawed at teardown at the latest)
+        self._frozen: dict[str, tuple[str, str | None]] = {}
         self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
         self.limits: dict[str, Any] = {}  # cgroup limits from the node (local.cgroups), healed at teardown
         self._on_teardown = on_teardown
