@@ -7,8 +7,8 @@ latency figure means the same on both platforms (``report --compare``) and the l
 local platform (Latency, Timeout, Reset on node → postgres) exist on Kubernetes without Chaos Mesh.
 The cost is one loopback hop per query inside the pod (the local proxy measured ≈ 50 µs on a median
 round trip) and a small container per node. The real Goverse stack is not wired (it ignores
-``GOVERSE_POSTGRES_HOST/PORT``; its PostgreSQL address comes from its own config rendering), nor a Helm deployment (the chart has no such sidecar): there the
-link faults keep their Unsupported reason.
+``GOVERSE_POSTGRES_HOST/PORT``; its PostgreSQL address comes from its own config rendering), nor a Helm
+deployment (the chart has no such sidecar): there the link faults keep their Unsupported reason.
 
 How: a native sidecar (an init container with ``restartPolicy: Always``) in the node StatefulSet's pod
 template, started and probed before the node container, so the node's first connection already finds
