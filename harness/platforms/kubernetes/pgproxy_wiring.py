@@ -38,6 +38,9 @@ def node_patch() -> dict[str, Any]:
     sidecar = {
         "name": CONTAINER,
         "image": IMAGE,
+        # the node's own image, side-loaded on test clusters: never pull it (a `:latest` tag defaults to
+        # Always, which components/local-images overrides for the app containers only)
+        "imagePullPolicy": "IfNotPresent",
         "restartPolicy": "Always",
         "command": ["python", "-m", MODULE],
         "args": ["--listen", f"127.0.0.1:{LISTEN_PORT}", "--upstream", upstream,

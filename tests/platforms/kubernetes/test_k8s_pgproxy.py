@@ -48,6 +48,7 @@ def test_wired_run_puts_every_node_session_through_the_sidecar(tmp_path: Path) -
     (sidecar,) = [c for c in pod["initContainers"] if c["name"] == pgproxy_wiring.CONTAINER]
     assert sidecar["restartPolicy"] == "Always"  # a native sidecar: started and probed before the node
     assert sidecar["image"] == RUN_IMAGE  # the run's refstack image, as the node's
+    assert sidecar["imagePullPolicy"] == "IfNotPresent"  # side-loaded, never pulled
     assert sidecar["command"] == ["python", "-m", "harness.platforms.kubernetes.pgproxy"]
     assert "goverse-postgres:5432" in sidecar["args"]
     assert sidecar["startupProbe"]["httpGet"]["port"] == pgproxy.CONTROL_PORT
