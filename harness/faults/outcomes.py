@@ -122,6 +122,7 @@ class LinkFigures(TypedDict, total=False):
 class LinkHealed(TypedDict, total=False):
     cleared: list[str]
     bytes_during: dict[str, int]  # bytes the proxy moved on each link while the fault held
+    pods_gone: list[str]  # Kubernetes: the pod (and its proxy with the toxic) was replaced meanwhile
     recovered: bool
     forced: list[str]
 

@@ -21,7 +21,7 @@ from harness.faults.handlers import Handlers
 from harness.faults.nemesis import Injected
 from harness.faults.plan import PartitionPlan, plan_link, plan_partition, plan_targets
 from harness.platforms.actions import OperationsSource, OperatorActions
-from harness.platforms.base import Unsupported
+from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.interpreter import Interpreter, pause_all, start_again
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import chaos, naming, netpol, plan
@@ -56,6 +56,7 @@ class KubernetesInjector(Interpreter):
             partition=self._inject_partition,
             latency=self._inject_latency,
             timeout=self._inject_timeout,
+            reset=self._inject_reset,
             cpu_stress=self._inject_cpu_stress,
             memory_pressure=self._inject_memory_pressure,
             disk=self._inject_disk,
@@ -67,9 +68,12 @@ class KubernetesInjector(Interpreter):
     def _name(self, what: str) -> str:
         return f"gvh-{self.dep.run_id}-{what}-{next(_counter)}"
 
-    def _need_chaos_mesh(self, what: str) -> None:
+    def _need_chaos_mesh(self, what: str, capability: str | None = None) -> None:
+        """Unsupported without Chaos Mesh, with the deployment's reason for ``capability`` when it has one
+        (the physical one: why node access cannot stand in)."""
         if not self.dep.chaos.available():
-            raise Unsupported(f"{what} needs Chaos Mesh, which is not installed in this cluster")
+            why = self.dep.capabilities().get(capability) if capability else None
+            raise Unsupported(why or f"{what} needs Chaos Mesh, which is not installed in this cluster")
 
     def _run_crs(self, crs: list[dict[str, Any]], targets: list[str], detail: D,
                  healed: Callable[[out.ChaosRecovered], H]) -> Injected[D, H]:
@@ -158,10 +162,11 @@ class KubernetesInjector(Interpreter):
                          "how": "graceful pod delete" if fault.graceful else "pod delete with grace 0"})
 
     def _inject_pause(self, fault: spec.Pause) -> Injected[out.PauseDetail, out.PauseHealed]:
-        """Freeze the pods' cgroups (SIGSTOP's effect on every process of the pod); heal thaws them."""
+        """Freeze the instances' containers' cgroups (SIGSTOP's effect on every process of the container);
+        heal thaws them."""
         targets = plan_targets(fault.target, self.topology())
         heal = pause_all(targets, self.dep.pause, self.dep.resume)
-        return Injected(targets, heal, {"how": "pod cgroup freezer (node access)"})
+        return Injected(targets, heal, {"how": "container cgroup freezer (node access)"})
 
     # --- network -------------------------------------------------------------------------------------
 
@@ -271,7 +276,10 @@ class KubernetesInjector(Interpreter):
         return [self.dep.pod_name(s) for s in srcs], [self.dep.pod_name(d) for d in dsts], srcs + dsts
 
     def _inject_latency(self, fault: spec.Latency) -> Injected[out.LinkDetail, out.LinkHealed]:
-        self._need_chaos_mesh("latency")
+        figures: out.LinkFigures = {"ms": fault.ms, "jitter_ms": fault.jitter_ms, "direction": fault.direction}
+        if self._use_pg_proxy():
+            return self._proxy_toxic(fault.link, {"kind": "latency", **figures}, figures)
+        self._need_chaos_mesh("latency", "latency")
         if fault.direction != "upstream":
             raise Unsupported(f"latency direction {fault.direction!r}: the Chaos Mesh delay here delays the "
                               "source's packets to the destination (upstream) only")
@@ -281,10 +289,83 @@ class KubernetesInjector(Interpreter):
                                              "how": "chaos-mesh delay"}, _link_healed)
 
     def _inject_timeout(self, fault: spec.Timeout) -> Injected[out.LinkDetail, out.LinkHealed]:
-        self._need_chaos_mesh("a link timeout")
+        if self._use_pg_proxy():
+            return self._proxy_toxic(fault.link, {"kind": "timeout"}, {"toxic": "timeout"})
+        self._need_chaos_mesh("a link timeout", "timeout")
         src, dst, targets = self._link_pods(fault.link)
         return self._run_crs([plan.link_blackhole_cr(self._name("blackhole"), src, dst, self.dep.namespace)],
                              targets, {"how": "one-way partition"}, _link_healed)
+
+    def _inject_reset(self, fault: spec.Reset) -> Injected[out.LinkDetail, out.LinkHealed]:
+        if not self.dep.pg_proxied():
+            raise Unsupported(self.dep.capabilities()["reset"] or "no TCP-reset fault here")
+        return self._proxy_toxic(fault.link, {"kind": "reset"}, {"toxic": "reset_peer"})
+
+    def _pod_uid_or_none(self, instance: str) -> str | None:
+        try:
+            return self.dep.pod_uid(instance)
+        except Exception:  # noqa: BLE001 - no pod (404) or no slot: not the pod the toxic was set in
+            return None
+
+    def _use_pg_proxy(self) -> bool:
+        """Link faults go to the node pods' PostgreSQL fault proxy (``pgproxy``) where it is wired and
+        Chaos Mesh is absent; a cluster with Chaos Mesh keeps its NetworkChaos path."""
+        return not self.dep.chaos.available() and self.dep.pg_proxied()
+
+    def _proxy_toxic(self, link: spec.Link, toxic: dict[str, Any],
+                     figures: out.LinkFigures) -> Injected[out.LinkDetail, out.LinkHealed]:
+        """The local platform's fault proxy toxic, set in each source node's pg-proxy sidecar (wired at
+        deploy time: every session of the node, pooled ones included, goes through it). Only
+        node -> postgres is wired; a sidecar that has accepted no connection would make the fault a
+        silent no-op (the node ignored the proxy's address), so that is ``Unsupported`` too."""
+        pairs = plan_link(link, self.topology())
+        topo = self.topology()
+        for src, dst in pairs:
+            if topo.get(src) != "node" or dst != "postgres":
+                raise Unsupported(f"{src} -> {dst} is not wired through a fault proxy on Kubernetes: only "
+                                  "node -> postgres is (the pg-proxy sidecar); a delay elsewhere needs netem "
+                                  "(no qdiscs in this kernel) or Chaos Mesh")
+        sources = sorted({s for s, _ in pairs})
+        ctls = {s: self.dep.pg_proxy(s) for s in sources}
+        before: dict[str, int] = {}
+        for s, ctl in ctls.items():
+            stats = ctl.state()["stats"]
+            if not stats.get("accepted"):
+                raise Unsupported(f"{s} does not connect to PostgreSQL through its pg-proxy sidecar (it ignored "
+                                  "the proxy's address), so a fault on that link would do nothing")
+            before[s] = int(stats["bytes_up"]) + int(stats["bytes_down"])
+        uids = {s: self.dep.pod_uid(s) for s in sources}  # a replaced pod's proxy took the toxic with it
+        done: list[str] = []
+        try:
+            for s, ctl in ctls.items():
+                ctl.set_toxic(toxic)
+                done.append(s)
+        except BaseException:
+            for s in done:
+                with contextlib.suppress(Exception):
+                    ctls[s].clear()
+            raise
+        names = [f"{s}->postgres" for s in sources]
+
+        def heal() -> out.LinkHealed:
+            cleared, gone, moved = [], [], {}
+            for s, ctl in ctls.items():
+                try:
+                    stats = ctl.clear()["stats"]
+                except PlatformError:
+                    if self._pod_uid_or_none(s) == uids[s]:
+                        raise  # the same pod, its proxy unreachable: the toxic may still hold
+                    gone.append(s)  # the pod was replaced: its proxy (and the toxic) went with it
+                    continue
+                cleared.append(f"{s}->postgres")
+                moved[f"{s}->postgres"] = int(stats["bytes_up"]) + int(stats["bytes_down"]) - before[s]
+            healed: out.LinkHealed = {"cleared": cleared, "bytes_during": moved}
+            if gone:
+                healed["pods_gone"] = gone
+            return healed
+
+        return Injected(sources, heal, {**figures, "links": names, "via": "faultproxy",
+                                        "how": "TCP fault proxy toxic (pg-proxy sidecar in the node pod)"})
 
     # --- resources -----------------------------------------------------------------------------------
 
@@ -354,8 +435,8 @@ class KubernetesInjector(Interpreter):
 
         for t in targets:  # what the heal compares with: the pod, its restart count, its process, its container
             uid = self.dep.pod_uid(t)
-            before[t] = (uid, self.dep.restart_count(t), nodeaccess.container_pid(uid), "")
             containers[t] = self.dep.container_id(t) or ""
+            before[t] = (uid, self.dep.restart_count(t), nodeaccess.container_pid(uid, containers[t]), "")
         limits.update(self._node_limits("memory", targets, lambda key, pid, h: MemoryLimit(
             prefix, key, pid, limit_mb=fault.limit_mb, hierarchy=h), {t: b[2] for t, b in before.items()}))
         try:
@@ -406,7 +487,7 @@ class KubernetesInjector(Interpreter):
         from harness.platforms.local.cgroups import CpuLimit, heal_limits, throttled_counts
 
         targets = plan_targets(fault.target, self.topology())
-        pids = {t: nodeaccess.container_pid(self.dep.pod_uid(t)) for t in targets}
+        pids = {t: nodeaccess.container_pid(self.dep.pod_uid(t), self.dep.container_id(t)) for t in targets}
         limits = self._node_limits("cpu", targets, lambda key, pid, h: CpuLimit(
             f"gvh-{self.dep.run_id}", key, pid, quota=fault.quota, hierarchy=h), pids)
 

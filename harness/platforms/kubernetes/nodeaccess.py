@@ -5,8 +5,8 @@ provider): what Chaos Mesh's daemon does, without Chaos Mesh.
   inside each pod's network namespace (entered through one of the pod's processes with ``nsenter``);
   a peer reached through a Service (etcd, PostgreSQL) is also dropped by its ClusterIP, because replies
   come back un-DNATed to that address;
-- pause: the pod's cgroup freezer (v1 ``freezer.state``, v2 ``cgroup.freeze``), which stops every
-  process of the pod like SIGSTOP would, and thaws it on resume.
+- pause: the instance's container's cgroup freezer (v1 ``freezer.state``, v2 ``cgroup.freeze``), which
+  stops every process of the container like SIGSTOP would, and thaws it on resume.
 
 Why a pod's processes are found through ``/proc/*/cgroup``: the kubelet (cgroupfs driver) puts every
 container of a pod under ``…/pod<uid>/``, so a pid from there names the pod's sandbox namespaces.
@@ -77,18 +77,22 @@ def heal_script() -> str:
     return f"add table inet {TABLE}\ndelete table inet {TABLE}\n"
 
 
-def freezer_files(uid: str) -> list[Path]:
-    """The pod-level freeze control file (cgroup v1 freezer or v2 ``cgroup.freeze``)."""
-    v1 = sorted(Path("/sys/fs/cgroup/freezer").glob(f"kubepods*/**/pod{uid}/freezer.state"))
+def freezer_files(uid: str, container_id: str | None = None) -> list[Path]:
+    """The freeze control file (cgroup v1 freezer or v2 ``cgroup.freeze``) of the pod, or with
+    ``container_id`` of that container only (a node pod's pg-proxy sidecar stays running: a paused node
+    is a stopped process, not a stopped network path — the local platform's proxy is not paused either)."""
+    sub = f"pod{uid}/*{container_id.rsplit('://', 1)[-1]}*" if container_id else f"pod{uid}"
+    v1 = sorted(Path("/sys/fs/cgroup/freezer").glob(f"kubepods*/**/{sub}/freezer.state"))
     if v1:
         return v1[:1]
-    return sorted(Path("/sys/fs/cgroup").glob(f"kubepods*/**/pod{uid}/cgroup.freeze"))[:1]
+    return sorted(Path("/sys/fs/cgroup").glob(f"kubepods*/**/{sub}/cgroup.freeze"))[:1]
 
 
-def freeze(uid: str, frozen: bool) -> Path:
-    files = freezer_files(uid)
+def freeze(uid: str, frozen: bool, container_id: str | None = None) -> Path:
+    files = freezer_files(uid, container_id)
     if not files:
-        raise Unsupported(f"no cgroup freezer for pod {uid} on this machine (not its node, or no freezer)")
+        raise Unsupported(f"no cgroup freezer for pod {uid}{f' container {container_id}' if container_id else ''} "
+                          "on this machine (not its node, or no freezer)")
     f = files[0]
     f.write_text(("FROZEN" if frozen else "THAWED") if f.name == "freezer.state" else ("1" if frozen else "0"))
     return f
@@ -99,9 +103,28 @@ def is_frozen(path: Path) -> bool:
     return text == "FROZEN" if path.name == "freezer.state" else text == "1"
 
 
-def container_pid(uid: str) -> int:
-    """The oldest process of the pod that is not its sandbox (the app container's main process)."""
+def container_pids(uid: str, container_id: str | None = None) -> list[int]:
+    """Processes of the pod's containers (not its sandbox), oldest pid first; with ``container_id``
+    (``containerd://<id>`` or the bare id) only that container's: a pod with a sidecar (the node's
+    pg-proxy, started first) has more than one, and the oldest is then not the app's."""
     pids = [p for p in pod_pids(uid) if not is_sandbox(p)]
+    if not container_id:
+        return pids
+    cid = container_id.rsplit("://", 1)[-1]
+    out = []
+    for p in pids:
+        try:
+            if cid in Path(f"/proc/{p}/cgroup").read_text():
+                out.append(p)
+        except OSError:
+            continue
+    return out
+
+
+def container_pid(uid: str, container_id: str | None = None) -> int:
+    """The oldest process of the pod's container ``container_id`` (else of any container but the
+    sandbox): the app container's main process."""
+    pids = container_pids(uid, container_id)
     if not pids:
         raise Unsupported(f"pod {uid} has no container process on this machine: the harness does not run on its node")
     return pids[0]

@@ -116,7 +116,8 @@ class KubernetesPlatform:
         images.setdefault("busybox", render.BACKUP_SHELL_IMAGE)
         opts = render.RunOptions(run_id=run_id, platform=self.opts.overlay, stack=spec.stack, nodes=spec.nodes,
                                  gates=spec.gates, inspector=spec.inspector, etcd_members=spec.etcd_members,
-                                 images=images, bugs=spec.bugs)
+                                 images=images, bugs=spec.bugs,
+                                 pg_proxy=spec.fault_proxies and spec.stack == "reference")
         docs = render.kustomize_build(render.write_run_kustomization(rd, opts, stackconfig.stack_config(spec)))
         if self.opts.deploy_with == "helm":
             return self._deploy_helm(spec, rd, run_id, api, docs, _context, _kubeconfig)

@@ -74,6 +74,7 @@ class RunOptions:
     images: Mapping[str, str] = field(default_factory=dict)  # image name in manifests -> replacement
     bugs: tuple[str, ...] = ()
     backup: bool = True  # the backup CronJobs (components/backup): the backup/restore scenarios run them
+    pg_proxy: bool = False  # node -> PostgreSQL through a fault proxy sidecar (pgproxy_wiring; reference only)
 
 
 #: kustomize components a run may add to its overlay
@@ -153,6 +154,12 @@ def run_kustomization(opts: RunOptions, overlay_relpath: str, components: Iterab
         raise ValueError("seeded bugs exist only in the reference stack")
     patches = [{"patch": yaml.safe_dump(etcd_members_patch(opts.etcd_members), sort_keys=False)}]
     patches += [{"patch": yaml.safe_dump(p, sort_keys=False)} for p in bugs_patches(opts.bugs)]
+    if opts.pg_proxy:
+        if opts.stack != "reference":
+            raise ValueError("pg_proxy: the PostgreSQL fault proxy sidecar is wired on the reference stack only")
+        from harness.platforms.kubernetes.pgproxy_wiring import node_patch
+
+        patches.append({"patch": yaml.safe_dump(node_patch(), sort_keys=False)})
     out: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

@@ -85,13 +85,15 @@ def test_pause_freezes_with_node_access_else_is_unsupported_with_a_reason(deploy
         return
     from harness.platforms.kubernetes import nodeaccess
 
-    uid = deployment.pod_uid("node-0")
+    uid, container = deployment.pod_uid("node-0"), deployment.container_id("node-0")
     deployment.pause("node-0")
-    try:
-        assert nodeaccess.is_frozen(nodeaccess.freezer_files(uid)[0])
+    try:  # the node's container, not its pod: the pg-proxy sidecar keeps running (a stopped process)
+        assert nodeaccess.is_frozen(nodeaccess.freezer_files(uid, container)[0])
+        if deployment.pg_proxied():
+            assert deployment.pg_proxy("node-0").state()["toxics"] == []
     finally:
         deployment.resume("node-0")
-    assert not nodeaccess.is_frozen(nodeaccess.freezer_files(uid)[0])
+    assert not nodeaccess.is_frozen(nodeaccess.freezer_files(uid, container)[0])
     deployment.wait_converged(deployment.spec.timers.failover_budget(60))
 
 

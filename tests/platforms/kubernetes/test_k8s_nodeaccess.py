@@ -50,7 +50,7 @@ def test_cpu_limit_nests_in_the_container_group_throttles_and_heals_to_nothing(d
     lim = dep.limits["cpu-node-0"]
     assert lim.group is not None and lim.group.parent == lim.hierarchy.path(lim.hierarchy.own)
     group = lim.group
-    pid = nodeaccess.container_pid(dep.pod_uid("node-0"))
+    pid = nodeaccess.container_pid(dep.pod_uid("node-0"), dep.container_id("node-0"))  # not the pg-proxy sidecar
     assert pid in [int(x) for x in (group / "cgroup.procs").read_text().split()]
     wait_until(lambda: lim.throttled()[1] > 0, 30, "the 2 % quota throttles the node")
     result = injected.heal()
@@ -88,3 +88,68 @@ def test_the_password_comes_from_the_secret_and_the_logs_from_the_pods(dep) -> N
     assert len(dep.postgres_password()) >= 16
     log = dep.instance_log("node-0")
     assert log and dep.postgres_password() not in log
+
+
+# ---- node -> PostgreSQL link faults through the pg-proxy sidecar ------------------------------------------
+
+PG_RTT = """
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=float(sys.argv[2]))
+t0 = time.monotonic()
+s.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest: PostgreSQL answers one byte
+assert s.recv(1) in (b"N", b"S")
+print(time.monotonic() - t0)
+"""
+
+
+def _pg_rtt_from_pod(dep, name: str, timeout_s: float = 10.0) -> float:  # noqa: ANN001 - test helper
+    """One PostgreSQL round trip from inside ``name``'s pod network namespace through its sidecar
+    (what the node's own sessions go through), in seconds."""
+    import subprocess
+    import sys
+
+    from harness.platforms.kubernetes.pgproxy import LISTEN_PORT
+
+    pid = nodeaccess.netns_pid(dep.pod_uid(name))
+    out = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c", PG_RTT, str(LISTEN_PORT),
+                          str(timeout_s)],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return float(out.stdout.strip())
+
+
+def test_latency_on_node_postgres_is_the_sidecars_toxic_and_heals(dep) -> None:
+    import subprocess
+
+    from harness.faults.spec import Latency, Reset, Timeout
+
+    assert dep.pg_proxied() and dep.capabilities()["latency"] is None and dep.capabilities()["reset"] is None
+    before = min(_pg_rtt_from_pod(dep, "node-0") for _ in range(3))
+    injected = dep_injector(dep).inject(Latency(("node-0", "postgres"), ms=200))
+    try:
+        state = dep.pg_proxy("node-0").state()
+        assert state["toxics"] == [{"kind": "latency", "ms": 200.0, "jitter_ms": 0.0, "direction": "upstream"}]
+        assert state["stats"]["accepted"] >= 1  # the node's own sessions came through it
+        during = _pg_rtt_from_pod(dep, "node-0")
+        assert dep.pg_proxy("node-1").state()["toxics"] == []  # one node's link only
+    finally:
+        healed = injected.heal()
+    after = min(_pg_rtt_from_pod(dep, "node-0") for _ in range(3))
+    print(f"PostgreSQL round trip through node-0's pg-proxy: before {before * 1000:.1f} ms, during "
+          f"{during * 1000:.1f} ms, after {after * 1000:.1f} ms")
+    assert injected.targets == ["node-0"] and injected.detail["links"] == ["node-0->postgres"]
+    assert during >= 0.19 and before < 0.15 and after < 0.15, (before, during, after)
+    assert healed["cleared"] == ["node-0->postgres"] and healed["bytes_during"]["node-0->postgres"] > 0
+    hole = dep_injector(dep).inject(Timeout(("node-0", "postgres")))
+    try:
+        assert [t["kind"] for t in dep.pg_proxy("node-0").state()["toxics"]] == ["timeout"]
+        with pytest.raises(subprocess.CalledProcessError) as err:
+            _pg_rtt_from_pod(dep, "node-0", timeout_s=1.0)  # accepted, never answered: a black hole
+        assert "timed out" in err.value.stderr, err.value.stderr
+    finally:
+        assert hole.heal()["cleared"] == ["node-0->postgres"]
+    assert _pg_rtt_from_pod(dep, "node-0") < 0.15
+    reset = dep_injector(dep).inject(Reset(("node-0", "postgres")))
+    assert dep.pg_proxy("node-0").state()["stats"]["resets"] >= 1
+    reset.heal()
+    assert dep.pg_proxy("node-0").state()["toxics"] == []
+    dep.wait_converged(dep.spec.timers.failover_budget() + 30)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.platforms.base import PlatformError, Termination, Unsupported
-from harness.platforms.kubernetes import naming
+from harness.platforms.kubernetes import conditions, naming
 from harness.platforms.kubernetes.deployment.observe import Observation
 from harness.waiting import wait_until
 
@@ -89,7 +89,10 @@ class PodControl(Observation):
         pod: Any = self.core.read_namespaced_pod(self.pod_name(name), self.namespace)
         uid = str(pod.metadata.uid)
         restarts = sum(int(c.restart_count or 0) for c in pod.status.container_statuses or [])
-        victims = [p for p in nodeaccess.pod_pids(uid) if not nodeaccess.is_sandbox(p)]
+        # the instance's own container only: a node pod's pg-proxy sidecar is not the node
+        container = conditions.running_container_id(self.core.api_client.sanitize_for_serialization(pod),
+                                                    naming.pod_for_instance(name)[0])
+        victims = nodeaccess.container_pids(uid, container)
         if not victims:
             raise PlatformError(f"{name}: no container process of pod {pod.metadata.name} on this node")
         for pid in victims:
@@ -175,21 +178,23 @@ class PodControl(Observation):
         return out
 
     def pause(self, name: str) -> None:
-        """Freeze every process of the instance's pod through its cgroup freezer (SIGSTOP's effect)."""
+        """Freeze every process of the instance's container through its cgroup freezer (SIGSTOP's
+        effect); a node pod's pg-proxy sidecar keeps running, as the local platform's fault proxy does."""
         from harness.platforms.kubernetes import nodeaccess
 
         if not self.node_access():
             raise Unsupported(f"pause needs the pod's cgroup freezer: {self._NO_NODE}")
         uid = self.pod_uid(name)
-        f = nodeaccess.freeze(uid, True)
-        self._frozen[name] = uid
-        wait_until(lambda: nodeaccess.is_frozen(f), 10, f"{name}'s pod frozen", interval=0.05)
+        container = self.container_id(name)
+        f = nodeaccess.freeze(uid, True, container)
+        self._frozen[name] = (uid, container)
+        wait_until(lambda: nodeaccess.is_frozen(f), 10, f"{name}'s container frozen", interval=0.05)
 
     def resume(self, name: str) -> None:
         from harness.platforms.kubernetes import nodeaccess
 
-        uid = self._frozen.pop(name, None)
-        if uid is None:
+        frozen = self._frozen.pop(name, None)
+        if frozen is None:
             raise PlatformError(f"{name} is not paused")
         with contextlib.suppress(Unsupported):  # the pod is gone (deleted while frozen): nothing to thaw
-            nodeaccess.freeze(uid, False)
+            nodeaccess.freeze(frozen[0], False, frozen[1])

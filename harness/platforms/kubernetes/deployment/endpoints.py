@@ -7,12 +7,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.platforms.base import Endpoints, Instance, PlatformError
+from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots
 from harness.platforms.kubernetes.deployment.state import _COMPONENT_PORTS, DeploymentState
 from harness.platforms.kubernetes.portforward import PortForward
+
+if TYPE_CHECKING:
+    from harness.platforms.kubernetes.pgproxy_wiring import SidecarLink
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,24 @@ class InstancesAndEndpoints(DeploymentState):
             return (f"http://{ip}:{api_port}", f"http://{ip}:{ops_port}") if ip else (None, None)
         return (self._forward(f"{instance}:{api_port}", instance, api_port).url(),
                 self._forward(f"{instance}:{ops_port}", instance, ops_port).url())
+
+    def pg_proxied(self) -> bool:
+        """Whether the node pods reach PostgreSQL through the fault proxy sidecar (``pgproxy_wiring``):
+        read from the live StatefulSet, so a Helm deployment or the Goverse stack says no."""
+        if self._pg_proxied is None:
+            from harness.platforms.kubernetes import pgproxy_wiring
+
+            sts = k8s.resource(self.dyn, "apps/v1", "StatefulSet").get(name="goverse-node", namespace=self.namespace)
+            self._pg_proxied = pgproxy_wiring.wired(sts.to_dict())
+        return self._pg_proxied
+
+    def pg_proxy(self, instance: str) -> SidecarLink:
+        """The control of ``instance``'s PostgreSQL fault proxy: its pod's control port, straight or
+        through a port-forward that follows the instance's current pod (as its ops URL)."""
+        from harness.platforms.kubernetes.pgproxy import CONTROL_PORT
+        from harness.platforms.kubernetes.pgproxy_wiring import SidecarLink
+
+        return SidecarLink(instance, self._forward(f"{instance}:pg-proxy", instance, CONTROL_PORT).url())
 
     def instance(self, name: str) -> Instance:
         for inst in self.instances(naming.pod_for_instance(name)[0]):

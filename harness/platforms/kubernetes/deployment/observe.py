@@ -105,9 +105,10 @@ class Observation(InstancesAndEndpoints):
             # without Chaos Mesh the NetworkPolicy fallback forms isolate-node, node-etcd, node-postgres and
             # gates-node (two-way); the injector raises Unsupported for the other shapes, so each skips alone
             "partition": None,  # Chaos Mesh, nft in pod netns from the node, or the NetworkPolicy fallback
-            "latency": None if chaos_ok else no_cm + (self._NO_NODE_LATENCY if self.node_access() else ""),
-            "timeout": None if chaos_ok else no_cm,
-            "reset": "no TCP-reset fault in Chaos Mesh",
+            # node -> PostgreSQL: the pg-proxy sidecar where wired (as the local fault proxy), else Chaos Mesh
+            "latency": None if chaos_ok or self.pg_proxied() else no_cm + self._NO_NODE_LATENCY,
+            "timeout": None if chaos_ok or self.pg_proxied() else no_cm + self._NO_NODE_LATENCY,
+            "reset": None if self.pg_proxied() else "no TCP-reset fault in Chaos Mesh" + self._NO_NODE_LATENCY,
             "cpu-stress": None if chaos_ok or self._node_cgroup("cpu") else no_cm,
             "memory-pressure": None if chaos_ok or self._node_cgroup("memory") else no_cm,
             # named as Fault.kind, like the local platform's: the scenarios ask for these names

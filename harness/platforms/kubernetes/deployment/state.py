@@ -44,8 +44,10 @@ class DeploymentState(KubernetesAdhoc):
         self._direct_ok: bool | None = None
         self._ip_cache: dict[str, tuple[str, float]] = {}
         self._node_access: bool | None = None
+        self._pg_proxied: bool | None = None  # node -> PostgreSQL through the pg-proxy sidecar (endpoints)
         self.exit_codes: dict[str, int | None] = {}  # instance -> exit code at its last graceful restart
-        self._frozen: dict[str, str] = {}  # paused instance -> pod uid (thawed at teardown at the latest)
+        # paused instance -> (pod uid, container id) (thawed at teardown at the latest)
+        self._frozen: dict[str, tuple[str, str | None]] = {}
         self._killed: dict[str, tuple[str, int]] = {}  # SIGKILLed in place: instance -> (pod uid, restarts)
         self.limits: dict[str, Any] = {}  # cgroup limits from the node (local.cgroups), healed at teardown
         self.pg_volume: Any = None  # pgvolume.PostgresFaultVolume when the run asked for disk faults
@@ -92,9 +94,10 @@ class DeploymentState(KubernetesAdhoc):
 
     # why node access does not stand in for Chaos Mesh here (docs/kubernetes.md "Faults on Kubernetes")
 
-    _NO_NODE_LATENCY = ("; node access has no link delay: one on a pod's interface needs the kernel's netem "
-                        "qdisc (absent on our machines), and a redirect to a delaying proxy would miss the "
-                        "pooled connections")
+    _NO_NODE_LATENCY = ("; and node -> PostgreSQL is not wired through the fault proxy sidecar (the Goverse "
+                        "stack, a Helm deployment or StackSpec(fault_proxies=False)): node access alone has no "
+                        "link delay, since one on a pod's interface needs the kernel's netem qdisc (absent on "
+                        "our machines), and a redirect to a delaying proxy would miss the pooled connections")
 
     _NO_NODE_DISK = ("; node access faults PostgreSQL's volume only when the run asked for disk faults at deploy "
                      "(StackSpec.disk_faults, set when a selected scenario injects one): otherwise the volume is a "
