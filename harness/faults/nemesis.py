@@ -7,8 +7,8 @@ heal returned), and a final heal of everything still active even when the scenar
 interrupted (Jepsen's final generator).
 
 Timing (docs/faults.md "Fault windows"): ``apply(fault, hold)`` starts the heal at t_inject + hold − lead,
-where the lead is the heal's expected duration (the last heal of the same kind, else this fault's own
-apply time; at most ``HEAL_LEAD_CAP_S``), so that t_heal — the moment the fault is gone — lands on the
+where the lead is the heal's expected duration (the last heal of the same kind by this nemesis, none
+for a kind's first window; at most ``HEAL_LEAD_CAP_S``), so that t_heal — the moment the fault is gone — lands on the
 hold asked for instead of one heal later. The start event's params carry
 ``requested_hold_s`` and ``apply_began_at`` (the effect began somewhere in [apply_began_at, t_inject]);
 the stop event's result carries ``actual_hold_s`` = t_heal − t_inject and ``heal_began_at``. Evidence
@@ -219,8 +219,7 @@ class Nemesis:
             with self._lock:
                 entry = self._active.get(fid)
             t_inject = entry.t_inject if entry is not None else self.recorder.now()
-            applied_in = max(0.0, t_inject - (injected.began_at or t_inject))
-            lead = min(HEAL_LEAD_CAP_S, self._heal_s.get(fault.kind, applied_in))
+            lead = min(HEAL_LEAD_CAP_S, self._heal_s.get(fault.kind, 0.0))
             if entry is not None:
                 entry.heal_lead_s = lead
             remaining = t_inject + hold - lead - self.recorder.now()
