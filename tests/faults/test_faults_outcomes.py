@@ -19,7 +19,7 @@ from harness.faults.handlers import FAULT_TYPES, Handlers, handler_table
 from harness.faults.nemesis import Injected
 from harness.faults.outcomes import KillDetail, KillHealed, PartitionShape
 from harness.faults.plan import plan_partition
-from harness.faults.spec import Fault, Kill, Partition, Reset
+from harness.faults.spec import Fault, Kill, Partition
 from harness.platforms.actions import OperatorActions
 from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.local.injector import LocalInjector
@@ -35,12 +35,13 @@ def test_the_typed_table_names_every_kind_the_interpreters_apply_and_each_key_it
         assert ftype.kind.replace("-", "_") == key, (key, ftype)  # key = the fault kind, spelled as a name
 
 
-def test_both_interpreters_cover_every_kind_kubernetes_lacking_only_reset() -> None:
+def test_both_interpreters_cover_every_kind() -> None:
+    """Kubernetes lacked Reset until the pg-proxy sidecar (node -> postgres) gave it one."""
     local = LocalInjector(None)  # type: ignore[arg-type] - the table binds methods, touches no deployment
     k8s = KubernetesInjector(None)  # type: ignore[arg-type]
     actions = set(OperatorActions().handlers())
     assert set(local.handlers()) == set(FAULT_TYPES.values()) | actions
-    assert set(k8s.handlers()) == (set(FAULT_TYPES.values()) - {Reset}) | actions
+    assert set(k8s.handlers()) == set(FAULT_TYPES.values()) | actions
 
 
 def test_handler_table_dispatches_by_fault_type() -> None:

@@ -13,6 +13,7 @@ import pytest
 from harness import wire
 from harness.workload.gate_client import GateClient
 from harness.workload.standin import Outage, StandInGate
+from tests.support.ontime import lag_watched
 
 HEALTHY = [f"ok-{i}" for i in range(6)]
 HUNG = frozenset(f"hung-{i}" for i in range(6))
@@ -61,8 +62,9 @@ async def open_loop(client: GateClient, keys: list[str], seconds: float, hz: flo
     return lat
 
 
-def measure_p99(limit: int) -> tuple[float, float]:
-    """(baseline p99, p99 with the hung node) of calls to healthy keys, in ms."""
+def measure_p99(limit: int) -> tuple[float, float, float]:
+    """(baseline p99, p99 with the hung node) of calls to healthy keys, and this process's worst
+    scheduling lag meanwhile (tests/support/ontime.py), in ms."""
     t0 = time.monotonic()
 
     def clock() -> float:
@@ -77,16 +79,20 @@ def measure_p99(limit: int) -> tuple[float, float]:
             gate.set_schedule([])
         return p99(base), p99(during)
 
-    with StandInGate(clock) as gate:
-        return asyncio.run(run(gate.url, gate))
+    with StandInGate(clock) as gate, lag_watched() as lag:
+        base, during = asyncio.run(run(gate.url, gate))
+    return base, during, lag.worst_ms
 
 
 def test_a_hung_node_does_not_delay_calls_to_healthy_keys() -> None:
-    base, during = measure_p99(limit=0)
-    assert during <= max(2 * base, base + MARGIN_MS), f"healthy p99 {base:.1f} ms -> {during:.1f} ms"
+    """The margin widens only by the lag this process measurably suffered (two CPU burners: p99 6 ms ->
+    241 ms with every call on time but the process waiting for a CPU)."""
+    base, during, lag_ms = measure_p99(limit=0)
+    assert during <= max(2 * base, base + MARGIN_MS) + lag_ms, (
+        f"healthy p99 {base:.1f} ms -> {during:.1f} ms (harness lag {lag_ms:.0f} ms)")
 
 
 def test_a_small_shared_pool_does_let_the_hung_node_delay_them() -> None:
     with pytest.raises(AssertionError):  # healthy calls queue behind the hung ones: never complete ok in time
-        base, during = measure_p99(limit=16)
-        assert during <= max(2 * base, base + MARGIN_MS), f"healthy p99 {base:.1f} ms -> {during:.1f} ms"
+        base, during, lag_ms = measure_p99(limit=16)
+        assert during <= max(2 * base, base + MARGIN_MS) + lag_ms, f"healthy p99 {base:.1f} ms -> {during:.1f} ms"
