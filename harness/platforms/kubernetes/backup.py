@@ -19,6 +19,7 @@ or delegates the five methods to an instance of it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -32,6 +33,7 @@ from harness.operation_kinds import BACKUP_KIND, VOLUME_LOSS_KIND, WIPE_KIND
 from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import backup_jobs, conditions, naming, watch
+from harness.platforms.kubernetes.opshelpers import containers_started
 from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
@@ -40,7 +42,7 @@ from harness.platforms.operations import (
     RotationResult,
     ScaleStep,
 )
-from harness.waiting import wait_until
+from harness.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +294,22 @@ class KubernetesBackupOperations(RestoreProcedure):
         return stopped
 
     def _start_stopped_after_restore(self) -> dict[str, Any]:
-        return {"started": self._start_stopped()}
+        """Scale back what was stopped and wait until the kubelet runs its containers (not until
+        ready): the restore's ``start_s`` is then the platform's start (scheduling, sandbox, container
+        start) as the scale steps' ``start_delay_s`` is, and ``ready_s`` the stack's own start-up and
+        convergence. A container that does not start in time is left to the ready wait to judge."""
+        counts = {c: n for c, n in self._stopped.items() if n > 0}
+        started = self._start_stopped()
+        pods = k8s.resource(self.dep.dyn, "v1", "Pod")
+        for component, n in counts.items():
+            sel = ",".join(f"{k}={v}" for k, v in naming.component_selector(component).items())
+            try:
+                watch.wait_list(self.dep.dyn, pods, self.ns, functools.partial(containers_started, container=component,
+                                                                               want=n),
+                                self.job_timeout, f"{component} containers started", label_selector=sel)
+            except WaitTimeout as exc:
+                log.warning("restore: %s", exc)
+        return {"started": started}
 
     def _after_restore_ready(self) -> None:
         if self.on_endpoints is not None:

@@ -110,6 +110,22 @@ def converged_and_balanced(state: Any, names: Mapping[str, str], ready_nodes: se
     return set(owners) <= expected and is_balanced(owners, expected, shards)
 
 
+def containers_started(pods: Mapping[str, Mapping[str, Any]], container: str, want: int) -> tuple[bool, str]:
+    """Whether at least ``want`` pods (not being deleted) have ``container`` running — started by the
+    kubelet, ready or not — and what was seen (a ``watch.wait_list`` predicate over a pod listing).
+    Why: a restore's start step on Kubernetes includes scheduling, sandbox and container start, the
+    platform's share of the start that the local platform does in milliseconds; the stack's own
+    start-up and convergence begin when the process runs."""
+    running = []
+    for name, pod in sorted(pods.items()):
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") == container and (cs.get("state") or {}).get("running"):
+                running.append(name)
+    return len(running) >= want, f"{container} running in {len(running)}/{want}: {running}"
+
+
 def container_start_delay(pod: Mapping[str, Any], container: str, t_request: float) -> float | None:
     """Seconds from ``t_request`` (wall clock, when the harness asked for the pod) until the kubelet
     started ``container``'s process (``state.running.startedAt``): scheduling, sandbox, network and

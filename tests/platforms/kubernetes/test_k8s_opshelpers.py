@@ -12,6 +12,7 @@ from harness.platforms.kubernetes import render
 from harness.platforms.kubernetes.opshelpers import (
     EnvSource,
     container_start_delay,
+    containers_started,
     converged_and_balanced,
     env_source,
     is_balanced,
@@ -129,3 +130,23 @@ def test_container_start_delay_reads_started_at_of_the_named_container() -> None
     early = {"status": {"containerStatuses": [{"name": "node", "state": {"running": {
         "startedAt": "2026-12-03T11:59:59Z"}}}]}}
     assert container_start_delay(early, "node", t_req) == 0.0
+
+
+def _pod(name: str, container: str, state: dict, deleting: bool = False) -> dict:
+    meta: dict = {"name": name}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-03T22:10:00Z"
+    return {"metadata": meta, "status": {"containerStatuses": [{"name": container, "state": state}]}}
+
+
+def test_containers_started_counts_running_containers_of_live_pods() -> None:
+    running = {"running": {"startedAt": "2026-12-03T22:10:01Z"}}
+    waiting = {"waiting": {"reason": "ContainerCreating"}}
+    pods = {"goverse-node-0": _pod("goverse-node-0", "node", running),
+            "goverse-node-1": _pod("goverse-node-1", "node", waiting),
+            "goverse-node-2": _pod("goverse-node-2", "node", running, deleting=True)}
+    done, seen = containers_started(pods, "node", 2)
+    assert not done and "1/2" in seen and "goverse-node-0" in seen
+    pods["goverse-node-1"] = _pod("goverse-node-1", "node", running)
+    assert containers_started(pods, "node", 2)[0]
+    assert not containers_started(pods, "gate", 1)[0]  # another container's name
