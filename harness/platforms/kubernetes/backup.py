@@ -93,9 +93,13 @@ class KubernetesBackupOperations(RestoreProcedure):
                                                                      _request_timeout=20))
         return "\n".join(out)
 
-    def run_job(self, job: dict[str, Any]) -> str:
+    def run_job(self, job: dict[str, Any], delete_after: bool = False) -> str:
         """Create ``job``, wait for it to complete (by watch) and return its pods' logs; a failed Job
-        raises ``PlatformError`` with the end of its logs."""
+        raises ``PlatformError`` with the end of its logs. ``delete_after``: once its logs are read,
+        delete the Job and wait until its pods are gone — for Jobs mounting a data volume: a
+        completed pod still counts as using its claims, so the claim's protection finalizer would keep
+        a later loss of that volume from completing (seen: the etcd claim restored by a wipe stayed
+        Terminating under the next etcd volume loss, and etcd could not be recreated)."""
         job["metadata"]["namespace"] = self.ns
         job["metadata"].setdefault("labels", {}).update(naming.run_labels(self.dep.run_id))
         name = job["metadata"]["name"]
@@ -105,7 +109,17 @@ class KubernetesBackupOperations(RestoreProcedure):
         except (conditions.RolloutFailed, TimeoutError) as exc:
             tail = "\n".join(self.job_logs(name).strip().splitlines()[-8:])
             raise PlatformError(f"Job {name} did not complete: {exc}\n{tail}") from None
-        return self.job_logs(name)
+        logs = self.job_logs(name)
+        if delete_after:
+            self._delete_job(name)
+        return logs
+
+    def _delete_job(self, name: str) -> None:
+        """Delete Job ``name`` with its pods (background propagation) and wait until no pod is left."""
+        k8s.delete(self.dep.dyn, "batch/v1", "Job", name, self.ns, propagation="Background")
+        watch.wait_list(self.dep.dyn, k8s.resource(self.dep.dyn, "v1", "Pod"), self.ns,
+                        lambda objs: (not objs, f"{len(objs)} pods left: {sorted(objs)}"), self.job_timeout,
+                        f"the pods of Job {name} gone", label_selector=f"job-name={name}")
 
     @staticmethod
     def _name(prefix: str) -> str:
@@ -254,7 +268,7 @@ class KubernetesBackupOperations(RestoreProcedure):
         self._fresh_claims("etcd")
         for i in range(members):
             self.run_job(backup_jobs.restore_etcd_job(cj, self._name(f"restore-etcd-{i}"), str(backup.etcd_snapshot),
-                                                      self.ns, members, i))
+                                                      self.ns, members, i), delete_after=True)
         self._scale("etcd", members)
         self.dep.wait_rollout("etcd", self.job_timeout)
 
