@@ -146,6 +146,8 @@ class Scenario:
             while not stop.is_set():
                 try:
                     st = self.deployment.cluster_state()
+                    if not st.nodes <= names.keys():  # a node joined (a scale-up, a replaced pod's new IP)
+                        names.update(self.deployment.advertise_names())
                     self.recorder.sample("shardmap", st.summary(names))
                     if placement is not None:
                         placement.observe(st, self.deployment.advertise_names())

@@ -42,7 +42,7 @@ from harness.capabilities import STORED_READ_GAP_S, stored_state_reason
 from harness.checkers import converged, no_lost_writes, reads_see_acknowledged, rto
 from harness.checkers.operations import no_lost_writes_after_restore, restored_matches_backup
 from harness.faults.spec import Restart, TakeBackup, VolumeLoss, Wipe
-from harness.platforms.operations import rpo_s
+from harness.platforms.operations import restore_procedure_s, rpo_s
 from harness.scenario import unsupported_is_skip
 
 pytestmark = [pytest.mark.e2e]
@@ -62,10 +62,17 @@ AFTER_BACKUP_S = 2.0  # load acknowledged after the backup point: the data windo
 AFTER_S = 3.5  # ≥ availability window + stable window after recovery, so RTO is measurable
 
 
-def recovery_budget(stack) -> float:
+def recovery_budget(stack, restored: dict[str, Any]) -> tuple[float, dict[str, float]]:
     """A recovery (restore + restart + shard map converged) measured by the probe: 3× the convergence
-    budget, generous on purpose — restore time is reported, the budget only catches "never back"."""
-    return 3 * budgets.convergence(stack.spec.timers)
+    budget, generous on purpose — restore time is reported, the budget only catches "never back" —
+    plus what the procedure itself took before the stack could act (stop the nodes, the etcd and
+    PostgreSQL restores, start them again), as the scale steps add the platform's preStop and start.
+    Why: on Kubernetes those steps are Jobs, scale-to-zero and pod starts — about a minute on a 2-core
+    machine against ~1.5 s locally — so a fixed budget judged the procedure, not the stack. Returns
+    the budget and its parts (reported in run.json as ``rto_budget``)."""
+    parts = {"convergence_x3_s": 3 * budgets.convergence(stack.spec.timers),
+             "procedure_s": restore_procedure_s(restored.get("phases"))}
+    return round(sum(parts.values()), 3), parts
 
 
 def test_backup_and_restore(stack, scenario):
@@ -84,10 +91,11 @@ def test_backup_and_restore(stack, scenario):
         t_ready = scenario.recorder.now()
         scenario.settle_clean(AFTER_S, "after the restore", budgets.convergence(t))
     wl.final_reads()
+    budget, parts = recovery_budget(stack, restored)
     result = scenario.conclude(
         restored_matches_backup(), no_lost_writes_after_restore(), converged(within_s=budgets.convergence(t)),
-        rto(budget_s=recovery_budget(stack)),
-        extra={"rpo_s": rpo_s(backup.t_point, t_fault), "restore_s": restored["restore_s"],
+        rto(budget_s=budget),
+        extra={"rpo_s": rpo_s(backup.t_point, t_fault), "restore_s": restored["restore_s"], "rto_budget": parts,
                "restore_phases": restored.get("phases"), "fault_to_ready_s": round(t_ready - t_fault, 3),
                "backup_s": round(backup.t_end - backup.t_start, 3), "backup_bytes": backup.sizes,
                "backup_point_s": round(backup.t_point, 3)},
@@ -124,6 +132,7 @@ def lose_volume(stack: Any, scenario: Any, component: str,
              "restore_phases": restored.get("phases"), "fault_to_ready_s": round(t_ready - t_fault, 3),
              "lost": f"{component} data directory", "backup_s": round(backup.t_end - backup.t_start, 3),
              "backup_bytes": backup.sizes, "backup_point_s": round(backup.t_point, 3)}
+    extra["rto_budget_s"], extra["rto_budget"] = recovery_budget(stack, restored)
     return backup, restored, extra
 
 
@@ -132,7 +141,7 @@ def test_volume_loss_postgres(stack, scenario):
     _, _, extra = lose_volume(stack, scenario, "postgres")
     result = scenario.conclude(
         restored_matches_backup(), no_lost_writes_after_restore(), converged(within_s=budgets.convergence(t)),
-        rto(budget_s=recovery_budget(stack)), extra=extra,
+        rto(budget_s=extra["rto_budget_s"]), extra=extra,
     )
     assert result.passed, result.explain()
 
@@ -154,6 +163,6 @@ def test_volume_loss_etcd(stack, scenario):
     _, _, extra = lose_volume(stack, scenario, "etcd", after_backup=move_shards)
     result = scenario.conclude(
         no_lost_writes(), reads_see_acknowledged(), converged(within_s=budgets.convergence(t)),
-        rto(budget_s=recovery_budget(stack)), extra=extra,
+        rto(budget_s=extra["rto_budget_s"]), extra=extra,
     )
     assert result.passed, result.explain()

@@ -19,6 +19,7 @@ or delegates the five methods to an instance of it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -32,6 +33,7 @@ from harness.operation_kinds import BACKUP_KIND, VOLUME_LOSS_KIND, WIPE_KIND
 from harness.platforms.base import PlatformError, Unsupported
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import backup_jobs, conditions, naming, watch
+from harness.platforms.kubernetes.opshelpers import containers_started
 from harness.platforms.operations import (
     COMPONENT_ORDER,
     Backup,
@@ -40,7 +42,7 @@ from harness.platforms.operations import (
     RotationResult,
     ScaleStep,
 )
-from harness.waiting import wait_until
+from harness.waiting import WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,13 @@ class KubernetesBackupOperations(RestoreProcedure):
                                                                      _request_timeout=20))
         return "\n".join(out)
 
-    def run_job(self, job: dict[str, Any]) -> str:
+    def run_job(self, job: dict[str, Any], delete_after: bool = False) -> str:
         """Create ``job``, wait for it to complete (by watch) and return its pods' logs; a failed Job
-        raises ``PlatformError`` with the end of its logs."""
+        raises ``PlatformError`` with the end of its logs. ``delete_after``: once its logs are read,
+        delete the Job and wait until its pods are gone — for Jobs mounting a data volume: a
+        completed pod still counts as using its claims, so the claim's protection finalizer would keep
+        a later loss of that volume from completing (seen: the etcd claim restored by a wipe stayed
+        Terminating under the next etcd volume loss, and etcd could not be recreated)."""
         job["metadata"]["namespace"] = self.ns
         job["metadata"].setdefault("labels", {}).update(naming.run_labels(self.dep.run_id))
         name = job["metadata"]["name"]
@@ -103,7 +109,17 @@ class KubernetesBackupOperations(RestoreProcedure):
         except (conditions.RolloutFailed, TimeoutError) as exc:
             tail = "\n".join(self.job_logs(name).strip().splitlines()[-8:])
             raise PlatformError(f"Job {name} did not complete: {exc}\n{tail}") from None
-        return self.job_logs(name)
+        logs = self.job_logs(name)
+        if delete_after:
+            self._delete_job(name)
+        return logs
+
+    def _delete_job(self, name: str) -> None:
+        """Delete Job ``name`` with its pods (background propagation) and wait until no pod is left."""
+        k8s.delete(self.dep.dyn, "batch/v1", "Job", name, self.ns, propagation="Background")
+        watch.wait_list(self.dep.dyn, k8s.resource(self.dep.dyn, "v1", "Pod"), self.ns,
+                        lambda objs: (not objs, f"{len(objs)} pods left: {sorted(objs)}"), self.job_timeout,
+                        f"the pods of Job {name} gone", label_selector=f"job-name={name}")
 
     @staticmethod
     def _name(prefix: str) -> str:
@@ -252,7 +268,7 @@ class KubernetesBackupOperations(RestoreProcedure):
         self._fresh_claims("etcd")
         for i in range(members):
             self.run_job(backup_jobs.restore_etcd_job(cj, self._name(f"restore-etcd-{i}"), str(backup.etcd_snapshot),
-                                                      self.ns, members, i))
+                                                      self.ns, members, i), delete_after=True)
         self._scale("etcd", members)
         self.dep.wait_rollout("etcd", self.job_timeout)
 
@@ -292,7 +308,22 @@ class KubernetesBackupOperations(RestoreProcedure):
         return stopped
 
     def _start_stopped_after_restore(self) -> dict[str, Any]:
-        return {"started": self._start_stopped()}
+        """Scale back what was stopped and wait until the kubelet runs its containers (not until
+        ready): the restore's ``start_s`` is then the platform's start (scheduling, sandbox, container
+        start) as the scale steps' ``start_delay_s`` is, and ``ready_s`` the stack's own start-up and
+        convergence. A container that does not start in time is left to the ready wait to judge."""
+        counts = {c: n for c, n in self._stopped.items() if n > 0}
+        started = self._start_stopped()
+        pods = k8s.resource(self.dep.dyn, "v1", "Pod")
+        for component, n in counts.items():
+            sel = ",".join(f"{k}={v}" for k, v in naming.component_selector(component).items())
+            try:
+                watch.wait_list(self.dep.dyn, pods, self.ns, functools.partial(containers_started, container=component,
+                                                                               want=n),
+                                self.job_timeout, f"{component} containers started", label_selector=sel)
+            except WaitTimeout as exc:
+                log.warning("restore: %s", exc)
+        return {"started": started}
 
     def _after_restore_ready(self) -> None:
         if self.on_endpoints is not None:

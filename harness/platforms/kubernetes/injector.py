@@ -186,17 +186,17 @@ class KubernetesInjector(Interpreter):
             return self._node_partition(fault, topo)
         return self._netpol_partition(fault, topo)
 
-    def _service_ips(self) -> dict[str, str]:
-        """Single-instance components reached through a Service: replies come back from its ClusterIP."""
-        ips = {}
-        for inst, svc in (("postgres", "goverse-postgres"), ("etcd-0", "goverse-etcd")):
-            if inst == "etcd-0" and self.dep.spec.etcd_members != 1:
-                continue
+    def _services(self) -> dict[str, tuple[list[str], str]]:
+        """The components the stack reaches through a Service: Service -> (instances behind it, ClusterIP)."""
+        out = {}
+        members = {"goverse-postgres": ["postgres"],
+                   "goverse-etcd": [f"etcd-{i}" for i in range(self.dep.spec.etcd_members)]}
+        for svc, insts in members.items():
             obj: Any = self.dep.core.read_namespaced_service(svc, self.dep.namespace)
             ip = obj.spec.cluster_ip
             if ip and ip != "None":
-                ips[inst] = ip
-        return ips
+                out[svc] = (insts, ip)
+        return out
 
     def _node_partition(self, fault: spec.Partition,
                         topo: dict[str, str]) -> Injected[out.PartitionDetail, out.PartitionHealed]:
@@ -210,11 +210,9 @@ class KubernetesInjector(Interpreter):
         insts = {i.name: i for i in self.dep.instances()}
         ips = {h: insts[h].host for h in hosts if h in insts and insts[h].host}
         drops = firewall.plan(grudge, ips)
-        svc = self._service_ips()
-        for holder, held in grudge.items():
-            for peer in held:
-                if peer in svc and holder in drops:
-                    drops[holder].from_ips.add(svc[peer])
+        for holder, svc_ips in nodeaccess.service_drops(grudge, self._services()).items():
+            if holder in drops:
+                drops[holder].from_ips |= svc_ips
         uids = {h: self.dep.pod_uid(h) for h in drops}
         installed: list[str] = []
         try:

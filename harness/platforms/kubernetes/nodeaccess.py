@@ -3,8 +3,8 @@ provider): what Chaos Mesh's daemon does, without Chaos Mesh.
 
 - partitions: the same nft drops as the local platform (``local.firewall.plan``/``render_nft``), installed
   inside each pod's network namespace (entered through one of the pod's processes with ``nsenter``);
-  a peer reached through a Service (etcd, PostgreSQL) is also dropped by its ClusterIP, because replies
-  come back un-DNATed to that address;
+  a peer reached through a Service (etcd, PostgreSQL) is also dropped by its ClusterIP when every
+  instance behind the Service is dropped, because replies come back un-DNATed to that address;
 - pause: the instance's container's cgroup freezer (v1 ``freezer.state``, v2 ``cgroup.freeze``), which
   stops every process of the container like SIGSTOP would, and thaws it on resume.
 
@@ -15,6 +15,7 @@ container of a pod under ``…/pod<uid>/``, so a pid from there names the pod's 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,23 @@ if TYPE_CHECKING:
     from harness.platforms.local.cgroups import Hierarchy
 
 TABLE = "gvh_partition"
+
+
+def service_drops(grudge: Mapping[str, Iterable[str]], services: Mapping[str, tuple[Sequence[str], str]]
+                  ) -> dict[str, set[str]]:
+    """The Service ClusterIPs each grudge holder must also drop: ``services`` maps a Service to (the
+    instances behind it, its ClusterIP). A holder that drops packets from *every* instance behind a
+    Service drops its ClusterIP too — replies to connections made through the Service come back from
+    that address, so the pod-IP drops alone never match them (a one-way cut of a node from a 3-member
+    etcd left its lease alive). A holder that drops only some of them keeps the ClusterIP: dropping it
+    would cut the members it still reaches."""
+    out: dict[str, set[str]] = {}
+    for holder, held in grudge.items():
+        held_set = set(held)
+        for members, ip in services.values():
+            if members and ip and set(members) <= held_set:
+                out.setdefault(holder, set()).add(ip)
+    return out
 
 
 def pod_pids(uid: str) -> list[int]:

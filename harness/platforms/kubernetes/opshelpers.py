@@ -94,6 +94,38 @@ def is_balanced(owners: Mapping[str, int], nodes: set[str], shards: int) -> bool
     return spread < 2 or spread <= 0.2 * shards / len(nodes)
 
 
+def converged_and_balanced(state: Any, names: Mapping[str, str], ready_nodes: set[str], shards: int) -> bool:
+    """The local platform's convergence wait on Kubernetes: every shard's target == current with its
+    owner alive, every owner a node expected to serve — its pod Ready *and* live in etcd — and shard
+    counts balanced over those nodes (``is_balanced``). ``state`` is a ``ClusterState`` (advertise
+    addresses), ``names`` maps addresses to instance names. Why both signals: a pod's Ready lags its
+    node's etcd lease by the probe period either way, and the intersection is the set the leader
+    balances over. Why balanced: a node back from a kill or restart is handed its share only after
+    the leader's stability window, so "converged" alone ends an after-phase wait before that
+    rebalance and its migration errors land in the phase measured as healthy."""
+    if not state.converged:
+        return False
+    owners = {names.get(c, c): n for c, n in state.owners().items()}
+    expected = ready_nodes & {names.get(n, n) for n in state.nodes}
+    return set(owners) <= expected and is_balanced(owners, expected, shards)
+
+
+def containers_started(pods: Mapping[str, Mapping[str, Any]], container: str, want: int) -> tuple[bool, str]:
+    """Whether at least ``want`` pods (not being deleted) have ``container`` running — started by the
+    kubelet, ready or not — and what was seen (a ``watch.wait_list`` predicate over a pod listing).
+    Why: a restore's start step on Kubernetes includes scheduling, sandbox and container start, the
+    platform's share of the start that the local platform does in milliseconds; the stack's own
+    start-up and convergence begin when the process runs."""
+    running = []
+    for name, pod in sorted(pods.items()):
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") == container and (cs.get("state") or {}).get("running"):
+                running.append(name)
+    return len(running) >= want, f"{container} running in {len(running)}/{want}: {running}"
+
+
 def container_start_delay(pod: Mapping[str, Any], container: str, t_request: float) -> float | None:
     """Seconds from ``t_request`` (wall clock, when the harness asked for the pod) until the kubelet
     started ``container``'s process (``state.running.startedAt``): scheduling, sandbox, network and

@@ -13,6 +13,7 @@ from harness.cluster_state import ClusterState, EtcdView
 from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, watch
 from harness.platforms.kubernetes.deployment.endpoints import InstancesAndEndpoints
+from harness.platforms.kubernetes.opshelpers import converged_and_balanced
 from harness.waiting import Deadline, wait_until
 
 
@@ -42,12 +43,26 @@ class Observation(InstancesAndEndpoints):
         names = self.advertise_names()
         return {names.get(n, n) for n in self._etcd_view().state().nodes}
 
-    def wait_converged(self, timeout: float) -> float:
+    def wait_converged(self, timeout: float, balanced: bool = True) -> float:
+        """Until every shard's target == current with its owner alive and, with ``balanced`` (the
+        default, as on the local platform), the owners are the Ready node pods live in etcd and their
+        shard counts are balanced (``opshelpers.converged_and_balanced``): a rejoined node's rebalance
+        has finished. Returns seconds waited."""
         t0 = time.monotonic()
         view = self._etcd_view()
-        wait_until(lambda: view.state().converged, timeout,
-                   "shard map converged (every shard target == current, owner alive)",
-                   interval=0.2, describe=lambda: str(view.state().summary(self.advertise_names())))
+
+        def ok() -> bool:
+            st = view.state()
+            if not balanced or not st.converged:
+                return st.converged
+            ready = {naming.instance_for_pod("node", p["metadata"]["name"]) or "" for p in self._pods("node")
+                     if conditions.pod_ready(p)}
+            return converged_and_balanced(st, self.advertise_names(), ready, self.spec.shards)
+
+        what = "shard map converged (every shard target == current, owner alive)" + (
+            " and balanced over the ready nodes" if balanced else "")
+        wait_until(ok, timeout, what, interval=0.2,
+                   describe=lambda: str(view.state().summary(self.advertise_names())))
         return time.monotonic() - t0
 
     def wait_ready(self, timeout: float) -> float:
