@@ -14,6 +14,7 @@ from harness.platforms.kubernetes import apply as k8s
 from harness.platforms.kubernetes import conditions, naming, slots
 from harness.platforms.kubernetes.deployment.state import _COMPONENT_PORTS, DeploymentState
 from harness.platforms.kubernetes.portforward import PortForward
+from harness.platforms.pgcompact import vacuum_full
 
 if TYPE_CHECKING:
     from harness.platforms.kubernetes.pgproxy_wiring import SidecarLink
@@ -175,20 +176,11 @@ class InstancesAndEndpoints(DeploymentState):
         its method for why): the next writes must allocate new blocks. Returns each table's size."""
         import psycopg
 
-        tables = ("goverse_objects", "goverse_reliable_calls", "refstack_shard_fences")
         try:
             with self._pg_connect() as conn:
-                present = [r[0] for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
-                    (list(tables),)).fetchall()]
-                sizes = {}
-                for table in present:
-                    conn.execute(f"VACUUM FULL {table}")  # names from the fixed tuple above
-                    row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
-                    sizes[table] = int(row[0]) if row is not None else 0
+                return vacuum_full(conn)
         except psycopg.Error as exc:
             raise PlatformError(f"VACUUM FULL failed: {type(exc).__name__}: {exc}") from None
-        return sizes
 
     def _pg_credentials(self) -> tuple[str, str]:
         """(user, password) from the run's Secret, read afresh (secret rotation changes them)."""

@@ -10,6 +10,7 @@ import requests
 from harness.cluster_state import ClusterState
 from harness.platforms.base import Instance, PlatformError
 from harness.platforms.local.deployment.state import DeploymentState, StackProcessDied, _now, _tail, is_balanced
+from harness.platforms.pgcompact import vacuum_full
 from harness.waiting import wait_until
 
 
@@ -57,24 +58,11 @@ class Observation(DeploymentState):
     def compact_storage(self) -> dict[str, int]:
         """``VACUUM FULL`` the stack's tables, as a DBA or a fresh restore leaves them: no free space
         inside their files, so the next writes must allocate new blocks. Returns each table's size
-        in bytes afterwards.
-
-        Why: PostgreSQL only needs new disk blocks when its files have no room left; after enough
-        updates they do have room (pruned and vacuumed pages), and a "disk full" then goes unnoticed
-        for minutes. Compacting first makes the next writes need the disk the fault took away."""
+        in bytes afterwards (why: harness/platforms/pgcompact.py)."""
         if self.postgres is None:
             raise PlatformError("stack not deployed")
-        tables = ("goverse_objects", "goverse_reliable_calls", "refstack_shard_fences")
         with self.postgres.admin_connect(dbname=self.postgres.database) as conn:
-            present = [r[0] for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
-                (list(tables),)).fetchall()]
-            sizes = {}
-            for table in present:
-                conn.execute(f"VACUUM FULL {table}")  # names from the fixed tuple above
-                row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
-                sizes[table] = int(row[0]) if row is not None else 0
-        return sizes
+            return vacuum_full(conn)
 
     def _ready(self, inst: Instance) -> bool:
         try:
