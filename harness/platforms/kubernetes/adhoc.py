@@ -37,10 +37,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.platforms.base import GateAddr, InspectorAddr, LinkProxy, NodeAddr, PlatformError, StackSpec, Unsupported
-from harness.platforms.kubernetes import adhocspec, naming
+from harness.platforms.kubernetes import adhocspec, goyaml, naming
 from harness.platforms.kubernetes import apply as k8s
 
 log = logging.getLogger(__name__)
@@ -299,7 +297,7 @@ class KubernetesAdhoc:
     def adhoc_config_file(self, name: str, doc: dict[str, Any], copy: Path) -> str:
         """A ConfigMap ``gvh-adhoc-<name>`` holding ``doc``; the path its pods find it under."""
         cm = adhocspec.pod_name(f"gvh-adhoc-{name}")
-        k8s.apply(self.dyn, adhocspec.config_map(cm, self.namespace, self.run_id, yaml.safe_dump(doc, sort_keys=False)))
+        k8s.apply(self.dyn, adhocspec.config_map(cm, self.namespace, self.run_id, goyaml.dump(doc)))
         self.__dict__.setdefault("_adhoc_cms", set()).add(cm)
         return adhocspec.config_path(cm)
 

@@ -27,7 +27,7 @@ import yaml
 from harness.history import Recorder
 from harness.platforms.base import Deployment, PlatformError, StackSpec, Unsupported
 from harness.platforms.kubernetes import apply as k8s
-from harness.platforms.kubernetes import client, guard, helm, naming, policy, render, stackconfig, watch
+from harness.platforms.kubernetes import client, goyaml, guard, helm, naming, policy, render, stackconfig, watch
 from harness.platforms.kubernetes.deployment import KubernetesDeployment
 from harness.platforms.kubernetes.injector import KubernetesInjector
 from harness.platforms.kubernetes.kind import KindCluster
@@ -149,8 +149,7 @@ class KubernetesPlatform:
         binary = helm.helm_binary()
         namespace = naming.namespace_for(run_id)
         values_file = rd / "k8s" / "values.yaml"
-        values_file.write_text(yaml.safe_dump(helm.chart_values(spec, self.opts.image, self.opts.images),
-                                              sort_keys=False))
+        values_file.write_text(goyaml.dump(helm.chart_values(spec, self.opts.image, self.opts.images)))
         ns_doc = next(d for d in kustomized if d["kind"] == "Namespace")
         docs = helm.template(binary, values_file, namespace, client.server_version(api))
         # the one literal credential is the release's generated test password (postgres.auth.create):
@@ -168,8 +167,7 @@ class KubernetesPlatform:
             k8s.apply(dep.dyn, ns_doc)
             self._releases[namespace] = (binary, kubeconfig, context)
             infra_file = rd / "k8s" / "values-infra.yaml"
-            infra_file.write_text(yaml.safe_dump(helm.infra_values(yaml.safe_load(values_file.read_text())),
-                                                 sort_keys=False))
+            infra_file.write_text(goyaml.dump(helm.infra_values(yaml.safe_load(values_file.read_text()))))
             helm.install(binary, infra_file, namespace, kubeconfig, context)
             dep.timings["helm_install_s"] = round(time.monotonic() - t0, 3)
             for d in docs:  # the same order as the kustomize phases: etcd/PostgreSQL, schema, Goverse

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from harness.platforms.base import PlatformError
-from harness.platforms.kubernetes import naming
+from harness.platforms.kubernetes import goyaml, naming
 
 PLATFORM_OVERLAYS: tuple[str, ...] = ("kind", "k3s", "production")
 STACKS: tuple[str, ...] = ("reference", "goverse")
@@ -152,14 +152,14 @@ def run_kustomization(opts: RunOptions, overlay_relpath: str, components: Iterab
         raise ValueError("replica counts must be >= 0")
     if opts.bugs and opts.stack != "reference":
         raise ValueError("seeded bugs exist only in the reference stack")
-    patches = [{"patch": yaml.safe_dump(etcd_members_patch(opts.etcd_members), sort_keys=False)}]
-    patches += [{"patch": yaml.safe_dump(p, sort_keys=False)} for p in bugs_patches(opts.bugs)]
+    patches = [{"patch": goyaml.dump(etcd_members_patch(opts.etcd_members))}]
+    patches += [{"patch": goyaml.dump(p)} for p in bugs_patches(opts.bugs)]
     if opts.pg_proxy:
         if opts.stack != "reference":
             raise ValueError("pg_proxy: the PostgreSQL fault proxy sidecar is wired on the reference stack only")
         from harness.platforms.kubernetes.pgproxy_wiring import node_patch
 
-        patches.append({"patch": yaml.safe_dump(node_patch(), sort_keys=False)})
+        patches.append({"patch": goyaml.dump(node_patch())})
     out: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -192,9 +192,8 @@ def write_run_kustomization(run_dir: Path | str, opts: RunOptions, config: Mappi
     rel = os.path.relpath(overlay, out)
     with_backup = opts.backup and opts.platform not in OVERLAYS_WITH_BACKUP
     components = [os.path.relpath(manifests_dir() / BACKUP_COMPONENT, out)] if with_backup else []
-    (out / "kustomization.yaml").write_text(yaml.safe_dump(run_kustomization(opts, rel, components),
-                                                           sort_keys=False))
-    (out / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    (out / "kustomization.yaml").write_text(goyaml.dump(run_kustomization(opts, rel, components)))
+    (out / "config.yaml").write_text(goyaml.dump(dict(config)))
     return out
 
 

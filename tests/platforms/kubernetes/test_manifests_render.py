@@ -99,8 +99,8 @@ def test_goverse_config_file_is_what_goverse_defaults_generate() -> None:
 # --- the per-run kustomization ----------------------------------------------------------------------
 
 
-def _run_render(tmp_path: Path, **kw) -> list[dict]:
-    opts = render.RunOptions(run_id="t3st", **kw)
+def _run_render(tmp_path: Path, run_id: str = "t3st", **kw) -> list[dict]:
+    opts = render.RunOptions(run_id=run_id, **kw)
     spec = StackSpec(stack=opts.stack, shards=16)
     out = render.write_run_kustomization(tmp_path, opts, stackconfig.stack_config(spec))
     return render.kustomize_build(out)
@@ -137,6 +137,17 @@ def test_run_kustomization_without_inspector_and_single_etcd(tmp_path: Path) -> 
     by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     assert by[("Deployment", "goverse-inspector")]["spec"]["replicas"] == 0
     assert by[("StatefulSet", "goverse-etcd")]["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("run_id", ["1e345678", "12345678", "0123", "7e10", "00000000"])
+def test_a_run_id_that_reads_as_a_number_stays_a_string(tmp_path: Path, run_id: str) -> None:
+    """``secrets.token_hex`` can give ``1e345678``: plain to PyYAML, a float to kustomize (YAML 1.2),
+    which then refused the kustomization in one CI run; every label value must come back a string."""
+    docs = _run_render(tmp_path, run_id=run_id, pg_proxy=True, bugs=("no-fencing",))
+    assert all(d["metadata"]["labels"][naming.RUN_LABEL] == run_id for d in docs)
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    template = by[("StatefulSet", "goverse-node")]["spec"]["template"]
+    assert template["metadata"]["labels"][naming.RUN_LABEL] == run_id
 
 
 def test_bugs_are_refused_for_goverse() -> None:
