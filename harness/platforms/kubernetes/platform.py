@@ -311,9 +311,22 @@ class KubernetesPlatform:
         return out
 
 
+#: grace period of a finished run's pods at teardown (their drains are over; nothing observes them)
+TEARDOWN_GRACE_S = 1
+
+
 def delete_run(dyn: Any, namespace: str, run_id: str, timeout: float = 300.0) -> None:
-    """Delete the run's namespace (and wait until it is gone) and cluster-scoped objects with its label."""
+    """Delete the run's namespace (and wait until it is gone) and cluster-scoped objects with its label.
+
+    The run is over and its evidence exported, so its pods get a 1 s grace period instead of their own
+    (a node's 45 s drain, etcd's and PostgreSQL's 30 s): a module's teardown took 35-40 s of waiting for
+    drains nobody observes. The namespace goes first, so no controller can make a pod again."""
     k8s.delete(dyn, "v1", "Namespace", namespace, propagation="Foreground")
+    try:
+        k8s.resource(dyn, "v1", "Pod").delete(namespace=namespace, label_selector=naming.run_selector(run_id),
+                                              body={"gracePeriodSeconds": TEARDOWN_GRACE_S})
+    except Exception as exc:  # noqa: BLE001 - the namespace deletion still takes every pod, only slower
+        log.warning("could not shorten the grace period of namespace %s's pods: %s", namespace, exc)
     try:
         watch.wait_gone(dyn, k8s.resource(dyn, "v1", "Namespace"), None, namespace, timeout,
                         f"namespace {namespace} deleted")
