@@ -22,6 +22,7 @@ import yaml
 
 from harness.platforms.local import cgroups, diskfault, netns
 from harness.waiting import wait_until
+from tests.support.interrupt import ctrl_c, reaped
 from tests.support.paths import ROOT
 
 pytestmark = [
@@ -97,7 +98,7 @@ class Run:
 
 def interrupt_mid_fault(tmp_path: Path, kind: str, selection: list[str], live: str) -> None:
     proc = start_run(tmp_path, *selection)
-    try:
+    with reaped(proc):
         wait_until(lambda: fault_active(tmp_path, kind) or proc.poll() is not None, 180,
                    f"the scenario to inject its {kind} fault")
         assert proc.poll() is None, f"the run ended before the fault: {proc.stdout.read() if proc.stdout else ''}"
@@ -106,12 +107,7 @@ def interrupt_mid_fault(tmp_path: Path, kind: str, selection: list[str], live: s
         assert any(live in item for item in during), f"no {live} while the {kind} fault held: {during}"
         assert any("LISTEN" in item for item in during), f"no fault-proxy listener seen during the run: {during}"
         assert any(item.startswith("mount") for item in during), f"no PostgreSQL disk mount seen: {during}"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out, _ = ctrl_c(proc, timeout=120)
     assert proc.returncode != 0, "an interrupted run must not report success"
     assert "KeyboardInterrupt" in out or "Interrupted" in out or "!!!!" in out, out[-2000:]
     assert run.leftovers() == []

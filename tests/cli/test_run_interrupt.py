@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from harness.waiting import wait_until
+from tests.support.interrupt import ctrl_c, reaped
 from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,7 +51,7 @@ def test_sigint_mid_scenario_leaves_nothing_behind(tmp_path):
         # the run a default SIGINT (as tests/cli/test_chaos_cleanup.py does)
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    try:
+    with reaped(proc):
         wait_until(lambda: _fault_started(tmp_path) or proc.poll() is not None, 120,
                    "the scenario to inject its fault")
         assert proc.poll() is None, f"run ended before the fault: {proc.stdout.read() if proc.stdout else ''}"
@@ -58,12 +59,7 @@ def test_sigint_mid_scenario_leaves_nothing_behind(tmp_path):
         stack_dir = re.search(r"--config (\S+)/goverse\.yaml", header)
         netns = re.search(r"ip netns exec (gvh[0-9a-f]+)-node-0", header)
         assert stack_dir, f"cannot find the stack's temp dir in {header!r}"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out, _ = ctrl_c(proc, timeout=90)
     assert proc.returncode != 0, "an interrupted run must not report success"
     assert not Path(stack_dir.group(1)).exists(), f"temp dir {stack_dir.group(1)} left behind"
     left = _processes_mentioning(stack_dir.group(1))

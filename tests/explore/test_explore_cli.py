@@ -18,6 +18,7 @@ import pytest
 from harness.explore.runner import explore_main
 from harness.explore.schedule import Timing, generate
 from harness.waiting import wait_until
+from tests.support.interrupt import ctrl_c, reaped
 from tests.support.paths import ROOT
 
 REPO = ROOT
@@ -85,7 +86,7 @@ def _fault_active(artifacts: Path) -> bool:
 @needs_root
 def test_ctrl_c_mid_fault_leaves_nothing_behind(tmp_path: Path) -> None:
     proc = _explore(tmp_path, "--seed", "4", "--budget", "5m", "--faults", "pause,partition")
-    try:
+    with reaped(proc):
         wait_until(lambda: _fault_active(tmp_path) or proc.poll() is not None, 300, "a fault of the schedule to hold")
         assert proc.poll() is None, f"explore ended before a fault: {proc.stdout.read() if proc.stdout else ''}"
         header = next(iter(tmp_path.glob("explore/*/run/runs/*/stacks/*/logs/node-0.log"))).read_text().splitlines()[0]
@@ -94,12 +95,7 @@ def test_ctrl_c_mid_fault_leaves_nothing_behind(tmp_path: Path) -> None:
         assert ns and stack_dir, header
         prefix, sdir = ns.group(1), stack_dir.group(1)
         assert prefix in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out, _ = ctrl_c(proc, timeout=180)
     assert proc.returncode == 130, out[-3000:]
     assert "goverse-harness explore: interrupted" in out, out[-2000:]
     assert prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -21,6 +21,7 @@ import pytest
 from harness.platforms.kubernetes import pgvolume
 from harness.platforms.local import diskfault
 from harness.waiting import wait_until
+from tests.support.interrupt import ctrl_c, reaped
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting filesystems needs root")
 
@@ -226,7 +227,7 @@ def test_ctrl_c_during_deploy_removes_the_pv_mounts_and_fuse_daemon(cluster: Any
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
+    with reaped(child):
         def ours() -> list[str]:
             if child.poll() is not None:
                 raise AssertionError(f"the deploy ended early: {child.stderr.read() if child.stderr else ''}")
@@ -240,12 +241,7 @@ def test_ctrl_c_during_deploy_removes_the_pv_mounts_and_fuse_daemon(cluster: Any
         pods = k8s.resource(dyn, "v1", "Pod")
         wait_until(lambda: pods.get(namespace=naming.namespace_for(run_id)).to_dict()["items"], 120,
                    "the run's pods exist")
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=400)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        _, err = ctrl_c(child, timeout=400)
     assert child.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
     names = {p["metadata"]["name"] for p in pvs.get().to_dict()["items"]}
     assert name not in names, "the PV outlived the interrupted run"
