@@ -54,6 +54,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--strict-unknown", dict(action="store_true", default=None,
                               help="a scenario unknown because the harness was starved fails the run (default: "
                                    "reported, not a failure)")),
+    ("--observer-priority", dict(action="store_true", default=None,
+                                 help="Kubernetes: run the harness in a cpu cgroup of the largest weight so a "
+                                      "loaded machine starves its probes less (root, a cpu cgroup controller)")),
     ("--object-type", dict(help="object type the workload calls (default Counter)")),
     ("--gvh-config", dict(help="YAML file with harness settings")),
     ("--kube-context", dict(help="kubeconfig context (platform kubernetes)")),
@@ -263,14 +266,40 @@ def run_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform(settings: Settings) -> Platform:
+def platform(settings: Settings) -> Iterator[Platform]:
     if settings.platform == "local":
         from harness.platforms.local.deploy import LocalPlatform
 
-        return LocalPlatform()
+        yield LocalPlatform()
+        return
     from harness.platforms.kubernetes import make_platform
 
-    return make_platform(settings)
+    with _observer_priority(settings.observer_priority):
+        yield make_platform(settings)
+
+
+@contextlib.contextmanager
+def _observer_priority(wanted: bool) -> Iterator[None]:
+    """``--observer-priority``: this process (and what it starts) in a cpu cgroup of the largest weight
+    for the session, moved back and the group removed at its end (Ctrl-C included)."""
+    if not wanted:
+        yield
+        return
+    from harness.platforms.base import PlatformError, Unsupported
+    from harness.platforms.local.cgroups import OBSERVER_PREFIX, CpuWeight, sweep_dead_observers
+
+    try:
+        for gone in sweep_dead_observers():
+            log.warning("removed the observer group of a dead run: %s", gone)
+        weight = CpuWeight(OBSERVER_PREFIX, str(os.getpid()), os.getpid()).apply()
+    except (Unsupported, PlatformError, OSError) as exc:
+        raise pytest.UsageError(f"goverse-harness: observer_priority: cannot raise the harness's CPU weight: "
+                                f"{exc} (needs root and a cpu cgroup controller)") from None
+    log.info("observer priority: cpu weight %d in %s", weight.weight(), weight.group)
+    try:
+        yield
+    finally:
+        weight.heal()
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,10 @@ class Settings(BaseModel):
     # a scenario that is unknown only because the harness was starved fails the run too (default: it is
     # reported as unknown, counted in the summary, and does not fail the run)
     strict_unknown: bool = False
+    # the harness (the observer: probes, clocks, lag) runs in a cpu cgroup of the largest weight, so a
+    # loaded machine starves it less (needs root and a cpu cgroup controller; not on the local platform,
+    # whose stack processes are the harness's children and would share it)
+    observer_priority: bool = False
     # real Goverse (stack=goverse)
     goverse_node_bin: Path | None = None
     goverse_gate_bin: Path | None = None
@@ -185,6 +189,10 @@ class Settings(BaseModel):
                              "(another name needs stack=goverse and a node that registers it)")
         if self.bugs and self.stack != "reference":
             raise ValueError("bugs: seeded bugs exist only in the reference stack (stack=reference)")
+        if self.observer_priority and self.platform == "local":
+            raise ValueError("observer_priority: allowed with --platform kubernetes or kind only; on the local "
+                             "platform the stack's processes are the harness's children and would share its "
+                             "CPU priority")
         if self.deploy_with == "helm" and self.platform == "local":
             raise ValueError("deploy_with: helm deploys on Kubernetes only (--platform kubernetes or kind); "
                              "the local platform runs processes")

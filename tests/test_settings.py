@@ -77,3 +77,10 @@ def test_starvation_threshold_default_env_and_one_clear_error() -> None:
         with pytest.raises(SettingsError, match=r"^starved_lag_ms: .*got '" + bad + "' from environment "
                                                 r"GVH_STARVED_LAG_MS"):
             load_settings({}, env={"GVH_STARVED_LAG_MS": bad})
+
+
+def test_observer_priority_is_refused_on_the_local_platform() -> None:
+    """On local the stack's processes are the harness's children: they would share its CPU weight."""
+    with pytest.raises(SettingsError, match=r"observer_priority: allowed with --platform kubernetes or kind only"):
+        load_settings({"observer_priority": True}, env={})
+    assert load_settings({"observer_priority": True, "platform": "kubernetes"}, env={}).observer_priority

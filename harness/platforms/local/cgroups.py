@@ -303,6 +303,41 @@ class CpuLimit(_Limit):
         return int(stat.get("nr_periods", 0)), int(stat.get("nr_throttled", 0))
 
 
+#: the largest weight each cgroup version accepts (v1 ``cpu.shares``, v2 ``cpu.weight``)
+MAX_CPU_WEIGHT: dict[str, int] = {"v1": 262144, "v2": 10000}
+
+
+@dataclass
+class CpuWeight(_Limit):
+    """The largest CPU weight for ``pid`` and its children: when the CPUs are contended they get them
+    first; when they are not, nothing changes (a weight is no quota and takes nothing from an idle
+    machine). Used for the harness itself (``--observer-priority``): the observer's clock must keep
+    time on a loaded machine, or every timing it measures is void (harness starved, ``unknown``)."""
+
+    def __post_init__(self) -> None:
+        self.controller = "cpu"
+
+    def apply(self) -> CpuWeight:
+        group = self._create()
+        try:
+            version = self._h().version
+            knob = "cpu.shares" if version == "v1" else "cpu.weight"
+            (group / knob).write_text(str(MAX_CPU_WEIGHT[version]))
+            self._enter(group)
+        except BaseException:
+            self.heal()
+            raise
+        return self
+
+    def weight(self) -> int:
+        """The weight of the group the process is in now (the evidence that it took)."""
+        h = self._h()
+        group = current_group(self.pid, h)
+        if group is None:
+            return 0
+        return int((group / ("cpu.shares" if h.version == "v1" else "cpu.weight")).read_text())
+
+
 @dataclass
 class MemoryLimit(_Limit):
     """At most ``limit_mb`` of memory (no swap) for ``pid`` and its children; beyond it the kernel's
@@ -415,6 +450,22 @@ def cleanup_leftovers(prefix: str, roots: Iterable[Path] | None = None) -> list[
     """Remove every cgroup named ``<prefix>…`` (their processes go to the parent group)."""
     removed = []
     for g in find_groups(prefix, roots):
+        remove_group(g, g.parent)
+        removed.append(f"cgroup {g}")
+    return removed
+
+
+#: ``--observer-priority`` groups are ``gvh-observer-<pid of the harness>``
+OBSERVER_PREFIX = "gvh-observer"
+
+
+def sweep_dead_observers(roots: Iterable[Path] | None = None) -> list[str]:
+    """Remove the observer groups whose harness is gone (killed before its teardown could run)."""
+    removed = []
+    for g in find_groups(OBSERVER_PREFIX + "-", roots):
+        pid = g.name[len(OBSERVER_PREFIX) + 1:]
+        if pid.isdigit() and psutil.pid_exists(int(pid)):
+            continue
         remove_group(g, g.parent)
         removed.append(f"cgroup {g}")
     return removed

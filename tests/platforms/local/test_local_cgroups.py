@@ -204,6 +204,45 @@ def test_cleanup_leftovers_of_a_crashed_run(prefix: str) -> None:
         proc.wait()
 
 
+@pytest.mark.integration
+@pytest.mark.skipif(not cpu_ok, reason=f"cpu cgroup unavailable: {cpu_why}")
+def test_cpu_weight_puts_the_tree_first_and_heals(prefix: str) -> None:
+    """``--observer-priority``: the process and its children go into a group of the largest weight
+    the kernel accepts, and come back out (the group gone) on heal."""
+    proc = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; "
+                             "subprocess.run(['sleep', '60']); sys.exit(0)"])
+    try:
+        wait_until(lambda: len(psutil.Process(proc.pid).children()) == 1, 5, "sleep child started")
+        origin = Path(f"/proc/{proc.pid}/cgroup").read_text()
+        w = cgroups.CpuWeight(prefix, "observer", proc.pid).apply()
+        assert w.group is not None and w.group.name == f"{prefix}-observer"
+        group = w.group
+        child = psutil.Process(proc.pid).children()[0].pid
+        assert set(cgroups.procs(group)) == {proc.pid, child}
+        h = cgroups.find_hierarchy("cpu")
+        assert w.weight() == cgroups.MAX_CPU_WEIGHT[h.version]
+        w.heal()
+        w.heal()  # idempotent
+        assert Path(f"/proc/{proc.pid}/cgroup").read_text() == origin
+        assert not group.exists() and cgroups.find_groups(prefix) == []
+        assert w.weight() < cgroups.MAX_CPU_WEIGHT[h.version]
+    finally:
+        for q in psutil.Process(proc.pid).children(recursive=True):
+            q.kill()
+        proc.kill()
+        proc.wait()
+
+
+def test_sweep_dead_observers_removes_only_groups_of_dead_harnesses(tmp_path: Path) -> None:
+    alive = tmp_path / "cpu" / f"{cgroups.OBSERVER_PREFIX}-{os.getpid()}"
+    dead = tmp_path / "cpu" / "user.slice" / f"{cgroups.OBSERVER_PREFIX}-999999999"
+    other = tmp_path / "cpu" / "gvh1234-node-0"
+    for d in (alive, dead, other):
+        d.mkdir(parents=True)
+    assert cgroups.sweep_dead_observers([tmp_path / "cpu"]) == [f"cgroup {dead}"]
+    assert alive.exists() and other.exists() and not dead.exists()
+
+
 def test_needs_a_live_pid() -> None:
     if os.geteuid() != 0 or not cpu_ok:
         pytest.skip(f"cpu cgroup unavailable: {cpu_why}")
