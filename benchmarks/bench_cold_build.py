@@ -6,7 +6,7 @@ empty Go module and build caches (``GOMODCACHE``, ``GOCACHE``), so nothing under
 ``~/go`` is read or changed; modules come from the Go module proxy as on a new machine. Apt packages
 (~30 s when missing) and the Python environment are not included. Prints seconds per part.
 
-    python3 benchmarks/bench_cold_build.py [--keep DIR]    # needs root for the images (debootstrap)
+    python3 benchmarks/bench_cold_build.py [--keep DIR] [--only PART]    # needs root for the images (debootstrap)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ PARTS = ("kubernetes", "cni", "coredns", "pause", "images")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path, help="build into this directory and keep it (default: a temp dir, removed)")
+    ap.add_argument("--only", choices=PARTS, action="append", help="build only these parts (repeatable)")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="gvh-cold-"))
     env = dict(os.environ, GVH_CACHE_DIR=str(root / "cache"), GOMODCACHE=str(root / "gomod"),
@@ -35,7 +36,7 @@ def main() -> int:
             " 'coredns': gobuild.build_coredns, 'pause': gobuild.build_pause}[sys.argv[1]]\nfn()\n")
     figures: dict[str, float] = {}
     try:
-        for part in PARTS:
+        for part in args.only or PARTS:
             t0 = time.monotonic()
             cmd = ([sys.executable, "-m", "harness.cli", "cluster", "build-images", "refstack", "postgres", "etcd"]
                    if part == "images" else [sys.executable, "-c", code, part])
