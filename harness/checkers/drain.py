@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from harness.checkers.verdict import Check, Checker, Verdict, examples
+from harness.checkers.verdict import Check, Checker, Verdict, examples, named
 from harness.history import History, Op
 from harness.sharding import shard_of
 
@@ -64,7 +64,7 @@ def drained_at_every_sigterm(call_timeout_s: float, held_s: float, reached_s: fl
     ``Scenario.observing(readiness=True)``), for histories where no one scenario chose the victim (the
     explorer). A call whose life overlaps another fault window (a kill, pause, partition, reset... —
     not a latency, which slows calls but cuts none, and not this restart) may have been cut by that
-    fault, not by the drain: it is not judged."""
+    fault, not by the drain: if it did not complete, it is not judged."""
 
     def run(history: History) -> Check:
         data: dict[str, Any] = {"held_s": held_s, "call_timeout_s": call_timeout_s}
@@ -102,7 +102,7 @@ def drained_at_every_sigterm(call_timeout_s: float, held_s: float, reached_s: fl
 
         data["keys"] = sum(len(k) for _, _, k in terms)
         return _judge(history, terms, call_timeout_s, held_s, reached_s, other_fault, data)
-    return run
+    return named(NAME, run)
 
 
 def _names(target: Any) -> list[str]:
@@ -125,7 +125,7 @@ def _judge(history: History, terms: list[tuple[float, Any, set[str]]], call_time
                 continue  # sent just before the SIGTERM and answered soon: says nothing either way
             if op.type != "ok" and op.latency_s >= 0.9 * call_timeout_s:
                 continue  # waited for the call timeout: not the drain's doing
-            if excused(op, t_term):
+            if op.type != "ok" and excused(op, t_term):
                 excused_n += 1
                 continue
             judged += 1

@@ -113,7 +113,8 @@ def _drains(s: Schedule) -> list[tuple[Step, Step]]:
     """The drain composites of ``s``: (latency on a node's PostgreSQL link, graceful restart of that node)."""
     out = []
     for a in s.steps:
-        if isinstance(a.fault, Latency) and a.fault.link[1] == "postgres" and a.fault.ms >= 1000 * Timing().drain_hold_s():
+        held = isinstance(a.fault, Latency) and a.fault.link[1] == "postgres"
+        if held and a.fault.ms >= 1000 * Timing().drain_hold_s():  # type: ignore[attr-defined]
             out += [(a, b) for b in s.steps if isinstance(b.fault, Restart) and b.fault.target == a.fault.link[0]
                     and b.fault.graceful and b.at_s == round(a.at_s + DRAIN_LEAD_S, 1)]
     return out
