@@ -97,8 +97,10 @@ def drain_history(exit_code: int, t_exit: float, ready_drop: float, cut_at: floa
            Event(t_exit, "nemesis", "nemesis", "start", value={
                "id": "r", "kind": "restart", "target": ["node-0"],
                "params": {"graceful": True, "exit_codes": {"node-0": exit_code}, "apply_began_at": 10.0}}),
-           Event(t_exit + 0.01, "nemesis", "nemesis", "stop", value={"id": "l", "kind": "latency", "target": ["node-0"]}),
-           Event(t_exit + 1.0, "nemesis", "nemesis", "stop", value={"id": "r", "kind": "restart", "target": ["node-0"]})]
+           Event(t_exit + 0.01, "nemesis", "nemesis", "stop",
+                 value={"id": "l", "kind": "latency", "target": ["node-0"]}),
+           Event(t_exit + 1.0, "nemesis", "nemesis", "stop",
+                 value={"id": "r", "kind": "restart", "target": ["node-0"]})]
     for i, (shard, t0, t1) in enumerate([(0, 9.1, 13.1), (1, 9.5, 13.4)]):
         cut = cut_at is not None and t1 > cut_at
         evs += [Event(t0, "invoke", f"c{i}", "increment", key=KEYS[shard], value=1, op_id=500 + i),
