@@ -43,11 +43,12 @@ from harness.checkers import (
 )
 from harness.checkers.chaos import persisted_not_behind
 from harness.checkers.drain import drained_at_every_sigterm
+from harness.checkers.operations import secret_rotated
 from harness.checkers.readiness import ready_means_serving
 from harness.checkers.routing import every_gate_routes
 from harness.checkers.sigterm import ready_drops_on_sigterm, sigterm_exit_within_grace
 from harness.explore.schedule import Schedule, Timing, generate
-from harness.faults.spec import Latency, Restart
+from harness.faults.spec import Latency, Restart, RotateSecret
 from harness.platforms.base import Timers, Unsupported
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -85,12 +86,15 @@ def invariants(t: Timers, faulted: bool = True, schedule: Schedule | None = None
     """Every check the chaos, stale-view and restart scenarios judge that holds under any fault mix
     (recovery after heal only when some fault was applied: a schedule whose faults this platform could
     not apply has no heal to recover from; readiness ⇒ serving outside the fault windows), and the
-    SIGTERM requirements of the schedule's graceful stops (``sigterm_invariants``)."""
+    SIGTERM requirements of the schedule's graceful stops (``sigterm_invariants``) and, after a
+    PostgreSQL password rotation, that every node holds a session on the new password."""
     checks = [no_lost_writes(), persisted_not_behind, reads_see_acknowledged(), monotonic_reads(),
               linearizable_counters(), single_ownership(), reliable_calls_once(),
               converged(within_s=budgets.convergence(t)), every_gate_routes(),
               ready_means_serving(budgets.ready_serving(t), any_fault=True)]
     checks += sigterm_invariants(t, schedule) if schedule is not None and faulted else []
+    if schedule is not None and faulted and any(isinstance(st.fault, RotateSecret) for st in schedule.steps):
+        checks.append(secret_rotated())  # the secret rotation scenario's check: every node on the new password
     return [*checks, recovery_after_heal(budget_s=budgets.failover(t))] if faulted else checks
 
 

@@ -49,6 +49,7 @@ from harness.faults.spec import (
     Reset,
     Restart,
     RollingRestart,
+    RotateSecret,
     ScaleTo,
     Timeout,
 )
@@ -57,14 +58,17 @@ SCHEMA = "goverse-harness/explore-schedule/v1"
 
 # Fault kinds the explorer draws from, with their weight (how often they are drawn relative to the
 # others; process faults and partitions are where most distributed-systems bugs live, Jepsen's default
-# mix). Operator actions that need set-up or have no undo (upgrade, backup, restore, secret rotation,
-# config update) are left to their own scenarios.
+# mix). Operator actions that need set-up or would leave the stack changed for the next segment
+# (upgrade, backup, restore, config update) are left to their own scenarios; a secret rotation has no
+# undo and needs none (the stack runs on with the new password). ``drain`` is drawn as often as a
+# plain restart so that a 5-10 minute budget draws one (its held calls are what the SIGTERM checks need).
 WEIGHTS: dict[str, int] = {
     "kill": 4, "pause": 3, "restart": 2, "partition": 3, "latency": 1, "timeout": 1, "reset": 1,
     "cpu-stress": 1, "memory-pressure": 1, "disk": 1, "scale": 1, "rolling-restart": 1, "drain": 2,
+    "rotate-secret": 1,
 }
 EXPLORABLE: tuple[str, ...] = tuple(WEIGHTS)
-OPERATOR_KINDS = frozenset({"scale", "rolling-restart"})
+OPERATOR_KINDS = frozenset({"scale", "rolling-restart", "rotate-secret"})
 # a composite kind -> the fault kinds of the steps it draws
 COMPOSITE_KINDS: dict[str, tuple[str, ...]] = {"drain": ("latency", "restart")}
 
@@ -296,6 +300,11 @@ def _rolling(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
     return RollingRestart(components), 0.0, frozenset({"operator"})
 
 
+def _rotate(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
+    # no undo, and none needed: the stack runs on with the new password (the heal verifies the rotation)
+    return RotateSecret(), 0.0, frozenset({"operator"})
+
+
 def _drain(rng: random.Random, topo: _Topo, t: Timing) -> list[tuple[float, Draw]]:
     """A graceful restart of a node whose writes PostgreSQL holds (``drain_hold_s``) from
     ``DRAIN_LEAD_S`` before the SIGTERM until the node has exited (the restart's inject returns at the
@@ -310,7 +319,7 @@ def _drain(rng: random.Random, topo: _Topo, t: Timing) -> list[tuple[float, Draw
 DRAWERS: dict[str, Callable[[random.Random, _Topo, Timing], Draw]] = {
     "kill": _kill, "pause": _pause, "restart": _restart, "partition": _partition, "latency": _latency,
     "timeout": _timeout, "reset": _reset, "cpu-stress": _cpu, "memory-pressure": _memory, "disk": _disk,
-    "scale": _scale, "rolling-restart": _rolling,
+    "scale": _scale, "rolling-restart": _rolling, "rotate-secret": _rotate,
 }
 COMPOSITES: dict[str, Callable[[random.Random, _Topo, Timing], list[tuple[float, Draw]]]] = {"drain": _drain}
 
@@ -322,7 +331,7 @@ def usable_kinds(kinds: Sequence[str], topology: Mapping[str, str]) -> list[str]
     for k in kinds:
         if not topo.nodes:
             continue
-        if k in ("disk", "drain") and not topo.postgres:
+        if k in ("disk", "drain", "rotate-secret") and not topo.postgres:
             continue
         out.append(k)
     return out

@@ -147,3 +147,25 @@ def test_a_schedule_without_a_graceful_stop_adds_no_sigterm_check() -> None:
     plain = names(Step(1.0, 0.0, Restart("gate-0", graceful=True)))
     assert "sigterm_exit_within_grace" in plain and "ready_drops_on_sigterm" not in plain
     assert "sigterm_exit_within_grace" not in names(Step(1.0, 0.0, Restart("etcd-1", graceful=True)))
+
+
+def test_a_secret_rotation_is_judged_like_the_rotation_scenario() -> None:
+    """A schedule with a password rotation adds ``secret_rotated`` (no-secret-reload: a node left without a
+    session on the new password after the old ones were revoked fails it)."""
+    from harness.explore.schedule import generate
+    from harness.faults.spec import RotateSecret
+    from harness.operation_kinds import SECRET_F
+
+    topology = {"node-0": "node", "node-1": "node", "gate-0": "gate", "postgres": "postgres"}
+    s = generate(1, 0, topology, kinds=("rotate-secret",))
+    assert [st.fault for st in s.steps] == [RotateSecret()]
+    checks = {checker_name(c): c for c in segments().invariants(Timers(), faulted=True, schedule=s)}
+    rotated = checks["secret_rotated"]
+
+    def sample(nodes: dict[str, bool]) -> History:
+        return History([Event(5.0, "sample", "operations", SECRET_F, value={
+            "old_rejected": True, "new_accepted": True, "nodes_on_new": nodes, "reload_s": None, "revoked": 4})])
+
+    assert run_safely(rotated, sample({"node-0": True, "node-1": False})).verdict is Verdict.FAIL
+    assert run_safely(rotated, sample({"node-0": True, "node-1": True})).verdict is Verdict.PASS
+    assert "secret_rotated" not in {checker_name(c) for c in segments().invariants(Timers(), True, drain_schedule())}
