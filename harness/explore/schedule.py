@@ -24,7 +24,7 @@ A *composite* kind draws several steps that only mean something together: ``drai
 restart of a node while its writes are held in PostgreSQL (latency on its link, the drain scenario's
 mechanism, scenarios/test_restarts.py ``test_sigterm_drain_near_grace``), so calls are in flight inside
 the node at the SIGTERM and the drain lasts seconds — long enough to judge that the node drains them,
-that its /ready drops meanwhile and that it exits on its own within the grace period.
+that its /ready drops meanwhile and that it exits on its own within the grace period (``_drain``).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ OVERLAP_SLACK_S = 2.0  # an inject or heal takes time (a restart, a roll): windo
 # margin as scenarios/test_restarts.py DRAIN_MARGIN_S, which harness code cannot import)
 DRAIN_MARGIN_S = 5.5
 DRAIN_LEAD_S = 1.0  # the writes are held this long before the SIGTERM, so some are in flight in the node
+DRAIN_HEAL_BEFORE_S = 0.1  # the latency is healed this long before the SIGTERM (what it delayed stays delayed)
 
 
 @dataclass(frozen=True)
@@ -306,13 +307,18 @@ def _rotate(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
 
 
 def _drain(rng: random.Random, topo: _Topo, t: Timing) -> list[tuple[float, Draw]]:
-    """A graceful restart of a node whose writes PostgreSQL holds (``drain_hold_s``) from
-    ``DRAIN_LEAD_S`` before the SIGTERM until the node has exited (the restart's inject returns at the
-    exit and the latency's heal is due by then): (offset from the composite's start, draw) per step."""
+    """A graceful restart of a node whose writes PostgreSQL holds: latency of ``drain_hold_s`` on its
+    link for the ``DRAIN_LEAD_S`` before the SIGTERM, healed just before it. What the node sent in that
+    second stays held for the whole latency (the proxy keeps each chunk's due time, and never reorders
+    a connection's bytes), so those calls are in flight inside the node from the SIGTERM until up to
+    ``drain_hold_s`` later, and nothing sent after the heal is slowed beyond them: a correct drain
+    ends within the hold (a latency still active during the drain would hold every call queued behind
+    those, one hold each, and push the drain past the grace period). (offset from the composite's
+    start, draw) per step."""
     node = rng.choice(topo.nodes)
     hold_ms = int(t.drain_hold_s() * 1000)
     slow = Latency((node, "postgres"), ms=hold_ms)
-    return [(0.0, (slow, DRAIN_LEAD_S + 0.5, frozenset({f"link:{node}>postgres"}))),
+    return [(0.0, (slow, DRAIN_LEAD_S - DRAIN_HEAL_BEFORE_S, frozenset({f"link:{node}>postgres"}))),
             (DRAIN_LEAD_S, (Restart(node, graceful=True), 0.0, _outage(node, topo)))]
 
 
