@@ -169,3 +169,13 @@ def test_a_secret_rotation_is_judged_like_the_rotation_scenario() -> None:
     assert run_safely(rotated, sample({"node-0": True, "node-1": False})).verdict is Verdict.FAIL
     assert run_safely(rotated, sample({"node-0": True, "node-1": True})).verdict is Verdict.PASS
     assert "secret_rotated" not in {checker_name(c) for c in segments().invariants(Timers(), True, drain_schedule())}
+
+
+def test_a_segment_with_proxy_traffic_judges_the_endpoints() -> None:
+    """``wired`` (the segment recorded its fault proxy's traffic: the local platform) adds
+    ``endpoints_honoured`` (env-ignored: a node that used its config file's endpoints, not the
+    environment's, leaves its links silent)."""
+    with_traffic = {checker_name(c) for c in segments().invariants(Timers(), True, drain_schedule(), wired=True)}
+    assert "endpoints_honoured" in with_traffic
+    without = {checker_name(c) for c in segments().invariants(Timers(), True, drain_schedule())}
+    assert "endpoints_honoured" not in without
