@@ -42,9 +42,14 @@ from harness.checkers import (
     single_ownership,
 )
 from harness.checkers.chaos import persisted_not_behind
+from harness.checkers.drain import drained_at_every_sigterm
+from harness.checkers.operations import secret_rotated
 from harness.checkers.readiness import ready_means_serving
 from harness.checkers.routing import every_gate_routes
+from harness.checkers.sigterm import ready_drops_on_sigterm, sigterm_exit_within_grace
+from harness.checkers.wiring import TRAFFIC_F, endpoints_honoured
 from harness.explore.schedule import Schedule, Timing, generate
+from harness.faults.spec import Latency, Restart, RotateSecret
 from harness.platforms.base import Timers, Unsupported
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -55,7 +60,7 @@ PLAN_ENV = "GVH_EXPLORE_PLAN"
 STACK = {"etcd_members": 3, "proxy_links": ("node-etcd", "gate-etcd")}
 # fault kind -> the capability that says whether this platform can apply it (absent: the kind itself;
 # a kind the platform does not report is tried, and an Unsupported is logged and left out)
-CAPABILITY = {"disk": "disk-full", "rolling-restart": "scale"}
+CAPABILITY = {"disk": "disk-full", "rolling-restart": "scale", "drain": "latency"}
 BASELINE_S = 2.0
 AFTER_S = 2.5  # ≥ the 2 s window in which recovered availability must hold (H)
 WORKLOAD = {"counter_keys": 12, "counter_rate": 40.0, "read_ratio": 0.5, "wallet_keys": 4, "wallet_rate": 8.0,
@@ -74,15 +79,71 @@ REPLAY = [Schedule.from_dict(d) for d in PLAN.get("replay") or []]
 SEGMENTS = [s.id for s in REPLAY] if REPLAY else [f"segment-{i:03d}" for i in range(int(PLAN.get("segments", 0)))]
 
 
-def invariants(t: Timers, faulted: bool = True) -> list[Any]:
+READY_DROP_S = 1.0  # /ready must stop saying 200 within this of a SIGTERM (conformance 2.1's budget)
+DRAIN_HELD_MARGIN_S = 1.5  # a drained call counts as held near the grace from hold − this (the drain scenario's)
+
+
+def invariants(t: Timers, faulted: bool = True, schedule: Schedule | None = None, wired: bool = False) -> list[Any]:
     """Every check the chaos, stale-view and restart scenarios judge that holds under any fault mix
     (recovery after heal only when some fault was applied: a schedule whose faults this platform could
-    not apply has no heal to recover from; readiness ⇒ serving outside the fault windows)."""
+    not apply has no heal to recover from; readiness ⇒ serving outside the fault windows), and the
+    SIGTERM requirements of the schedule's graceful stops (``sigterm_invariants``) and, after a
+    PostgreSQL password rotation, that every node holds a session on the new password; ``wired`` (the
+    segment recorded its fault proxy's traffic): every instance used the endpoints it was given."""
     checks = [no_lost_writes(), persisted_not_behind, reads_see_acknowledged(), monotonic_reads(),
               linearizable_counters(), single_ownership(), reliable_calls_once(),
               converged(within_s=budgets.convergence(t)), every_gate_routes(),
               ready_means_serving(budgets.ready_serving(t), any_fault=True)]
+    checks += sigterm_invariants(t, schedule) if schedule is not None and faulted else []
+    if schedule is not None and faulted and any(isinstance(st.fault, RotateSecret) for st in schedule.steps):
+        checks.append(secret_rotated())  # the secret rotation scenario's check: every node on the new password
+    if wired:
+        checks.append(endpoints_honoured())
     return [*checks, recovery_after_heal(budget_s=budgets.failover(t))] if faulted else checks
+
+
+def sigterm_invariants(t: Timers, schedule: Schedule) -> list[Any]:
+    """What every graceful stop of a node or gate in ``schedule`` must do (seed §2.1, §2.2), as checks on
+    the history: it exits 0 on its own within the grace period; and where the stop is a ``drain`` (the
+    node's writes held in PostgreSQL across its SIGTERM, so it has calls to drain for seconds) its
+    /ready drops within ``READY_DROP_S`` and the calls in flight at the SIGTERM complete. Added only
+    when the schedule has such a stop: a check with nothing to judge is unknown, and would make every
+    segment without one unknown too."""
+    stops = [st.fault for st in schedule.steps if isinstance(st.fault, Restart) and st.fault.graceful
+             and st.fault.target.split("-")[0] in ("node", "gate")]
+    if not stops:
+        return []
+    checks: list[Any] = [sigterm_exit_within_grace(t.shutdown_grace)]
+    hold_s = Timing.of(t).drain_hold_s()
+    held = {st.fault.link[0] for st in schedule.steps
+            if isinstance(st.fault, Latency) and st.fault.link[1] == "postgres" and st.fault.ms >= 1000 * hold_s}
+    if any(f.target in held for f in stops):
+        checks += [ready_drops_on_sigterm(READY_DROP_S),
+                   drained_at_every_sigterm(t.call_timeout, held_s=hold_s - DRAIN_HELD_MARGIN_S)]
+    return checks
+
+
+def proxy_traffic(stack: Any) -> tuple[dict[str, int], set[str]] | None:
+    """Bytes so far on each fault proxy link (``<instance>-><destination>``) and the running instances;
+    None where the platform has no fault proxy in the harness (``endpoints_honoured``)."""
+    proxy = getattr(stack, "proxy", None)
+    if proxy is None:
+        return None
+    counts = {}
+    for name in proxy.links():
+        st = proxy.stats(name)
+        counts[name] = st.bytes_up + st.bytes_down
+    return counts, {i.name for i in stack.instances() if i.running}
+
+
+def record_traffic(scenario: Any, before: tuple[dict[str, int], set[str]] | None,
+                   after: tuple[dict[str, int], set[str]] | None) -> bool:
+    """The segment's traffic per link into the history (sample ``proxy-traffic``); False: none to record."""
+    if before is None or after is None:
+        return False
+    delta = {k: n - before[0].get(k, 0) for k, n in after[0].items()}
+    scenario.recorder.sample(TRAFFIC_F, {"bytes": delta, "running": sorted(before[1] & after[1])})
+    return True
 
 
 def run_schedule(scenario: Any, schedule: Schedule, stop: threading.Event) -> list[dict[str, Any]]:
@@ -135,6 +196,12 @@ def test_explore_segment(request, stack, scenario, segment):
     started = time.time() - float(PLAN.get("started", time.time()))
     scenario.recorder.log(f"explore schedule {schedule.id}: {schedule.describe()}")
     wl = scenario.workload(**WORKLOAD)
+    running = stack.gate_urls(only_running=True)
+    if running and running != stack.gate_urls():
+        # a gate an earlier segment's scale-down stopped is no endpoint any more (the scale scenarios'
+        # clients follow with ``on_endpoints``); calls sent to it would fail every_gate_routes for good
+        wl.set_gates(running)
+    traffic = proxy_traffic(stack)
     try:
         with scenario.observing(readiness=True), wl.running():
             scenario.settle(BASELINE_S, "baseline")
@@ -142,13 +209,14 @@ def test_explore_segment(request, stack, scenario, segment):
             after_the_heal(stack, scenario, budgets.convergence(t), AFTER_S)
         wl.reads_through_each_gate()
         final_reads_and_stored(stack, scenario, budgets.convergence(t), wl)
+        wired = record_traffic(scenario, traffic, proxy_traffic(stack))
     finally:
         deadline = PLAN.get("deadline")
         if deadline is not None and time.time() >= float(deadline):
             request.session.shouldstop = "explore budget spent"  # no further segment starts
     ended = time.time() - float(PLAN.get("started", time.time()))
     faulted = any("unsupported" not in s for s in steps)
-    result = scenario.conclude(*invariants(t, faulted), extra={"explore": {
+    result = scenario.conclude(*invariants(t, faulted, schedule, wired), extra={"explore": {
         "schedule": schedule.id, "faults": schedule.describe(), "steps": steps,
         "started_s": round(started, 1), "ended_s": round(ended, 1)}})
     assert result.passed, result.explain()

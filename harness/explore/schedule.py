@@ -19,6 +19,12 @@ Composition rules (what keeps a schedule meaningful rather than merely destructi
   impossible;
 - an operator action (scale, rolling restart) runs alone: it waits for the cluster to settle between
   its steps, which a concurrent fault would turn into a timeout rather than a finding.
+
+A *composite* kind draws several steps that only mean something together: ``drain`` is a graceful
+restart of a node while its writes are held in PostgreSQL (latency on its link, the drain scenario's
+mechanism, scenarios/test_restarts.py ``test_sigterm_drain_near_grace``), so calls are in flight inside
+the node at the SIGTERM and the drain lasts seconds — long enough to judge that the node drains them,
+that its /ready drops meanwhile and that it exits on its own within the grace period (``_drain``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from harness.faults.spec import (
     Reset,
     Restart,
     RollingRestart,
+    RotateSecret,
     ScaleTo,
     Timeout,
 )
@@ -51,17 +58,27 @@ SCHEMA = "goverse-harness/explore-schedule/v1"
 
 # Fault kinds the explorer draws from, with their weight (how often they are drawn relative to the
 # others; process faults and partitions are where most distributed-systems bugs live, Jepsen's default
-# mix). Operator actions that need set-up or have no undo (upgrade, backup, restore, secret rotation,
-# config update) are left to their own scenarios.
+# mix). Operator actions that need set-up or would leave the stack changed for the next segment
+# (upgrade, backup, restore, config update) are left to their own scenarios; a secret rotation has no
+# undo and needs none (the stack runs on with the new password). ``drain`` is drawn as often as a
+# plain restart so that a 5-10 minute budget draws one (its held calls are what the SIGTERM checks need).
 WEIGHTS: dict[str, int] = {
     "kill": 4, "pause": 3, "restart": 2, "partition": 3, "latency": 1, "timeout": 1, "reset": 1,
-    "cpu-stress": 1, "memory-pressure": 1, "disk": 1, "scale": 1, "rolling-restart": 1,
+    "cpu-stress": 1, "memory-pressure": 1, "disk": 1, "scale": 1, "rolling-restart": 1, "drain": 2,
+    "rotate-secret": 1,
 }
 EXPLORABLE: tuple[str, ...] = tuple(WEIGHTS)
-OPERATOR_KINDS = frozenset({"scale", "rolling-restart"})
+OPERATOR_KINDS = frozenset({"scale", "rolling-restart", "rotate-secret"})
+# a composite kind -> the fault kinds of the steps it draws
+COMPOSITE_KINDS: dict[str, tuple[str, ...]] = {"drain": ("latency", "restart")}
 
 MAX_START_S = 6.0  # faults start within this many seconds of the segment's start
 OVERLAP_SLACK_S = 2.0  # an inject or heal takes time (a restart, a roll): windows are padded by this
+# the reference node keeps 5 s of its grace for flush, handover and closing after the drain (the same
+# margin as scenarios/test_restarts.py DRAIN_MARGIN_S, which harness code cannot import)
+DRAIN_MARGIN_S = 5.5
+DRAIN_LEAD_S = 1.0  # the writes are held this long before the SIGTERM, so some are in flight in the node
+DRAIN_HEAL_BEFORE_S = 0.1  # the latency is healed this long before the SIGTERM (what it delayed stays delayed)
 
 
 @dataclass(frozen=True)
@@ -70,10 +87,16 @@ class Timing:
 
     lease_ttl: float = 3.0
     call_timeout: float = 5.0
+    shutdown_grace: float = 10.0
 
     @classmethod
     def of(cls, timers: Any) -> Timing:
-        return cls(float(timers.lease_ttl), float(timers.call_timeout))
+        return cls(float(timers.lease_ttl), float(timers.call_timeout), float(timers.shutdown_grace))
+
+    def drain_hold_s(self) -> float:
+        """How long a drain's writes are held in PostgreSQL: min(grace − margin, call timeout − 1 s), the
+        drain scenario's ``near_grace_hold`` (4 s with the fast timers)."""
+        return round(max(1.0, min(self.shutdown_grace - DRAIN_MARGIN_S, self.call_timeout - 1.0)), 2)
 
 
 @dataclass(frozen=True)
@@ -278,11 +301,33 @@ def _rolling(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
     return RollingRestart(components), 0.0, frozenset({"operator"})
 
 
+def _rotate(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
+    # no undo, and none needed: the stack runs on with the new password (the heal verifies the rotation)
+    return RotateSecret(), 0.0, frozenset({"operator"})
+
+
+def _drain(rng: random.Random, topo: _Topo, t: Timing) -> list[tuple[float, Draw]]:
+    """A graceful restart of a node whose writes PostgreSQL holds: latency of ``drain_hold_s`` on its
+    link for the ``DRAIN_LEAD_S`` before the SIGTERM, healed just before it. What the node sent in that
+    second stays held for the whole latency (the proxy keeps each chunk's due time, and never reorders
+    a connection's bytes), so those calls are in flight inside the node from the SIGTERM until up to
+    ``drain_hold_s`` later, and nothing sent after the heal is slowed beyond them: a correct drain
+    ends within the hold (a latency still active during the drain would hold every call queued behind
+    those, one hold each, and push the drain past the grace period). (offset from the composite's
+    start, draw) per step."""
+    node = rng.choice(topo.nodes)
+    hold_ms = int(t.drain_hold_s() * 1000)
+    slow = Latency((node, "postgres"), ms=hold_ms)
+    return [(0.0, (slow, DRAIN_LEAD_S - DRAIN_HEAL_BEFORE_S, frozenset({f"link:{node}>postgres"}))),
+            (DRAIN_LEAD_S, (Restart(node, graceful=True), 0.0, _outage(node, topo)))]
+
+
 DRAWERS: dict[str, Callable[[random.Random, _Topo, Timing], Draw]] = {
     "kill": _kill, "pause": _pause, "restart": _restart, "partition": _partition, "latency": _latency,
     "timeout": _timeout, "reset": _reset, "cpu-stress": _cpu, "memory-pressure": _memory, "disk": _disk,
-    "scale": _scale, "rolling-restart": _rolling,
+    "scale": _scale, "rolling-restart": _rolling, "rotate-secret": _rotate,
 }
+COMPOSITES: dict[str, Callable[[random.Random, _Topo, Timing], list[tuple[float, Draw]]]] = {"drain": _drain}
 
 
 def usable_kinds(kinds: Sequence[str], topology: Mapping[str, str]) -> list[str]:
@@ -292,7 +337,7 @@ def usable_kinds(kinds: Sequence[str], topology: Mapping[str, str]) -> list[str]
     for k in kinds:
         if not topo.nodes:
             continue
-        if k == "disk" and not topo.postgres:
+        if k in ("disk", "drain", "rotate-secret") and not topo.postgres:
             continue
         out.append(k)
     return out
@@ -318,13 +363,17 @@ def generate(seed: int, index: int, topology: Mapping[str, str], kinds: Sequence
     plain_w = [WEIGHTS[k] for k in plain]
     want = rng.randint(1, max(1, max_faults))
     chosen: list[tuple[Step, frozenset[str]]] = []
+    drawn = 0  # faults chosen (a composite's steps count as one)
     kind = first
     for _ in range(4 * want):  # a few draws may collide with what is already chosen; skip those
-        fault, hold, res = DRAWERS[kind](rng, topo, t)
+        parts = COMPOSITES[kind](rng, topo, t) if kind in COMPOSITES else [(0.0, DRAWERS[kind](rng, topo, t))]
         at = _r(rng.uniform(0.0, MAX_START_S))
-        if all(not (res & other) or not _overlap(at, hold, s) for s, other in chosen):
-            chosen.append((Step(at, hold, fault), res))
-        if len(chosen) >= want:
+        drawn_steps = [(Step(_r(at + off), hold, fault), res) for off, (fault, hold, res) in parts]
+        if all(not (res & other) or not _overlap(st.at_s, st.hold_s, s)
+               for st, res in drawn_steps for s, other in chosen):
+            chosen.extend(drawn_steps)
+            drawn += 1
+        if drawn >= want:
             break
         kind = rng.choices(plain, weights=plain_w)[0]
     steps = sorted((s for s, _ in chosen), key=lambda s: (s.at_s, str(s.fault)))

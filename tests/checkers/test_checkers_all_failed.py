@@ -28,7 +28,9 @@ from harness.checkers import (
     ownership,
     readiness,
     routing,
+    sigterm,
     wallet,
+    wiring,
 )
 from harness.checkers.load_analysis import CPU_SAMPLE, PHASE_LOG, SAMPLES_LOG
 from harness.checkers.verdict import Checker, Verdict, run_safely
@@ -116,6 +118,10 @@ CHECKERS: dict[str, Checker] = {
     "single_ownership": ownership.single_ownership(),
     "every_gate_routes": routing.every_gate_routes(),
     "drained_in_flight": drain.drained_in_flight(KEYS, call_timeout_s=8.0, held_s=5.0),
+    "drained_at_every_sigterm": drain.drained_at_every_sigterm(call_timeout_s=8.0, held_s=5.0),
+    "sigterm_exit_within_grace": sigterm.sigterm_exit_within_grace(10.0),
+    "ready_drops_on_sigterm": sigterm.ready_drops_on_sigterm(1.0),
+    "endpoints_honoured": wiring.endpoints_honoured(),
     "reliable_calls_once": wallet.reliable_calls_once(),
     "ready_means_serving": readiness.ready_means_serving(0.75),
     # chaos

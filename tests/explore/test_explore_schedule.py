@@ -9,6 +9,8 @@ from itertools import combinations
 import pytest
 
 from harness.explore.schedule import (
+    COMPOSITE_KINDS,
+    DRAIN_LEAD_S,
     EXPLORABLE,
     OPERATOR_KINDS,
     OVERLAP_SLACK_S,
@@ -19,7 +21,7 @@ from harness.explore.schedule import (
     generate,
 )
 from harness.faults.plan import plan_link, plan_partition, plan_targets
-from harness.faults.spec import Fault, Kill, Partition
+from harness.faults.spec import Fault, Kill, Latency, Partition, Restart
 
 # the topology scenarios/explore_segments.py deploys (3 nodes, 2 gates, 3 etcd members)
 TOPOLOGY = {"node-0": "node", "node-1": "node", "node-2": "node", "gate-0": "gate", "gate-1": "gate",
@@ -89,11 +91,13 @@ def _overlap(a: Step, b: Step) -> bool:
 def test_composition_rules_hold_for_every_schedule() -> None:
     schedules = draw(3, 300)
     kinds_seen = {st.fault.kind for s in schedules for st in s.steps}
+    kinds_seen |= {"drain"} if any(_drains(s) for s in schedules) else set()
+    kinds_seen = {"rotate-secret" if k == "rotate-password" else k for k in kinds_seen}  # its Fault.kind
     assert kinds_seen == set(EXPLORABLE), f"300 schedules never drew {set(EXPLORABLE) - kinds_seen}"
     assert any(len(s.steps) >= 2 and any(_overlap(a, b) for a, b in combinations(s.steps, 2)) for s in schedules), \
         "no schedule overlaps two faults"
     for s in schedules:
-        assert 1 <= len(s.steps) <= 3
+        assert 1 <= len(s.steps) - len(_drains(s)) <= 3  # a drain's two steps are one fault
         if any(st.fault.kind in OPERATOR_KINDS for st in s.steps):
             assert len(s.steps) == 1, f"an operator action runs alone: {s.describe()}"
         for a, b in combinations(s.steps, 2):
@@ -104,6 +108,39 @@ def test_composition_rules_hold_for_every_schedule() -> None:
             etcd = [st for st in (a, b) if TOPOLOGY.get(getattr(st.fault, "target", "") or "") == "etcd"]
             assert len(etcd) < 2, f"two etcd members hit at once: {s.describe()}"
         assert [st.at_s for st in s.steps] == sorted(st.at_s for st in s.steps)
+
+
+def _drains(s: Schedule) -> list[tuple[Step, Step]]:
+    """The drain composites of ``s``: (latency on a node's PostgreSQL link, graceful restart of that node)."""
+    out = []
+    for a in s.steps:
+        held = isinstance(a.fault, Latency) and a.fault.link[1] == "postgres"
+        if held and a.fault.ms >= 1000 * Timing().drain_hold_s():  # type: ignore[attr-defined]
+            out += [(a, b) for b in s.steps if isinstance(b.fault, Restart) and b.fault.target == a.fault.link[0]
+                    and b.fault.graceful and b.at_s == round(a.at_s + DRAIN_LEAD_S, 1)]
+    return out
+
+
+def test_a_drain_holds_the_nodes_writes_across_its_sigterm() -> None:
+    """``drain``: a graceful restart of a node DRAIN_LEAD_S after its link to PostgreSQL got the drain
+    scenario's hold (4 s with the fast timers), healed just before the SIGTERM; drawn in a fair share
+    of schedules, and scaled with the stack's timers."""
+    assert COMPOSITE_KINDS["drain"] == ("latency", "restart")
+    schedules = draw(1, 200)
+    with_drain = [s for s in schedules if _drains(s)]
+    assert len(with_drain) >= 200 // 20, f"only {len(with_drain)} of 200 schedules drain a node"
+    for s in with_drain:
+        for slow, stop in _drains(s):
+            assert isinstance(slow.fault, Latency) and slow.fault.ms == 4000
+            # healed just before the SIGTERM: what the node sent in the second before stays held across it
+            assert stop.at_s - 0.2 < slow.at_s + slow.hold_s < stop.at_s and slow.hold_s >= 0.5
+            assert TOPOLOGY[stop.fault.target] == "node"  # type: ignore[attr-defined]
+    only = draw(2, 20, kinds=("drain",))
+    assert all(len(_drains(s)) >= 1 and all(st.fault.kind in ("latency", "restart") for st in s.steps) for s in only)
+    slow_timers = Timing(lease_ttl=15.0, call_timeout=30.0, shutdown_grace=30.0)
+    assert slow_timers.drain_hold_s() == 24.5  # min(grace − 5.5 s, call timeout − 1 s)
+    assert {st.fault.ms for s in draw(2, 10, kinds=("drain",), timing=slow_timers) for st in s.steps  # type: ignore[attr-defined]
+            if isinstance(st.fault, Latency)} == {24500}
 
 
 def test_every_drawn_fault_resolves_over_the_topology() -> None:
