@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from harness.refstack.config import ConfigError, Flags, Settings, load_settings
 from harness.refstack.logs import setup
@@ -72,14 +73,29 @@ async def _run(settings: Settings) -> int:
     if settings.role == "node":
         from harness.refstack.node import Node
 
-        return await Node(settings).run()
+        _exit_now(await Node(settings).run())
     if settings.role == "gate":
         from harness.refstack.gate import Gate
 
-        return await Gate(settings).run()
+        _exit_now(await Gate(settings).run())
     from harness.refstack.inspector import Inspector
 
-    return await Inspector(settings).run()
+    _exit_now(await Inspector(settings).run())
+
+
+def _exit_now(code: int) -> NoReturn:
+    """A server that has shut down exits at once, as a Go program does when main returns.
+
+    Why not return through ``asyncio.run``: it cancels every task still running and waits for each.
+    A call whose drain budget ran out while it was stuck in PostgreSQL then waits out the driver's
+    cancel (psycopg: 5 s, "query not terminated after cancellation") — a node that had logged
+    "stopped after 5.01s" was SIGKILLed at the end of its grace period
+    (tests/refstack/test_refstack_cluster.py, the drain that runs out)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # shut down already: a late SIGTERM must not turn 0 into -15
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

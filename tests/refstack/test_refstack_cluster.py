@@ -6,6 +6,7 @@ The cluster is module-scoped to keep the suite quick; tests run in file order an
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
@@ -407,5 +408,64 @@ def test_sigterm_drops_readiness_at_once_and_drains_in_flight_calls(cluster: Loc
     assert r.ok and r.message().value == 2, r.body  # type: ignore[attr-defined]
     assert victim.process.wait(12) == 0
     assert _stored_value(pg_access, key) == 2
+    victim.process.start()
+    cluster.wait_converged(20, expect_nodes=live, balanced=True)
+
+
+def test_a_node_whose_drain_runs_out_exits_within_grace_even_with_calls_stuck_in_postgres(
+        cluster: LocalCluster, pg_access: PgAccess) -> None:
+    """The drain budget (grace − 5 s) ends with calls still stuck in PostgreSQL (their server backends
+    stopped: no answer, not even to a cancel). The node hands over, says it stopped — and must then
+    exit, as a Go program does when main returns, not wait for the stuck calls and be SIGKILLed at the
+    grace period's end. Found by the explorer: a drain behind a slow PostgreSQL link outlived grace."""
+    import psutil
+
+    _, live, _ = cluster.shard_map()
+    victim = cluster.members["node-2"]
+    key = _key_on(cluster, victim.advertise)
+    assert cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1)).ok
+    blocker = _db(pg_access)
+    blocker.autocommit = False
+    blocker.execute("SELECT * FROM refstack_shard_fences WHERE shard = %s FOR UPDATE", (shard_of(key, SHARDS),))
+    callers = [threading.Thread(target=lambda: cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1),
+                                                          timeout=30), daemon=True) for _ in range(3)]
+    for t in callers:
+        t.start()
+    stopped: list[psutil.Process] = []
+    watcher = _db(pg_access)
+    watcher.autocommit = True
+    try:
+        status = f"{victim.ops}/internal/v1/status"
+        wait_until(lambda: requests.get(status, timeout=2).json()["inflight"] >= 1, 10, "calls in flight")
+
+        def stuck_backends() -> list[int]:
+            rows = watcher.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                   "AND wait_event_type = 'Lock'", (f"refstack-{victim.name}",)).fetchall()
+            return [r[0] for r in rows]
+
+        pids = wait_until(stuck_backends, 10, "the victim's calls waiting on the lock in PostgreSQL")
+        for pid in pids:
+            p = psutil.Process(pid)
+            p.suspend()  # SIGSTOP: the backend answers nothing, a cancel included
+            stopped.append(p)
+        t0 = time.monotonic()
+        victim.process.signal(signal.SIGTERM)
+        code = victim.process.wait(cluster.shutdown_grace + 2)
+        took = time.monotonic() - t0
+        log_tail = cluster.log_tail(victim.name)
+        grace = cluster.shutdown_grace
+        assert code is not None, f"still running {took:.1f}s after SIGTERM (grace {grace}s):\n{log_tail}"
+        assert took < cluster.shutdown_grace, f"exited after {took:.1f}s, beyond the grace period:\n{log_tail}"
+        assert "stopped after" in log_tail
+    finally:
+        for p in stopped:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.resume()
+        with contextlib.suppress(psycopg.Error):  # PostgreSQL ends a transaction idle for 10 s itself
+            blocker.rollback()
+        blocker.close()
+        watcher.close()
+        for t in callers:
+            t.join(timeout=30)
     victim.process.start()
     cluster.wait_converged(20, expect_nodes=live, balanced=True)
