@@ -55,6 +55,17 @@ def _db(pg: PgAccess) -> psycopg.Connection:
                            autocommit=True)
 
 
+def _key_blocked_in_postgres(cluster: LocalCluster, pg: PgAccess, advertise: str) -> tuple[str, psycopg.Connection]:
+    """A key served by ``advertise`` (one increment acknowledged) and a transaction holding its shard's
+    fence row FOR UPDATE: the next write to the key waits in PostgreSQL until the blocker rolls back."""
+    key = _key_on(cluster, advertise)
+    assert cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1)).ok
+    blocker = _db(pg)
+    blocker.autocommit = False
+    blocker.execute("SELECT * FROM refstack_shard_fences WHERE shard = %s FOR UPDATE", (shard_of(key, SHARDS),))
+    return key, blocker
+
+
 def _stored_value(pg: PgAccess, object_id: str) -> int | None:
     with _db(pg) as conn:
         row = conn.execute("SELECT data FROM goverse_objects WHERE object_id = %s", (object_id,)).fetchone()
@@ -380,11 +391,7 @@ def test_sigterm_drops_readiness_at_once_and_drains_in_flight_calls(cluster: Loc
     refused; when the call completes it is acknowledged, then the node exits 0."""
     _, live, _ = cluster.shard_map()
     victim = cluster.members["node-2"]
-    key = _key_on(cluster, victim.advertise)
-    assert cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1)).ok
-    blocker = _db(pg_access)
-    blocker.autocommit = False
-    blocker.execute("SELECT * FROM refstack_shard_fences WHERE shard = %s FOR UPDATE", (shard_of(key, SHARDS),))
+    key, blocker = _key_blocked_in_postgres(cluster, pg_access, victim.advertise)
     result: dict[str, object] = {}
     caller = threading.Thread(target=lambda: result.update(
         r=cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1), timeout=20)), daemon=True)
@@ -422,11 +429,7 @@ def test_a_node_whose_drain_runs_out_exits_within_grace_even_with_calls_stuck_in
 
     _, live, _ = cluster.shard_map()
     victim = cluster.members["node-2"]
-    key = _key_on(cluster, victim.advertise)
-    assert cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1)).ok
-    blocker = _db(pg_access)
-    blocker.autocommit = False
-    blocker.execute("SELECT * FROM refstack_shard_fences WHERE shard = %s FOR UPDATE", (shard_of(key, SHARDS),))
+    key, blocker = _key_blocked_in_postgres(cluster, pg_access, victim.advertise)
     callers = [threading.Thread(target=lambda: cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1),
                                                           timeout=30), daemon=True) for _ in range(3)]
     for t in callers:
