@@ -13,7 +13,8 @@ of writes in flight at every fault) and the probe; a baseline; the schedule's fa
 healed at their times through the Nemesis (overlapping ones included; the history holds every
 window); the after phase; reads through each gate; final reads and the stored state; then every
 invariant the chaos scenarios judge: L (client view and stored state), M, linearizable counters, O, D,
-C, every gate routing, recovery after every heal within the failover budget, and readiness means
+C, every gate routing, recovery after every heal within the failover budget, failover within that
+budget for a node held down past it (``failover_while_down``), and readiness means
 serving (every node's and gate's /ready answers and the settled shard map are recorded; a call cut by
 any fault window is excused, so what is judged is the baseline and the stretches after each heal).
 """
@@ -43,13 +44,14 @@ from harness.checkers import (
 )
 from harness.checkers.chaos import persisted_not_behind
 from harness.checkers.drain import drained_at_every_sigterm
+from harness.checkers.failover import failover_while_down
 from harness.checkers.operations import secret_rotated
 from harness.checkers.readiness import ready_means_serving
 from harness.checkers.routing import every_gate_routes
 from harness.checkers.sigterm import ready_drops_on_sigterm, sigterm_exit_within_grace
 from harness.checkers.wiring import TRAFFIC_F, endpoints_honoured
 from harness.explore.schedule import Schedule, Timing, generate
-from harness.faults.spec import Latency, Restart, RotateSecret
+from harness.faults.spec import Kill, Latency, Pause, Restart, RotateSecret
 from harness.platforms.base import Timers, Unsupported
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -99,7 +101,15 @@ def invariants(t: Timers, faulted: bool = True, schedule: Schedule | None = None
         checks.append(secret_rotated())  # the secret rotation scenario's check: every node on the new password
     if wired:
         checks.append(endpoints_honoured())
+    if schedule is not None and faulted and held_down(t, schedule):
+        checks.append(failover_while_down(budgets.failover(t)))  # the scenarios' RTO, for the node held down
     return [*checks, recovery_after_heal(budget_s=budgets.failover(t))] if faulted else checks
+
+
+def held_down(t: Timers, schedule: Schedule) -> bool:
+    """The schedule kills or pauses a node for at least the failover budget (its shards must move)."""
+    return any(isinstance(st.fault, Kill | Pause) and st.fault.target.startswith("node")
+               and st.hold_s >= budgets.failover(t) for st in schedule.steps)
 
 
 def sigterm_invariants(t: Timers, schedule: Schedule) -> list[Any]:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness import budgets
 from harness.faults.shapes import SHAPES, TARGETED_SHAPES, VICTIM_ROLE
 from harness.faults.spec import (
     CpuStress,
@@ -79,6 +80,17 @@ OVERLAP_SLACK_S = 2.0  # an inject or heal takes time (a restart, a roll): windo
 DRAIN_MARGIN_S = 5.5
 DRAIN_LEAD_S = 1.0  # the writes are held this long before the SIGTERM, so some are in flight in the node
 DRAIN_HEAL_BEFORE_S = 0.1  # the latency is healed this long before the SIGTERM (what it delayed stays delayed)
+# A node killed (SIGKILL) or paused is sometimes *held down* past the failover budget, as a machine that
+# died stays dead: only then must the cluster move its shards (a shorter outage ends with the node
+# serving them again, so a failover that never comes cannot show). Drawn from the segment's second RNG
+# (``aux_rng_for``) so that adding it redrew no other fault of a schedule.
+HELD_DOWN_P = 0.5
+HELD_DOWN_PAST_S = 2.0  # held this long past the failover budget
+# The stale-view shape where a node is cut from etcd while the gates still reach it and route to it by
+# their old map (``node-gate-etcd``): what a node must do when its lease ends while it still gets calls.
+# Drawn for this share of node-targeted partitions (second RNG) on top of its uniform share of shapes.
+STALE_NODE_SHAPE = "node-gate-etcd"
+STALE_NODE_P = 0.5
 
 
 @dataclass(frozen=True)
@@ -88,10 +100,21 @@ class Timing:
     lease_ttl: float = 3.0
     call_timeout: float = 5.0
     shutdown_grace: float = 10.0
+    failover_s: float = 10.0  # harness.budgets.failover: a dead node's shards are served again within this
 
     @classmethod
     def of(cls, timers: Any) -> Timing:
-        return cls(float(timers.lease_ttl), float(timers.call_timeout), float(timers.shutdown_grace))
+        return cls(float(timers.lease_ttl), float(timers.call_timeout), float(timers.shutdown_grace),
+                   budgets.failover(timers))
+
+    def stale_hold_s(self) -> float:
+        """Past a lease and the call timeout (scenarios/test_stale_view.py ``lease_hold``): a node cut from
+        etcd has lost its lease, and the calls queued behind it have timed out, before the cut heals."""
+        return self.lease_ttl + self.call_timeout + 1.0
+
+    def held_down_s(self) -> float:
+        """How long a held-down node outage lasts: past the failover budget, so the shards must move."""
+        return _r(self.failover_s + HELD_DOWN_PAST_S)
 
     def drain_hold_s(self) -> float:
         """How long a drain's writes are held in PostgreSQL: min(grace − margin, call timeout − 1 s), the
@@ -146,10 +169,16 @@ class Schedule:
         return Schedule(int(d["seed"]), int(d["index"]), tuple(Step.from_dict(s) for s in d["steps"]))
 
 
-def rng_for(seed: int, index: int) -> random.Random:
+def rng_for(seed: int, index: int, stream: str = "") -> random.Random:
     """The segment's own RNG: a function of seed and index only (sha256, not the salted ``hash``)."""
-    digest = hashlib.sha256(f"goverse-harness explore:{seed}:{index}".encode()).digest()
+    digest = hashlib.sha256(f"goverse-harness explore:{seed}:{index}{stream}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def aux_rng_for(seed: int, index: int) -> random.Random:
+    """The segment's second RNG, for choices added to the generator later (held-down outages, the
+    stale-node shape): drawing them from the first would have redrawn every schedule after them."""
+    return rng_for(seed, index, ":aux")
 
 
 def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
@@ -167,7 +196,9 @@ Draw = tuple[Fault, float, frozenset[str]]  # a fault, its hold, the resources i
 
 
 class _Topo:
-    def __init__(self, topology: Mapping[str, str], proxied: frozenset[str]) -> None:
+    def __init__(self, topology: Mapping[str, str], proxied: frozenset[str],
+                 aux: random.Random | None = None) -> None:
+        self.aux = aux or random.Random(0)
         by: dict[str, list[str]] = {}
         for name in sorted(topology, key=_natural):
             by.setdefault(topology[name], []).append(name)
@@ -214,15 +245,26 @@ def _r(x: float) -> float:
     return round(x, 1)
 
 
+def _held_down(hold: float, target: str, topo: _Topo, t: Timing) -> float:
+    """``hold``, or for a node a share ``HELD_DOWN_P`` of the time the held-down hold (second RNG)."""
+    if target in topo.nodes and topo.aux.random() < HELD_DOWN_P:
+        return t.held_down_s()
+    return hold
+
+
 def _kill(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
     target = topo.process_target(rng)
     sig = rng.choices(["SIGKILL", "SIGTERM"], weights=[7, 3])[0]
-    return Kill(target, sig), _r(rng.uniform(0.5, 2.0) * t.lease_ttl), _outage(target, topo)
+    hold = _r(rng.uniform(0.5, 2.0) * t.lease_ttl)
+    if sig == "SIGKILL":
+        hold = _held_down(hold, target, topo, t)
+    return Kill(target, sig), hold, _outage(target, topo)
 
 
 def _pause(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
     target = topo.process_target(rng)
-    return Pause(target), _r(rng.uniform(1.0, t.lease_ttl + t.call_timeout + 1.0)), _outage(target, topo)
+    hold = _held_down(_r(rng.uniform(1.0, t.lease_ttl + t.call_timeout + 1.0)), target, topo, t)
+    return Pause(target), hold, _outage(target, topo)
 
 
 def _restart(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
@@ -233,6 +275,8 @@ def _restart(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
 def _partition(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
     shapes = [s for s in SHAPES if s != "majorities-ring" or len(topo.nodes) + len(topo.etcd) >= 5]
     shape = rng.choice(shapes)
+    if shape in TARGETED_SHAPES and VICTIM_ROLE.get(shape, "node") == "node" and topo.aux.random() < STALE_NODE_P:
+        shape = STALE_NODE_SHAPE
     res = {"partition", "node-outage", "etcd-quorum"}
     if shape in TARGETED_SHAPES:
         role = VICTIM_ROLE.get(shape, "node")
@@ -243,7 +287,10 @@ def _partition(rng: random.Random, topo: _Topo, t: Timing) -> Draw:
             res -= {"node-outage", "etcd-quorum"}
     else:
         fault = Partition(shape, target="random")
-    return fault, _r(rng.uniform(1.0, t.lease_ttl + t.call_timeout + 1.0)), frozenset(res)
+    hold = _r(rng.uniform(1.0, t.stale_hold_s()))
+    if shape == STALE_NODE_SHAPE:  # its lease must run out while a gate still routes to it
+        hold = t.stale_hold_s()
+    return fault, hold, frozenset(res)
 
 
 def _link(rng: random.Random, topo: _Topo, proxied_only: bool) -> tuple[str, str]:
@@ -350,7 +397,7 @@ def generate(seed: int, index: int, topology: Mapping[str, str], kinds: Sequence
     docstring). Same arguments, same schedule."""
     t = timing or Timing()
     rng = rng_for(seed, index)
-    topo = _Topo(topology, frozenset(proxied))
+    topo = _Topo(topology, frozenset(proxied), aux_rng_for(seed, index))
     usable = usable_kinds(check_kinds(kinds), topology)
     if not usable:
         return Schedule(seed, index, ())

@@ -179,3 +179,20 @@ def test_a_segment_with_proxy_traffic_judges_the_endpoints() -> None:
     assert "endpoints_honoured" in with_traffic
     without = {checker_name(c) for c in segments().invariants(Timers(), True, drain_schedule())}
     assert "endpoints_honoured" not in without
+
+
+def test_a_node_held_down_past_the_failover_budget_is_judged_on_its_failover() -> None:
+    """A schedule that kills or pauses a node for the failover budget or longer (``Timing.held_down_s``)
+    adds ``failover_while_down`` (slow-failover: the node's keys wait for it to come back); a shorter
+    outage, or a gate held down, does not (the node's return serves its keys: nothing to judge)."""
+    from harness.explore.schedule import Step, Timing
+    from harness.faults.spec import Kill, Pause
+
+    def names(*steps: Step) -> set[str]:
+        return {checker_name(c) for c in segments().invariants(Timers(), True, Schedule(1, 0, steps))}
+
+    held = Timing.of(Timers()).held_down_s()
+    assert "failover_while_down" in names(Step(1.0, held, Kill("node-1", "SIGKILL")))
+    assert "failover_while_down" in names(Step(1.0, held, Pause("node-0")))
+    assert "failover_while_down" not in names(Step(1.0, 6.0, Kill("node-1", "SIGKILL")))
+    assert "failover_while_down" not in names(Step(1.0, held, Pause("gate-0")))

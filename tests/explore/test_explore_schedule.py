@@ -21,7 +21,9 @@ from harness.explore.schedule import (
     generate,
 )
 from harness.faults.plan import plan_link, plan_partition, plan_targets
+from harness.faults.shapes import SHAPES
 from harness.faults.spec import Fault, Kill, Latency, Partition, Restart
+from harness.platforms.base import Timers
 
 # the topology scenarios/explore_segments.py deploys (3 nodes, 2 gates, 3 etcd members)
 TOPOLOGY = {"node-0": "node", "node-1": "node", "node-2": "node", "gate-0": "gate", "gate-1": "gate",
@@ -172,9 +174,32 @@ def test_kinds_restrict_what_is_drawn_and_are_validated() -> None:
 
 def test_holds_scale_with_the_stack_timers() -> None:
     fast = draw(4, 80, kinds=("pause",))
-    slow = draw(4, 80, kinds=("pause",), timing=Timing(lease_ttl=15.0, call_timeout=30.0))
-    assert max(st.hold_s for s in fast for st in s.steps) <= 3.0 + 5.0 + 1.0
-    assert max(st.hold_s for s in slow for st in s.steps) > 9.0
+    slow_t = Timing(lease_ttl=15.0, call_timeout=30.0, failover_s=34.0)
+    slow = draw(4, 80, kinds=("pause",), timing=slow_t)
+    held = Timing().held_down_s()
+    assert max(st.hold_s for s in fast for st in s.steps if st.hold_s != held) <= 3.0 + 5.0 + 1.0
+    assert max(st.hold_s for s in slow for st in s.steps if st.hold_s != slow_t.held_down_s()) > 9.0
+
+
+def test_nodes_are_sometimes_held_down_past_the_failover_budget() -> None:
+    """Only a node's SIGKILL or pause is held down (a dead machine stays dead), for the failover budget
+    plus ``HELD_DOWN_PAST_S``: the outage the failover check needs (scenarios/explore_segments.py)."""
+    t = Timing()
+    steps = [st for s in draw(1, 200, kinds=("kill", "pause")) for st in s.steps]
+    held = [st for st in steps if st.hold_s == t.held_down_s()]
+    assert t.held_down_s() == 12.0
+    assert held and all(st.fault.target.startswith("node") for st in held)  # type: ignore[attr-defined]
+    assert all(getattr(st.fault, "signal", "SIGKILL") == "SIGKILL" for st in held)
+    node_outages = [st for st in steps if st.fault.target.startswith("node")  # type: ignore[attr-defined]
+                    and getattr(st.fault, "signal", "SIGKILL") == "SIGKILL"]
+    assert 0.3 < len(held) / len(node_outages) < 0.7
+    assert Timing.of(Timers()).failover_s == t.failover_s  # the default is the fast timers' budget
+
+
+def test_the_stale_node_shape_is_drawn_more_than_its_uniform_share() -> None:
+    parts = [st.fault for s in draw(1, 300, kinds=("partition",)) for st in s.steps]
+    share = sum(getattr(p, "shape", "") == "node-gate-etcd" for p in parts) / len(parts)
+    assert share > 1.5 / len(SHAPES)
 
 
 def test_a_topology_without_etcd_quorum_never_kills_etcd() -> None:
