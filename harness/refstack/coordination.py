@@ -271,8 +271,10 @@ class Registration:
             else:
                 # Even if we were paused or cut off past the local deadline: the lease never expired
                 # in etcd, so nobody can have taken over our shards; serving may resume.
-                if self._past_deadline:
-                    log.info("lease %x confirmed alive again; serving resumes", self.lease_id)
+                now = time.monotonic()
+                if self._past_deadline or now >= self.deadline:
+                    log.info("lease %x confirmed alive again %.2fs after the local deadline (keepalive took "
+                             "%.2fs, ttl %ss); serving resumes", self.lease_id, now - self.deadline, now - sent, ttl)
                 self._past_deadline = False
                 self.deadline = sent + ttl
 

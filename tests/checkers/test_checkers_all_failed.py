@@ -21,6 +21,7 @@ from harness.checkers import (
     cluster,
     counter,
     drain,
+    failover,
     lifecycle,
     linearizable,
     load,
@@ -122,6 +123,7 @@ CHECKERS: dict[str, Checker] = {
     "sigterm_exit_within_grace": sigterm.sigterm_exit_within_grace(10.0),
     "ready_drops_on_sigterm": sigterm.ready_drops_on_sigterm(1.0),
     "endpoints_honoured": wiring.endpoints_honoured(),
+    "failover_while_down": failover.failover_while_down(5.0),
     "reliable_calls_once": wallet.reliable_calls_once(),
     "ready_means_serving": readiness.ready_means_serving(0.75),
     # chaos
