@@ -45,11 +45,14 @@ that stops serving for a few tens of milliseconds — rightly: its lease lapsed 
 keepalive spent 2 s failing over between etcd members, and etcd confirmed the lease a moment later
 (the reference node logs "confirmed alive again 0.03s after the local deadline") —
 answers 503 only between two polls, and the calls refused in that moment look like calls refused
-while ready. Violations are grouped into *episodes* — the refused calls on one shard of one node with
-no call on that shard succeeding in between — and an episode counts only when it spans at least
-``blind_s`` (from its first call's invocation to its last call's completion), i.e. when the poller
-asked the node at least twice while it refused that shard and was told 200 each time. Shorter
-episodes are kept in the data as ``unobservable``. The seeded bugs
+while ready. A violation counts when the refusal lasted long enough for polls to have seen it: its
+*episode* — the refused calls on one shard of one node with no call on that shard succeeding in
+between — spans at least ``blind_s`` (first invocation to last completion: the poller asked the node
+at least twice while it refused that shard and was told 200 each time); or it belongs to a *burst*
+of at least ``MIN_BURST`` refusals by one node each less than ``blind_s`` apart (a node refusing many
+shards at once — the ones it claimed and still warms up — which no lapse between two polls explains:
+a lapse of tens of milliseconds meets one or two calls). The others are kept in the data as
+``unobservable``. The seeded bugs
 refuse for far longer: ``ready-before-serving`` for the rest of a 1.25 s warm-up, ``ready-latched`` for
 as long as the lease is gone (explore schedule seed1-018 on the correct build: one call refused
 0.4 s after a partition healed, in a 30 ms lapse of node-1's lease; docs/explore.md).
@@ -59,7 +62,9 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
@@ -73,6 +78,7 @@ CALL_FS = ("probe", "increment", "read", "deposit")
 # two and a half periods of the readiness poller (harness/readiness_poll.py, 0.1 s): a refusal episode
 # shorter than this may have fallen between two polls of a node that said 503 meanwhile
 BLIND_S = 0.25
+MIN_BURST = 4  # refusals by one node in one burst that no lapse between two polls explains
 
 
 @dataclass
@@ -165,28 +171,46 @@ def _aimed_windows(history: History) -> dict[str, list[tuple[float, float]]]:
 
 def observable(bad: list[dict[str, Any]], ok_at: dict[int, list[float]],
                blind_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split violations into those of refusal episodes the poller could have seen (spanning at least
-    ``blind_s``) and the rest. An episode is the refused calls on one shard of one node with no call
-    on that shard succeeding in between (``ok_at``: per shard, the sorted invocation times of the calls
-    that succeeded)."""
+    """Split violations into those the readiness poller could have seen and the rest (module doc): a
+    violation is seen when it belongs to a refusal episode spanning at least ``blind_s`` — the refused
+    calls on one shard of one node with no call on that shard succeeding in between (``ok_at``: per
+    shard, the sorted invocation times of the calls that succeeded) — or to a burst of at least
+    ``MIN_BURST`` refusals by one node, each less than ``blind_s`` after the one before (a node refusing
+    many shards at once, as one that took over shards it still warms up; a lease lapse between two
+    polls refuses the one or two calls that arrive in it)."""
+    seen_ids: set[int] = set()
     by_shard: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for b in sorted(bad, key=lambda b: b["t"]):
         by_shard[(b["node"], b["shard"])].append(b)
-    seen: list[dict[str, Any]] = []
-    unseen: list[dict[str, Any]] = []
+        by_node[b["node"]].append(b)
     for (_, shard), calls in by_shard.items():
         oks = ok_at.get(shard, [])
-        episode: list[dict[str, Any]] = []
-        for b in [*calls, {}]:
-            served_between = bool(episode and b
-                                  and bisect.bisect_left(oks, episode[-1]["t"]) < bisect.bisect_left(oks, b["t"]))
-            if episode and (not b or served_between):
-                span = max(e["t_complete"] for e in episode) - episode[0]["t"]
-                (seen if span >= blind_s else unseen).extend(episode)
-                episode = []
-            if b:
-                episode.append(b)
-    return sorted(seen, key=lambda b: b["t"]), sorted(unseen, key=lambda b: b["t"])
+        for episode in _episodes(calls, partial(_served_between, oks)):
+            if max(e["t_complete"] for e in episode) - episode[0]["t"] >= blind_s:
+                seen_ids.update(id(e) for e in episode)
+    for calls in by_node.values():
+        for burst in _episodes(calls, lambda x, y: y["t"] - x["t"] >= blind_s):
+            if len(burst) >= MIN_BURST:
+                seen_ids.update(id(e) for e in burst)
+    return [b for b in bad if id(b) in seen_ids], [b for b in bad if id(b) not in seen_ids]
+
+
+def _served_between(oks: list[float], before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """A call on the shard succeeded between two refused ones (``oks``: its successes' invocation times)."""
+    return bisect.bisect_left(oks, before["t"]) < bisect.bisect_left(oks, after["t"])
+
+
+def _episodes(calls: list[dict[str, Any]],
+              split: Callable[[dict[str, Any], dict[str, Any]], bool]) -> list[list[dict[str, Any]]]:
+    """``calls`` (in time order) cut where ``split(previous, next)``."""
+    out: list[list[dict[str, Any]]] = []
+    for c in calls:
+        if out and not split(out[-1][-1], c):
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return out
 
 
 @checker_factory

@@ -82,6 +82,12 @@ def test_a_refusal_too_short_for_the_poller_to_see_is_not_judged():
     assert c.verdict is Verdict.PASS, c.detail
     c = run(base(call(2.2, 1, "fail") + call(2.45, 1, "fail")))  # no success between, 0.26 s apart
     assert c.verdict is Verdict.FAIL and len(c.data["violations"]) == 2, c.detail
+    # a burst: node-0 refuses four calls on its two shards within 0.1 s (ready-before-serving's shape
+    # after a rebalance: many freshly claimed shards refused at once, each only once)
+    burst = [e for i, t in enumerate((2.31, 2.34, 2.37, 2.4)) for e in call(t, i % 2, "fail")]
+    c = run(base(burst))
+    assert c.verdict is Verdict.FAIL and len(c.data["violations"]) == 4, c.detail
+    assert run(base(burst[:6])).verdict is Verdict.PASS  # three: no more than a lapse meets
 
 
 def test_failures_while_not_ready_or_about_to_drop_or_just_settled_do_not_count():
