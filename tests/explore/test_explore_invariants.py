@@ -196,3 +196,42 @@ def test_a_node_held_down_past_the_failover_budget_is_judged_on_its_failover() -
     assert "failover_while_down" in names(Step(1.0, held, Pause("node-0")))
     assert "failover_while_down" not in names(Step(1.0, 6.0, Kill("node-1", "SIGKILL")))
     assert "failover_while_down" not in names(Step(1.0, held, Pause("gate-0")))
+
+
+def test_a_step_whose_instance_is_not_running_is_left_out_not_a_crash() -> None:
+    """Explore schedule seed1-027: a graceful restart of node-2 drained for 3.2 s, and the reset of its
+    etcd link, due meanwhile, named an instance that was not running — the injector's TargetError
+    ended the segment (and with --maxfail the exploration). It is left out like an unsupported fault."""
+    import threading
+    import time
+
+    from harness.explore.schedule import Step
+    from harness.faults.spec import Reset, Restart, TargetError
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.logs: list[str] = []
+
+        def now(self) -> float:
+            return time.monotonic()
+
+        def log(self, text: str, **_: object) -> None:
+            self.logs.append(text)
+
+    class Nemesis:  # the control flow only: which steps reach the injector, which are healed
+        def __init__(self) -> None:
+            self.healed: list[str] = []
+
+        def inject(self, fault: object, hold_s: float) -> tuple[str, object]:
+            if isinstance(fault, Reset):
+                raise TargetError("target 'node-2' matches nothing in ['node-0', 'node-1']")
+            return "f1", type("Injected", (), {"targets": ["node-2"]})()
+
+        def heal(self, fid: str) -> None:
+            self.healed.append(fid)
+
+    scenario = type("S", (), {"recorder": Recorder(), "nemesis": Nemesis()})()
+    steps = (Step(0.0, 0.0, Restart("node-2", graceful=True)), Step(0.01, 1.0, Reset(("node-2", "etcd-0"))))
+    out = segments().run_schedule(scenario, Schedule(1, 27, steps), threading.Event())
+    assert [o.get("unsupported", "") != "" for o in out] == [False, True]
+    assert scenario.nemesis.healed == ["f1"] and "left out" in scenario.recorder.logs[0]
