@@ -235,3 +235,16 @@ def test_a_step_whose_instance_is_not_running_is_left_out_not_a_crash() -> None:
     out = segments().run_schedule(scenario, Schedule(1, 27, steps), threading.Event())
     assert [o.get("unsupported", "") != "" for o in out] == [False, True]
     assert scenario.nemesis.healed == ["f1"] and "left out" in scenario.recorder.logs[0]
+
+
+def test_the_quiet_keys_stop_before_a_node_taken_out_comes_back() -> None:
+    """The quiet workload (``QUIET``) stops before the heal of a step that stops or cuts off a node —
+    a pause, a kill, an OOM, a partition — so that what a rejoining node flushes over the new owner's
+    writes stays in PostgreSQL (stale-overwrite-on-rejoin); not before a gate's or a link's heal."""
+    from harness.explore.schedule import Step
+    from harness.faults.spec import Kill, Latency, MemoryPressure, Partition, Pause
+
+    out = segments().takes_a_node_out
+    assert out(Step(0.0, 9.0, Pause("node-1"))) and out(Step(0.0, 9.0, Kill("node-0", "SIGKILL")))
+    assert out(Step(0.0, 3.0, MemoryPressure("node-2", limit_mb=64))) and out(Step(0.0, 3.0, Partition("halves")))
+    assert not out(Step(0.0, 9.0, Pause("gate-0"))) and not out(Step(0.0, 2.0, Latency(("node-0", "postgres"), ms=50)))
