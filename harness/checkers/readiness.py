@@ -50,13 +50,11 @@ while ready. A violation counts when the refusal lasted long enough for polls to
 between — spans at least ``blind_s`` (first invocation to last completion: the poller asked the node
 at least twice while it refused that shard and was told 200 each time); or it belongs to a *burst*
 of at least ``MIN_BURST`` refusals by one node each less than ``blind_s`` apart (a node refusing many
-shards at once — the ones it claimed and still warms up — which no lapse between two polls explains:
-a lapse of tens of milliseconds met one call in the recorded case; ready-before-serving's quick
-catcher shows bursts of 3 refusals 20–160 ms apart per node, besides longer ones). The others are kept in the data as
-``unobservable``. The seeded bugs
-refuse for far longer: ``ready-before-serving`` for the rest of a 1.25 s warm-up, ``ready-latched`` for
-as long as the lease is gone (explore schedule seed1-018 on the correct build: one call refused
-0.4 s after a partition healed, in a 30 ms lapse of node-1's lease; docs/explore.md).
+shards at once — the ones it claimed and still warms up — which a lapse between two polls does not
+explain: the recorded lapse met one call; ready-before-serving's quick catcher shows bursts of 3
+refusals 20–160 ms apart per node, besides longer ones). The others are kept in the data as
+``unobservable``. The recorded lapse: explore schedule seed1-018 on the correct build, one call
+refused 0.4 s after a partition healed, in a 30 ms lapse of node-1's lease (docs/explore.md).
 """
 
 from __future__ import annotations
