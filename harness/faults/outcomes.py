@@ -183,6 +183,7 @@ class DiskHealed(TypedDict, total=False):
     free_bytes: int
     recovered: bool
     forced: list[str]
+    postgres_restarted: bool  # the local platform started PostgreSQL again: it had exited under the fault
 
 
 # ---- operator actions (one implementation for every platform: harness/platforms/actions.py) ---------

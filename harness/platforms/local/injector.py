@@ -412,4 +412,17 @@ class LocalInjector(Interpreter):
         targets = self._one(fault.target)
         if targets != ["postgres"]:
             raise Unsupported(f"disk faults are wired under PostgreSQL's data directory only, not {targets}")
-        return inject_pg_disk(fault, self.dep.pg_disk, self.dep.pg_faultfs, self.dep.fault_unwired)
+        injected = inject_pg_disk(fault, self.dep.pg_disk, self.dep.pg_faultfs, self.dep.fault_unwired)
+        undo, pg = injected.heal, self.dep.postgres
+
+        def heal() -> out.DiskHealed | None:
+            # PostgreSQL PANICs when it cannot write its WAL; if it did not come back by itself (a startup
+            # that fails on the full disk ends the postmaster), start it again once the disk is healed, as
+            # its supervisor would on any real deployment — else every later scenario or explore segment
+            # meets a stack without a database
+            healed = undo() or {}
+            if pg is not None and pg.ensure_running():
+                healed = {**healed, "postgres_restarted": True}
+            return healed
+        injected.heal = heal
+        return injected

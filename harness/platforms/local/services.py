@@ -304,27 +304,41 @@ class PostgresServer:
                 # they still need the password (scram), which is what secret-rotation scenarios test.
                 with open(self.data_dir / "pg_hba.conf", "a", encoding="utf-8") as hba:
                     hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
-            argv = [
-                str(self.bindir / "postgres"), "-D", str(self.data_dir),
-                "-c", f"listen_addresses={self.host}", "-c", f"port={self.port}",
-                "-c", f"unix_socket_directories={self.socket_dir}",
-                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
-                "-c", "password_encryption=scram-sha-256", "-c", "log_min_messages=warning",
-                # as the manifests: a client that dies silently (isolated, then killed) must not keep its
-                # fence-row locks until the network heals
-                "-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1", "-c", "tcp_keepalives_count=2",
-                "-c", "tcp_user_timeout=4000", "-c", "idle_in_transaction_session_timeout=10s",
-            ]
-            self.process = ManagedProcess("postgres", argv, self.workdir / "postgres.log",
-                                          user=self._os_user, wrap=self.wrap)
-            self.process.start()
-            wait_until(self._accepting, timeout, f"PostgreSQL accepting connections on port {self.port}",
-                       interval=0.05, describe=lambda: f"log {self.workdir / 'postgres.log'}")
+            self._launch(timeout)
             if fresh:
                 self._create_role_and_db()
         except BaseException:
             self.stop()
             raise
+
+    def ensure_running(self, timeout: float = 30.0) -> bool:
+        """Start the server again on its data directory if it has exited, as a supervisor (systemd, a
+        kubelet) would — e.g. after a PANIC when its disk filled up, which a disk-full fault's heal (the
+        ballast removed) does not undo. True when it had to. The data directory is kept whatever
+        happens: this is a restart, never a fresh server."""
+        if self.process is not None and self.process.is_running():
+            return False
+        self._launch(timeout)
+        return True
+
+    def _launch(self, timeout: float) -> None:
+        """Start ``postgres`` on the prepared data directory and wait until it accepts connections."""
+        argv = [
+            str(self.bindir / "postgres"), "-D", str(self.data_dir),
+            "-c", f"listen_addresses={self.host}", "-c", f"port={self.port}",
+            "-c", f"unix_socket_directories={self.socket_dir}",
+            "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
+            "-c", "password_encryption=scram-sha-256", "-c", "log_min_messages=warning",
+            # as the manifests: a client that dies silently (isolated, then killed) must not keep its
+            # fence-row locks until the network heals
+            "-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1", "-c", "tcp_keepalives_count=2",
+            "-c", "tcp_user_timeout=4000", "-c", "idle_in_transaction_session_timeout=10s",
+        ]
+        self.process = ManagedProcess("postgres", argv, self.workdir / "postgres.log",
+                                      user=self._os_user, wrap=self.wrap)
+        self.process.start()
+        wait_until(self._accepting, timeout, f"PostgreSQL accepting connections on port {self.port}",
+                   interval=0.05, describe=lambda: f"log {self.workdir / 'postgres.log'}")
 
     def _accepting(self) -> bool:
         if self.process is None or not self.process.is_running():

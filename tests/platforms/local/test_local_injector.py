@@ -49,6 +49,7 @@ from harness.platforms.local.firewall import Partitioner
 from harness.platforms.local.injector import LocalInjector
 from harness.platforms.local.netns import Network
 from harness.platforms.local.process import ManagedProcess
+from harness.platforms.local.services import PostgresServer
 from harness.waiting import wait_until
 from harness.workload.lagwatch import LagWatch
 from tests.support.echo import EchoServer
@@ -380,6 +381,26 @@ def test_disk_full_then_freed(rig: Rig, tmp_path: Path) -> None:
         assert result["free_bytes"] > 4 * 2**20
         (disk.mountpoint / "more").write_bytes(b"x" * 65536)
         assert (disk.mountpoint / "data").read_bytes() == b"keep"
+
+
+@pytest.mark.integration
+@root_only
+@pytest.mark.skipif(not CAPS["fault:disk-full"][0], reason=CAPS["fault:disk-full"][1])
+def test_disk_full_heal_starts_a_postgres_that_exited_again(rig: Rig, tmp_path: Path) -> None:
+    """PostgreSQL that exited under a full disk (a PANIC writing its WAL, a startup that failed on the
+    full disk) is started again by the heal, on its data: explore's disk-full-postgres (5.9 s) left the
+    stack without a database for every later segment."""
+    rig.add("postgres", "postgres")
+    with SmallFilesystem(rig.fault_prefix, tmp_path / "pgdisk", size_mb=8) as disk, \
+            PostgresServer(tmp_path / "pg", password="s3cret") as pg:
+        rig.pg_disk, rig.postgres = disk, pg
+        inj = LocalInjector(rig).inject(DiskFault("postgres", "full"))
+        pg.kill()  # as the postmaster ends under the fault
+        result = inj.heal()
+        assert result["postgres_restarted"] is True and pg.process.is_running()
+        with pg.admin_connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert "postgres_restarted" not in LocalInjector(rig).inject(DiskFault("postgres", "full")).heal()
 
 
 # ---- fault windows: the hold asked for is the hold recorded ---------------------------------------------

@@ -168,3 +168,21 @@ def test_postgres_password_auth_rotation_and_cleanup(workdir: Path) -> None:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     assert not data_dir.exists()
     assert not server.process.is_running()
+
+
+@pytest.mark.skipif(find_pg_bindir() is None, reason="PostgreSQL not installed")
+def test_postgres_that_exited_is_started_again_on_its_data(workdir: Path) -> None:
+    """ensure_running: what the local platform does at a disk-full heal when PostgreSQL exited under
+    the fault (a PANIC on its WAL): a restart on the same data, nothing when it runs."""
+    with PostgresServer(workdir / "pg", password="s3cret") as server:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (v int)")
+            conn.execute("INSERT INTO kept VALUES (42)")
+        assert server.ensure_running() is False
+        pid = server.process.pid
+        server.kill()
+        assert not server.process.is_running()
+        assert server.ensure_running() is True
+        assert server.process.is_running() and server.process.pid != pid
+        with psycopg.connect(server.dsn()) as conn:
+            assert conn.execute("SELECT v FROM kept").fetchone() == (42,)
