@@ -12,8 +12,9 @@ when the node returns, after the budget; a correct one moves them after lease ex
 
 Judged per node outage that lasted at least the budget (a kill or a pause of a node, from its nemesis
 window): shorter outages end before a failover is due, and the node's return serves its keys. A key
-counts when some call on it was invoked in [down, down + budget] (otherwise it was not asked, and is
-not judged). A key first served elsewhere late, while another fault window overlapped the budget,
+counts when some call on it was invoked after the budget and before the node came back, when it must
+be served elsewhere (calls invoked before the failover fail rightly; a key the workload left alone
+in that stretch is not judged). A key first served elsewhere late, while another fault window overlapped the budget,
 is excused (the other fault can slow where the keys moved); a key served by no other node until the
 downed one came back fails regardless. Timing-based: a starved harness makes the segment unknown
 (the verdict layer), as for every budget.
@@ -37,7 +38,7 @@ class KeyFailover:
     """One key of a downed node: when another node first served it (None: not before the end)."""
 
     key: str
-    asked: bool  # a call on it was invoked within the budget after the node went down
+    asked: bool  # a call on it was invoked after the budget, while the node was still down
     first_elsewhere_s: float | None  # seconds after ``down`` when another node first answered ok
     first_back_s: float | None  # seconds after ``down`` when the downed node itself answered ok again
 
@@ -67,16 +68,18 @@ def keys_served_by(ops: list[Op], node: str, before: float) -> set[str]:
     return {k for k, (_, served) in last.items() if served == node}
 
 
-def key_failovers(ops: list[Op], keys: set[str], node: str, down: float, budget_s: float) -> list[KeyFailover]:
-    """Per key of ``node``: whether it was asked within the budget, and when it was first served again
-    (elsewhere / by ``node`` itself), counted from ``down``."""
+def key_failovers(ops: list[Op], keys: set[str], node: str, down: float, budget_s: float,
+                  back: float) -> list[KeyFailover]:
+    """Per key of ``node``: whether it was asked after the budget while the node was still down (``back``:
+    seconds after ``down``), and when it was first served again (elsewhere / by ``node`` itself), counted
+    from ``down``."""
     out = []
     for key in sorted(keys):
         calls = [o for o in ops if o.key == key and o.t_invoke >= down]
-        asked = any(o.t_invoke <= down + budget_s for o in calls)
+        asked = any(down + budget_s <= o.t_invoke < down + back for o in calls)
         elsewhere = [o.t_complete - down for o in calls if o.type == "ok" and (o.extra or {}).get("node") != node]
-        back = [o.t_complete - down for o in calls if o.type == "ok" and (o.extra or {}).get("node") == node]
-        out.append(KeyFailover(key, asked, min(elsewhere, default=None), min(back, default=None)))
+        again = [o.t_complete - down for o in calls if o.type == "ok" and (o.extra or {}).get("node") == node]
+        out.append(KeyFailover(key, asked, min(elsewhere, default=None), min(again, default=None)))
     return out
 
 
@@ -89,8 +92,8 @@ def _overlapped(history: History, w: FaultWindow, until: float) -> list[str]:
 @checker_factory
 def failover_while_down(budget_s: float) -> Checker:
     """Every key a node served when it went down (killed or paused for at least ``budget_s``) was served
-    by another node within ``budget_s``. No such outage, or none of its keys asked within the budget,
-    is unknown."""
+    by another node within ``budget_s``. No such outage, or none of its keys asked between the budget
+    and the node's return, is unknown."""
 
     def run(history: History) -> Check:
         windows = held_down(history, budget_s)
@@ -106,7 +109,7 @@ def failover_while_down(budget_s: float) -> Checker:
             down = w.t_start
             back = (w.t_stop if w.t_stop is not None else history.end) - down
             keys = keys_served_by(ops, node, down)
-            per_key = [k for k in key_failovers(ops, keys, node, down, budget_s) if k.asked]
+            per_key = [k for k in key_failovers(ops, keys, node, down, budget_s, back) if k.asked]
             others = _overlapped(history, w, down + budget_s)
             late = [k for k in per_key if k.first_elsewhere_s is None or k.first_elsewhere_s > budget_s]
             stayed = [k for k in late if k.first_elsewhere_s is None or k.first_elsewhere_s >= back]
@@ -118,7 +121,7 @@ def failover_while_down(budget_s: float) -> Checker:
                          for k in late]})
             label = f"{w.kind} of {node} at {down:.2f}s (down {back:.1f}s)"
             if not per_key:
-                excused.append(f"{label}: none of its {len(keys)} keys was asked within the budget")
+                excused.append(f"{label}: none of its {len(keys)} keys was asked between the budget and its return")
                 continue
             if stayed:
                 k = stayed[0]

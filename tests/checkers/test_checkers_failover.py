@@ -110,6 +110,11 @@ def test_keys_nobody_asked_during_the_outage_are_not_judged() -> None:
                     calls("a", 25, 30, {(0, 99): "node-0"}))
     c = failover_while_down(BUDGET)(quiet)
     assert c.verdict is Verdict.UNKNOWN and "none of its 1 keys was asked" in c.detail, c.detail
+    # asked only before the failover could have happened (all refused rightly), then left alone: not judged
+    early = history(window("f1", "kill", "node-0", DOWN, BACK), calls("a", 0, DOWN + 3, {(0, DOWN): "node-0"}),
+                    calls("a", 25, 30, {(0, 99): "node-0"}))
+    c = failover_while_down(BUDGET)(early)
+    assert c.verdict is Verdict.UNKNOWN, c.detail
 
 
 def test_recorded_explore_segments_with_a_node_paused_12s() -> None:
