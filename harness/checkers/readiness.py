@@ -47,8 +47,9 @@ keepalive spent 2 s failing over between etcd members, and etcd confirmed the le
 answers 503 only between two polls, and the calls refused in that moment look like calls refused
 while ready. A violation counts when the refusal lasted long enough for polls to have seen it: its
 *episode* — the refused calls on one shard of one node with no call on that shard succeeding in
-between — spans at least ``blind_s`` (first invocation to last completion: the poller asked the node
-at least twice while it refused that shard and was told 200 each time); or it belongs to a *burst*
+between — spans at least ``blind_s`` (between the first and the last refusal, each placed at its
+call's completion: the poller asked the node at least twice while it refused that shard and was told
+200 each time); or it belongs to a *burst*
 of at least ``MIN_BURST`` refusals by one node each less than ``blind_s`` apart (a node refusing many
 shards at once — the ones it claimed and still warms up — which a lapse between two polls does not
 explain: the recorded lapse met one call; ready-before-serving's quick catcher shows bursts of 3
@@ -170,34 +171,36 @@ def _aimed_windows(history: History) -> dict[str, list[tuple[float, float]]]:
 
 def observable(bad: list[dict[str, Any]], ok_at: dict[int, list[float]],
                blind_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split violations into those the readiness poller could have seen and the rest (module doc): a
-    violation is seen when it belongs to a refusal episode spanning at least ``blind_s`` — the refused
-    calls on one shard of one node with no call on that shard succeeding in between (``ok_at``: per
-    shard, the sorted invocation times of the calls that succeeded) — or to a burst of at least
-    ``MIN_BURST`` refusals by one node, each less than ``blind_s`` after the one before (a node refusing
-    many shards at once, as one that took over shards it still warms up; a lease lapse between two
-    polls refuses the one or two calls that arrive in it)."""
+    """Split violations into those the readiness poller could have seen and the rest (module doc). A
+    refusal is placed at its call's completion — when the node answered — not its invocation: a call
+    queued for half a second behind others is refused in the same moment as one sent just before.
+    A violation is seen when it belongs to a refusal episode spanning at least ``blind_s`` — the
+    refused calls on one shard of one node with no call on that shard succeeding in between
+    (``ok_at``: per shard, the sorted invocation times of the calls that succeeded) — or to a burst of
+    at least ``MIN_BURST`` refusals by one node, each less than ``blind_s`` after the one before (a
+    node refusing many shards at once, as one that took over shards it still warms up; a lease lapse
+    between two polls refuses the one or two calls that arrive in it)."""
     seen_ids: set[int] = set()
     by_shard: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for b in sorted(bad, key=lambda b: b["t"]):
+    for b in sorted(bad, key=lambda b: b["t_complete"]):
         by_shard[(b["node"], b["shard"])].append(b)
         by_node[b["node"]].append(b)
     for (_, shard), calls in by_shard.items():
         oks = ok_at.get(shard, [])
         for episode in _episodes(calls, partial(_served_between, oks)):
-            if max(e["t_complete"] for e in episode) - episode[0]["t"] >= blind_s:
+            if episode[-1]["t_complete"] - episode[0]["t_complete"] >= blind_s:
                 seen_ids.update(id(e) for e in episode)
     for calls in by_node.values():
-        for burst in _episodes(calls, lambda x, y: y["t"] - x["t"] >= blind_s):
+        for burst in _episodes(calls, lambda x, y: y["t_complete"] - x["t_complete"] >= blind_s):
             if len(burst) >= MIN_BURST:
                 seen_ids.update(id(e) for e in burst)
     return [b for b in bad if id(b) in seen_ids], [b for b in bad if id(b) not in seen_ids]
 
 
 def _served_between(oks: list[float], before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """A call on the shard succeeded between two refused ones (``oks``: its successes' invocation times)."""
-    return bisect.bisect_left(oks, before["t"]) < bisect.bisect_left(oks, after["t"])
+    """A call on the shard succeeded between two refusals (``oks``: its successes' invocation times)."""
+    return bisect.bisect_left(oks, before["t_complete"]) < bisect.bisect_left(oks, after["t_complete"])
 
 
 def _episodes(calls: list[dict[str, Any]],

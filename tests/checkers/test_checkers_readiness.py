@@ -180,3 +180,14 @@ def test_recorded_lease_lapse_on_the_correct_build_is_unobservable():
     assert c.verdict is Verdict.PASS and [v["op_id"] for v in c.data["unobservable"]] == [449], c.detail
     assert "1 refused in moments shorter than the readiness poller can see" in c.detail
     assert ready_means_serving(BUDGET, any_fault=True, blind_s=0.0)(h).verdict is Verdict.FAIL
+
+
+def test_recorded_calls_queued_into_a_lease_lapse_are_one_moment():
+    """The same schedule on the correct build another time (trimmed likewise): two deposits on one
+    wallet, invoked 0.4 s apart — the first queued behind others — were both refused at 5.53 s, in one
+    lapse ("confirmed alive again 0.04s after the local deadline"). A refusal is placed at its call's
+    completion; placed at the invocations the two spanned 0.5 s and were judged a violation."""
+    h = History.load(ROOT / "tests" / "data" / "histories" / "explore_lease_lapse_queued_calls.jsonl")
+    c = ready_means_serving(BUDGET, any_fault=True)(h)
+    assert c.verdict is Verdict.PASS, c.detail
+    assert {v["op_id"] for v in c.data["unobservable"]} >= {606, 667}
