@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DEAD_CLIENT_SETTINGS = {"tcp_keepalives_idle": "2", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "2",
                         "tcp_user_timeout": "4000",
-                        "idle_in_transaction_session_timeout": "10s"}
+                        "idle_in_transaction_session_timeout": "5s"}
 
 
 def postgres_settings(docs: tuple[dict, ...] | list[dict]) -> dict[str, str]:

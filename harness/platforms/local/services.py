@@ -330,9 +330,10 @@ class PostgresServer:
             "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
             "-c", "password_encryption=scram-sha-256", "-c", "log_min_messages=warning",
             # as the manifests: a client that dies silently (isolated, then killed) must not keep its
-            # fence-row locks until the network heals
+            # fence-row locks until the network heals, nor one paused mid-transaction for longer than 5 s
+            # (explore seed1-031: at 10 s the next owner's takeover missed the 10 s failover budget)
             "-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1", "-c", "tcp_keepalives_count=2",
-            "-c", "tcp_user_timeout=4000", "-c", "idle_in_transaction_session_timeout=10s",
+            "-c", "tcp_user_timeout=4000", "-c", "idle_in_transaction_session_timeout=5s",
         ]
         self.process = ManagedProcess("postgres", argv, self.workdir / "postgres.log",
                                       user=self._os_user, wrap=self.wrap)

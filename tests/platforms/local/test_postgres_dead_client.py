@@ -82,18 +82,28 @@ def _take_the_lock(server: PostgresServer, lock_timeout_s: int) -> None:
 def test_the_lock_of_a_client_killed_behind_a_cut_network_is_released(
         server_and_host: tuple[PostgresServer, Network]) -> None:
     server, net = server_and_host
-    _lock_then_die_silently(server, net, options="")
-    # the user timeout drops the dead peer 4 s after its last ack; 8 s leaves room on a loaded machine
-    _take_the_lock(server, lock_timeout_s=8)
+    # the idle-in-transaction limit (5 s) off for this session: what releases the lock here is the
+    # keepalives and the user timeout, which drop the dead peer 4 s after its last ack
+    _lock_then_die_silently(server, net, options="-c idle_in_transaction_session_timeout=0")
+    _take_the_lock(server, lock_timeout_s=8)  # 8 s leaves room on a loaded machine
+
+
+NO_KEEPALIVES = "-c tcp_keepalives_idle=0 -c tcp_keepalives_interval=0 -c tcp_keepalives_count=0 -c tcp_user_timeout=0"
 
 
 def test_without_the_keepalives_the_lock_is_held(server_and_host: tuple[PostgresServer, Network]) -> None:
-    """The control: the same client with the OS defaults (its session's settings at 0) keeps the lock (the
-    OS retransmits for ~15 min), so the test above passes because of the settings, not by luck. The
-    idle-in-transaction limit (10 s) is the backstop; the lock is tried for 5 s, before it."""
+    """The control: the same client with the OS defaults (its session's settings at 0, the idle limit
+    off) keeps the lock (the OS retransmits for ~15 min), so the test above passes because of the
+    settings, not by luck."""
     server, net = server_and_host
-    _lock_then_die_silently(
-        server, net, options="-c tcp_keepalives_idle=0 -c tcp_keepalives_interval=0 -c tcp_keepalives_count=0 "
-                "-c tcp_user_timeout=0")
+    _lock_then_die_silently(server, net, options=NO_KEEPALIVES + " -c idle_in_transaction_session_timeout=0")
     with pytest.raises(psycopg.errors.LockNotAvailable):
         _take_the_lock(server, lock_timeout_s=5)
+
+
+def test_the_idle_in_transaction_limit_is_the_backstop(server_and_host: tuple[PostgresServer, Network]) -> None:
+    """Without keepalives, the server's idle-in-transaction limit (5 s, what also bounds a client paused
+    mid-transaction) ends the session: the lock comes free within it and a margin."""
+    server, net = server_and_host
+    _lock_then_die_silently(server, net, options=NO_KEEPALIVES)
+    _take_the_lock(server, lock_timeout_s=9)
