@@ -45,17 +45,14 @@ that stops serving for a few tens of milliseconds — rightly: its lease lapsed 
 keepalive spent 2 s failing over between etcd members, and etcd confirmed the lease a moment later
 (the reference node logs "confirmed alive again 0.03s after the local deadline") —
 answers 503 only between two polls, and the calls refused in that moment look like calls refused
-while ready. A violation counts when the refusal lasted long enough for polls to have seen it: its
-*episode* — the refused calls on one shard of one node with no call on that shard succeeding in
-between — spans at least ``blind_s`` (between the first and the last refusal, each placed at its
-call's completion: the poller asked the node at least twice while it refused that shard and was told
-200 each time); or it belongs to a *burst*
-of at least ``MIN_BURST`` refusals by one node each less than ``blind_s`` apart (a node refusing many
-shards at once — the ones it claimed and still warms up — which a lapse between two polls does not
-explain: the recorded lapse met one call; ready-before-serving's quick catcher shows bursts of 3
-refusals 20–160 ms apart per node, besides longer ones). The others are kept in the data as
-``unobservable``. The recorded lapse: explore schedule seed1-018 on the correct build, one call
-refused 0.4 s after a partition healed, in a 30 ms lapse of node-1's lease (docs/explore.md).
+while ready. A node's refusals form an *episode* while each comes less than 0.5 s (2 × ``blind_s``)
+after the one before, each placed at its call's completion (when the node answered). An episode
+counts when it spans at least ``blind_s`` (the poller asked the node at least twice meanwhile and was
+told 200 each time), or when the node served another call inside it: then it was up and serving while
+it refused these — a node refusing the shards it claimed and still warms up (ready-before-serving:
+bursts of refusals among successes) — not in a lapse, in which it refuses everything. The others are
+kept in the data as ``unobservable``. Recorded lapses on the correct build (explore schedules
+seed1-018 and seed1-026): one, two and five refusals within 0.1 s, nothing served among them.
 """
 
 from __future__ import annotations
@@ -64,7 +61,6 @@ import bisect
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from harness.checkers.verdict import Check, Checker, Verdict, checker_factory, examples, named
@@ -78,7 +74,6 @@ CALL_FS = ("probe", "increment", "read", "deposit")
 # two and a half periods of the readiness poller (harness/readiness_poll.py, 0.1 s): a refusal episode
 # shorter than this may have fallen between two polls of a node that said 503 meanwhile
 BLIND_S = 0.25
-MIN_BURST = 3  # refusals by one node in one burst that no lapse between two polls explains
 
 
 @dataclass
@@ -169,38 +164,28 @@ def _aimed_windows(history: History) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def observable(bad: list[dict[str, Any]], ok_at: dict[int, list[float]],
+def observable(bad: list[dict[str, Any]], ok_calls: dict[str, list[tuple[float, float]]],
                blind_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split violations into those the readiness poller could have seen and the rest (module doc). A
-    refusal is placed at its call's completion — when the node answered — not its invocation: a call
-    queued for half a second behind others is refused in the same moment as one sent just before.
-    A violation is seen when it belongs to a refusal episode spanning at least ``blind_s`` — the
-    refused calls on one shard of one node with no call on that shard succeeding in between
-    (``ok_at``: per shard, the sorted invocation times of the calls that succeeded) — or to a burst of
-    at least ``MIN_BURST`` refusals by one node, each less than ``blind_s`` after the one before (a
-    node refusing many shards at once, as one that took over shards it still warms up; a lease lapse
-    between two polls refuses the one or two calls that arrive in it)."""
-    seen_ids: set[int] = set()
-    by_shard: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    """Split violations into those the readiness poller could have seen and the rest (module doc).
+    A node's refusals form an *episode* while each comes less than 2 × ``blind_s`` after the one before,
+    each placed at its call's completion (when the node answered: a call queued for half a second is
+    refused in the same moment as one sent just before). An episode counts when it spans at least
+    ``blind_s`` (the poller asked the node at least twice meanwhile and was told 200), or when the node
+    served another call inside it (``ok_calls``: per node, the (invocation, completion) of the calls it
+    served): then it was up and serving while it refused these — a node refusing the shards it still
+    warms up — not in a lapse between two polls, in which it refuses everything."""
+    seen: list[dict[str, Any]] = []
+    unseen: list[dict[str, Any]] = []
     by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for b in sorted(bad, key=lambda b: b["t_complete"]):
-        by_shard[(b["node"], b["shard"])].append(b)
         by_node[b["node"]].append(b)
-    for (_, shard), calls in by_shard.items():
-        oks = ok_at.get(shard, [])
-        for episode in _episodes(calls, partial(_served_between, oks)):
-            if episode[-1]["t_complete"] - episode[0]["t_complete"] >= blind_s:
-                seen_ids.update(id(e) for e in episode)
-    for calls in by_node.values():
-        for burst in _episodes(calls, lambda x, y: y["t_complete"] - x["t_complete"] >= blind_s):
-            if len(burst) >= MIN_BURST:
-                seen_ids.update(id(e) for e in burst)
-    return [b for b in bad if id(b) in seen_ids], [b for b in bad if id(b) not in seen_ids]
-
-
-def _served_between(oks: list[float], before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """A call on the shard succeeded between two refusals (``oks``: its successes' invocation times)."""
-    return bisect.bisect_left(oks, before["t_complete"]) < bisect.bisect_left(oks, after["t_complete"])
+    for node, calls in by_node.items():
+        served = ok_calls.get(node, [])
+        for ep in _episodes(calls, lambda x, y: y["t_complete"] - x["t_complete"] >= 2 * blind_s):
+            a, z = ep[0]["t_complete"], ep[-1]["t_complete"]
+            inside = any(a < t0 and t1 < z for t0, t1 in served)
+            (seen if z - a >= blind_s or inside else unseen).extend(ep)
+    return sorted(seen, key=lambda b: b["t"]), sorted(unseen, key=lambda b: b["t"])
 
 
 def _episodes(calls: list[dict[str, Any]],
@@ -232,14 +217,14 @@ def ready_means_serving(budget_s: float, any_fault: bool = False, blind_s: float
         aimed = _aimed_windows(history)
         judged: list[Op] = []
         bad: list[dict[str, Any]] = []
-        ok_at: dict[int, list[float]] = defaultdict(list)
+        ok_calls: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for op in history.ops(CALL_FS):
             if op.key is None or op.error == NO_COMPLETION:
                 continue
             t = op.t_invoke
             shard = shard_of(op.key, placement.shards)
-            if op.type == "ok":
-                ok_at[shard].append(t)
+            if op.type == "ok" and (op.extra or {}).get("node"):
+                ok_calls[str((op.extra or {})["node"])].append((t, op.t_complete))
             owner = placement.owner_over(shard, t - budget_s, t + budget_s)
             if owner is None or owner not in ready or not ready[owner].ready_over(t - budget_s, t + budget_s):
                 continue
@@ -253,9 +238,7 @@ def ready_means_serving(budget_s: float, any_fault: bool = False, blind_s: float
                 bad.append({"op_id": op.op_id, "f": op.f, "key": op.key, "t": round(t, 3), "node": owner,
                             "gate": gate, "type": op.type, "error": (op.error or "")[:160],
                             "t_complete": round(op.t_complete, 3), "shard": shard})
-        for times in ok_at.values():
-            times.sort()
-        bad, unseen = observable(bad, ok_at, blind_s)
+        bad, unseen = observable(bad, ok_calls, blind_s)
         data.update(judged=len(judged), violations=bad, unobservable=unseen, blind_s=blind_s)
         if not judged:
             return Check(NAME, Verdict.UNKNOWN, "no call went to a node that had said ready for the whole "
