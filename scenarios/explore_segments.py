@@ -109,7 +109,7 @@ def invariants(t: Timers, faulted: bool = True, schedule: Schedule | None = None
         checks.append(endpoints_honoured())
     if schedule is not None and faulted and held_down(t, schedule):
         checks.append(failover_while_down(budgets.failover(t)))  # the scenarios' RTO, for the node held down
-    return [*checks, recovery_after_heal(budget_s=budgets.failover(t))] if faulted else checks
+    return [*checks, recovery_after_heal(budget_s=budgets.failover(t), composed=True)] if faulted else checks
 
 
 def held_down(t: Timers, schedule: Schedule) -> bool:

@@ -91,20 +91,37 @@ def rto(budget_s: float, params: MeasureParams | None = None) -> Checker:
     return named(name, run)
 
 
+def last_overlapping_heal(f: FaultMeasurement, faults: Collection[FaultMeasurement]) -> float | None:
+    """The latest heal among the faults active at some moment between ``f``'s injection and its
+    recovery (``f`` included): while any of them held, the stack could not be expected to recover."""
+    end = f.t_recovered if f.t_recovered is not None else float("inf")
+    heals = [g.t_heal for g in faults if g.t_heal is not None and g.t_inject <= end and g.t_heal >= f.t_inject]
+    return max(heals, default=f.t_heal)
+
+
 @checker_factory
-def recovery_after_heal(budget_s: float, params: MeasureParams | None = None) -> Checker:
-    """H(t): for every healed fault, max(0, t_recovered − t_heal) ≤ ``budget_s``."""
+def recovery_after_heal(budget_s: float, params: MeasureParams | None = None, composed: bool = False) -> Checker:
+    """H(t): for every healed fault, max(0, t_recovered − t_heal) ≤ ``budget_s``. ``composed`` (the
+    explorer's overlapping schedules): counted from the last heal of the faults that overlapped the
+    outage (:func:`last_overlapping_heal`) — a dip is attributed to the fault injected before it, and a
+    later fault that held the stack down would otherwise be charged to the first one's recovery."""
     name = "recovery_after_heal"
 
     def run(history: History) -> Check:
-        faults = [f for f in measure_faults(history, params) if f.t_heal is not None]
-        data = {"budget_s": budget_s, "faults": _fault_dicts(tuple(faults))}
+        measured = measure_faults(history, params)
+        faults = [f for f in measured if f.t_heal is not None]
+        data = {"budget_s": budget_s, "faults": _fault_dicts(tuple(faults)), "composed": composed}
         if not faults:
             return Check(name, Verdict.UNKNOWN, "no healed fault: recovery after heal is undefined", data)
         fails, unknown, oks = [], [], []
         for f in faults:
             label = f"{_fault_label(f)}, healed at {fmt_t(f.t_heal)}"
             value = f.recovery_after_heal_s
+            ref = last_overlapping_heal(f, measured) if composed else None
+            rec, healed = f.t_recovered, f.t_heal
+            if value is not None and ref is not None and rec is not None and healed is not None and ref > healed:
+                value = round(max(0.0, rec - ref), 6)
+                label += f"; the last overlapping fault healed at {fmt_t(ref)}"
             if f.status == "never-recovered":
                 fails.append(f"never recovered after {label}")
             elif f.status == "no-data" or value is None:

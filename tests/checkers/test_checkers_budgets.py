@@ -227,3 +227,17 @@ def test_oracle_errors_are_not_evidence() -> None:
     only_errors = History(events=[Event(1.0, "sample", "oracle", "shardmap", value=err)])
     c = converged(within_s=5)(only_errors)
     assert c.verdict is Verdict.UNKNOWN and "ConnectionRefusedError" in c.detail
+
+
+def test_composed_recovery_counts_from_the_last_overlapping_heal() -> None:
+    """A recorded explore segment on the correct build (seed1-026, its probes and fault windows): gate-1
+    killed 1.8 s, then the cluster cut in halves for 6 s and gate-1 paused for 7.8 s. The probe's dip
+    began under the kill and lasted until 6 s after the pause healed; charged to the kill it is 16.4 s
+    after its heal (the plain form fails), counted from the last overlapping heal 5.97 s — within 10 s,
+    not within 5 s."""
+    h = History.load(DATA / "histories" / "explore_overlapping_faults_recovery.jsonl")
+    plain = recovery_after_heal(10.0)(h)
+    assert plain.verdict is Verdict.FAIL and "16.37s after the heal" in plain.detail, plain.detail
+    composed = recovery_after_heal(10.0, composed=True)(h)
+    assert composed.verdict is Verdict.PASS and "last overlapping fault healed at 15.11s" in composed.detail
+    assert recovery_after_heal(5.0, composed=True)(h).verdict is Verdict.FAIL
