@@ -288,9 +288,14 @@ def bugs_main(argv: list[str]) -> int:
                         "selection on the correct build)")
     p.add_argument("--quick", action="store_true",
                    help="only each bug's one QUICK selection (the cheapest reliable catcher), not all of CATCHERS")
+    p.add_argument("--correct-only", action="store_true",
+                   help="only the correct build's runs on the bugs' selections: the false-alarm half, e.g. in a "
+                        "second process beside a --no-correct one")
     args, extra = p.parse_known_args(argv)
     if args.repeat < 1:
         p.error(f"--repeat: must be a positive number of runs, got {args.repeat}")
+    if args.correct_only and args.no_correct:
+        p.error("--correct-only and --no-correct: choose one (together they would run nothing)")
     unknown = [b for b in args.only if b not in CATCHERS]
     if unknown:
         p.error(f"--only: unknown seeded bug {unknown[0]!r}; known: {', '.join(CATCHERS)}")
@@ -302,7 +307,7 @@ def bugs_main(argv: list[str]) -> int:
     runs: list[Run] = []
     catchers = {b: (QUICK[b],) if args.quick else CATCHERS[b] for b in bugs}
     for i in range(args.repeat):
-        for bug in bugs:
+        for bug in [] if args.correct_only else bugs:
             runs += [_run_once(bug, sel, i, out, extra) for sel in catchers[bug]]
         if not args.no_correct:
             sels = list(dict.fromkeys(s for b in bugs for s in catchers[b]))

@@ -141,6 +141,20 @@ def test_quick_runs_each_bug_once_on_its_quick_selection_and_no_correct_leaves_t
     assert calls == [("no-fencing", QUICK["no-fencing"]), (None, QUICK["no-fencing"])]
     calls.clear()
     assert bugmatrix.bugs_main(["--only", "slow-failover", *argv[2:], "--no-correct"]) == 1  # not caught
+    calls.clear()
+    assert bugmatrix.bugs_main([*argv, "--correct-only"]) == 0  # the false-alarm half: no bug run
+    assert calls == [(None, QUICK["no-fencing"])]
+    calls.clear()
+    assert bugmatrix.bugs_main(["--only", "slow-failover", "--correct-only", *argv[2:]]) == 0  # correct passes
+    assert calls == [(None, QUICK["slow-failover"])]
+
+
+def test_correct_only_with_no_correct_is_one_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        bugmatrix.bugs_main(["--correct-only", "--no-correct", "--artifacts", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--correct-only and --no-correct" in err and not list(tmp_path.iterdir())  # nothing started
 
 
 def test_the_html_page_shows_rates_checks_false_alarms_and_links_each_run(tmp_path: Path) -> None:
