@@ -530,10 +530,13 @@ def _record_duration(item: pytest.Item) -> None:
     import json
 
     from harness.report.files import RESULT_FILE, write_json
+    from harness.report.store import scenario_dirname
 
     if RUN_DIR_ENV not in os.environ:
         return
-    path = Path(os.environ[RUN_DIR_ENV]) / _scenario_id(item) / RESULT_FILE
+    # the directory the scenario fixture wrote to (RunDir.scenario_dir of the node id), not the dotted
+    # scenario id: with the id the path never existed and every junit time was 0
+    path = Path(os.environ[RUN_DIR_ENV]) / scenario_dirname(item.nodeid) / RESULT_FILE
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("duration_s") is None:

@@ -227,6 +227,9 @@ def test_starved_unknown_does_not_fail_the_run_but_other_unknowns_and_bugs_do(tm
     assert run["settings"]["starved_lag_ms"] == 250.0 and run["settings"]["strict_unknown"] is False
     assert "1 unknown because the harness was starved (measurement invalid): not counted as failures" in out
     assert 'type="starved"' in junit and 'errors="1"' in junit and 'failures="2"' in junit
+    # each scenario's wall time reaches run.json and junit (a CI page shows durations from it)
+    assert all((s.get("duration_s") or 0) > 0 for s in run["scenarios"]), run["scenarios"]
+    assert 'time="0.000"' not in junit, junit
 
 
 def test_strict_unknown_fails_the_starved_scenario_too(tmp_path: Path) -> None:
