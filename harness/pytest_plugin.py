@@ -518,11 +518,12 @@ def _outcome_word(item: pytest.Item) -> str:
 def _record_deploy_error(item: pytest.Item, reason: str) -> None:
     """A scenario whose stack never came up is an error with its reason in run.json, junit and the report."""
     from harness.report.results import ScenarioResult, write_scenario_result
+    from harness.report.store import scenario_dirname
 
     sid = _scenario_id(item)
     sr = ScenarioResult(id=sid, verdict="unknown", reason=reason, extra={"error": "deploy"})
-    with contextlib.suppress(OSError):
-        write_scenario_result(Path(os.environ[RUN_DIR_ENV]) / sid, sr)
+    with contextlib.suppress(OSError):  # the scenario's own directory, where its duration is added
+        write_scenario_result(Path(os.environ[RUN_DIR_ENV]) / scenario_dirname(item.nodeid), sr)
 
 
 def _record_duration(item: pytest.Item) -> None:

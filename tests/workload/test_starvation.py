@@ -286,3 +286,42 @@ def test_the_lag_watch_counts_a_watched_process_waiting_for_a_cpu() -> None:
         for p in procs:
             p.kill()
             p.wait()
+
+
+DEPLOY_CONFTEST = '''
+import pytest
+
+from harness.pytest_plugin import DeployError
+
+
+@pytest.fixture(scope="module")
+def stack():
+    raise DeployError("deploy failed: etcd did not answer (full error: x)")
+'''
+
+
+def test_a_deploy_error_is_an_unknown_scenario_in_its_own_directory_with_its_time(tmp_path: Path) -> None:
+    """A stack that never came up: the scenario is `unknown` with the reason, written where the
+    scenario's results go (the directory named from its node id), with its wall time in run.json and
+    junit like any other scenario."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.report.store import scenario_dirname
+
+    (tmp_path / "test_dep.py").write_text("def test_never_deployed(scenario):\n    raise AssertionError('ran')\n")
+    (tmp_path / "conftest.py").write_text(DEPLOY_CONFTEST)
+    art = tmp_path / "artifacts"
+    env = {**os.environ, "GVH_PLATFORM": "kind"}
+    env.pop("GVH_RUN_DIR", None)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--artifacts", str(art),
+                        str(tmp_path / "test_dep.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    run = json.loads((art / "latest" / "run.json").read_text())
+    (s,) = run["scenarios"]
+    assert s["verdict"] == "unknown" and "etcd did not answer" in s["reason"], s
+    assert s["dir"] == scenario_dirname("test_dep.py::test_never_deployed"), s["dir"]
+    assert (s.get("duration_s") or 0) > 0, s
+    assert 'time="0.000"' not in (art / "latest" / "junit.xml").read_text()
