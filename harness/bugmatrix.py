@@ -13,8 +13,12 @@ selection and repeat, each in its own artifacts directory.
 
 Counting: a run *caught* the bug when one of its scenarios has verdict ``fail``; ``unknown`` is shown
 but is not a catch (it is not evidence of the bug). For the correct build, any verdict but ``pass``
-or ``skipped`` is a false alarm (``unknown`` fails a run too). A run that wrote no run.json (a crash
-before the report) counts as an error, never as a catch.
+or ``skipped`` is a false alarm (``unknown`` fails a run too) — except an ``unknown`` because the
+harness was starved (``is_starved``: its measurement is invalid, as the run itself says when it does
+not fail on it): that result is *invalid*, counted apart, neither a catch nor an alarm nor a pass, and
+the runner measures again (``--invalid-retries``, same repeat) so each repeat has a valid run when the
+machine allows; ``--strict-unknown`` passed on to the runs makes it an alarm again. A run that wrote no
+run.json (a crash before the report) counts as an error, never as a catch.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from harness.childrun import run_child
 from harness.refstack.bugs import BUGS
+from harness.report.results import is_starved
 
 
 @dataclass(frozen=True)
@@ -111,19 +116,33 @@ class Run:
     exit_code: int = 0
     artifacts: str = ""
     wall_s: float | None = None  # the whole `goverse-harness run` process, start to exit
+    attempt: int = 0  # > 0: a measurement again after an invalid (starved) run of the same repeat
 
 
 @dataclass
 class Cell:
-    runs: int = 0
+    runs: int = 0  # valid results (invalid ones are counted apart)
     caught: int = 0  # verdict fail (for the correct build: a false alarm, fail or unknown)
     unknown: int = 0
     errors: int = 0
+    invalid: int = 0  # unknown because the harness was starved: no evidence either way
     failed_checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def to_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "caught": self.caught, "unknown": self.unknown, "errors": self.errors,
-                "failed_checks": dict(sorted(self.failed_checks.items()))}
+                "invalid": self.invalid, "failed_checks": dict(sorted(self.failed_checks.items()))}
+
+
+def _strict(run: Run) -> bool:
+    return bool(((run.run_json or {}).get("settings") or {}).get("strict_unknown"))
+
+
+def invalid_run(run: Run) -> bool:
+    """The run measured nothing usable: a scenario is unknown because the harness was starved and none
+    failed (a fail is evidence as it stands), and the run was not strict about unknowns."""
+    scen = _scenarios(run)
+    return (not _strict(run) and any(is_starved(s) for s in scen)
+            and not any(s.get("verdict") == "fail" for s in scen))
 
 
 def _scenarios(run: Run) -> list[dict[str, Any]]:
@@ -155,8 +174,12 @@ def build_matrix(runs: list[Run], rates: dict[str, float] | None = None) -> dict
             cells[row][run.selection.label].runs += 1
             cells[row][run.selection.label].errors += 1
             continue
+        strict = _strict(run)
         for s in scen:
             cell = cells[row][str(s.get("id"))]
+            if not strict and is_starved(s):
+                cell.invalid += 1  # measurement invalid: neither a catch, an alarm nor a pass
+                continue
             cell.runs += 1
             verdict = s.get("verdict")
             bad = verdict == "fail" or (run.bug is None and verdict != "pass")
@@ -180,7 +203,7 @@ def build_matrix(runs: list[Run], rates: dict[str, float] | None = None) -> dict
     if CORRECT in cells:
         total = sum(c.runs for c in cells[CORRECT].values())
         alarms = sum(c.caught + c.errors for c in cells[CORRECT].values())
-        correct = {"runs": total, "false_alarms": alarms,
+        correct = {"runs": total, "false_alarms": alarms, "invalid": sum(c.invalid for c in cells[CORRECT].values()),
                    "false_alarm_rate": round(alarms / total, 4) if total else None,
                    "scenarios": {sid: c.to_dict() for sid, c in sorted(cells[CORRECT].items())}}
     ok = all(b["ok"] for b in bugs.values()) and (correct is None or correct["false_alarms"] == 0)
@@ -194,6 +217,7 @@ def render_markdown(matrix: dict[str, Any]) -> str:
         for sid, c in b["scenarios"].items():
             extra = f" ({c['unknown']} unknown)" if c["unknown"] else ""
             extra += f" ({c['errors']} errors)" if c["errors"] else ""
+            extra += f" ({c['invalid']} invalid: harness starved)" if c.get("invalid") else ""
             checks = ", ".join(f"{n} {k}/{c['runs']}" for n, k in c["failed_checks"].items()) or "—"
             lines.append(f"| `{bug}` | {sid} | {c['caught']}/{c['runs']}{extra} | {checks} |")
     lines.append("")
@@ -205,8 +229,10 @@ def render_markdown(matrix: dict[str, Any]) -> str:
     cb = matrix["correct_build"]
     if cb is not None:
         lines.append("")
+        invalid = (f"; {cb['invalid']} more invalid (harness starved: measured again, not counted)"
+                   if cb.get("invalid") else "")
         lines.append(f"Correct build: {cb['false_alarms']} false alarms in {cb['runs']} scenario runs "
-                     f"(rate {cb['false_alarm_rate']}).")
+                     f"(rate {cb['false_alarm_rate']}){invalid}.")
         for sid, c in cb["scenarios"].items():
             if c["caught"] or c["errors"]:
                 checks = ", ".join(f"{n} {k}/{c['runs']}" for n, k in c["failed_checks"].items()) or "—"
@@ -252,8 +278,9 @@ def write_outputs(matrix: dict[str, Any], out: Path, started_at: str | None = No
 
 
 # ---- the runner ---------------------------------------------------------------------------------------
-def _run_once(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str]) -> Run:
-    art = out / "runs" / (bug or "correct") / sel.label.replace("/", "_").replace(" ", "_") / str(repeat)
+def _run_once(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str], attempt: int = 0) -> Run:
+    art = out / "runs" / (bug or "correct") / sel.label.replace("/", "_").replace(" ", "_") / (
+        str(repeat) + (f"-again{attempt}" if attempt else ""))
     cmd = [sys.executable, "-m", "harness.cli", "run", sel.file, "-k", sel.k, "-q", "--artifacts", str(art),
            *(["--bug", bug] if bug else []), *extra]
     print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: {' '.join(cmd[2:])}", flush=True)
@@ -263,7 +290,17 @@ def _run_once(bug: str | None, sel: Selection, repeat: int, out: Path, extra: li
     found = sorted(art.glob("runs/*/run.json"))
     data = json.loads(found[-1].read_text(encoding="utf-8")) if found else None
     print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: exit {code} in {wall} s", flush=True)
-    return Run(bug, sel, repeat, data, code, str(art), wall)
+    return Run(bug, sel, repeat, data, code, str(art), wall, attempt)
+
+
+def _measured(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str], retries: int) -> list[Run]:
+    """One repeat of one selection, measured again (up to ``retries`` times) while its run is invalid."""
+    runs = [_run_once(bug, sel, repeat, out, extra)]
+    while invalid_run(runs[-1]) and len(runs) <= retries:
+        print(f"== {bug or 'correct build'} × {sel.label} #{repeat + 1}: invalid (harness starved), "
+              f"measuring again ({len(runs)} of {retries})", flush=True)
+        runs.append(_run_once(bug, sel, repeat, out, extra, attempt=len(runs)))
+    return runs
 
 
 def _in_run_s(data: dict[str, Any] | None) -> float | None:
@@ -291,7 +328,12 @@ def bugs_main(argv: list[str]) -> int:
     p.add_argument("--correct-only", action="store_true",
                    help="only the correct build's runs on the bugs' selections: the false-alarm half, e.g. in a "
                         "second process beside a --no-correct one")
+    p.add_argument("--invalid-retries", type=int, default=2, metavar="N",
+                   help="measure a run again, up to N times, while it is invalid (unknown because the "
+                        "harness was starved; default 2)")
     args, extra = p.parse_known_args(argv)
+    if args.invalid_retries < 0:
+        p.error(f"--invalid-retries: must be 0 or more, got {args.invalid_retries}")
     if args.repeat < 1:
         p.error(f"--repeat: must be a positive number of runs, got {args.repeat}")
     if args.correct_only and args.no_correct:
@@ -308,12 +350,15 @@ def bugs_main(argv: list[str]) -> int:
     catchers = {b: (QUICK[b],) if args.quick else CATCHERS[b] for b in bugs}
     for i in range(args.repeat):
         for bug in [] if args.correct_only else bugs:
-            runs += [_run_once(bug, sel, i, out, extra) for sel in catchers[bug]]
+            for sel in catchers[bug]:
+                runs += _measured(bug, sel, i, out, extra, args.invalid_retries)
         if not args.no_correct:
             sels = list(dict.fromkeys(s for b in bugs for s in catchers[b]))
-            runs += [_run_once(None, sel, i, out, extra) for sel in sels]
+            for sel in sels:
+                runs += _measured(None, sel, i, out, extra, args.invalid_retries)
     matrix = build_matrix(runs)
-    matrix["runs"] = [{"bug": r.bug, "selection": r.selection.label, "repeat": r.repeat, "exit_code": r.exit_code,
+    matrix["runs"] = [{"bug": r.bug, "selection": r.selection.label, "repeat": r.repeat, "attempt": r.attempt,
+                       "invalid": invalid_run(r), "exit_code": r.exit_code,
                        "artifacts": r.artifacts, "run_id": (r.run_json or {}).get("run_id"), "wall_s": r.wall_s,
                        "in_run_s": _in_run_s(r.run_json)} for r in runs]
     write_outputs(matrix, out, started_at)

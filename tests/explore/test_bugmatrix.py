@@ -78,6 +78,54 @@ def test_a_failing_correct_build_is_a_false_alarm() -> None:
     assert CORRECT not in m["bugs"]
 
 
+def test_a_starved_correct_run_is_invalid_not_a_false_alarm_unless_strict() -> None:
+    """A real correct-build run of scale_nodes_down beside a second `bugs` process (2026-12-04): every
+    check passed, the harness lagged 1046 ms, so the scenario is unknown (measurement invalid). The run
+    itself does not fail on that; the matrix counts it apart — and as an alarm under --strict-unknown."""
+    starved = run_json("scale_down_correct_starved")
+    scale = Selection("scenarios/test_scaling.py", "scale_nodes_down")
+    assert bugmatrix.invalid_run(Run(None, scale, 0, starved))
+    m = build_matrix([Run(None, scale, 0, starved), Run(None, PAUSE, 0, run_json("chaos_kill_pause_correct"))])
+    cb = m["correct_build"]
+    assert (cb["false_alarms"], cb["invalid"], cb["runs"], m["ok"]) == (0, 1, 2, True)
+    assert cb["scenarios"]["scaling.test_scale_nodes_down"]["invalid"] == 1
+    assert "1 more invalid (harness starved" in render_markdown(m)
+    strict = {**starved, "settings": {**starved["settings"], "strict_unknown": True}}
+    assert not bugmatrix.invalid_run(Run(None, scale, 0, strict))
+    m = build_matrix([Run(None, scale, 0, strict)])
+    assert (m["correct_build"]["false_alarms"], m["ok"]) == (1, False)
+    # for a bug an invalid run is no catch (as any unknown); a fail stays a catch, never invalid
+    m = build_matrix([Run("lose-state-on-handover", scale, 0, starved)])
+    assert (m["bugs"]["lose-state-on-handover"]["caught"], m["ok"]) == (0, False)
+    assert not bugmatrix.invalid_run(Run("no-fencing", PAUSE, 0, run_json("pause_no_fencing")))
+
+
+def test_an_invalid_run_is_measured_again_in_the_same_repeat(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner re-runs a starved run (same repeat, attempt 1, 2 ...) up to --invalid-retries times;
+    the matrix keeps both, counts the valid one, and the runs list says which was invalid."""
+    calls: list[int] = []
+    scale = Selection("scenarios/test_scaling.py", "scale_nodes_down")
+    answers = {0: "scale_down_correct_starved", 1: "scale_down_correct_starved", 2: "chaos_kill_pause_correct"}
+
+    def fake(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str], attempt: int = 0) -> Run:
+        calls.append(attempt)
+        return Run(bug, sel, repeat, run_json(answers[attempt]), 0, str(out / str(attempt)), 1.0, attempt)
+
+    monkeypatch.setattr(bugmatrix, "_run_once", fake)
+    monkeypatch.setattr(bugmatrix, "QUICK", {**QUICK, "lose-state-on-handover": scale})
+    argv = ["--only", "lose-state-on-handover", "--quick", "--correct-only", "--artifacts", str(tmp_path)]
+    assert bugmatrix.bugs_main(argv) == 0
+    assert calls == [0, 1, 2]  # invalid, invalid, then a valid run
+    matrix = json.loads(next(tmp_path.glob("bugs/*/matrix.json")).read_text())
+    assert [(r["attempt"], r["invalid"]) for r in matrix["runs"]] == [(0, True), (1, True), (2, False)]
+    assert matrix["correct_build"]["invalid"] == 2 and matrix["correct_build"]["false_alarms"] == 0
+    calls.clear()
+    assert bugmatrix.bugs_main([*argv, "--invalid-retries", "0"]) == 0 and calls == [0]
+    with pytest.raises(SystemExit):
+        bugmatrix.bugs_main([*argv, "--invalid-retries", "-1"])
+
+
 def test_every_seeded_bug_has_catchers_and_a_rate() -> None:
     assert set(CATCHERS) == set(BUGS) == set(STATED_RATE) == set(KNOWN_BUGS)
     for sels in CATCHERS.values():
@@ -128,7 +176,7 @@ def test_quick_runs_each_bug_once_on_its_quick_selection_and_no_correct_leaves_t
     calls: list[tuple[str | None, Selection]] = []
     data = {"no-fencing": "pause_no_fencing", "slow-failover": "restarts_correct"}
 
-    def fake(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str]) -> Run:
+    def fake(bug: str | None, sel: Selection, repeat: int, out: Path, extra: list[str], attempt: int = 0) -> Run:
         calls.append((bug, sel))
         return Run(bug, sel, repeat, run_json(data[bug] if bug else "restarts_correct"), 0, str(out), 1.0)
 
