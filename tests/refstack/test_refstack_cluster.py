@@ -58,7 +58,12 @@ def _db(pg: PgAccess) -> psycopg.Connection:
 def _key_blocked_in_postgres(cluster: LocalCluster, pg: PgAccess, advertise: str) -> tuple[str, psycopg.Connection]:
     """A key served by ``advertise`` (one increment acknowledged) and a transaction holding its shard's
     fence row FOR UPDATE: the next write to the key waits in PostgreSQL until the blocker rolls back."""
+    cluster.wait_converged(20)  # no shard between owners when the key is chosen
     key = _key_on(cluster, advertise)
+    # the gate's view follows etcd's by a watch event: after the previous test's rebalance it can still
+    # say "shard N has no current node" (seen in CI) — wait until it routes the key (a read: idempotent)
+    wait_until(lambda: cluster.call(0, "Counter", key, "Get", wire.new("counter.GetRequest")).ok, 10,
+               f"gate-0 to route {key}")
     assert cluster.call(0, "Counter", key, "Increment", wire.new(INC, amount=1)).ok
     blocker = _db(pg)
     blocker.autocommit = False
