@@ -229,7 +229,7 @@ def render_markdown(matrix: dict[str, Any]) -> str:
     cb = matrix["correct_build"]
     if cb is not None:
         lines.append("")
-        invalid = (f"; {cb['invalid']} more invalid (harness starved: measured again, not counted)"
+        invalid = (f"; {cb['invalid']} more invalid (harness starved), not counted"
                    if cb.get("invalid") else "")
         lines.append(f"Correct build: {cb['false_alarms']} false alarms in {cb['runs']} scenario runs "
                      f"(rate {cb['false_alarm_rate']}){invalid}.")
